@@ -1,0 +1,252 @@
+//! `volley`: the command line over the volley engine.
+//!
+//! Exit codes: 0 every input got an outcome; 1 the run failed; 2 usage or
+//! input error; 130 interrupted (rerun to resume).
+
+mod args;
+mod progress;
+mod summary;
+
+use std::fs::File;
+use std::io::{BufRead, BufReader, IsTerminal, Write};
+use std::path::Path;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use clap::Parser as _;
+use tokio_util::sync::CancellationToken;
+use volley::RunError;
+use volley::export::{ExportError, Format};
+use volley::store::sqlite::{SqliteReader, SqliteStore};
+use volley::store::{Store as _, StoreError};
+
+use crate::args::{Cli, Command, ExportArgs, ExportFormat, FetchArgs};
+use crate::progress::Display;
+
+/// Bytes of input read ahead.
+const INPUT_BUFFER_BYTES: usize = 64 * 1024;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => return fail(&anyhow::anyhow!("cannot start the async runtime: {e}")),
+    };
+    let result = runtime.block_on(async {
+        match cli.command {
+            Command::Fetch(args) => fetch(&cli.db, *args).await,
+            Command::Status => status(&cli.db),
+            Command::Export(args) => export(&cli.db, &args),
+        }
+    });
+    match result {
+        Ok(code) => code,
+        Err(e) => fail(&e),
+    }
+}
+
+/// Writes to stderr, ignoring a closed stderr (`eprintln!` would panic).
+fn say(text: std::fmt::Arguments<'_>) {
+    let _ = std::io::stderr().lock().write_fmt(text);
+}
+
+/// A run failure: one line, exit 1.
+fn fail(e: &anyhow::Error) -> ExitCode {
+    say(format_args!("volley: error: {e:#}\n"));
+    ExitCode::FAILURE
+}
+
+/// A usage or input error: one line saying what to fix, exit 2.
+fn usage(message: impl std::fmt::Display) -> ExitCode {
+    say(format_args!("volley: error: {message}\n"));
+    ExitCode::from(2)
+}
+
+/// Whether a store error is the user's to fix (exit 2) rather than a failure.
+fn is_usage_error(e: &StoreError) -> bool {
+    matches!(
+        e,
+        StoreError::JobInputMismatch { .. } | StoreError::NoSuchJob(_) | StoreError::Missing(_)
+    )
+}
+
+/// Where the URL list comes from.
+enum Input {
+    Stdin,
+    File(std::path::PathBuf),
+}
+
+impl Input {
+    fn open(&self) -> std::io::Result<Box<dyn BufRead + Send>> {
+        Ok(match self {
+            Input::Stdin => Box::new(BufReader::with_capacity(
+                INPUT_BUFFER_BYTES,
+                std::io::stdin(),
+            )),
+            Input::File(path) => Box::new(BufReader::with_capacity(
+                INPUT_BUFFER_BYTES,
+                File::open(path)?,
+            )),
+        })
+    }
+}
+
+async fn fetch(db: &Path, args: FetchArgs) -> anyhow::Result<ExitCode> {
+    let spec = args.spec();
+    if let Err(e) = spec.validate() {
+        return Ok(usage(e));
+    }
+    let (input, recorded, default_name) = match args.input.as_deref() {
+        None => (Input::Stdin, "-".to_owned(), "stdin".to_owned()),
+        Some(p) if p == Path::new("-") => (Input::Stdin, "-".to_owned(), "stdin".to_owned()),
+        Some(path) => {
+            let canonical = match path.canonicalize() {
+                Ok(c) => c,
+                Err(e) => {
+                    return Ok(usage(format_args!(
+                        "cannot open input {}: {e}",
+                        path.display()
+                    )));
+                }
+            };
+            let name = path
+                .file_name()
+                .map_or_else(|| "input".to_owned(), |n| n.to_string_lossy().into_owned());
+            (
+                Input::File(canonical.clone()),
+                canonical.display().to_string(),
+                name,
+            )
+        }
+    };
+    let name = args.job.clone().unwrap_or(default_name);
+    let store = Arc::new(SqliteStore::open(db)?);
+    let job = match store.open_job(&name, &recorded).await {
+        Ok(job) => job,
+        Err(e) if is_usage_error(&e) => return Ok(usage(e)),
+        Err(e) => return Err(e.into()),
+    };
+    let reader = if job.ingest_complete {
+        None
+    } else {
+        if matches!(input, Input::Stdin) && std::io::stdin().is_terminal() {
+            return Ok(usage(
+                "no input: give a FILE of URLs, or pipe them on stdin",
+            ));
+        }
+        match input.open() {
+            Ok(reader) => Some(reader),
+            Err(e) => return Ok(usage(format_args!("cannot open input {recorded}: {e}"))),
+        }
+    };
+
+    let control = volley::Control::default();
+    let signals = tokio::spawn(watch_signals(control.stop.clone(), spec.grace));
+    let shown = CancellationToken::new();
+    let display = tokio::spawn(progress::show(
+        Display::choose(args.quiet),
+        Arc::clone(&control.progress),
+        shown.clone(),
+    ));
+    let result = volley::fetch_job(store, &job, reader, spec, &control).await;
+    shown.cancel();
+    let _ = display.await;
+    signals.abort();
+    match result {
+        Ok(report) => {
+            say(format_args!("{}", summary::run_summary(&job.name, &report)));
+            Ok(if report.interrupted {
+                ExitCode::from(130)
+            } else {
+                ExitCode::SUCCESS
+            })
+        }
+        Err(RunError::InputNeeded(job)) => Ok(usage(RunError::InputNeeded(job))),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// First Ctrl-C or SIGTERM: stop gracefully. Second: exit at once, leaving
+/// unfinished tasks leased for the next run to reclaim.
+async fn watch_signals(stop: CancellationToken, grace: std::time::Duration) {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+    let mut next = async || {
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            Some(()) = async { match term.as_mut() { Some(t) => t.recv().await, None => std::future::pending().await } } => {}
+        }
+    };
+    next().await;
+    say(format_args!(
+        "\nvolley: stopping: no new requests; requests in flight get {}s to finish (Ctrl-C again to quit at once)\n",
+        grace.as_secs_f64()
+    ));
+    stop.cancel();
+    next().await;
+    say(format_args!(
+        "volley: quitting at once; rerun the same command to resume\n"
+    ));
+    std::process::exit(130);
+}
+
+fn status(db: &Path) -> anyhow::Result<ExitCode> {
+    let reader = match SqliteReader::open(db) {
+        Ok(r) => r,
+        Err(e) if is_usage_error(&e) => return Ok(usage(e)),
+        Err(e) => return Err(e.into()),
+    };
+    let jobs = reader.jobs()?;
+    let mut out = std::io::stdout().lock();
+    out.write_all(summary::status_table(&jobs).as_bytes())
+        .context("writing to stdout")?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn export(db: &Path, args: &ExportArgs) -> anyhow::Result<ExitCode> {
+    let reader = match SqliteReader::open(db) {
+        Ok(r) => r,
+        Err(e) if is_usage_error(&e) => return Ok(usage(e)),
+        Err(e) => return Err(e.into()),
+    };
+    let job = match &args.job {
+        Some(name) => match reader.job(name) {
+            Ok(job) => job,
+            Err(e) if is_usage_error(&e) => return Ok(usage(e)),
+            Err(e) => return Err(e.into()),
+        },
+        None => {
+            let mut jobs = reader.jobs()?;
+            if jobs.len() != 1 {
+                return Ok(usage(format_args!(
+                    "{} jobs in {}; choose one with --job NAME (`volley status` lists them)",
+                    jobs.len(),
+                    db.display()
+                )));
+            }
+            jobs.remove(0).job
+        }
+    };
+    let format = match args.format {
+        ExportFormat::Jsonl => Format::Jsonl,
+        ExportFormat::Csv => Format::Csv,
+    };
+    match volley::export::export(&reader, job.id, format, std::io::stdout().lock()) {
+        Ok(_) => Ok(ExitCode::SUCCESS),
+        // A closed pipe (`| head`) is the reader's choice, not a failure.
+        Err(ExportError::Write(e)) if e.kind() == std::io::ErrorKind::BrokenPipe => {
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(e) => Err(e.into()),
+    }
+}

@@ -1,0 +1,655 @@
+//! End-to-end tests of `volley fetch`, `status` and `export`: the real
+//! binary against a real HTTP server on 127.0.0.1, recording into a real
+//! SQLite file.
+
+mod support;
+
+use std::time::Duration;
+
+use support::{Server, Volley, path_of, pattern_sha256, signal, stderr};
+
+/// Flags that keep retries fast in tests.
+const FAST: [&str; 5] = ["--quiet", "--backoff-base", "10ms", "--backoff-max", "50ms"];
+
+fn fetch_args<'a>(list: &'a str, extra: &[&'a str]) -> Vec<&'a str> {
+    let mut args = vec!["fetch", list];
+    args.extend_from_slice(&FAST);
+    args.extend_from_slice(extra);
+    args
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn records_one_ok_outcome_per_url_with_hash_and_timing() {
+    let server = Server::start().await;
+    let v = Volley::new();
+    let urls: Vec<String> = (0..40).map(|i| server.url(&format!("/ok/{i}"))).collect();
+    let list = v.write_lines("urls.txt", &urls);
+    let out = v
+        .run(&fetch_args(list.to_str().expect("utf-8 path"), &[]))
+        .await;
+    assert!(
+        out.status.success(),
+        "exit {:?}: {}",
+        out.status,
+        stderr(&out)
+    );
+    v.assert_one_outcome_per_task(40);
+    let row = v.row(7);
+    assert_eq!(
+        (row.class.as_str(), row.status, row.attempts),
+        ("ok", Some(200), 1)
+    );
+    assert_eq!(row.state, "done");
+    assert_eq!(row.bytes, Some(4));
+    assert_eq!(
+        row.body_sha256.as_deref(),
+        Some(hex::encode(<sha2::Sha256 as sha2::Digest>::digest(b"ok 6")).as_str())
+    );
+    for url in &urls {
+        assert_eq!(server.hits(&path_of(url)), 1, "{url} requested once");
+    }
+    let summary = stderr(&out);
+    assert!(summary.contains("40 inputs"), "{summary}");
+    assert!(summary.contains("p95"), "{summary}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn records_404_without_retrying_it() {
+    let server = Server::start().await;
+    let v = Volley::new();
+    let list = v.write_lines("urls.txt", &[server.url("/status/404")]);
+    let out = v
+        .run(&fetch_args(
+            list.to_str().expect("utf-8 path"),
+            &["--retries", "3"],
+        ))
+        .await;
+    assert!(out.status.success(), "{}", stderr(&out));
+    let row = v.row(1);
+    assert_eq!(
+        (row.class.as_str(), row.status, row.attempts),
+        ("http_4xx", Some(404), 1)
+    );
+    assert_eq!(row.state, "failed");
+    assert_eq!(server.hits("/status/404"), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retries_503_until_it_recovers() {
+    let server = Server::start().await;
+    let v = Volley::new();
+    let list = v.write_lines(
+        "urls.txt",
+        &[
+            server.url("/flaky/a?fails=2&code=503"),
+            server.url("/flaky/b?fails=5&code=502"),
+        ],
+    );
+    let out = v
+        .run(&fetch_args(
+            list.to_str().expect("utf-8 path"),
+            &["--retries", "3"],
+        ))
+        .await;
+    assert!(out.status.success(), "{}", stderr(&out));
+    let recovered = v.row(1);
+    assert_eq!(
+        (
+            recovered.class.as_str(),
+            recovered.status,
+            recovered.attempts
+        ),
+        ("ok", Some(200), 3)
+    );
+    assert_eq!(server.hits("/flaky/a"), 3);
+    // Retries exhausted: the last cause is kept, with the attempt count.
+    let gave_up = v.row(2);
+    assert_eq!(
+        (gave_up.class.as_str(), gave_up.status, gave_up.attempts),
+        ("http_5xx", Some(502), 4)
+    );
+    assert!(
+        gave_up
+            .message
+            .as_deref()
+            .is_some_and(|m| m.contains("retries exhausted")),
+        "{gave_up:?}"
+    );
+    assert_eq!(server.hits("/flaky/b"), 4);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn waits_for_retry_after_in_seconds_and_http_date_forms() {
+    let server = Server::start().await;
+    let v = Volley::new();
+    let list = v.write_lines(
+        "urls.txt",
+        &[
+            server.url("/retry-after/secs?secs=1&form=seconds"),
+            server.url("/retry-after/date?secs=2&form=date&code=503"),
+        ],
+    );
+    // The backoff alone would retry within 50 ms; only Retry-After explains a longer wait.
+    let out = v
+        .run(&fetch_args(list.to_str().expect("utf-8 path"), &[]))
+        .await;
+    assert!(out.status.success(), "{}", stderr(&out));
+    for (line, path, at_least) in [
+        (1, "/retry-after/secs", Duration::from_secs(1)),
+        // An HTTP-date has whole seconds: "now + 2 s" may be read as 1.x s.
+        (2, "/retry-after/date", Duration::from_secs(1)),
+    ] {
+        let row = v.row(line);
+        assert_eq!((row.class.as_str(), row.attempts), ("ok", 2), "{row:?}");
+        let arrivals = server.arrivals(path);
+        assert_eq!(arrivals.len(), 2, "{path}");
+        let waited = arrivals[1] - arrivals[0];
+        assert!(waited >= at_least, "{path}: retried after {waited:?}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn does_not_retry_when_retry_after_exceeds_the_cap() {
+    let server = Server::start().await;
+    let v = Volley::new();
+    let list = v.write_lines("urls.txt", &[server.url("/retry-after/long?secs=3600")]);
+    let out = v
+        .run(&fetch_args(
+            list.to_str().expect("utf-8 path"),
+            &["--max-retry-after", "60s"],
+        ))
+        .await;
+    assert!(out.status.success(), "{}", stderr(&out));
+    let row = v.row(1);
+    assert_eq!(
+        (row.class.as_str(), row.status, row.attempts),
+        ("http_4xx", Some(429), 1)
+    );
+    assert!(
+        row.message
+            .as_deref()
+            .is_some_and(|m| m.contains("--max-retry-after")),
+        "{row:?}"
+    );
+    assert_eq!(server.hits("/retry-after/long"), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn classifies_timeouts_and_refused_connections() {
+    let server = Server::start().await;
+    // A port that was just free: nothing listens there.
+    let closed = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        listener.local_addr().expect("address").port()
+    };
+    let v = Volley::new();
+    let list = v.write_lines(
+        "urls.txt",
+        &[
+            server.url("/slow?ms=5000"),
+            server.url("/stall"),
+            format!("http://127.0.0.1:{closed}/nothing-here"),
+        ],
+    );
+    let args = [
+        "--timeout",
+        "1s",
+        "--read-timeout",
+        "300ms",
+        "--retries",
+        "1",
+    ];
+    let out = v
+        .run(&fetch_args(list.to_str().expect("utf-8 path"), &args))
+        .await;
+    assert!(out.status.success(), "{}", stderr(&out));
+    let slow = v.row(1);
+    // Headers never came: the read timeout (300 ms) fires before the total (1 s).
+    assert_eq!(
+        (slow.class.as_str(), slow.attempts),
+        ("read_timeout", 2),
+        "{slow:?}"
+    );
+    let stalled = v.row(2);
+    assert_eq!(
+        (stalled.class.as_str(), stalled.status),
+        ("read_timeout", Some(200)),
+        "{stalled:?}"
+    );
+    let refused = v.row(3);
+    assert_eq!(
+        (refused.class.as_str(), refused.attempts),
+        ("connect_refused", 2),
+        "{refused:?}"
+    );
+
+    // With a generous read timeout, the whole-attempt timeout fires instead.
+    let v = Volley::new();
+    let list = v.write_lines("urls.txt", &[server.url("/slow?ms=5000")]);
+    let args = [
+        "--timeout",
+        "500ms",
+        "--read-timeout",
+        "30s",
+        "--retries",
+        "0",
+    ];
+    let out = v
+        .run(&fetch_args(list.to_str().expect("utf-8 path"), &args))
+        .await;
+    assert!(out.status.success(), "{}", stderr(&out));
+    let row = v.row(1);
+    assert_eq!(
+        (row.class.as_str(), row.attempts),
+        ("total_timeout", 1),
+        "{row:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn follows_redirects_up_to_the_cap_and_records_the_final_url() {
+    let server = Server::start().await;
+    let v = Volley::new();
+    let list = v.write_lines(
+        "urls.txt",
+        &[server.url("/redirect/3"), server.url("/redirect/9")],
+    );
+    let out = v
+        .run(&fetch_args(
+            list.to_str().expect("utf-8 path"),
+            &["--max-redirects", "5"],
+        ))
+        .await;
+    assert!(out.status.success(), "{}", stderr(&out));
+    let followed = v.row(1);
+    assert_eq!(
+        (followed.class.as_str(), followed.status),
+        ("ok", Some(200))
+    );
+    assert_eq!(followed.final_url, Some(server.url("/redirect/0")));
+    let looped = v.row(2);
+    assert_eq!(looped.class, "too_many_redirects", "{looped:?}");
+    assert_eq!(looped.attempts, 1, "a redirect cap is not retried");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn decodes_gzip_and_hashes_the_decoded_body() {
+    let server = Server::start().await;
+    let v = Volley::new();
+    let list = v.write_lines("urls.txt", &[server.url("/gzip")]);
+    let out = v
+        .run(&fetch_args(list.to_str().expect("utf-8 path"), &[]))
+        .await;
+    assert!(out.status.success(), "{}", stderr(&out));
+    let row = v.row(1);
+    let text = support::gzip_text();
+    assert_eq!(row.class, "ok");
+    assert_eq!(row.bytes, Some(text.len() as u64));
+    assert_eq!(
+        row.body_sha256,
+        Some(hex::encode(<sha2::Sha256 as sha2::Digest>::digest(
+            text.as_bytes()
+        )))
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn streams_a_large_body_to_disk_under_its_hash_and_stops_at_max_body() {
+    let server = Server::start().await;
+    let v = Volley::new();
+    let size: u64 = 24 << 20;
+    let list = v.write_lines(
+        "urls.txt",
+        &[
+            server.url(&format!("/big/{size}")),
+            server.url("/big/2000000"),
+        ],
+    );
+    let bodies = v.path("bodies");
+    let out = v
+        .run(&fetch_args(
+            list.to_str().expect("utf-8 path"),
+            &[
+                "--save-bodies",
+                bodies.to_str().expect("utf-8 path"),
+                "--max-body",
+                "30M",
+            ],
+        ))
+        .await;
+    assert!(out.status.success(), "{}", stderr(&out));
+    let row = v.row(1);
+    let expected = pattern_sha256(size);
+    assert_eq!((row.class.as_str(), row.bytes), ("ok", Some(size)));
+    assert_eq!(row.body_sha256.as_deref(), Some(expected.as_str()));
+    let saved = row.body_path.expect("body saved");
+    assert!(
+        saved.ends_with(&format!("{}/{}", &expected[..2], expected)),
+        "{saved}"
+    );
+    let on_disk = std::fs::read(&saved).expect("read the saved body");
+    assert_eq!(on_disk.len() as u64, size);
+    assert_eq!(
+        hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&on_disk)),
+        expected
+    );
+    let partial: Vec<_> = std::fs::read_dir(bodies.join(".partial"))
+        .expect("partial directory exists")
+        .collect();
+    assert!(partial.is_empty(), "no partial files left: {partial:?}");
+
+    // The same body over a 1 MiB cap stops early and is not saved.
+    let v = Volley::new();
+    let list = v.write_lines("urls.txt", &[server.url("/big/2000000")]);
+    let out = v
+        .run(&fetch_args(
+            list.to_str().expect("utf-8 path"),
+            &["--max-body", "1M"],
+        ))
+        .await;
+    assert!(out.status.success(), "{}", stderr(&out));
+    let row = v.row(1);
+    assert_eq!(
+        (row.class.as_str(), row.attempts),
+        ("body_too_large", 1),
+        "{row:?}"
+    );
+    assert!(
+        row.bytes.is_some_and(|b| b > 1 << 20 && b < 2_000_000),
+        "{row:?}"
+    );
+    assert_eq!(row.body_path, None);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn records_invalid_lines_and_duplicates_and_goes_on() {
+    let server = Server::start().await;
+    let v = Volley::new();
+    let lines = vec![
+        server.url("/ok/1"),
+        "# a comment".to_owned(),
+        String::new(),
+        "not a url".to_owned(),
+        "ftp://example.test/file".to_owned(),
+        server.url("/ok/1"),
+        server.url("/ok/2"),
+    ];
+    let list = v.write_lines("urls.txt", &lines);
+    let out = v
+        .run(&fetch_args(list.to_str().expect("utf-8 path"), &[]))
+        .await;
+    assert!(out.status.success(), "{}", stderr(&out));
+    v.assert_one_outcome_per_task(5);
+    let invalid = v.row(4);
+    assert_eq!(invalid.class, "invalid_url");
+    assert!(
+        invalid
+            .message
+            .as_deref()
+            .is_some_and(|m| m.starts_with("line 4:")),
+        "{invalid:?}"
+    );
+    assert!(
+        v.row(5)
+            .message
+            .as_deref()
+            .is_some_and(|m| m.contains("scheme 'ftp'"))
+    );
+    let duplicate = v.row(6);
+    assert_eq!(
+        (duplicate.class.as_str(), duplicate.duplicate_of_line),
+        ("duplicate", Some(1))
+    );
+    assert_eq!(v.row(7).class, "ok");
+    assert_eq!(server.hits("/ok/1"), 1, "a duplicate URL is fetched once");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sends_configured_headers_and_user_agent() {
+    let server = Server::start().await;
+    let v = Volley::new();
+    let list = v.write_lines("urls.txt", &[server.url("/echo")]);
+    let args = ["-H", "X-Volley-Test: yes", "--user-agent", "volley-test/1"];
+    let out = v
+        .run(&fetch_args(list.to_str().expect("utf-8 path"), &args))
+        .await;
+    assert!(out.status.success(), "{}", stderr(&out));
+    let seen = server.headers_seen();
+    assert_eq!(seen.len(), 1);
+    assert_eq!(seen[0]["x-volley-test"], "yes");
+    assert_eq!(seen[0]["user-agent"], "volley-test/1");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_and_export_show_what_was_recorded() {
+    let server = Server::start().await;
+    let v = Volley::new();
+    let list = v.write_lines(
+        "urls.txt",
+        &[server.url("/ok/1"), "bad".into(), server.url("/status/500")],
+    );
+    let out = v
+        .run(&fetch_args(
+            list.to_str().expect("utf-8 path"),
+            &["--retries", "0", "--job", "j1"],
+        ))
+        .await;
+    assert!(out.status.success(), "{}", stderr(&out));
+
+    let status = v.run(&["status"]).await;
+    assert!(status.status.success());
+    let table = String::from_utf8_lossy(&status.stdout);
+    assert!(table.contains("j1"), "{table}");
+    assert!(table.contains("http_5xx 1"), "{table}");
+
+    let jsonl = v.run(&["export", "--job", "j1"]).await;
+    assert!(jsonl.status.success(), "{}", stderr(&jsonl));
+    let rows: Vec<serde_json::Value> = String::from_utf8_lossy(&jsonl.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("each line is JSON"))
+        .collect();
+    let classes: Vec<&str> = rows.iter().filter_map(|r| r["class"].as_str()).collect();
+    assert_eq!(classes, ["ok", "invalid_url", "http_5xx"]);
+    assert_eq!(rows[2]["status"], 500);
+
+    let csv = v.run(&["export", "--job", "j1", "--format", "csv"]).await;
+    let text = String::from_utf8_lossy(&csv.stdout);
+    assert!(text.starts_with("line,url,class,status,"), "{text}");
+    assert_eq!(text.lines().count(), 4, "a header and three rows");
+
+    let missing = v.run(&["export", "--job", "nope"]).await;
+    assert_eq!(missing.status.code(), Some(2), "{}", stderr(&missing));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_flags_and_inputs_exit_2_with_one_line() {
+    let v = Volley::new();
+    let cases: [&[&str]; 4] = [
+        &["fetch", "no-such-file.txt"],
+        &["fetch", "-", "--concurrency", "0"],
+        &["fetch", "-", "--timeout", "soon"],
+        &["fetch", "-", "-H", "no colon here"],
+    ];
+    for args in cases {
+        let out = v.run(args).await;
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {}", stderr(&out));
+        let err = stderr(&out);
+        assert!(err.contains("error"), "{args:?}: {err}");
+    }
+    // The same job name over another input is refused, not mixed.
+    let a = v.write_lines("a.txt", &["http://127.0.0.1:9/".into()]);
+    let b = v.write_lines("b.txt", &["http://127.0.0.1:9/".into()]);
+    let first = v
+        .run(&fetch_args(
+            a.to_str().expect("utf-8 path"),
+            &["--job", "same", "--retries", "0"],
+        ))
+        .await;
+    assert!(first.status.success(), "{}", stderr(&first));
+    let second = v
+        .run(&fetch_args(
+            b.to_str().expect("utf-8 path"),
+            &["--job", "same"],
+        ))
+        .await;
+    assert_eq!(second.status.code(), Some(2), "{}", stderr(&second));
+    assert!(
+        stderr(&second).contains("--job NAME"),
+        "{}",
+        stderr(&second)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn resumes_after_kill_9_without_duplicates_or_refetching_finished_urls() {
+    let server = Server::start().await;
+    let v = Volley::new();
+    let n = 3000u64;
+    let urls: Vec<String> = (0..n)
+        .map(|i| server.url(&format!("/ok/{i}?ms=2")))
+        .collect();
+    let list = v.write_lines("urls.txt", &urls);
+    let list = list.to_str().expect("utf-8 path");
+    let args = fetch_args(list, &["--concurrency", "16", "--per-host", "16"]);
+
+    let mut child = v.command(&args).spawn().expect("start volley");
+    server.wait_for_requests(n / 3).await;
+    child.start_kill().expect("SIGKILL volley");
+    let status = child.wait().await.expect("reap volley");
+    assert!(!status.success(), "volley was killed, not finished");
+
+    // What was recorded before the kill must never be fetched again.
+    let finished_before: Vec<String> = v.rows().into_iter().map(|r| r.url).collect();
+    assert!(
+        !finished_before.is_empty(),
+        "some outcomes were committed before the kill"
+    );
+    assert!((finished_before.len() as u64) < n, "the kill came mid-run");
+
+    let out = v.run(&args).await;
+    assert!(out.status.success(), "{}", stderr(&out));
+    v.assert_one_outcome_per_task(n);
+    for url in &finished_before {
+        assert_eq!(
+            server.hits(&path_of(url)),
+            1,
+            "{url} was fetched again after resume"
+        );
+    }
+    assert!(v.rows().iter().all(|r| r.class == "ok"));
+    assert_eq!(v.task_states().get("leased"), None);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ctrl_c_drains_exits_130_and_the_rerun_completes() {
+    let server = Server::start().await;
+    let v = Volley::new();
+    let n = 400u64;
+    let urls: Vec<String> = (0..n)
+        .map(|i| server.url(&format!("/ok/{i}?ms=50")))
+        .collect();
+    let list = v.write_lines("urls.txt", &urls);
+    let list = list.to_str().expect("utf-8 path");
+    let args = fetch_args(
+        list,
+        &["--concurrency", "8", "--per-host", "8", "--grace", "10s"],
+    );
+
+    let child = v.command(&args).spawn().expect("start volley");
+    server.wait_for_requests(40).await;
+    signal(child.id().expect("running"), libc::SIGINT);
+    let out = tokio::time::timeout(Duration::from_secs(30), child.wait_with_output())
+        .await
+        .expect("volley drained within 30 s")
+        .expect("reap volley");
+    assert_eq!(out.status.code(), Some(130), "{}", stderr(&out));
+    assert!(stderr(&out).contains("interrupted"), "{}", stderr(&out));
+    // Drained cleanly: nothing left leased, every recorded task is final.
+    let states = v.task_states();
+    assert_eq!(states.get("leased"), None, "{states:?}");
+    let recorded = v.rows().len() as u64;
+    assert!(recorded > 0 && recorded < n, "recorded {recorded}");
+    assert!(
+        v.rows().iter().all(|r| r.class == "ok"),
+        "requests in flight finished within the grace period"
+    );
+
+    let out = v.run(&args).await;
+    assert!(out.status.success(), "{}", stderr(&out));
+    v.assert_one_outcome_per_task(n);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_ctrl_c_quits_at_once_and_leaves_a_resumable_job() {
+    let server = Server::start().await;
+    let v = Volley::new();
+    let hanging: Vec<String> = (0..4)
+        .map(|i| server.url(&format!("/slow?ms=600000&i={i}")))
+        .collect();
+    let list = v.write_lines("urls.txt", &hanging);
+    let list = list.to_str().expect("utf-8 path");
+    let args = fetch_args(
+        list,
+        &[
+            "--grace",
+            "600s",
+            "--timeout",
+            "900s",
+            "--read-timeout",
+            "900s",
+        ],
+    );
+
+    let mut child = v.command(&args).spawn().expect("start volley");
+    let pid = child.id().expect("running");
+    server.wait_for_requests(4).await;
+    signal(pid, libc::SIGINT);
+    // The first Ctrl-C is acknowledged before the second is sent. The
+    // reader stays alive so volley's later lines still have a pipe.
+    let stderr_pipe = child.stderr.take().expect("stderr is piped");
+    let _stderr_lines = wait_for_line(stderr_pipe, "stopping").await;
+    signal(pid, libc::SIGINT);
+    let out = tokio::time::timeout(Duration::from_secs(10), child.wait_with_output())
+        .await
+        .expect("volley quit at once")
+        .expect("reap volley");
+    assert_eq!(out.status.code(), Some(130));
+    assert_eq!(
+        v.task_states().get("leased"),
+        Some(&4),
+        "in-flight tasks stay leased"
+    );
+
+    // The next run reclaims them and gives each an outcome (here a timeout,
+    // since the route still hangs).
+    let args = fetch_args(list, &["--timeout", "2s", "--retries", "0"]);
+    let out = v.run(&args).await;
+    assert!(out.status.success(), "{}", stderr(&out));
+    v.assert_one_outcome_per_task(4);
+    assert!(
+        v.rows().iter().all(|r| r.class == "total_timeout"),
+        "{:?}",
+        v.rows()
+    );
+}
+
+/// Reads `pipe` until a line containing `needle` arrives; returns the
+/// reader, positioned after that line.
+async fn wait_for_line(
+    pipe: tokio::process::ChildStderr,
+    needle: &str,
+) -> tokio::io::Lines<tokio::io::BufReader<tokio::process::ChildStderr>> {
+    use tokio::io::AsyncBufReadExt as _;
+    let mut lines = tokio::io::BufReader::new(pipe).lines();
+    let found = tokio::time::timeout(Duration::from_secs(10), async {
+        while let Ok(Some(line)) = lines.next_line().await {
+            if line.contains(needle) {
+                return true;
+            }
+        }
+        false
+    })
+    .await;
+    assert_eq!(found, Ok(true), "volley printed a line with {needle:?}");
+    lines
+}

@@ -1,0 +1,463 @@
+//! Test support, written once: a real HTTP server on loopback whose routes
+//! behave the ways volley must handle, and a runner for the real `volley`
+//! binary over a throwaway directory and database.
+//!
+//! Routes (all GET):
+//! - `/ok/{n}?ms=D` — 200 `ok {n}`, after D ms if given.
+//! - `/status/{code}` — that status.
+//! - `/flaky/{key}?fails=N&code=C` — status C (default 503) for the first N
+//!   requests to that path, then 200.
+//! - `/retry-after/{key}?secs=S&form=seconds|date&code=C` — first request: C
+//!   (default 429) with `Retry-After` in the given form; then 200.
+//! - `/slow?ms=D` — 200 after D ms.
+//! - `/stall` — headers and one chunk at once, then silence.
+//! - `/redirect/{n}` — 302 to `/redirect/{n-1}`; `/redirect/0` is 200.
+//! - `/gzip` — a gzip-encoded text body (`Content-Encoding: gzip`).
+//! - `/big/{bytes}` — a streamed body of [`pattern`] bytes.
+//! - `/echo` — 200; the request headers are kept for [`Server::headers_seen`].
+
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+use std::io::Write as _;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::{Output, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime};
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{Path as UrlPath, Query, Request, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use tokio::sync::Notify;
+
+/// Query parameters.
+type Params = HashMap<String, String>;
+
+/// What the server saw.
+#[derive(Default)]
+pub struct Seen {
+    /// Arrival times of requests, by path (without query).
+    hits: Mutex<HashMap<String, Vec<Instant>>>,
+    /// Requests in total.
+    total: AtomicU64,
+    /// Woken on every request.
+    arrived: Notify,
+    /// Request headers of `/echo`.
+    headers: Mutex<Vec<HeaderMap>>,
+}
+
+/// A running test server.
+#[derive(Clone)]
+pub struct Server {
+    pub addr: SocketAddr,
+    seen: Arc<Seen>,
+}
+
+impl Server {
+    /// Starts a server on 127.0.0.1 with a free port, on the current runtime.
+    pub async fn start() -> Server {
+        let seen = Arc::new(Seen::default());
+        let app = Router::new()
+            .route("/ok/{n}", get(ok))
+            .route("/status/{code}", get(status))
+            .route("/flaky/{key}", get(flaky))
+            .route("/retry-after/{key}", get(retry_after))
+            .route("/slow", get(slow))
+            .route("/stall", get(stall))
+            .route("/redirect/{n}", get(redirect))
+            .route("/gzip", get(gzip))
+            .route("/big/{bytes}", get(big))
+            .route("/echo", get(echo))
+            .layer(middleware::from_fn_with_state(Arc::clone(&seen), count))
+            .with_state(Arc::clone(&seen));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind a loopback port for the test server");
+        let addr = listener.local_addr().expect("test server address");
+        tokio::spawn(async move {
+            axum::serve(listener, app).await.expect("test server runs");
+        });
+        Server { addr, seen }
+    }
+
+    /// The URL of `path` on this server.
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.addr, path)
+    }
+
+    /// Requests that reached `path` (without query).
+    pub fn hits(&self, path: &str) -> u64 {
+        self.arrivals(path).len() as u64
+    }
+
+    /// Arrival times of requests to `path`.
+    pub fn arrivals(&self, path: &str) -> Vec<Instant> {
+        self.seen
+            .hits
+            .lock()
+            .expect("hits lock")
+            .get(path)
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    /// Requests so far, all paths.
+    pub fn total(&self) -> u64 {
+        self.seen.total.load(Ordering::SeqCst)
+    }
+
+    /// Waits until at least `n` requests have arrived in total.
+    pub async fn wait_for_requests(&self, n: u64) {
+        loop {
+            let arrived = self.seen.arrived.notified();
+            tokio::pin!(arrived);
+            arrived.as_mut().enable();
+            if self.total() >= n {
+                return;
+            }
+            arrived.await;
+        }
+    }
+
+    /// Request headers received by `/echo`.
+    pub fn headers_seen(&self) -> Vec<HeaderMap> {
+        self.seen.headers.lock().expect("headers lock").clone()
+    }
+}
+
+async fn count(State(seen): State<Arc<Seen>>, request: Request, next: Next) -> Response {
+    seen.hits
+        .lock()
+        .expect("hits lock")
+        .entry(request.uri().path().to_owned())
+        .or_default()
+        .push(Instant::now());
+    seen.total.fetch_add(1, Ordering::SeqCst);
+    seen.arrived.notify_waiters();
+    next.run(request).await
+}
+
+fn hits_of(seen: &Seen, path: &str) -> usize {
+    seen.hits
+        .lock()
+        .expect("hits lock")
+        .get(path)
+        .map_or(0, Vec::len)
+}
+
+fn param<T: std::str::FromStr>(q: &Params, key: &str) -> Option<T> {
+    q.get(key).and_then(|v| v.parse().ok())
+}
+
+async fn ok(UrlPath(n): UrlPath<String>, Query(q): Query<Params>) -> String {
+    if let Some(ms) = param::<u64>(&q, "ms") {
+        tokio::time::sleep(Duration::from_millis(ms)).await;
+    }
+    format!("ok {n}")
+}
+
+async fn status(UrlPath(code): UrlPath<u16>) -> Response {
+    let code = StatusCode::from_u16(code).unwrap_or(StatusCode::IM_A_TEAPOT);
+    (code, format!("status {code}")).into_response()
+}
+
+async fn flaky(
+    State(seen): State<Arc<Seen>>,
+    UrlPath(key): UrlPath<String>,
+    Query(q): Query<Params>,
+) -> Response {
+    let fails = param::<usize>(&q, "fails").unwrap_or(1);
+    let code = param::<u16>(&q, "code").unwrap_or(503);
+    if hits_of(&seen, &format!("/flaky/{key}")) <= fails {
+        let code = StatusCode::from_u16(code).unwrap_or(StatusCode::SERVICE_UNAVAILABLE);
+        return (code, "try again").into_response();
+    }
+    "recovered".into_response()
+}
+
+async fn retry_after(
+    State(seen): State<Arc<Seen>>,
+    UrlPath(key): UrlPath<String>,
+    Query(q): Query<Params>,
+) -> Response {
+    if hits_of(&seen, &format!("/retry-after/{key}")) > 1 {
+        return "after waiting".into_response();
+    }
+    let secs = param::<u64>(&q, "secs").unwrap_or(1);
+    let value = if q.get("form").map(String::as_str) == Some("date") {
+        httpdate::fmt_http_date(SystemTime::now() + Duration::from_secs(secs))
+    } else {
+        secs.to_string()
+    };
+    let code = StatusCode::from_u16(param::<u16>(&q, "code").unwrap_or(429))
+        .unwrap_or(StatusCode::TOO_MANY_REQUESTS);
+    (code, [(header::RETRY_AFTER, value)], "slow down").into_response()
+}
+
+async fn slow(Query(q): Query<Params>) -> &'static str {
+    tokio::time::sleep(Duration::from_millis(
+        param::<u64>(&q, "ms").unwrap_or(1000),
+    ))
+    .await;
+    "finally"
+}
+
+async fn stall() -> Response {
+    let chunks = futures_util::stream::unfold(0u8, |step| async move {
+        if step > 0 {
+            std::future::pending::<()>().await;
+        }
+        Some((
+            Ok::<_, std::io::Error>(axum::body::Bytes::from_static(b"first chunk;")),
+            step + 1,
+        ))
+    });
+    Body::from_stream(chunks).into_response()
+}
+
+async fn redirect(UrlPath(n): UrlPath<u32>) -> Response {
+    if n == 0 {
+        return "landed".into_response();
+    }
+    (
+        StatusCode::FOUND,
+        [(header::LOCATION, format!("/redirect/{}", n - 1))],
+    )
+        .into_response()
+}
+
+/// The decoded text `/gzip` serves.
+pub fn gzip_text() -> String {
+    "volley decodes gzip bodies as they stream. ".repeat(200)
+}
+
+async fn gzip() -> Response {
+    let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    encoder
+        .write_all(gzip_text().as_bytes())
+        .expect("gzip into memory");
+    let body = encoder.finish().expect("gzip into memory");
+    (
+        [
+            (header::CONTENT_ENCODING, "gzip"),
+            (header::CONTENT_TYPE, "text/plain"),
+        ],
+        body,
+    )
+        .into_response()
+}
+
+/// Byte `i` of every `/big` body.
+pub fn pattern(i: u64) -> u8 {
+    ((i * 31 + 7) % 251) as u8
+}
+
+/// SHA-256 (hex) of the first `len` [`pattern`] bytes.
+pub fn pattern_sha256(len: u64) -> String {
+    use sha2::Digest as _;
+    let mut h = sha2::Sha256::new();
+    let mut buf = Vec::with_capacity(64 * 1024);
+    let mut i = 0;
+    while i < len {
+        buf.clear();
+        let end = (i + 64 * 1024).min(len);
+        buf.extend((i..end).map(pattern));
+        h.update(&buf);
+        i = end;
+    }
+    hex::encode(h.finalize())
+}
+
+async fn big(UrlPath(len): UrlPath<u64>) -> Response {
+    const CHUNK: u64 = 64 * 1024;
+    let chunks = futures_util::stream::unfold(0u64, move |at| async move {
+        if at >= len {
+            return None;
+        }
+        let end = (at + CHUNK).min(len);
+        let chunk: Vec<u8> = (at..end).map(pattern).collect();
+        Some((Ok::<_, std::io::Error>(axum::body::Bytes::from(chunk)), end))
+    });
+    (
+        [(header::CONTENT_LENGTH, len.to_string())],
+        Body::from_stream(chunks),
+    )
+        .into_response()
+}
+
+async fn echo(State(seen): State<Arc<Seen>>, headers: HeaderMap) -> &'static str {
+    seen.headers.lock().expect("headers lock").push(headers);
+    "echo"
+}
+
+/// A throwaway directory with a database, and the real `volley` binary.
+pub struct Volley {
+    pub dir: tempfile::TempDir,
+}
+
+/// One outcome row with its task, as tests read it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Row {
+    pub line: u64,
+    pub url: String,
+    pub state: String,
+    pub class: String,
+    pub status: Option<u16>,
+    pub message: Option<String>,
+    pub attempts: u32,
+    pub bytes: Option<u64>,
+    pub final_url: Option<String>,
+    pub body_sha256: Option<String>,
+    pub body_path: Option<String>,
+    pub duplicate_of_line: Option<u64>,
+}
+
+impl Volley {
+    pub fn new() -> Volley {
+        Volley {
+            dir: tempfile::tempdir().expect("create a temporary directory"),
+        }
+    }
+
+    pub fn db(&self) -> PathBuf {
+        self.dir.path().join("volley.db")
+    }
+
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    /// Writes `lines` to `name` in the directory; returns its path.
+    pub fn write_lines(&self, name: &str, lines: &[String]) -> PathBuf {
+        let path = self.path(name);
+        let mut text = lines.join("\n");
+        text.push('\n');
+        std::fs::write(&path, text).expect("write the URL list");
+        path
+    }
+
+    /// `volley --db <db> <args>`, run in the directory, with piped output.
+    pub fn command(&self, args: &[&str]) -> tokio::process::Command {
+        let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_volley"));
+        cmd.arg("--db")
+            .arg(self.db())
+            .args(args)
+            .current_dir(self.dir.path())
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true);
+        cmd
+    }
+
+    /// Runs `volley` to the end, failing the test if it takes over a minute.
+    pub async fn run(&self, args: &[&str]) -> Output {
+        let child = self.command(args).output();
+        tokio::time::timeout(Duration::from_secs(60), child)
+            .await
+            .expect("volley finished within 60 s")
+            .expect("volley ran")
+    }
+
+    fn conn(&self) -> rusqlite::Connection {
+        rusqlite::Connection::open(self.db()).expect("open the test database")
+    }
+
+    /// Every outcome of every job, in line order.
+    pub fn rows(&self) -> Vec<Row> {
+        let conn = self.conn();
+        let mut stmt = conn
+            .prepare(
+                "SELECT t.line, t.url, t.state, o.class, o.status, o.message, o.attempts, o.bytes, \
+                 o.final_url, o.body_sha256, o.body_path, d.line \
+                 FROM tasks t JOIN outcomes o ON o.task_id = t.id \
+                 LEFT JOIN tasks d ON d.id = o.duplicate_of ORDER BY t.job_id, t.line",
+            )
+            .expect("prepare the outcome query");
+        stmt.query_map([], |r| {
+            Ok(Row {
+                line: r.get(0)?,
+                url: r.get(1)?,
+                state: r.get(2)?,
+                class: r.get(3)?,
+                status: r.get(4)?,
+                message: r.get(5)?,
+                attempts: r.get(6)?,
+                bytes: r.get(7)?,
+                final_url: r.get(8)?,
+                body_sha256: r.get(9)?,
+                body_path: r.get(10)?,
+                duplicate_of_line: r.get(11)?,
+            })
+        })
+        .expect("query outcomes")
+        .collect::<Result<_, _>>()
+        .expect("read outcomes")
+    }
+
+    /// The outcome of input line `line`.
+    pub fn row(&self, line: u64) -> Row {
+        self.rows()
+            .into_iter()
+            .find(|r| r.line == line)
+            .unwrap_or_else(|| panic!("no outcome for line {line}"))
+    }
+
+    /// Task counts by state.
+    pub fn task_states(&self) -> HashMap<String, u64> {
+        let conn = self.conn();
+        let mut stmt = conn
+            .prepare("SELECT state, count(*) FROM tasks GROUP BY state")
+            .expect("prepare the state query");
+        stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .expect("query states")
+            .collect::<Result<_, _>>()
+            .expect("read states")
+    }
+
+    /// Checks the central promise: every task has exactly one outcome, and
+    /// the outcomes count equals the tasks count.
+    pub fn assert_one_outcome_per_task(&self, expected_tasks: u64) {
+        let conn = self.conn();
+        let (tasks, outcomes, distinct, orphans): (u64, u64, u64, u64) = conn
+            .query_row(
+                "SELECT (SELECT count(*) FROM tasks), (SELECT count(*) FROM outcomes), \
+                 (SELECT count(DISTINCT task_id) FROM outcomes), \
+                 (SELECT count(*) FROM tasks t WHERE NOT EXISTS \
+                    (SELECT 1 FROM outcomes o WHERE o.task_id = t.id))",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+            )
+            .expect("count tasks and outcomes");
+        assert_eq!(tasks, expected_tasks, "tasks in the database");
+        assert_eq!(outcomes, tasks, "one outcome per task");
+        assert_eq!(distinct, outcomes, "no task has two outcomes");
+        assert_eq!(orphans, 0, "tasks without an outcome");
+    }
+}
+
+/// The text of a process's stderr.
+pub fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// The path of `url` (for [`Server::hits`]).
+pub fn path_of(url: &str) -> String {
+    let after_host = url.splitn(4, '/').nth(3).unwrap_or("");
+    let path = after_host.split('?').next().unwrap_or("");
+    format!("/{path}")
+}
+
+/// Sends `signal` to process `pid`.
+pub fn signal(pid: u32, signal: i32) {
+    let pid = i32::try_from(pid).expect("pid fits in i32");
+    // SAFETY: kill(2) has no memory-safety preconditions.
+    let rc = unsafe { libc::kill(pid, signal) };
+    assert_eq!(rc, 0, "kill({pid}, {signal}) failed");
+}

@@ -1,0 +1,187 @@
+//! The engine: one run of one job, wiring the stages together.
+//!
+//! ```text
+//! input ─▶ ingest ─▶ store (tasks) ─▶ scheduler ─▶ fetch tasks ─▶ writer ─▶ store (outcomes)
+//!          (blocking   lease pages     gates,        attempts,      batched
+//!           reader)                    window        bodies         commits
+//! ```
+//!
+//! [`fetch_job`] runs until every task of the job has an outcome, or until
+//! [`Control::stop`] fires: then it stops leasing, gives requests in flight
+//! the grace period ([`FetchSpec::grace`]), lets the writer commit what
+//! finished, returns unfinished tasks to pending, and reports
+//! [`RunReport::interrupted`].
+
+use std::io::BufRead;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Instant;
+
+use tokio::sync::{mpsc, watch};
+use tokio_util::sync::CancellationToken;
+
+use crate::outcome::now_ms;
+use crate::scheduler::{self, Shared};
+use crate::spec::{FetchSpec, SpecError};
+use crate::stats::{Progress, RunReport, Tally};
+use crate::store::{Job, Store, StoreError};
+use crate::{body, fetch, ingest, writer};
+
+/// Why a run failed. Failed fetches are outcomes, not errors: these are
+/// failures of the run itself.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    /// The configuration cannot work.
+    #[error(transparent)]
+    Spec(#[from] SpecError),
+    /// The HTTP client could not be built (TLS set-up).
+    #[error("cannot build the HTTP client: {0}")]
+    Client(reqwest::Error),
+    /// The database failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// Reading the input failed.
+    #[error("reading the input failed: {0}")]
+    Input(std::io::Error),
+    /// The job's input is not fully ingested, and no input was given.
+    #[error("job '{0}' has input not yet read; give its input file again to resume it")]
+    InputNeeded(String),
+    /// The bodies directory could not be created.
+    #[error("cannot create the bodies directory {dir}: {source}")]
+    BodiesDir {
+        /// The directory.
+        dir: String,
+        /// The underlying error.
+        source: std::io::Error,
+    },
+    /// A body could not be written to disk.
+    #[error("writing a body to disk failed: {0}")]
+    BodyIo(std::io::Error),
+    /// An internal task failed (a bug).
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+/// What the caller holds while a run goes: a way to stop it, and its
+/// live counters.
+#[derive(Debug, Clone, Default)]
+pub struct Control {
+    /// Fire to stop gracefully (Ctrl-C). The run returns after the grace
+    /// period at most, with [`RunReport::interrupted`] set.
+    pub stop: CancellationToken,
+    /// Live counters, for progress displays.
+    pub progress: Arc<Progress>,
+}
+
+/// Runs `job` to completion (or until stopped), fetching with `spec`.
+///
+/// `input` is read from the job's ingest cursor on; it may be `None` only if
+/// the job's input is already fully ingested.
+///
+/// # Errors
+/// See [`RunError`]. On error, outcomes committed so far stay committed and
+/// unfinished tasks return to pending, so running the job again resumes it.
+pub async fn fetch_job<S: Store>(
+    store: Arc<S>,
+    job: &Job,
+    input: Option<Box<dyn BufRead + Send>>,
+    spec: FetchSpec,
+    control: &Control,
+) -> Result<RunReport, RunError> {
+    spec.validate()?;
+    let client = fetch::build_client(&spec).map_err(RunError::Client)?;
+    if let Some(dir) = &spec.save_bodies {
+        body::prepare_dir(dir).map_err(|source| RunError::BodiesDir {
+            dir: dir.display().to_string(),
+            source,
+        })?;
+    }
+    let started = Instant::now();
+    let progress = Arc::clone(&control.progress);
+    let stop = control.stop.clone();
+    let counts = store.counts(job.id).await?;
+    progress.total.store(counts.total(), Ordering::Relaxed);
+    progress
+        .finished
+        .store(counts.done + counts.failed, Ordering::Relaxed);
+    progress.failed.store(counts.failed, Ordering::Relaxed);
+    let owner = format!("pid{}-{}", std::process::id(), now_ms());
+
+    let (changes, changes_rx) = watch::channel(0u64);
+    let ingesting = if job.ingest_complete {
+        progress.ingest_complete.store(true, Ordering::Release);
+        drop(changes);
+        None
+    } else {
+        let reader = input.ok_or_else(|| RunError::InputNeeded(job.name.clone()))?;
+        let (store, job, progress, stop) = (
+            Arc::clone(&store),
+            job.clone(),
+            Arc::clone(&progress),
+            stop.clone(),
+        );
+        Some(tokio::spawn(async move {
+            let result = ingest::run(store, &job, reader, progress, changes, stop.clone()).await;
+            if result.is_err() {
+                stop.cancel();
+            }
+            result
+        }))
+    };
+
+    let (outcomes, outcomes_rx) = mpsc::channel(writer::BATCH_MAX * 2);
+    let writing = tokio::spawn(writer::run(
+        Arc::clone(&store),
+        job.id,
+        outcomes_rx,
+        Arc::clone(&progress),
+    ));
+    let abandon = CancellationToken::new();
+    let grace = spec.grace;
+    let grace_timer = tokio::spawn({
+        let (stop, abandon) = (stop.clone(), abandon.clone());
+        async move {
+            stop.cancelled().await;
+            tokio::time::sleep(grace).await;
+            abandon.cancel();
+        }
+    });
+    let shared = Arc::new(Shared::new(
+        client,
+        spec,
+        outcomes,
+        Arc::clone(&progress),
+        stop.clone(),
+        abandon,
+    ));
+    let scheduled = scheduler::run(&*store, job.id, &owner, shared, changes_rx).await;
+    // Every fetch task has ended, so every outcome sender is gone and the
+    // writer drains its channel and ends.
+    grace_timer.abort();
+    let written = writing
+        .await
+        .map_err(|e| RunError::Internal(format!("writer task failed: {e}")))
+        .and_then(|r| r.map_err(RunError::from));
+    let ingested = match ingesting {
+        Some(handle) => handle
+            .await
+            .map_err(|e| RunError::Internal(format!("ingest task failed: {e}")))
+            .and_then(|r| r),
+        None => Ok(Tally::default()),
+    };
+    store.release(job.id).await?;
+    // The cause comes first: a store failure explains the rest.
+    let mut tally = written?;
+    let from_ingest = ingested?;
+    scheduled?;
+    for (class, n) in from_ingest.by_class {
+        tally.add_unfetched(class, n);
+    }
+    let counts = store.counts(job.id).await?;
+    Ok(RunReport {
+        tally,
+        interrupted: counts.unfinished() > 0 || !progress.ingest_complete.load(Ordering::Acquire),
+        counts,
+        elapsed: started.elapsed(),
+    })
+}

@@ -1,0 +1,81 @@
+//! Export: a job's outcomes as JSON Lines or CSV, streamed in input order.
+
+use std::io::Write;
+
+use crate::store::StoreError;
+use crate::store::sqlite::{ExportRow, SqliteReader};
+
+/// An export format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    /// One JSON object per line; absent values are `null`.
+    Jsonl,
+    /// RFC 4180 CSV with a header row; absent values are empty.
+    Csv,
+}
+
+/// Why an export failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ExportError {
+    /// Reading the database failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// Writing the output failed (for example a closed pipe).
+    #[error("writing the export failed: {0}")]
+    Write(#[from] std::io::Error),
+    /// Encoding a row failed.
+    #[error("encoding a row failed: {0}")]
+    Encode(String),
+}
+
+/// Writes every outcome of `job` to `out`; returns the number of rows.
+///
+/// # Errors
+/// See [`ExportError`].
+pub fn export(
+    reader: &SqliteReader,
+    job: i64,
+    format: Format,
+    out: impl Write,
+) -> Result<u64, ExportError> {
+    let mut rows = 0u64;
+    match format {
+        Format::Jsonl => {
+            let mut out = std::io::BufWriter::new(out);
+            reader.for_each_outcome(job, |row: &ExportRow| {
+                serde_json::to_writer(&mut out, row).map_err(json_error)?;
+                out.write_all(b"\n")?;
+                rows += 1;
+                Ok::<(), ExportError>(())
+            })?;
+            out.flush()?;
+        }
+        Format::Csv => {
+            let mut out = csv::Writer::from_writer(out);
+            reader.for_each_outcome(job, |row: &ExportRow| {
+                out.serialize(row).map_err(csv_error)?;
+                rows += 1;
+                Ok::<(), ExportError>(())
+            })?;
+            out.flush()?;
+        }
+    }
+    Ok(rows)
+}
+
+/// Keeps I/O failures (a closed pipe) apart from encoding failures.
+fn json_error(e: serde_json::Error) -> ExportError {
+    if e.is_io() {
+        ExportError::Write(e.into())
+    } else {
+        ExportError::Encode(e.to_string())
+    }
+}
+
+/// Keeps I/O failures (a closed pipe) apart from encoding failures.
+fn csv_error(e: csv::Error) -> ExportError {
+    match e.into_kind() {
+        csv::ErrorKind::Io(io) => ExportError::Write(io),
+        other => ExportError::Encode(format!("{other:?}")),
+    }
+}

@@ -1,0 +1,363 @@
+//! Fetching: one shared pooled client and one attempt at one URL.
+//!
+//! [`build_client`] makes the single `reqwest` client every request goes
+//! through: HTTP/1.1 and HTTP/2 (chosen by ALPN over TLS), rustls, gzip/br/
+//! zstd decoding, redirects up to a cap, connect and read timeouts. The
+//! whole-attempt timeout is applied here, around [`attempt`], so that volley
+//! knows which limit fired.
+//!
+//! [`attempt`] sends the request, streams the body into a
+//! [`BodySink`], and describes what happened as an [`Attempt`]. Transport
+//! errors are sorted into the stable [`Class`] vocabulary by walking the
+//! error's source chain.
+
+use std::error::Error as _;
+use std::io;
+use std::path::Path;
+use std::time::{Duration, Instant, SystemTime};
+
+use reqwest::header::{CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue, RETRY_AFTER};
+use url::Url;
+
+use crate::body::{BodySink, header_text};
+use crate::outcome::Class;
+use crate::retry::{is_retryable_class, is_retryable_status, parse_retry_after};
+use crate::spec::FetchSpec;
+
+/// Builds the shared client from `spec`.
+///
+/// # Errors
+/// A header in `spec` that HTTP does not allow, or a TLS set-up failure.
+pub fn build_client(spec: &FetchSpec) -> Result<reqwest::Client, reqwest::Error> {
+    let mut headers = HeaderMap::new();
+    for (name, value) in &spec.headers {
+        if let (Ok(n), Ok(v)) = (
+            HeaderName::from_bytes(name.as_bytes()),
+            HeaderValue::from_str(value),
+        ) {
+            headers.append(n, v);
+        }
+    }
+    reqwest::Client::builder()
+        .user_agent(spec.user_agent.clone())
+        .default_headers(headers)
+        .connect_timeout(spec.connect_timeout)
+        .read_timeout(spec.read_timeout)
+        .redirect(reqwest::redirect::Policy::limited(spec.max_redirects))
+        .pool_max_idle_per_host(spec.per_host)
+        .pool_idle_timeout(Duration::from_secs(30))
+        .tcp_nodelay(true)
+        .build()
+}
+
+/// What one attempt produced. Fields are `None` when the attempt failed
+/// before reaching them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Attempt {
+    /// `ok`, or what went wrong.
+    pub class: Class,
+    /// The response status, if headers arrived.
+    pub status: Option<u16>,
+    /// The error chain of a transport failure.
+    pub message: Option<String>,
+    /// The server's `Retry-After`, on a retryable status.
+    pub retry_after: Option<Duration>,
+    /// Decoded body bytes read.
+    pub bytes: Option<u64>,
+    /// From sending the request to the end of the body, or the failure (ms).
+    pub elapsed_ms: u64,
+    /// From sending the request to the headers (ms).
+    pub ttfb_ms: Option<u64>,
+    /// The URL that answered, after redirects.
+    pub final_url: Option<String>,
+    /// The `Content-Type` header.
+    pub content_type: Option<String>,
+    /// Headers as a JSON object.
+    pub headers: Option<String>,
+    /// Hex SHA-256 of the whole body.
+    pub body_sha256: Option<String>,
+    /// Where the body was saved.
+    pub body_path: Option<String>,
+}
+
+impl Attempt {
+    fn new() -> Attempt {
+        Attempt {
+            class: Class::Other,
+            status: None,
+            message: None,
+            retry_after: None,
+            bytes: None,
+            elapsed_ms: 0,
+            ttfb_ms: None,
+            final_url: None,
+            content_type: None,
+            headers: None,
+            body_sha256: None,
+            body_path: None,
+        }
+    }
+
+    /// Whether this failure can succeed later (see [`crate::retry`]).
+    pub fn is_retryable(&self) -> bool {
+        self.class != Class::Ok
+            && (self.status.is_some_and(is_retryable_status) || is_retryable_class(self.class))
+    }
+}
+
+/// Where to save the body of a final response.
+#[derive(Debug, Clone, Copy)]
+pub struct SaveTo<'a> {
+    /// The bodies directory (prepared with [`crate::body::prepare_dir`]).
+    pub dir: &'a Path,
+    /// A name for the partial file, unique among attempts in flight.
+    pub partial_name: &'a str,
+}
+
+/// Makes one attempt at `url`, bounded by `spec.timeout` as a whole.
+///
+/// The body is saved only for responses that will not be retried (a status
+/// that is not 408/429/5xx-retryable); other bodies are hashed and dropped.
+///
+/// # Errors
+/// Only local failures that must stop the run: the body could not be
+/// written to disk. Every network outcome is an `Ok(Attempt)`.
+///
+/// Cancellation: dropping the future drops the connection and any partial
+/// body file.
+pub async fn attempt(
+    client: &reqwest::Client,
+    url: &Url,
+    spec: &FetchSpec,
+    save: Option<SaveTo<'_>>,
+) -> io::Result<Attempt> {
+    let start = Instant::now();
+    let mut record = Attempt::new();
+    let result = tokio::time::timeout(
+        spec.timeout,
+        exchange(client, url, spec, save, start, &mut record),
+    )
+    .await;
+    record.elapsed_ms = millis(start.elapsed());
+    match result {
+        Ok(Ok(())) => {}
+        Ok(Err(Local(e))) => return Err(e),
+        Err(_elapsed) => {
+            record.class = Class::TotalTimeout;
+            record.message = Some(format!(
+                "attempt exceeded --timeout of {}",
+                humanize(spec.timeout)
+            ));
+        }
+    }
+    Ok(record)
+}
+
+/// A local failure that stops the run.
+struct Local(io::Error);
+
+async fn exchange(
+    client: &reqwest::Client,
+    url: &Url,
+    spec: &FetchSpec,
+    save: Option<SaveTo<'_>>,
+    start: Instant,
+    record: &mut Attempt,
+) -> Result<(), Local> {
+    let mut response = match client.get(url.clone()).send().await {
+        Ok(r) => r,
+        Err(e) => {
+            fail(record, &e);
+            return Ok(());
+        }
+    };
+    record.ttfb_ms = Some(millis(start.elapsed()));
+    let status = response.status().as_u16();
+    record.status = Some(status);
+    record.final_url = Some(response.url().to_string());
+    record.content_type = response.headers().get(CONTENT_TYPE).map(header_text);
+    record.headers = Some(headers_json(response.headers()));
+    let retryable = is_retryable_status(status);
+    if retryable {
+        record.retry_after = response
+            .headers()
+            .get(RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| parse_retry_after(v, SystemTime::now()));
+    }
+    let mut sink = match save {
+        Some(to) if !retryable => BodySink::saving(to.dir, to.partial_name),
+        _ => BodySink::hashing(),
+    };
+    let mut bytes: u64 = 0;
+    loop {
+        let chunk = match response.chunk().await {
+            Ok(Some(chunk)) => chunk,
+            Ok(None) => break,
+            Err(e) => {
+                record.bytes = Some(bytes);
+                fail(record, &e);
+                return Ok(());
+            }
+        };
+        bytes += chunk.len() as u64;
+        if let Some(max) = spec.max_body_bytes.filter(|max| bytes > *max) {
+            record.bytes = Some(bytes);
+            record.class = Class::BodyTooLarge;
+            record.message = Some(format!("body exceeds --max-body of {max} bytes"));
+            return Ok(());
+        }
+        sink.write(chunk).await.map_err(Local)?;
+    }
+    let body = sink.finish().await.map_err(Local)?;
+    record.bytes = Some(bytes);
+    record.body_sha256 = Some(body.sha256);
+    record.body_path = body.path.map(|p| p.display().to_string());
+    record.class = Class::from_status(status);
+    Ok(())
+}
+
+fn fail(record: &mut Attempt, err: &reqwest::Error) {
+    record.class = classify(err);
+    record.message = Some(error_chain(err));
+}
+
+/// Sorts a transport error into a [`Class`].
+pub fn classify(err: &reqwest::Error) -> Class {
+    if err.is_redirect() {
+        return Class::TooManyRedirects;
+    }
+    if err.is_timeout() {
+        return if err.is_connect() {
+            Class::ConnectTimeout
+        } else {
+            Class::ReadTimeout
+        };
+    }
+    let chain = error_chain(err).to_ascii_lowercase();
+    let io_kind = io_error_kind(err);
+    if err.is_connect() {
+        if io_kind == Some(io::ErrorKind::ConnectionRefused) {
+            return Class::ConnectRefused;
+        }
+        if io_kind == Some(io::ErrorKind::TimedOut) {
+            return Class::ConnectTimeout;
+        }
+        if chain.contains("dns error") || chain.contains("failed to lookup address") {
+            return Class::Dns;
+        }
+        if ["certificate", "tls", "handshake", "alert"]
+            .iter()
+            .any(|w| chain.contains(w))
+        {
+            return Class::Tls;
+        }
+        return Class::Connect;
+    }
+    if err.is_decode() {
+        return Class::Decode;
+    }
+    if matches!(
+        io_kind,
+        Some(
+            io::ErrorKind::ConnectionReset
+                | io::ErrorKind::ConnectionAborted
+                | io::ErrorKind::BrokenPipe
+                | io::ErrorKind::UnexpectedEof
+        )
+    ) || chain.contains("connection closed")
+        || chain.contains("incomplete")
+        || chain.contains("end of file before message length")
+        || chain.contains("connection reset")
+    {
+        return Class::Reset;
+    }
+    Class::Other
+}
+
+fn io_error_kind(err: &reqwest::Error) -> Option<io::ErrorKind> {
+    let mut source = err.source();
+    while let Some(e) = source {
+        if let Some(io) = e.downcast_ref::<io::Error>() {
+            return Some(io.kind());
+        }
+        source = e.source();
+    }
+    None
+}
+
+/// The error and its sources, joined by `": "`, repeats dropped.
+pub fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut parts: Vec<String> = vec![err.to_string()];
+    let mut source = err.source();
+    while let Some(e) = source {
+        let text = e.to_string();
+        if parts.last().is_none_or(|last| !last.contains(&text)) {
+            parts.push(text);
+        }
+        source = e.source();
+    }
+    parts.join(": ")
+}
+
+/// The headers as a JSON object; repeated fields joined with `", "`.
+fn headers_json(headers: &HeaderMap) -> String {
+    let mut map = serde_json::Map::with_capacity(headers.keys_len());
+    for name in headers.keys() {
+        let joined = headers
+            .get_all(name)
+            .iter()
+            .map(header_text)
+            .collect::<Vec<_>>()
+            .join(", ");
+        map.insert(name.as_str().to_owned(), serde_json::Value::String(joined));
+    }
+    serde_json::Value::Object(map).to_string()
+}
+
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+fn humanize(d: Duration) -> String {
+    if d.subsec_millis() == 0 {
+        format!("{}s", d.as_secs())
+    } else {
+        format!("{}ms", d.as_millis())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn repeated_headers_are_joined() {
+        let mut h = HeaderMap::new();
+        h.append("vary", HeaderValue::from_static("accept"));
+        h.append("vary", HeaderValue::from_static("origin"));
+        h.append("etag", HeaderValue::from_static("\"x\""));
+        let v: serde_json::Value = serde_json::from_str(&headers_json(&h)).expect("valid JSON");
+        assert_eq!(v["vary"], "accept, origin");
+        assert_eq!(v["etag"], "\"x\"");
+    }
+
+    #[test]
+    fn only_failures_that_can_heal_are_retryable() {
+        let mut a = Attempt::new();
+        a.class = Class::Http5xx;
+        a.status = Some(503);
+        assert!(a.is_retryable());
+        a.status = Some(501);
+        assert!(!a.is_retryable());
+        a.class = Class::Ok;
+        a.status = Some(200);
+        assert!(!a.is_retryable());
+        a.status = None;
+        a.class = Class::ConnectRefused;
+        assert!(a.is_retryable());
+        a.class = Class::BodyTooLarge;
+        a.status = Some(200);
+        assert!(!a.is_retryable());
+    }
+}

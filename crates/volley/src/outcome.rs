@@ -1,0 +1,225 @@
+//! What happened to one input: the outcome vocabulary.
+//!
+//! Every input line ends with exactly one [`Outcome`]. Its [`Class`] is a
+//! stable, documented word that people query (`SELECT class, count(*) FROM
+//! outcomes GROUP BY class`), so the strings returned by [`Class::as_str`]
+//! never change meaning once released.
+
+use std::fmt;
+
+/// The class of an outcome: `ok`, `duplicate`, or the cause of a failure.
+///
+/// A failure that was retried keeps the class of its *last* attempt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Class {
+    /// A final response with a 2xx status, its body read to the end.
+    Ok,
+    /// The same URL appeared earlier in the job; the outcome points at the
+    /// first task through `duplicate_of` and nothing is fetched.
+    Duplicate,
+    /// The input line is not an absolute `http`/`https` URL with a host.
+    InvalidUrl,
+    /// The host name did not resolve.
+    Dns,
+    /// The target actively refused the TCP connection.
+    ConnectRefused,
+    /// The TCP (or TLS) connection was not established within `--connect-timeout`.
+    ConnectTimeout,
+    /// Any other failure to connect (unreachable network, proxy, ...).
+    Connect,
+    /// The TLS handshake failed (certificate, protocol).
+    Tls,
+    /// No data arrived for `--read-timeout` while waiting for headers or body.
+    ReadTimeout,
+    /// The whole attempt (connect, headers, body) exceeded `--timeout`.
+    TotalTimeout,
+    /// The connection was reset or closed before the response was complete.
+    Reset,
+    /// A final 3xx response that could not be followed (for example no `Location`).
+    Http3xx,
+    /// A final 4xx response.
+    Http4xx,
+    /// A final 5xx response.
+    Http5xx,
+    /// More redirects than `--max-redirects`, or a redirect loop.
+    TooManyRedirects,
+    /// The body grew past `--max-body`; reading stopped there.
+    BodyTooLarge,
+    /// The body could not be decoded (bad gzip/br/zstd stream).
+    Decode,
+    /// Any failure that fits no other class; the message says what it was.
+    Other,
+}
+
+impl Class {
+    /// Every class, in documentation order.
+    pub const ALL: [Class; 18] = [
+        Class::Ok,
+        Class::Duplicate,
+        Class::InvalidUrl,
+        Class::Dns,
+        Class::ConnectRefused,
+        Class::ConnectTimeout,
+        Class::Connect,
+        Class::Tls,
+        Class::ReadTimeout,
+        Class::TotalTimeout,
+        Class::Reset,
+        Class::Http3xx,
+        Class::Http4xx,
+        Class::Http5xx,
+        Class::TooManyRedirects,
+        Class::BodyTooLarge,
+        Class::Decode,
+        Class::Other,
+    ];
+
+    /// The stable name stored in the `outcomes.class` column.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Class::Ok => "ok",
+            Class::Duplicate => "duplicate",
+            Class::InvalidUrl => "invalid_url",
+            Class::Dns => "dns",
+            Class::ConnectRefused => "connect_refused",
+            Class::ConnectTimeout => "connect_timeout",
+            Class::Connect => "connect",
+            Class::Tls => "tls",
+            Class::ReadTimeout => "read_timeout",
+            Class::TotalTimeout => "total_timeout",
+            Class::Reset => "reset",
+            Class::Http3xx => "http_3xx",
+            Class::Http4xx => "http_4xx",
+            Class::Http5xx => "http_5xx",
+            Class::TooManyRedirects => "too_many_redirects",
+            Class::BodyTooLarge => "body_too_large",
+            Class::Decode => "decode",
+            Class::Other => "other",
+        }
+    }
+
+    /// Parses a name produced by [`Class::as_str`]; `None` for anything else.
+    pub fn parse(name: &str) -> Option<Class> {
+        Class::ALL.into_iter().find(|c| c.as_str() == name)
+    }
+
+    /// Whether a task with this outcome counts as succeeded (`done`) rather
+    /// than `failed`.
+    pub fn is_success(self) -> bool {
+        matches!(self, Class::Ok | Class::Duplicate)
+    }
+
+    /// The class of a final response with this HTTP status code.
+    pub fn from_status(status: u16) -> Class {
+        match status {
+            200..=299 => Class::Ok,
+            300..=399 => Class::Http3xx,
+            400..=499 => Class::Http4xx,
+            500..=599 => Class::Http5xx,
+            _ => Class::Other,
+        }
+    }
+}
+
+impl fmt::Display for Class {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The one final record of a task, as stored in the `outcomes` table.
+///
+/// Times are milliseconds; `*_at_ms` fields are Unix epoch milliseconds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Outcome {
+    /// The task this outcome closes (`tasks.id`).
+    pub task_id: i64,
+    /// What happened; see [`Class`].
+    pub class: Class,
+    /// Final HTTP status, when a response arrived.
+    pub status: Option<u16>,
+    /// Human-readable detail of a failure (the error chain), `None` on success.
+    pub message: Option<String>,
+    /// Requests made for this task, retries included (0 when nothing was fetched).
+    pub attempts: u32,
+    /// Decoded body bytes read in the final attempt.
+    pub bytes: Option<u64>,
+    /// Duration of the final attempt, from sending the request to the body's end (ms).
+    pub elapsed_ms: Option<u64>,
+    /// Time to the response headers in the final attempt (ms).
+    pub ttfb_ms: Option<u64>,
+    /// The URL that answered, after redirects.
+    pub final_url: Option<String>,
+    /// The response's `Content-Type` header.
+    pub content_type: Option<String>,
+    /// Lower-case hex SHA-256 of the decoded body, when the body was read to the end.
+    pub body_sha256: Option<String>,
+    /// Where the body was saved (`--save-bodies`), named by its SHA-256.
+    pub body_path: Option<String>,
+    /// The final response's headers as a JSON object (`{"name": "value"}`);
+    /// repeated fields are joined with `", "` as RFC 9110 §5.3 allows.
+    pub headers: Option<String>,
+    /// For a [`Class::Duplicate`], the id of the first task with the same URL.
+    pub duplicate_of: Option<i64>,
+    /// When the first attempt started (Unix ms).
+    pub started_at_ms: Option<i64>,
+    /// When the outcome was decided (Unix ms).
+    pub finished_at_ms: i64,
+}
+
+impl Outcome {
+    /// An outcome of `class` for `task_id`, finished now, with every optional
+    /// field empty and no attempts.
+    pub fn new(task_id: i64, class: Class) -> Outcome {
+        Outcome {
+            task_id,
+            class,
+            status: None,
+            message: None,
+            attempts: 0,
+            bytes: None,
+            elapsed_ms: None,
+            ttfb_ms: None,
+            final_url: None,
+            content_type: None,
+            body_sha256: None,
+            body_path: None,
+            headers: None,
+            duplicate_of: None,
+            started_at_ms: None,
+            finished_at_ms: now_ms(),
+        }
+    }
+}
+
+/// The current time as Unix epoch milliseconds (0 if the clock is before 1970).
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn class_names_round_trip_and_are_unique() {
+        let mut seen = std::collections::HashSet::new();
+        for class in Class::ALL {
+            assert!(seen.insert(class.as_str()), "duplicate name {class}");
+            assert_eq!(Class::parse(class.as_str()), Some(class));
+        }
+        assert_eq!(Class::parse("nope"), None);
+    }
+
+    #[test]
+    fn status_maps_to_class() {
+        assert_eq!(Class::from_status(204), Class::Ok);
+        assert_eq!(Class::from_status(301), Class::Http3xx);
+        assert_eq!(Class::from_status(404), Class::Http4xx);
+        assert_eq!(Class::from_status(503), Class::Http5xx);
+        assert_eq!(Class::from_status(99), Class::Other);
+    }
+}

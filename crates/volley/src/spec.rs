@@ -1,0 +1,181 @@
+//! The job configuration: everything the engine needs to know about how to
+//! fetch, as plain data.
+//!
+//! The command line (or a config file, or a server) builds a [`FetchSpec`];
+//! the engine never sees flags. [`FetchSpec::validate`] rejects values that
+//! cannot work, with a message that names what to fix.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// How to fetch: limits, timeouts, retries and what to keep.
+#[derive(Debug, Clone)]
+pub struct FetchSpec {
+    /// Global cap on requests in flight at once.
+    pub concurrency: usize,
+    /// Cap on requests in flight to one host at once. With HTTP/1.1 this also
+    /// bounds the connections open to that host.
+    pub per_host: usize,
+    /// Time allowed to establish a connection (TCP and TLS).
+    pub connect_timeout: Duration,
+    /// Longest silence allowed while waiting for headers or body data.
+    pub read_timeout: Duration,
+    /// Time allowed for one whole attempt: connect, headers and body.
+    pub timeout: Duration,
+    /// Retries after the first attempt, for failures that can succeed later
+    /// (see [`crate::retry`]).
+    pub retries: u32,
+    /// The first backoff ceiling; the ceiling doubles with each retry.
+    pub backoff_base: Duration,
+    /// The highest backoff ceiling.
+    pub backoff_max: Duration,
+    /// The longest `Retry-After` volley waits for. A server that asks for
+    /// more gets no retry: the outcome is its last response.
+    pub max_retry_after: Duration,
+    /// Redirects followed before giving up with `too_many_redirects`.
+    pub max_redirects: usize,
+    /// Extra request headers, `(name, value)`, sent with every request.
+    pub headers: Vec<(String, String)>,
+    /// The `User-Agent` header.
+    pub user_agent: String,
+    /// Where to save bodies, named by SHA-256; `None` hashes and drops them.
+    pub save_bodies: Option<PathBuf>,
+    /// Largest decoded body read, in bytes; past it the outcome is
+    /// `body_too_large`. `None` for no limit.
+    pub max_body_bytes: Option<u64>,
+    /// After a graceful stop is asked for, how long requests in flight may
+    /// run before they are abandoned (and left for the next run).
+    pub grace: Duration,
+}
+
+/// The default `User-Agent`: `volley/<version>`.
+pub const DEFAULT_USER_AGENT: &str = concat!("volley/", env!("CARGO_PKG_VERSION"));
+
+impl Default for FetchSpec {
+    fn default() -> Self {
+        FetchSpec {
+            concurrency: 64,
+            per_host: 8,
+            connect_timeout: Duration::from_secs(10),
+            read_timeout: Duration::from_secs(30),
+            timeout: Duration::from_secs(60),
+            retries: 3,
+            backoff_base: Duration::from_millis(500),
+            backoff_max: Duration::from_secs(30),
+            max_retry_after: Duration::from_secs(120),
+            max_redirects: 10,
+            headers: Vec::new(),
+            user_agent: DEFAULT_USER_AGENT.to_owned(),
+            save_bodies: None,
+            max_body_bytes: None,
+            grace: Duration::from_secs(5),
+        }
+    }
+}
+
+/// A [`FetchSpec`] value that cannot work.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum SpecError {
+    /// A count that must be at least 1 is 0.
+    #[error("{0} must be at least 1")]
+    Zero(&'static str),
+    /// A timeout of zero would fail every request.
+    #[error("{0} must be longer than 0")]
+    ZeroDuration(&'static str),
+    /// `backoff_base` is above `backoff_max`.
+    #[error("--backoff-base ({base:?}) must not exceed --backoff-max ({max:?})")]
+    BackoffOrder {
+        /// The configured base.
+        base: Duration,
+        /// The configured maximum.
+        max: Duration,
+    },
+    /// A header name or value HTTP does not allow.
+    #[error("invalid header {0:?}: expected 'Name: value' with a valid field name and value")]
+    Header(String),
+}
+
+impl FetchSpec {
+    /// Checks that the values can work together.
+    ///
+    /// # Errors
+    /// The first [`SpecError`] found, worded for a person to fix.
+    pub fn validate(&self) -> Result<(), SpecError> {
+        if self.concurrency == 0 {
+            return Err(SpecError::Zero("--concurrency"));
+        }
+        if self.per_host == 0 {
+            return Err(SpecError::Zero("--per-host"));
+        }
+        for (name, d) in [
+            ("--connect-timeout", self.connect_timeout),
+            ("--read-timeout", self.read_timeout),
+            ("--timeout", self.timeout),
+        ] {
+            if d.is_zero() {
+                return Err(SpecError::ZeroDuration(name));
+            }
+        }
+        if self.backoff_base > self.backoff_max {
+            return Err(SpecError::BackoffOrder {
+                base: self.backoff_base,
+                max: self.backoff_max,
+            });
+        }
+        for (name, value) in &self.headers {
+            let ok = reqwest::header::HeaderName::from_bytes(name.as_bytes()).is_ok()
+                && reqwest::header::HeaderValue::from_str(value).is_ok();
+            if !ok {
+                return Err(SpecError::Header(format!("{name}: {value}")));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Splits a `Name: value` header argument, as curl's `-H` takes it.
+///
+/// # Errors
+/// [`SpecError::Header`] when there is no colon or the name is empty.
+pub fn parse_header(arg: &str) -> Result<(String, String), SpecError> {
+    match arg.split_once(':') {
+        Some((name, value)) if !name.trim().is_empty() => {
+            Ok((name.trim().to_owned(), value.trim().to_owned()))
+        }
+        _ => Err(SpecError::Header(arg.to_owned())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_spec_is_valid() {
+        assert_eq!(FetchSpec::default().validate(), Ok(()));
+    }
+
+    #[test]
+    fn rejects_zero_limits_and_bad_headers() {
+        let spec = FetchSpec {
+            per_host: 0,
+            ..FetchSpec::default()
+        };
+        assert_eq!(spec.validate(), Err(SpecError::Zero("--per-host")));
+        let spec = FetchSpec {
+            headers: vec![("Bad Name".into(), "v".into())],
+            ..FetchSpec::default()
+        };
+        assert!(matches!(spec.validate(), Err(SpecError::Header(_))));
+    }
+
+    #[test]
+    fn parses_curl_style_headers() {
+        assert_eq!(
+            parse_header("Authorization:  Bearer x:y "),
+            Ok(("Authorization".into(), "Bearer x:y".into()))
+        );
+        assert!(parse_header("no-colon").is_err());
+        assert!(parse_header(": empty-name").is_err());
+    }
+}

@@ -1,0 +1,201 @@
+//! Numbers about a run: live counters for progress displays, and the final
+//! [`RunReport`].
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Duration;
+
+use hdrhistogram::Histogram;
+
+use crate::outcome::{Class, Outcome};
+use crate::store::JobCounts;
+
+/// Hosts counted individually in a run's report; outcomes of further hosts
+/// are left out of the per-host table (but counted everywhere else).
+pub const MAX_HOSTS_TRACKED: usize = 100_000;
+
+/// Live counters of a run, updated by the engine and read by displays.
+/// Counts cover the whole job (earlier runs included) unless noted.
+#[derive(Debug, Default)]
+pub struct Progress {
+    /// Tasks in the job so far; grows while the input is ingested.
+    pub total: AtomicU64,
+    /// Tasks with a committed outcome.
+    pub finished: AtomicU64,
+    /// Of those, tasks that failed.
+    pub failed: AtomicU64,
+    /// Requests in flight now.
+    pub in_flight: AtomicU64,
+    /// Retries scheduled in this run.
+    pub retries: AtomicU64,
+    /// Body bytes committed in this run.
+    pub bytes: AtomicU64,
+    /// Whether the whole input is ingested (so `total` is final).
+    pub ingest_complete: AtomicBool,
+}
+
+/// A consistent-enough copy of [`Progress`] for one display refresh.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ProgressSnapshot {
+    /// See [`Progress::total`].
+    pub total: u64,
+    /// See [`Progress::finished`].
+    pub finished: u64,
+    /// See [`Progress::failed`].
+    pub failed: u64,
+    /// See [`Progress::in_flight`].
+    pub in_flight: u64,
+    /// See [`Progress::retries`].
+    pub retries: u64,
+    /// See [`Progress::bytes`].
+    pub bytes: u64,
+    /// See [`Progress::ingest_complete`].
+    pub ingest_complete: bool,
+}
+
+impl Progress {
+    /// Reads every counter.
+    pub fn snapshot(&self) -> ProgressSnapshot {
+        ProgressSnapshot {
+            total: self.total.load(Ordering::Relaxed),
+            finished: self.finished.load(Ordering::Relaxed),
+            failed: self.failed.load(Ordering::Relaxed),
+            in_flight: self.in_flight.load(Ordering::Relaxed),
+            retries: self.retries.load(Ordering::Relaxed),
+            bytes: self.bytes.load(Ordering::Relaxed),
+            ingest_complete: self.ingest_complete.load(Ordering::Relaxed),
+        }
+    }
+
+    pub(crate) fn add(counter: &AtomicU64, n: u64) {
+        counter.fetch_add(n, Ordering::Relaxed);
+    }
+}
+
+/// Tallies of the outcomes recorded in one run.
+#[derive(Debug, Clone)]
+pub struct Tally {
+    /// Outcomes by class.
+    pub by_class: BTreeMap<Class, u64>,
+    /// Final responses by HTTP status.
+    pub by_status: BTreeMap<u16, u64>,
+    /// Outcomes of fetched tasks by host (at most [`MAX_HOSTS_TRACKED`] hosts).
+    pub by_host: HashMap<Box<str>, u64>,
+    /// Duration of final attempts, in ms.
+    pub latency_ms: Histogram<u64>,
+    /// Tasks fetched (requests made) in this run.
+    pub fetched: u64,
+    /// Decoded body bytes of final attempts.
+    pub bytes: u64,
+}
+
+impl Default for Tally {
+    fn default() -> Self {
+        Tally {
+            by_class: BTreeMap::new(),
+            by_status: BTreeMap::new(),
+            by_host: HashMap::new(),
+            // 1 ms to 1 hour at 3 significant digits: constant bounds that
+            // hdrhistogram accepts, so this cannot fail.
+            latency_ms: Histogram::new_with_bounds(1, 3_600_000, 3)
+                .expect("constant histogram bounds are valid"),
+            fetched: 0,
+            bytes: 0,
+        }
+    }
+}
+
+impl Tally {
+    /// Counts an outcome that needed no fetch (invalid input, duplicate).
+    pub fn add_unfetched(&mut self, class: Class, n: u64) {
+        if n > 0 {
+            *self.by_class.entry(class).or_default() += n;
+        }
+    }
+
+    /// Counts a fetched outcome from `host`.
+    pub fn add_fetched(&mut self, outcome: &Outcome, host: &str) {
+        self.fetched += 1;
+        *self.by_class.entry(outcome.class).or_default() += 1;
+        if let Some(status) = outcome.status {
+            *self.by_status.entry(status).or_default() += 1;
+        }
+        if let Some(ms) = outcome.elapsed_ms {
+            self.latency_ms.saturating_record(ms.max(1));
+        }
+        self.bytes += outcome.bytes.unwrap_or(0);
+        if let Some(n) = self.by_host.get_mut(host) {
+            *n += 1;
+        } else if self.by_host.len() < MAX_HOSTS_TRACKED {
+            self.by_host.insert(host.into(), 1);
+        }
+    }
+}
+
+/// What a run did, for the end-of-run summary.
+#[derive(Debug, Clone)]
+pub struct RunReport {
+    /// Outcomes recorded by this run.
+    pub tally: Tally,
+    /// The job's task counts after the run.
+    pub counts: JobCounts,
+    /// Wall time of the run.
+    pub elapsed: Duration,
+    /// Whether the run was stopped before the job finished.
+    pub interrupted: bool,
+}
+
+impl RunReport {
+    /// Fetched tasks per second of wall time.
+    pub fn requests_per_sec(&self) -> f64 {
+        let secs = self.elapsed.as_secs_f64();
+        if secs > 0.0 {
+            self.tally.fetched as f64 / secs
+        } else {
+            0.0
+        }
+    }
+
+    /// The latency (ms) at quantile `q` in `[0, 1]`, if anything was fetched.
+    pub fn latency_ms(&self, q: f64) -> Option<u64> {
+        (!self.tally.latency_ms.is_empty()).then(|| self.tally.latency_ms.value_at_quantile(q))
+    }
+
+    /// The `n` hosts with the most outcomes, most first.
+    pub fn busiest_hosts(&self, n: usize) -> Vec<(&str, u64)> {
+        let mut hosts: Vec<(&str, u64)> =
+            self.tally.by_host.iter().map(|(h, c)| (&**h, *c)).collect();
+        hosts.sort_unstable_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(b.0)));
+        hosts.truncate(n);
+        hosts
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn report_ranks_hosts_and_reads_quantiles() {
+        let mut tally = Tally::default();
+        for (i, host) in ["a", "b", "b", "c", "b", "a"].iter().enumerate() {
+            let mut o = Outcome::new(i as i64, Class::Ok);
+            o.status = Some(200);
+            o.elapsed_ms = Some(10 * (i as u64 + 1));
+            tally.add_fetched(&o, host);
+        }
+        tally.add_unfetched(Class::InvalidUrl, 2);
+        let report = RunReport {
+            tally,
+            counts: JobCounts::default(),
+            elapsed: Duration::from_secs(2),
+            interrupted: false,
+        };
+        assert_eq!(report.busiest_hosts(2), [("b", 3), ("a", 2)]);
+        assert_eq!(report.tally.by_class[&Class::Ok], 6);
+        assert_eq!(report.tally.by_class[&Class::InvalidUrl], 2);
+        assert!((report.requests_per_sec() - 3.0).abs() < 1e-9);
+        let p50 = report.latency_ms(0.5).expect("latencies recorded");
+        assert!((30..=31).contains(&p50), "p50 {p50}");
+    }
+}

@@ -1,0 +1,46 @@
+-- volley schema, version 1. Documented in README.md ("The database").
+-- Times are Unix epoch milliseconds; durations are milliseconds.
+
+CREATE TABLE jobs (
+    id              INTEGER PRIMARY KEY,
+    name            TEXT    NOT NULL UNIQUE,
+    input           TEXT    NOT NULL,            -- canonical input path, or '-' for stdin
+    created_at_ms   INTEGER NOT NULL,
+    ingested_lines  INTEGER NOT NULL DEFAULT 0,  -- ingest cursor: last input line committed
+    ingest_complete INTEGER NOT NULL DEFAULT 0   -- 1 once every input line is a task
+);
+
+CREATE TABLE tasks (
+    id          INTEGER PRIMARY KEY,
+    job_id      INTEGER NOT NULL REFERENCES jobs (id),
+    line        INTEGER NOT NULL,                -- 1-based input line number
+    url         TEXT    NOT NULL,                -- normalised URL; the raw line for invalid input
+    host        TEXT,                            -- NULL for invalid input
+    state       TEXT    NOT NULL DEFAULT 'pending'
+                CHECK (state IN ('pending', 'leased', 'done', 'failed')),
+    lease_owner TEXT,                            -- the run holding the lease
+    UNIQUE (job_id, line)
+);
+CREATE INDEX tasks_by_url ON tasks (job_id, url) WHERE host IS NOT NULL;
+CREATE INDEX tasks_pending ON tasks (job_id, id) WHERE state = 'pending';
+
+CREATE TABLE outcomes (
+    task_id        INTEGER PRIMARY KEY REFERENCES tasks (id),  -- exactly one outcome per task
+    job_id         INTEGER NOT NULL REFERENCES jobs (id),
+    class          TEXT    NOT NULL,             -- 'ok', 'duplicate', or an error class
+    status         INTEGER,                      -- final HTTP status
+    message        TEXT,                         -- failure detail
+    attempts       INTEGER NOT NULL,             -- requests made, retries included
+    bytes          INTEGER,                      -- decoded body bytes
+    elapsed_ms     INTEGER,                      -- final attempt, request to end of body
+    ttfb_ms        INTEGER,                      -- final attempt, request to headers
+    final_url      TEXT,                         -- after redirects
+    content_type   TEXT,
+    body_sha256    TEXT,                         -- hex SHA-256 of the decoded body
+    body_path      TEXT,                         -- saved body (--save-bodies)
+    headers        TEXT,                         -- final response headers, JSON object
+    duplicate_of   INTEGER REFERENCES tasks (id),
+    started_at_ms  INTEGER,
+    finished_at_ms INTEGER NOT NULL
+);
+CREATE INDEX outcomes_by_class ON outcomes (job_id, class);

@@ -1,0 +1,646 @@
+//! The embedded store: one SQLite file, zero setup.
+//!
+//! SQLite allows one writer at a time, so [`SqliteStore`] owns one connection
+//! behind a mutex and runs each transaction on tokio's blocking pool. The
+//! engine already funnels outcomes through one writer task that commits in
+//! batches, so the mutex is rarely contended. The database runs in WAL mode
+//! with `synchronous=NORMAL`: a committed transaction survives a crash of
+//! the process (kill -9); a power loss may lose the last commits but never
+//! corrupts the file or splits a transaction.
+//!
+//! [`SqliteReader`] serves the read-only commands (`status`, `export`); it
+//! takes no lock, so it works while a run is going.
+
+use std::fs::{File, OpenOptions};
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use rusqlite::{Connection, OptionalExtension, Statement, TransactionBehavior, params};
+use rusqlite_migration::{M, Migrations};
+
+use super::{IngestBatch, IngestReport, Job, JobCounts, LeasedTask, Store, StoreError};
+use crate::outcome::{Class, Outcome, now_ms};
+use crate::source::Input;
+
+/// How long a statement waits for another connection's write lock.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(30);
+
+fn migrations() -> Migrations<'static> {
+    Migrations::new(vec![M::up(include_str!("migrations/0001_init.sql"))])
+}
+
+/// Opens `path`, applies the connection settings and brings the schema to
+/// the current version.
+fn connect(path: &Path) -> Result<Connection, StoreError> {
+    let mut conn = Connection::open(path)?;
+    conn.busy_timeout(BUSY_TIMEOUT)?;
+    conn.pragma_update_and_check(None, "journal_mode", "WAL", |row| row.get::<_, String>(0))?;
+    conn.pragma_update(None, "synchronous", "NORMAL")?;
+    migrations().to_latest(&mut conn)?;
+    Ok(conn)
+}
+
+/// The SQLite [`Store`] used by a run. Holds the database's run lock for as
+/// long as it lives.
+pub struct SqliteStore {
+    conn: Arc<Mutex<Connection>>,
+    _lock: File,
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the database at `path` for a run: takes the
+    /// exclusive run lock on `<path>.lock` and migrates the schema.
+    ///
+    /// # Errors
+    /// [`StoreError::Locked`] when another process holds the lock;
+    /// [`StoreError::LockFile`], [`StoreError::Sqlite`] or
+    /// [`StoreError::Migration`] when the files cannot be opened or migrated.
+    pub fn open(path: &Path) -> Result<SqliteStore, StoreError> {
+        let mut lock_path = path.as_os_str().to_owned();
+        lock_path.push(".lock");
+        let lock = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .map_err(|source| StoreError::LockFile {
+                path: Path::new(&lock_path).display().to_string(),
+                source,
+            })?;
+        match lock.try_lock() {
+            Ok(()) => {}
+            Err(std::fs::TryLockError::WouldBlock) => {
+                return Err(StoreError::Locked {
+                    path: path.display().to_string(),
+                });
+            }
+            Err(std::fs::TryLockError::Error(source)) => {
+                return Err(StoreError::LockFile {
+                    path: Path::new(&lock_path).display().to_string(),
+                    source,
+                });
+            }
+        }
+        let conn = connect(path)?;
+        Ok(SqliteStore {
+            conn: Arc::new(Mutex::new(conn)),
+            _lock: lock,
+        })
+    }
+
+    /// Runs `f` with the connection on the blocking pool.
+    async fn with_conn<T, F>(&self, f: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Connection) -> Result<T, StoreError> + Send + 'static,
+    {
+        let conn = Arc::clone(&self.conn);
+        tokio::task::spawn_blocking(move || {
+            let mut guard = conn
+                .lock()
+                .map_err(|_| StoreError::Worker("a database call panicked earlier".into()))?;
+            f(&mut guard)
+        })
+        .await
+        .map_err(|e| StoreError::Worker(e.to_string()))?
+    }
+}
+
+const INSERT_OUTCOME: &str = "INSERT INTO outcomes (task_id, job_id, class, status, message, \
+     attempts, bytes, elapsed_ms, ttfb_ms, final_url, content_type, body_sha256, body_path, \
+     headers, duplicate_of, started_at_ms, finished_at_ms) \
+     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)";
+
+fn insert_outcome(stmt: &mut Statement<'_>, job: i64, o: &Outcome) -> rusqlite::Result<()> {
+    stmt.execute(params![
+        o.task_id,
+        job,
+        o.class.as_str(),
+        o.status,
+        o.message,
+        o.attempts,
+        o.bytes,
+        o.elapsed_ms,
+        o.ttfb_ms,
+        o.final_url,
+        o.content_type,
+        o.body_sha256,
+        o.body_path,
+        o.headers,
+        o.duplicate_of,
+        o.started_at_ms,
+        o.finished_at_ms,
+    ])?;
+    Ok(())
+}
+
+fn open_job_tx(conn: &mut Connection, name: &str, input: &str) -> Result<Job, StoreError> {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    tx.execute(
+        "INSERT INTO jobs (name, input, created_at_ms) VALUES (?1, ?2, ?3) \
+         ON CONFLICT (name) DO NOTHING",
+        params![name, input, now_ms()],
+    )?;
+    let job = tx.query_row(
+        "SELECT id, name, input, ingested_lines, ingest_complete FROM jobs WHERE name = ?1",
+        params![name],
+        |r| {
+            Ok(Job {
+                id: r.get(0)?,
+                name: r.get(1)?,
+                input: r.get(2)?,
+                ingested_lines: r.get(3)?,
+                ingest_complete: r.get(4)?,
+            })
+        },
+    )?;
+    if job.input != input {
+        return Err(StoreError::JobInputMismatch {
+            job: job.name,
+            recorded: job.input,
+            given: input.to_owned(),
+        });
+    }
+    let reclaimed = tx.execute(
+        "UPDATE tasks SET state = 'pending', lease_owner = NULL \
+         WHERE job_id = ?1 AND state = 'leased'",
+        params![job.id],
+    )?;
+    tx.commit()?;
+    if reclaimed > 0 {
+        tracing::info!(job = %job.name, reclaimed, "returned tasks leased by an earlier run to pending");
+    }
+    Ok(job)
+}
+
+fn ingest_tx(
+    conn: &mut Connection,
+    job: i64,
+    batch: &IngestBatch,
+) -> Result<IngestReport, StoreError> {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let mut report = IngestReport::default();
+    {
+        let mut insert_task = tx.prepare_cached(
+            "INSERT INTO tasks (job_id, line, url, host, state) VALUES (?1, ?2, ?3, ?4, ?5) \
+             ON CONFLICT (job_id, line) DO NOTHING",
+        )?;
+        let mut first_with_url = tx.prepare_cached(
+            "SELECT id FROM tasks WHERE job_id = ?1 AND url = ?2 AND host IS NOT NULL \
+             ORDER BY id LIMIT 1",
+        )?;
+        let mut outcome = tx.prepare_cached(INSERT_OUTCOME)?;
+        for input in &batch.inputs {
+            match input {
+                Input::Invalid { line, raw, reason } => {
+                    let added =
+                        insert_task.execute(params![job, line, raw, None::<&str>, "failed"])?;
+                    if added == 1 {
+                        let mut o = Outcome::new(tx.last_insert_rowid(), Class::InvalidUrl);
+                        o.message = Some(format!("line {line}: {reason}"));
+                        insert_outcome(&mut outcome, job, &o)?;
+                        report.invalid += 1;
+                    }
+                }
+                Input::Url { line, url } => {
+                    let first: Option<i64> = first_with_url
+                        .query_row(params![job, url.as_str()], |r| r.get(0))
+                        .optional()?;
+                    let state = if first.is_some() { "done" } else { "pending" };
+                    let added = insert_task.execute(params![
+                        job,
+                        line,
+                        url.as_str(),
+                        url.host_str(),
+                        state
+                    ])?;
+                    if added == 0 {
+                        continue;
+                    }
+                    match first {
+                        Some(first) => {
+                            let mut o = Outcome::new(tx.last_insert_rowid(), Class::Duplicate);
+                            o.duplicate_of = Some(first);
+                            insert_outcome(&mut outcome, job, &o)?;
+                            report.duplicates += 1;
+                        }
+                        None => report.pending += 1,
+                    }
+                }
+            }
+        }
+        tx.execute(
+            "UPDATE jobs SET ingested_lines = max(ingested_lines, ?2), \
+             ingest_complete = max(ingest_complete, ?3) WHERE id = ?1",
+            params![job, batch.through_line, batch.complete],
+        )?;
+    }
+    tx.commit()?;
+    Ok(report)
+}
+
+fn lease_tx(
+    conn: &mut Connection,
+    job: i64,
+    owner: &str,
+    limit: usize,
+) -> Result<Vec<LeasedTask>, StoreError> {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let mut tasks = {
+        let mut stmt = tx.prepare_cached(
+            "UPDATE tasks SET state = 'leased', lease_owner = ?3 WHERE id IN \
+             (SELECT id FROM tasks WHERE job_id = ?1 AND state = 'pending' ORDER BY id LIMIT ?2) \
+             RETURNING id, line, url",
+        )?;
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        stmt.query_map(params![job, limit, owner], |r| {
+            Ok(LeasedTask {
+                id: r.get(0)?,
+                line: r.get(1)?,
+                url: r.get(2)?,
+            })
+        })?
+        .collect::<Result<Vec<_>, _>>()?
+    };
+    tx.commit()?;
+    tasks.sort_unstable_by_key(|t| t.id);
+    Ok(tasks)
+}
+
+fn record_tx(conn: &mut Connection, job: i64, outcomes: &[Outcome]) -> Result<(), StoreError> {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    {
+        let mut insert = tx.prepare_cached(INSERT_OUTCOME)?;
+        let mut finish = tx.prepare_cached(
+            "UPDATE tasks SET state = ?2, lease_owner = NULL \
+             WHERE id = ?1 AND job_id = ?3 AND state = 'leased'",
+        )?;
+        for o in outcomes {
+            let state = if o.class.is_success() {
+                "done"
+            } else {
+                "failed"
+            };
+            if finish.execute(params![o.task_id, state, job])? != 1 {
+                return Err(StoreError::NotLeased(o.task_id));
+            }
+            insert_outcome(&mut insert, job, o)?;
+        }
+    }
+    tx.commit()?;
+    Ok(())
+}
+
+fn counts_query(conn: &Connection, job: i64) -> Result<JobCounts, StoreError> {
+    let mut stmt =
+        conn.prepare_cached("SELECT state, count(*) FROM tasks WHERE job_id = ?1 GROUP BY state")?;
+    let mut counts = JobCounts::default();
+    let rows = stmt.query_map(params![job], |r| {
+        Ok((r.get::<_, String>(0)?, r.get::<_, u64>(1)?))
+    })?;
+    for row in rows {
+        let (state, n) = row?;
+        match state.as_str() {
+            "pending" => counts.pending = n,
+            "leased" => counts.leased = n,
+            "done" => counts.done = n,
+            _ => counts.failed += n,
+        }
+    }
+    Ok(counts)
+}
+
+impl Store for SqliteStore {
+    async fn open_job(&self, name: &str, input: &str) -> Result<Job, StoreError> {
+        let (name, input) = (name.to_owned(), input.to_owned());
+        self.with_conn(move |c| open_job_tx(c, &name, &input)).await
+    }
+
+    async fn ingest(&self, job: i64, batch: IngestBatch) -> Result<IngestReport, StoreError> {
+        self.with_conn(move |c| ingest_tx(c, job, &batch)).await
+    }
+
+    async fn lease(
+        &self,
+        job: i64,
+        owner: &str,
+        limit: usize,
+    ) -> Result<Vec<LeasedTask>, StoreError> {
+        let owner = owner.to_owned();
+        self.with_conn(move |c| lease_tx(c, job, &owner, limit))
+            .await
+    }
+
+    async fn record(&self, job: i64, outcomes: Vec<Outcome>) -> Result<(), StoreError> {
+        self.with_conn(move |c| record_tx(c, job, &outcomes)).await
+    }
+
+    async fn release(&self, job: i64) -> Result<u64, StoreError> {
+        self.with_conn(move |c| {
+            let n = c.execute(
+                "UPDATE tasks SET state = 'pending', lease_owner = NULL \
+                 WHERE job_id = ?1 AND state = 'leased'",
+                params![job],
+            )?;
+            Ok(n as u64)
+        })
+        .await
+    }
+
+    async fn counts(&self, job: i64) -> Result<JobCounts, StoreError> {
+        self.with_conn(move |c| counts_query(c, job)).await
+    }
+}
+
+/// One job as `volley status` shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JobSummary {
+    /// The job row.
+    pub job: Job,
+    /// Its tasks by state.
+    pub counts: JobCounts,
+    /// Its outcomes by class, most frequent first.
+    pub classes: Vec<(String, u64)>,
+}
+
+/// One exported outcome with its task: a row of `volley export`.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct ExportRow {
+    /// Input line number.
+    pub line: u64,
+    /// The URL as fetched (the raw line for `invalid_url`).
+    pub url: String,
+    /// Outcome class.
+    pub class: String,
+    /// Final HTTP status.
+    pub status: Option<u16>,
+    /// Failure detail.
+    pub message: Option<String>,
+    /// Requests made.
+    pub attempts: u32,
+    /// Decoded body bytes.
+    pub bytes: Option<u64>,
+    /// Final attempt duration (ms).
+    pub elapsed_ms: Option<u64>,
+    /// Final attempt time to headers (ms).
+    pub ttfb_ms: Option<u64>,
+    /// URL after redirects.
+    pub final_url: Option<String>,
+    /// `Content-Type`.
+    pub content_type: Option<String>,
+    /// Hex SHA-256 of the body.
+    pub body_sha256: Option<String>,
+    /// Saved body path.
+    pub body_path: Option<String>,
+    /// Response headers, a JSON object in a string.
+    pub headers: Option<String>,
+    /// Input line of the first occurrence, for duplicates.
+    pub duplicate_of_line: Option<u64>,
+    /// First attempt start (Unix ms).
+    pub started_at_ms: Option<i64>,
+    /// Outcome time (Unix ms).
+    pub finished_at_ms: i64,
+}
+
+/// Read-only access for `status` and `export`; takes no run lock.
+pub struct SqliteReader {
+    conn: Connection,
+}
+
+impl SqliteReader {
+    /// Opens an existing database.
+    ///
+    /// # Errors
+    /// [`StoreError::Missing`] if there is no file at `path`; database errors.
+    pub fn open(path: &Path) -> Result<SqliteReader, StoreError> {
+        if !path.exists() {
+            return Err(StoreError::Missing(path.display().to_string()));
+        }
+        Ok(SqliteReader {
+            conn: connect(path)?,
+        })
+    }
+
+    /// Every job with its counts, oldest first.
+    ///
+    /// # Errors
+    /// Database errors.
+    pub fn jobs(&self) -> Result<Vec<JobSummary>, StoreError> {
+        let mut stmt = self.conn.prepare(
+            "SELECT id, name, input, ingested_lines, ingest_complete FROM jobs ORDER BY id",
+        )?;
+        let jobs = stmt
+            .query_map([], |r| {
+                Ok(Job {
+                    id: r.get(0)?,
+                    name: r.get(1)?,
+                    input: r.get(2)?,
+                    ingested_lines: r.get(3)?,
+                    ingest_complete: r.get(4)?,
+                })
+            })?
+            .collect::<Result<Vec<_>, _>>()?;
+        let mut classes = self.conn.prepare(
+            "SELECT class, count(*) AS n FROM outcomes WHERE job_id = ?1 \
+             GROUP BY class ORDER BY n DESC, class",
+        )?;
+        jobs.into_iter()
+            .map(|job| {
+                let counts = counts_query(&self.conn, job.id)?;
+                let classes = classes
+                    .query_map(params![job.id], |r| Ok((r.get(0)?, r.get(1)?)))?
+                    .collect::<Result<Vec<_>, _>>()?;
+                Ok(JobSummary {
+                    job,
+                    counts,
+                    classes,
+                })
+            })
+            .collect()
+    }
+
+    /// Finds a job by name.
+    ///
+    /// # Errors
+    /// [`StoreError::NoSuchJob`]; database errors.
+    pub fn job(&self, name: &str) -> Result<Job, StoreError> {
+        self.conn
+            .query_row(
+                "SELECT id, name, input, ingested_lines, ingest_complete FROM jobs WHERE name = ?1",
+                params![name],
+                |r| {
+                    Ok(Job {
+                        id: r.get(0)?,
+                        name: r.get(1)?,
+                        input: r.get(2)?,
+                        ingested_lines: r.get(3)?,
+                        ingest_complete: r.get(4)?,
+                    })
+                },
+            )
+            .optional()?
+            .ok_or_else(|| StoreError::NoSuchJob(name.to_owned()))
+    }
+
+    /// Calls `each` for every outcome of `job`, in input line order,
+    /// streaming (one row in memory at a time).
+    ///
+    /// # Errors
+    /// Database errors, or the first error `each` returns.
+    pub fn for_each_outcome<E: From<StoreError>>(
+        &self,
+        job: i64,
+        mut each: impl FnMut(&ExportRow) -> Result<(), E>,
+    ) -> Result<(), E> {
+        let mut stmt = self
+            .conn
+            .prepare(
+                "SELECT t.line, t.url, o.class, o.status, o.message, o.attempts, o.bytes, \
+                 o.elapsed_ms, o.ttfb_ms, o.final_url, o.content_type, o.body_sha256, \
+                 o.body_path, o.headers, d.line, o.started_at_ms, o.finished_at_ms \
+                 FROM tasks t JOIN outcomes o ON o.task_id = t.id \
+                 LEFT JOIN tasks d ON d.id = o.duplicate_of \
+                 WHERE t.job_id = ?1 ORDER BY t.line",
+            )
+            .map_err(StoreError::from)?;
+        let mut rows = stmt.query(params![job]).map_err(StoreError::from)?;
+        while let Some(r) = rows.next().map_err(StoreError::from)? {
+            let row = export_row(r).map_err(StoreError::from)?;
+            each(&row)?;
+        }
+        Ok(())
+    }
+}
+
+fn export_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<ExportRow> {
+    Ok(ExportRow {
+        line: r.get(0)?,
+        url: r.get(1)?,
+        class: r.get(2)?,
+        status: r.get(3)?,
+        message: r.get(4)?,
+        attempts: r.get(5)?,
+        bytes: r.get(6)?,
+        elapsed_ms: r.get(7)?,
+        ttfb_ms: r.get(8)?,
+        final_url: r.get(9)?,
+        content_type: r.get(10)?,
+        body_sha256: r.get(11)?,
+        body_path: r.get(12)?,
+        headers: r.get(13)?,
+        duplicate_of_line: r.get(14)?,
+        started_at_ms: r.get(15)?,
+        finished_at_ms: r.get(16)?,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::source::parse_url;
+
+    fn url(line: u64, s: &str) -> Input {
+        Input::Url {
+            line,
+            url: parse_url(s).expect("test URL parses"),
+        }
+    }
+
+    #[test]
+    fn migrations_are_valid() {
+        assert!(migrations().validate().is_ok());
+    }
+
+    #[tokio::test]
+    async fn ingest_lease_record_keeps_one_outcome_per_task() -> Result<(), StoreError> {
+        let dir = std::env::temp_dir().join(format!("volley-store-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).map_err(|e| StoreError::Worker(e.to_string()))?;
+        let db = dir.join("t.db");
+        let _ = std::fs::remove_file(&db);
+        let store = SqliteStore::open(&db)?;
+        assert!(matches!(
+            SqliteStore::open(&db),
+            Err(StoreError::Locked { .. })
+        ));
+
+        let job = store.open_job("j", "in.txt").await?;
+        let batch = IngestBatch {
+            inputs: vec![
+                url(1, "http://a.test/x"),
+                Input::Invalid {
+                    line: 2,
+                    raw: "nope".into(),
+                    reason: "not a URL".into(),
+                },
+                url(3, "http://a.test/x"),
+                url(4, "http://b.test/y"),
+            ],
+            through_line: 4,
+            complete: true,
+        };
+        let report = store.ingest(job.id, batch.clone()).await?;
+        assert_eq!(
+            report,
+            IngestReport {
+                pending: 2,
+                invalid: 1,
+                duplicates: 1
+            }
+        );
+        // Re-ingesting the same lines adds nothing.
+        assert_eq!(store.ingest(job.id, batch).await?, IngestReport::default());
+
+        let leased = store.lease(job.id, "run-1", 10).await?;
+        assert_eq!(leased.iter().map(|t| t.line).collect::<Vec<_>>(), [1, 4]);
+        assert!(store.lease(job.id, "run-1", 10).await?.is_empty());
+
+        let mut ok = Outcome::new(leased[0].id, Class::Ok);
+        ok.status = Some(200);
+        store.record(job.id, vec![ok.clone()]).await?;
+        assert!(matches!(
+            store.record(job.id, vec![ok]).await,
+            Err(StoreError::NotLeased(_))
+        ));
+
+        // A new run reclaims the task still leased.
+        let again = store.open_job("j", "in.txt").await?;
+        assert_eq!(again.id, job.id);
+        let counts = store.counts(job.id).await?;
+        assert_eq!(
+            counts,
+            JobCounts {
+                pending: 1,
+                leased: 0,
+                done: 2,
+                failed: 1
+            }
+        );
+        assert!(matches!(
+            store.open_job("j", "other.txt").await,
+            Err(StoreError::JobInputMismatch { .. })
+        ));
+        drop(store);
+
+        let reader = SqliteReader::open(&db)?;
+        let mut rows = Vec::new();
+        reader.for_each_outcome::<StoreError>(job.id, |r| {
+            rows.push(r.clone());
+            Ok(())
+        })?;
+        let summary: Vec<(u64, &str, Option<u64>)> = rows
+            .iter()
+            .map(|r| (r.line, r.class.as_str(), r.duplicate_of_line))
+            .collect();
+        assert_eq!(
+            summary,
+            [
+                (1, "ok", None),
+                (2, "invalid_url", None),
+                (3, "duplicate", Some(1))
+            ]
+        );
+        let _ = std::fs::remove_dir_all(&dir);
+        Ok(())
+    }
+}

@@ -1,0 +1,84 @@
+//! The writer: the one task that records fetched outcomes.
+//!
+//! Fetch tasks send each finished outcome into a bounded channel; the writer
+//! takes what has arrived, up to [`BATCH_MAX`] outcomes, lingering at most
+//! [`LINGER`] for a batch to fill, and commits the batch in one transaction
+//! ([`Store::record`]). Under load, batches fill at once and commits are
+//! few; when outcomes trickle in, each waits at most [`LINGER`].
+//!
+//! While a batch commits, new outcomes queue in the channel; when it is full,
+//! fetch tasks wait to send, and so stop starting new requests: a slow disk
+//! slows the whole pipeline instead of growing memory (backpressure).
+//!
+//! Progress counters move only after a commit, so a display never shows an
+//! outcome as recorded before it is durable.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::mpsc;
+use tokio::sync::mpsc::error::TryRecvError;
+
+use crate::outcome::Outcome;
+use crate::stats::{Progress, Tally};
+use crate::store::{Store, StoreError};
+
+/// Most outcomes committed in one transaction.
+pub const BATCH_MAX: usize = 1024;
+
+/// Longest wait for a batch to fill before committing what is there.
+pub const LINGER: Duration = Duration::from_millis(20);
+
+/// An outcome on its way to the store, with the host it came from.
+#[derive(Debug)]
+pub(crate) struct Finished {
+    pub outcome: Outcome,
+    pub host: Box<str>,
+}
+
+/// Receives outcomes until every sender is dropped, committing in batches.
+///
+/// # Errors
+/// The first store error; the run must stop, since outcomes can no longer
+/// be recorded. Outcomes of the failed batch stay unrecorded and their tasks
+/// leased, to be fetched again by the next run.
+pub(crate) async fn run<S: Store>(
+    store: Arc<S>,
+    job: i64,
+    mut rx: mpsc::Receiver<Finished>,
+    progress: Arc<Progress>,
+) -> Result<Tally, StoreError> {
+    let mut tally = Tally::default();
+    while let Some(first) = rx.recv().await {
+        let mut batch = vec![first];
+        let deadline = tokio::time::Instant::now() + LINGER;
+        while batch.len() < BATCH_MAX {
+            match rx.try_recv() {
+                Ok(next) => batch.push(next),
+                Err(TryRecvError::Disconnected) => break,
+                Err(TryRecvError::Empty) => {
+                    match tokio::time::timeout_at(deadline, rx.recv()).await {
+                        Ok(Some(next)) => batch.push(next),
+                        Ok(None) | Err(_) => break,
+                    }
+                }
+            }
+        }
+        let (mut failed, mut bytes) = (0, 0);
+        let outcomes: Vec<Outcome> = batch
+            .into_iter()
+            .map(|f| {
+                tally.add_fetched(&f.outcome, &f.host);
+                failed += u64::from(!f.outcome.class.is_success());
+                bytes += f.outcome.bytes.unwrap_or(0);
+                f.outcome
+            })
+            .collect();
+        let n = outcomes.len() as u64;
+        store.record(job, outcomes).await?;
+        Progress::add(&progress.finished, n);
+        Progress::add(&progress.failed, failed);
+        Progress::add(&progress.bytes, bytes);
+    }
+    Ok(tally)
+}
