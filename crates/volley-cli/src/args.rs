@@ -92,6 +92,10 @@ pub struct FetchArgs {
     #[arg(long, default_value = DEFAULT_USER_AGENT, value_name = "STRING")]
     pub user_agent: String,
 
+    /// Extra certificate authority to trust (PEM file), besides the system's; repeatable.
+    #[arg(long = "ca-cert", value_name = "FILE")]
+    pub ca_certs: Vec<PathBuf>,
+
     /// Save bodies under DIR, named by their SHA-256 (DIR/ab/abcd…); otherwise bodies are hashed and dropped.
     #[arg(long, value_name = "DIR")]
     pub save_bodies: Option<PathBuf>,
@@ -125,6 +129,7 @@ impl FetchArgs {
             max_redirects: self.max_redirects,
             headers: self.headers.clone(),
             user_agent: self.user_agent.clone(),
+            ca_certs: self.ca_certs.clone(),
             save_bodies: self.save_bodies.clone(),
             max_body_bytes: self.max_body,
             grace: self.grace,

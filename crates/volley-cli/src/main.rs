@@ -18,6 +18,7 @@ use clap::Parser as _;
 use tokio_util::sync::CancellationToken;
 use volley::RunError;
 use volley::export::{ExportError, Format};
+use volley::fetch::ClientError;
 use volley::store::sqlite::{SqliteReader, SqliteStore};
 use volley::store::{Store as _, StoreError};
 
@@ -172,7 +173,10 @@ async fn fetch(db: &Path, args: FetchArgs) -> anyhow::Result<ExitCode> {
                 ExitCode::SUCCESS
             })
         }
-        Err(RunError::InputNeeded(job)) => Ok(usage(RunError::InputNeeded(job))),
+        Err(
+            e @ (RunError::InputNeeded(_)
+            | RunError::Client(ClientError::CaRead { .. } | ClientError::CaParse { .. })),
+        ) => Ok(usage(e)),
         Err(e) => Err(e.into()),
     }
 }

@@ -362,6 +362,73 @@ async fn streams_a_large_body_to_disk_under_its_hash_and_stops_at_max_body() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn negotiates_http2_over_tls_through_alpn_with_an_extra_ca() {
+    let (server, cert_pem) = Server::start_tls().await;
+    let v = Volley::new();
+    let ca = v.path("ca.pem");
+    std::fs::write(&ca, cert_pem).expect("write the test CA");
+    let list = v.write_lines(
+        "urls.txt",
+        &[server.https_url("/ok/1"), server.https_url("/gzip")],
+    );
+    let args = ["--ca-cert", ca.to_str().expect("utf-8 path")];
+    let out = v
+        .run(&fetch_args(list.to_str().expect("utf-8 path"), &args))
+        .await;
+    assert!(out.status.success(), "{}", stderr(&out));
+    for line in [1, 2] {
+        let row = v.row(line);
+        assert_eq!(
+            (row.class.as_str(), row.status),
+            ("ok", Some(200)),
+            "{row:?}"
+        );
+        assert_eq!(row.http_version.as_deref(), Some("HTTP/2.0"), "{row:?}");
+    }
+    assert_eq!(v.row(2).bytes, Some(support::gzip_text().len() as u64));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn classifies_an_untrusted_certificate_as_tls_without_retrying() {
+    let (server, _) = Server::start_tls().await;
+    let v = Volley::new();
+    let list = v.write_lines("urls.txt", &[server.https_url("/ok/1")]);
+    let out = v
+        .run(&fetch_args(
+            list.to_str().expect("utf-8 path"),
+            &["--retries", "3"],
+        ))
+        .await;
+    assert!(out.status.success(), "{}", stderr(&out));
+    let row = v.row(1);
+    assert_eq!(
+        (row.class.as_str(), row.attempts, row.status),
+        ("tls", 1, None),
+        "{row:?}"
+    );
+    assert!(
+        row.message
+            .as_deref()
+            .is_some_and(|m| m.contains("certificate")),
+        "{row:?}"
+    );
+    assert_eq!(server.total(), 0, "no request got through the handshake");
+
+    let missing = v
+        .run(&fetch_args(
+            list.to_str().expect("utf-8 path"),
+            &["--ca-cert", "nope.pem", "--job", "x"],
+        ))
+        .await;
+    assert_eq!(missing.status.code(), Some(2), "{}", stderr(&missing));
+    assert!(
+        stderr(&missing).contains("nope.pem"),
+        "{}",
+        stderr(&missing)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn records_invalid_lines_and_duplicates_and_goes_on() {
     let server = Server::start().await;
     let v = Volley::new();

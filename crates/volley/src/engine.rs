@@ -34,9 +34,9 @@ pub enum RunError {
     /// The configuration cannot work.
     #[error(transparent)]
     Spec(#[from] SpecError),
-    /// The HTTP client could not be built (TLS set-up).
-    #[error("cannot build the HTTP client: {0}")]
-    Client(reqwest::Error),
+    /// The HTTP client could not be built (CA files, TLS set-up).
+    #[error(transparent)]
+    Client(#[from] fetch::ClientError),
     /// The database failed.
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -89,7 +89,7 @@ pub async fn fetch_job<S: Store>(
     control: &Control,
 ) -> Result<RunReport, RunError> {
     spec.validate()?;
-    let client = fetch::build_client(&spec).map_err(RunError::Client)?;
+    let client = fetch::build_client(&spec)?;
     if let Some(dir) = &spec.save_bodies {
         body::prepare_dir(dir).map_err(|source| RunError::BodiesDir {
             dir: dir.display().to_string(),

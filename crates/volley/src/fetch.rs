@@ -24,11 +24,35 @@ use crate::outcome::Class;
 use crate::retry::{is_retryable_class, is_retryable_status, parse_retry_after};
 use crate::spec::FetchSpec;
 
+/// Why the shared client could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// A `--ca-cert` file could not be read.
+    #[error("cannot read CA certificate {path}: {source}")]
+    CaRead {
+        /// The file.
+        path: String,
+        /// The underlying error.
+        source: io::Error,
+    },
+    /// A `--ca-cert` file holds no usable PEM certificate.
+    #[error("{path} is not a PEM certificate: {source}")]
+    CaParse {
+        /// The file.
+        path: String,
+        /// The parse error.
+        source: reqwest::Error,
+    },
+    /// The TLS or connection set-up failed.
+    #[error("cannot build the HTTP client: {0}")]
+    Build(reqwest::Error),
+}
+
 /// Builds the shared client from `spec`.
 ///
 /// # Errors
-/// A header in `spec` that HTTP does not allow, or a TLS set-up failure.
-pub fn build_client(spec: &FetchSpec) -> Result<reqwest::Client, reqwest::Error> {
+/// See [`ClientError`].
+pub fn build_client(spec: &FetchSpec) -> Result<reqwest::Client, ClientError> {
     let mut headers = HeaderMap::new();
     for (name, value) in &spec.headers {
         if let (Ok(n), Ok(v)) = (
@@ -38,7 +62,23 @@ pub fn build_client(spec: &FetchSpec) -> Result<reqwest::Client, reqwest::Error>
             headers.append(n, v);
         }
     }
-    reqwest::Client::builder()
+    let mut builder = reqwest::Client::builder();
+    for path in &spec.ca_certs {
+        let shown = || path.display().to_string();
+        let pem = std::fs::read(path).map_err(|source| ClientError::CaRead {
+            path: shown(),
+            source,
+        })?;
+        let certs =
+            reqwest::Certificate::from_pem_bundle(&pem).map_err(|source| ClientError::CaParse {
+                path: shown(),
+                source,
+            })?;
+        for cert in certs {
+            builder = builder.add_root_certificate(cert);
+        }
+    }
+    builder
         .user_agent(spec.user_agent.clone())
         .default_headers(headers)
         .connect_timeout(spec.connect_timeout)
@@ -48,6 +88,7 @@ pub fn build_client(spec: &FetchSpec) -> Result<reqwest::Client, reqwest::Error>
         .pool_idle_timeout(Duration::from_secs(30))
         .tcp_nodelay(true)
         .build()
+        .map_err(ClientError::Build)
 }
 
 /// What one attempt produced. Fields are `None` when the attempt failed
@@ -58,6 +99,8 @@ pub struct Attempt {
     pub class: Class,
     /// The response status, if headers arrived.
     pub status: Option<u16>,
+    /// The HTTP version of the response (`HTTP/1.1`, `HTTP/2.0`).
+    pub http_version: Option<String>,
     /// The error chain of a transport failure.
     pub message: Option<String>,
     /// The server's `Retry-After`, on a retryable status.
@@ -85,6 +128,7 @@ impl Attempt {
         Attempt {
             class: Class::Other,
             status: None,
+            http_version: None,
             message: None,
             retry_after: None,
             bytes: None,
@@ -174,6 +218,7 @@ async fn exchange(
     record.ttfb_ms = Some(millis(start.elapsed()));
     let status = response.status().as_u16();
     record.status = Some(status);
+    record.http_version = Some(format!("{:?}", response.version()));
     record.final_url = Some(response.url().to_string());
     record.content_type = response.headers().get(CONTENT_TYPE).map(header_text);
     record.headers = Some(headers_json(response.headers()));

@@ -138,6 +138,8 @@ pub struct Outcome {
     pub class: Class,
     /// Final HTTP status, when a response arrived.
     pub status: Option<u16>,
+    /// HTTP version of the final response (`HTTP/1.1`, `HTTP/2.0`).
+    pub http_version: Option<String>,
     /// Human-readable detail of a failure (the error chain), `None` on success.
     pub message: Option<String>,
     /// Requests made for this task, retries included (0 when nothing was fetched).
@@ -175,6 +177,7 @@ impl Outcome {
             task_id,
             class,
             status: None,
+            http_version: None,
             message: None,
             attempts: 0,
             bytes: None,

@@ -311,6 +311,7 @@ async fn run_task(
         task_id: task.id,
         class: last.class,
         status: last.status,
+        http_version: last.http_version,
         message,
         attempts,
         bytes: last.bytes,

@@ -38,6 +38,9 @@ pub struct FetchSpec {
     pub headers: Vec<(String, String)>,
     /// The `User-Agent` header.
     pub user_agent: String,
+    /// PEM files of extra certificate authorities to trust, besides the
+    /// system's (for internal or test servers).
+    pub ca_certs: Vec<PathBuf>,
     /// Where to save bodies, named by SHA-256; `None` hashes and drops them.
     pub save_bodies: Option<PathBuf>,
     /// Largest decoded body read, in bytes; past it the outcome is
@@ -66,6 +69,7 @@ impl Default for FetchSpec {
             max_redirects: 10,
             headers: Vec::new(),
             user_agent: DEFAULT_USER_AGENT.to_owned(),
+            ca_certs: Vec::new(),
             save_bodies: None,
             max_body_bytes: None,
             grace: Duration::from_secs(5),

@@ -63,30 +63,63 @@ impl Server {
     /// Starts a server on 127.0.0.1 with a free port, on the current runtime.
     pub async fn start() -> Server {
         let seen = Arc::new(Seen::default());
-        let app = Router::new()
-            .route("/ok/{n}", get(ok))
-            .route("/status/{code}", get(status))
-            .route("/flaky/{key}", get(flaky))
-            .route("/retry-after/{key}", get(retry_after))
-            .route("/slow", get(slow))
-            .route("/stall", get(stall))
-            .route("/redirect/{n}", get(redirect))
-            .route("/gzip", get(gzip))
-            .route("/big/{bytes}", get(big))
-            .route("/echo", get(echo))
-            .layer(middleware::from_fn_with_state(Arc::clone(&seen), count))
-            .with_state(Arc::clone(&seen));
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind a loopback port for the test server");
         let addr = listener.local_addr().expect("test server address");
+        let app = app(&seen);
         tokio::spawn(async move {
             axum::serve(listener, app).await.expect("test server runs");
         });
         Server { addr, seen }
     }
 
-    /// The URL of `path` on this server.
+    /// Starts the same routes over TLS (ALPN offers `h2` and `http/1.1`)
+    /// with a fresh self-signed certificate for `127.0.0.1` and `localhost`.
+    /// Returns the server and the certificate as PEM, for `--ca-cert`.
+    pub async fn start_tls() -> (Server, String) {
+        let seen = Arc::new(Seen::default());
+        let key = rcgen::generate_simple_self_signed(vec!["127.0.0.1".into(), "localhost".into()])
+            .expect("generate a test certificate");
+        let cert_pem = key.cert.pem();
+        let private =
+            rustls::pki_types::PrivateKeyDer::Pkcs8(key.signing_key.serialize_der().into());
+        let mut config = rustls::ServerConfig::builder()
+            .with_no_client_auth()
+            .with_single_cert(vec![key.cert.der().clone()], private)
+            .expect("TLS server config");
+        config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind a loopback port for the TLS test server");
+        let addr = listener.local_addr().expect("test server address");
+        let service = hyper_util::service::TowerToHyperService::new(app(&seen));
+        tokio::spawn(async move {
+            while let Ok((tcp, _)) = listener.accept().await {
+                let (acceptor, service) = (acceptor.clone(), service.clone());
+                tokio::spawn(async move {
+                    // A client that rejects the certificate ends the handshake: not an error here.
+                    let Ok(tls) = acceptor.accept(tcp).await else {
+                        return;
+                    };
+                    let _ = hyper_util::server::conn::auto::Builder::new(
+                        hyper_util::rt::TokioExecutor::new(),
+                    )
+                    .serve_connection(hyper_util::rt::TokioIo::new(tls), service)
+                    .await;
+                });
+            }
+        });
+        (Server { addr, seen }, cert_pem)
+    }
+
+    /// The `https` URL of `path` on a server from [`Server::start_tls`].
+    pub fn https_url(&self, path: &str) -> String {
+        format!("https://{}{}", self.addr, path)
+    }
+
+    /// The `http` URL of `path` on this server.
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{}", self.addr, path)
     }
@@ -129,6 +162,23 @@ impl Server {
     pub fn headers_seen(&self) -> Vec<HeaderMap> {
         self.seen.headers.lock().expect("headers lock").clone()
     }
+}
+
+/// The routes every test server serves (see the module docs).
+fn app(seen: &Arc<Seen>) -> Router {
+    Router::new()
+        .route("/ok/{n}", get(ok))
+        .route("/status/{code}", get(status))
+        .route("/flaky/{key}", get(flaky))
+        .route("/retry-after/{key}", get(retry_after))
+        .route("/slow", get(slow))
+        .route("/stall", get(stall))
+        .route("/redirect/{n}", get(redirect))
+        .route("/gzip", get(gzip))
+        .route("/big/{bytes}", get(big))
+        .route("/echo", get(echo))
+        .layer(middleware::from_fn_with_state(Arc::clone(seen), count))
+        .with_state(Arc::clone(seen))
 }
 
 async fn count(State(seen): State<Arc<Seen>>, request: Request, next: Next) -> Response {
@@ -309,6 +359,7 @@ pub struct Row {
     pub state: String,
     pub class: String,
     pub status: Option<u16>,
+    pub http_version: Option<String>,
     pub message: Option<String>,
     pub attempts: u32,
     pub bytes: Option<u64>,
@@ -374,8 +425,8 @@ impl Volley {
         let conn = self.conn();
         let mut stmt = conn
             .prepare(
-                "SELECT t.line, t.url, t.state, o.class, o.status, o.message, o.attempts, o.bytes, \
-                 o.final_url, o.body_sha256, o.body_path, d.line \
+                "SELECT t.line, t.url, t.state, o.class, o.status, o.http_version, o.message, \
+                 o.attempts, o.bytes, o.final_url, o.body_sha256, o.body_path, d.line \
                  FROM tasks t JOIN outcomes o ON o.task_id = t.id \
                  LEFT JOIN tasks d ON d.id = o.duplicate_of ORDER BY t.job_id, t.line",
             )
@@ -387,13 +438,14 @@ impl Volley {
                 state: r.get(2)?,
                 class: r.get(3)?,
                 status: r.get(4)?,
-                message: r.get(5)?,
-                attempts: r.get(6)?,
-                bytes: r.get(7)?,
-                final_url: r.get(8)?,
-                body_sha256: r.get(9)?,
-                body_path: r.get(10)?,
-                duplicate_of_line: r.get(11)?,
+                http_version: r.get(5)?,
+                message: r.get(6)?,
+                attempts: r.get(7)?,
+                bytes: r.get(8)?,
+                final_url: r.get(9)?,
+                body_sha256: r.get(10)?,
+                body_path: r.get(11)?,
+                duplicate_of_line: r.get(12)?,
             })
         })
         .expect("query outcomes")

@@ -107,10 +107,10 @@ impl SqliteStore {
     }
 }
 
-const INSERT_OUTCOME: &str = "INSERT INTO outcomes (task_id, job_id, class, status, message, \
-     attempts, bytes, elapsed_ms, ttfb_ms, final_url, content_type, body_sha256, body_path, \
-     headers, duplicate_of, started_at_ms, finished_at_ms) \
-     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)";
+const INSERT_OUTCOME: &str = "INSERT INTO outcomes (task_id, job_id, class, status, \
+     http_version, message, attempts, bytes, elapsed_ms, ttfb_ms, final_url, content_type, \
+     body_sha256, body_path, headers, duplicate_of, started_at_ms, finished_at_ms) \
+     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18)";
 
 fn insert_outcome(stmt: &mut Statement<'_>, job: i64, o: &Outcome) -> rusqlite::Result<()> {
     stmt.execute(params![
@@ -118,6 +118,7 @@ fn insert_outcome(stmt: &mut Statement<'_>, job: i64, o: &Outcome) -> rusqlite::
         job,
         o.class.as_str(),
         o.status,
+        o.http_version,
         o.message,
         o.attempts,
         o.bytes,
@@ -375,6 +376,8 @@ pub struct ExportRow {
     pub class: String,
     /// Final HTTP status.
     pub status: Option<u16>,
+    /// HTTP version of the final response.
+    pub http_version: Option<String>,
     /// Failure detail.
     pub message: Option<String>,
     /// Requests made.
@@ -496,8 +499,8 @@ impl SqliteReader {
         let mut stmt = self
             .conn
             .prepare(
-                "SELECT t.line, t.url, o.class, o.status, o.message, o.attempts, o.bytes, \
-                 o.elapsed_ms, o.ttfb_ms, o.final_url, o.content_type, o.body_sha256, \
+                "SELECT t.line, t.url, o.class, o.status, o.http_version, o.message, o.attempts, \
+                 o.bytes, o.elapsed_ms, o.ttfb_ms, o.final_url, o.content_type, o.body_sha256, \
                  o.body_path, o.headers, d.line, o.started_at_ms, o.finished_at_ms \
                  FROM tasks t JOIN outcomes o ON o.task_id = t.id \
                  LEFT JOIN tasks d ON d.id = o.duplicate_of \
@@ -519,19 +522,20 @@ fn export_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<ExportRow> {
         url: r.get(1)?,
         class: r.get(2)?,
         status: r.get(3)?,
-        message: r.get(4)?,
-        attempts: r.get(5)?,
-        bytes: r.get(6)?,
-        elapsed_ms: r.get(7)?,
-        ttfb_ms: r.get(8)?,
-        final_url: r.get(9)?,
-        content_type: r.get(10)?,
-        body_sha256: r.get(11)?,
-        body_path: r.get(12)?,
-        headers: r.get(13)?,
-        duplicate_of_line: r.get(14)?,
-        started_at_ms: r.get(15)?,
-        finished_at_ms: r.get(16)?,
+        http_version: r.get(4)?,
+        message: r.get(5)?,
+        attempts: r.get(6)?,
+        bytes: r.get(7)?,
+        elapsed_ms: r.get(8)?,
+        ttfb_ms: r.get(9)?,
+        final_url: r.get(10)?,
+        content_type: r.get(11)?,
+        body_sha256: r.get(12)?,
+        body_path: r.get(13)?,
+        headers: r.get(14)?,
+        duplicate_of_line: r.get(15)?,
+        started_at_ms: r.get(16)?,
+        finished_at_ms: r.get(17)?,
     })
 }
 

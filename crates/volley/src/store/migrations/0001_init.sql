@@ -29,6 +29,7 @@ CREATE TABLE outcomes (
     job_id         INTEGER NOT NULL REFERENCES jobs (id),
     class          TEXT    NOT NULL,             -- 'ok', 'duplicate', or an error class
     status         INTEGER,                      -- final HTTP status
+    http_version   TEXT,                         -- 'HTTP/1.1', 'HTTP/2.0', ...
     message        TEXT,                         -- failure detail
     attempts       INTEGER NOT NULL,             -- requests made, retries included
     bytes          INTEGER,                      -- decoded body bytes

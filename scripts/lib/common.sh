@@ -1,0 +1,95 @@
+# Shared shell helpers for volley's scripts: Debian packages, and nginx on
+# loopback serving a directory (plus /tiny, a fixed 3-byte response).
+# Source this file; it defines functions only.
+
+# ensure_packages PKG...: installs the Debian packages that are missing.
+ensure_packages() {
+    local missing=() p
+    for p in "$@"; do
+        dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p")
+    done
+    [ ${#missing[@]} -eq 0 ] && return 0
+    if [ "$(id -u)" -ne 0 ]; then
+        echo "missing Debian packages: ${missing[*]}; run: sudo apt-get install ${missing[*]}" >&2
+        return 1
+    fi
+    echo "installing ${missing[*]} ..." >&2
+    apt-get update -qq >/dev/null
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+}
+
+# port_is_free PORT: true if nothing listens on 127.0.0.1:PORT.
+port_is_free() {
+    python3 - "$1" <<'PY'
+import socket, sys
+s = socket.socket()
+try:
+    s.bind(("127.0.0.1", int(sys.argv[1])))
+except OSError:
+    sys.exit(1)
+PY
+}
+
+# nginx_start ROOT WORKDIR PORT: serves ROOT on 127.0.0.1:PORT with one
+# worker, access log off, keep-alive connections reused without limit.
+# Sets NGINX_PID. Waits until nginx answers.
+nginx_start() {
+    local root=$1 work=$2 port=$3 nginx user_line=""
+    nginx=$(command -v nginx || echo /usr/sbin/nginx)
+    mkdir -p "$work/tmp"
+    # As root, nginx's workers would drop to 'nobody', which cannot read a
+    # toolchain under /root.
+    [ "$(id -u)" -eq 0 ] && user_line="user root;"
+    cat > "$work/nginx.conf" <<CONF
+worker_processes 1;
+daemon off;
+$user_line
+pid $work/nginx.pid;
+error_log $work/error.log warn;
+events { worker_connections 4096; }
+http {
+    include /etc/nginx/mime.types;
+    default_type application/octet-stream;
+    access_log off;
+    sendfile on;
+    tcp_nopush on;
+    keepalive_requests 10000000;
+    keepalive_timeout 120s;
+    client_body_temp_path $work/tmp/body;
+    proxy_temp_path $work/tmp/proxy;
+    fastcgi_temp_path $work/tmp/fastcgi;
+    uwsgi_temp_path $work/tmp/uwsgi;
+    scgi_temp_path $work/tmp/scgi;
+    server {
+        listen 127.0.0.1:$port;
+        root $root;
+        location = /tiny { return 200 "ok\n"; }
+    }
+}
+CONF
+    if ! port_is_free "$port"; then
+        echo "port $port on 127.0.0.1 is in use; set another with the script's PORT variable" >&2
+        return 1
+    fi
+    "$nginx" -c "$work/nginx.conf" -e "$work/error.log" &
+    NGINX_PID=$!
+    local i
+    for i in $(seq 1 100); do
+        if curl -fsS -o /dev/null "http://127.0.0.1:$port/tiny" 2>/dev/null; then
+            return 0
+        fi
+        kill -0 "$NGINX_PID" 2>/dev/null || break
+        sleep 0.05
+    done
+    echo "nginx did not start; see $work/error.log" >&2
+    return 1
+}
+
+# nginx_stop: stops the nginx started by nginx_start.
+nginx_stop() {
+    if [ -n "${NGINX_PID:-}" ]; then
+        kill "$NGINX_PID" 2>/dev/null || true
+        wait "$NGINX_PID" 2>/dev/null || true
+        NGINX_PID=""
+    fi
+}
