@@ -51,9 +51,15 @@ pub async fn show(display: Display, progress: Arc<Progress>, done: CancellationT
 
 async fn bar(progress: Arc<Progress>, done: CancellationToken) {
     let style = ProgressStyle::with_template(
-        "{spinner:.green} {elapsed_precise} [{bar:30.cyan/blue}] {pos}/{len} {per_sec} ETA {eta} {msg}",
+        "{spinner:.green} {elapsed_precise} [{bar:30.cyan/blue}] {pos}/{len} {rate} ETA {eta} {msg}",
     )
     .unwrap_or_else(|_| ProgressStyle::default_bar())
+    .with_key(
+        "rate",
+        |state: &indicatif::ProgressState, w: &mut dyn std::fmt::Write| {
+            let _ = write!(w, "{:.0}/s", state.per_sec());
+        },
+    )
     .progress_chars("=> ");
     let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr()).with_style(style);
     let start = progress.snapshot();
