@@ -22,7 +22,7 @@ use volley::fetch::ClientError;
 use volley::store::sqlite::{SqliteReader, SqliteStore};
 use volley::store::{Store as _, StoreError};
 
-use crate::args::{Cli, Command, ExportArgs, ExportFormat, FetchArgs};
+use crate::args::{Cli, Command, ExportArgs, ExportFormat, FetchArgs, FileConfig};
 use crate::progress::Display;
 
 /// Bytes of input read ahead.
@@ -44,11 +44,27 @@ fn main() -> ExitCode {
         Ok(rt) => rt,
         Err(e) => return fail(&anyhow::anyhow!("cannot start the async runtime: {e}")),
     };
+    let db = cli.db();
     let result = runtime.block_on(async {
         match cli.command {
-            Command::Fetch(args) => fetch(&cli.db, *args).await,
-            Command::Status => status(&cli.db),
-            Command::Export(args) => export(&cli.db, &args),
+            Command::Fetch(args) => {
+                let file = match &args.config {
+                    Some(path) => match FileConfig::load(path) {
+                        Ok(file) => file,
+                        Err(e) => return Ok(usage(e)),
+                    },
+                    None => FileConfig::default(),
+                };
+                let db = match (cli.db, args::db_from(&file)) {
+                    (Some(flag), _) => flag,
+                    (None, Ok(Some(from_file))) => from_file,
+                    (None, Ok(None)) => db,
+                    (None, Err(e)) => return Ok(usage(e)),
+                };
+                fetch(&db, *args, &file).await
+            }
+            Command::Status => status(&db),
+            Command::Export(args) => export(&db, &args),
         }
     });
     match result {
@@ -103,8 +119,11 @@ impl Input {
     }
 }
 
-async fn fetch(db: &Path, args: FetchArgs) -> anyhow::Result<ExitCode> {
-    let spec = args.spec();
+async fn fetch(db: &Path, args: FetchArgs, file: &FileConfig) -> anyhow::Result<ExitCode> {
+    let (spec, job, quiet) = match (args.spec(file), args.job(file), args.quiet(file)) {
+        (Ok(spec), Ok(job), Ok(quiet)) => (spec, job, quiet),
+        (Err(e), _, _) | (_, Err(e), _) | (_, _, Err(e)) => return Ok(usage(e)),
+    };
     if let Err(e) = spec.validate() {
         return Ok(usage(e));
     }
@@ -131,7 +150,7 @@ async fn fetch(db: &Path, args: FetchArgs) -> anyhow::Result<ExitCode> {
             )
         }
     };
-    let name = args.job.clone().unwrap_or(default_name);
+    let name = job.unwrap_or(default_name);
     let store = Arc::new(SqliteStore::open(db)?);
     let job = match store.open_job(&name, &recorded).await {
         Ok(job) => job,
@@ -156,7 +175,7 @@ async fn fetch(db: &Path, args: FetchArgs) -> anyhow::Result<ExitCode> {
     let signals = tokio::spawn(watch_signals(control.stop.clone(), spec.grace));
     let shown = CancellationToken::new();
     let display = tokio::spawn(progress::show(
-        Display::choose(args.quiet),
+        Display::choose(quiet),
         Arc::clone(&control.progress),
         shown.clone(),
     ));

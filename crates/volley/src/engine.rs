@@ -136,6 +136,14 @@ pub async fn fetch_job<S: Store>(
         outcomes_rx,
         Arc::clone(&progress),
     ));
+    let deadline = CancellationToken::new();
+    let deadline_timer = spec.deadline.map(|after| {
+        let deadline = deadline.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(after).await;
+            deadline.cancel();
+        })
+    });
     let abandon = CancellationToken::new();
     let grace = spec.grace;
     let grace_timer = tokio::spawn({
@@ -146,18 +154,28 @@ pub async fn fetch_job<S: Store>(
             abandon.cancel();
         }
     });
-    let shared = Arc::new(Shared::new(
+    let shared = match Shared::new(
         client,
         spec,
         outcomes,
         Arc::clone(&progress),
         stop.clone(),
         abandon,
-    ));
+        deadline,
+    ) {
+        Ok(shared) => Arc::new(shared),
+        Err(e) => {
+            stop.cancel();
+            return Err(e.into());
+        }
+    };
     let scheduled = scheduler::run(&*store, job.id, &owner, shared, changes_rx).await;
     // Every fetch task has ended, so every outcome sender is gone and the
     // writer drains its channel and ends.
     grace_timer.abort();
+    if let Some(timer) = deadline_timer {
+        timer.abort();
+    }
     let written = writing
         .await
         .map_err(|e| RunError::Internal(format!("writer task failed: {e}")))

@@ -1,28 +1,57 @@
 //! Fetching: one shared pooled client and one attempt at one URL.
 //!
 //! [`build_client`] makes the single `reqwest` client every request goes
-//! through: HTTP/1.1 and HTTP/2 (chosen by ALPN over TLS), rustls, gzip/br/
-//! zstd decoding, redirects up to a cap, connect and read timeouts. The
-//! whole-attempt timeout is applied here, around [`attempt`], so that volley
-//! knows which limit fired.
+//! through: HTTP/1.1 and HTTP/2 (chosen by ALPN over TLS), rustls, redirects
+//! up to a cap, connect and read timeouts. The whole-attempt timeout is
+//! applied here, around [`attempt`], so that volley knows which limit fired.
 //!
-//! [`attempt`] sends the request, streams the body into a
-//! [`BodySink`], and describes what happened as an [`Attempt`]. Transport
-//! errors are sorted into the stable [`Class`] vocabulary by walking the
-//! error's source chain.
+//! volley decodes bodies itself (gzip, deflate, br, zstd, with
+//! async-compression) rather than letting the client do it, because it must
+//! see both sides: the bytes on the wire and the bytes they decode to. That
+//! is what the decompression-ratio cap (against "zip bombs") and the
+//! slow-body guard measure. Bodies without `Content-Encoding` skip the
+//! decoder entirely.
+//!
+//! [`attempt`] sends the request, streams the body into a [`BodySink`], and
+//! describes what happened as an [`Attempt`]. Transport errors are sorted
+//! into the stable [`Class`] vocabulary by walking the error's source chain.
 
 use std::error::Error as _;
 use std::io;
 use std::path::Path;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime};
 
-use reqwest::header::{CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue, RETRY_AFTER};
+use async_compression::tokio::bufread::{BrotliDecoder, GzipDecoder, ZlibDecoder, ZstdDecoder};
+use bytes::{Bytes, BytesMut};
+use futures_util::TryStreamExt as _;
+use reqwest::header::{
+    ACCEPT_ENCODING, CONTENT_ENCODING, CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue,
+    RETRY_AFTER,
+};
+use tokio::io::{AsyncRead, AsyncReadExt as _};
 use url::Url;
 
 use crate::body::{BodySink, header_text};
 use crate::outcome::Class;
-use crate::retry::{is_retryable_class, is_retryable_status, parse_retry_after};
+use crate::retry::{is_retryable_class, is_retryable_status, parse_retry_after, rate_limit_reset};
 use crate::spec::FetchSpec;
+
+/// The encodings volley decodes, as sent in `Accept-Encoding`.
+pub const ACCEPTED_ENCODINGS: &str = "gzip, deflate, br, zstd";
+
+/// Decoded bytes before the decompression ratio is checked: small bodies
+/// compress well legitimately.
+pub const RATIO_FLOOR_BYTES: u64 = 1 << 20;
+
+/// Most bytes read for one decoded chunk.
+const READ_CHUNK: usize = 64 * 1024;
+
+/// Largest response header block accepted over HTTP/2, in bytes (HTTP/1.1
+/// responses are held to hyper's limit of about 400 KiB and 100 fields).
+pub const MAX_HEADER_BYTES: u32 = 256 * 1024;
 
 /// Why the shared client could not be built.
 #[derive(Debug, thiserror::Error)]
@@ -54,11 +83,18 @@ pub enum ClientError {
 /// See [`ClientError`].
 pub fn build_client(spec: &FetchSpec) -> Result<reqwest::Client, ClientError> {
     let mut headers = HeaderMap::new();
+    headers.insert(
+        ACCEPT_ENCODING,
+        HeaderValue::from_static(ACCEPTED_ENCODINGS),
+    );
     for (name, value) in &spec.headers {
         if let (Ok(n), Ok(v)) = (
             HeaderName::from_bytes(name.as_bytes()),
             HeaderValue::from_str(value),
         ) {
+            if n == ACCEPT_ENCODING {
+                headers.remove(&n);
+            }
             headers.append(n, v);
         }
     }
@@ -86,6 +122,7 @@ pub fn build_client(spec: &FetchSpec) -> Result<reqwest::Client, ClientError> {
         .redirect(reqwest::redirect::Policy::limited(spec.max_redirects))
         .pool_max_idle_per_host(spec.per_host)
         .pool_idle_timeout(Duration::from_secs(30))
+        .http2_max_header_list_size(MAX_HEADER_BYTES)
         .tcp_nodelay(true)
         .build()
         .map_err(ClientError::Build)
@@ -105,8 +142,13 @@ pub struct Attempt {
     pub message: Option<String>,
     /// The server's `Retry-After`, on a retryable status.
     pub retry_after: Option<Duration>,
+    /// Time until the host's rate limit resets, when the response says
+    /// nothing remains (`RateLimit-*`/`X-RateLimit-*`).
+    pub rate_limit_reset: Option<Duration>,
     /// Decoded body bytes read.
     pub bytes: Option<u64>,
+    /// Body bytes received on the wire (before decoding).
+    pub wire_bytes: Option<u64>,
     /// From sending the request to the end of the body, or the failure (ms).
     pub elapsed_ms: u64,
     /// From sending the request to the headers (ms).
@@ -131,7 +173,9 @@ impl Attempt {
             http_version: None,
             message: None,
             retry_after: None,
+            rate_limit_reset: None,
             bytes: None,
+            wire_bytes: None,
             elapsed_ms: 0,
             ttfb_ms: None,
             final_url: None,
@@ -208,7 +252,7 @@ async fn exchange(
     start: Instant,
     record: &mut Attempt,
 ) -> Result<(), Local> {
-    let mut response = match client.get(url.clone()).send().await {
+    let response = match client.get(url.clone()).send().await {
         Ok(r) => r,
         Err(e) => {
             fail(record, &e);
@@ -230,36 +274,233 @@ async fn exchange(
             .and_then(|v| v.to_str().ok())
             .and_then(|v| parse_retry_after(v, SystemTime::now()));
     }
+    record.rate_limit_reset = rate_limit_reset(response.headers(), SystemTime::now());
     let mut sink = match save {
         Some(to) if !retryable => BodySink::saving(to.dir, to.partial_name),
         _ => BodySink::hashing(),
     };
+    let mut body = BodyReader::new(response);
+    let mut speed = spec
+        .min_speed_bytes
+        .map(|min| SpeedGuard::new(min, spec.speed_window));
     let mut bytes: u64 = 0;
-    loop {
-        let chunk = match response.chunk().await {
+    let verdict = loop {
+        let chunk = match body.next_chunk().await {
             Ok(Some(chunk)) => chunk,
-            Ok(None) => break,
-            Err(e) => {
-                record.bytes = Some(bytes);
-                fail(record, &e);
-                return Ok(());
+            Ok(None) => break None,
+            Err(BodyError::Network(e)) => break Some((classify(&e), error_chain(&e))),
+            Err(BodyError::Decode(e)) => {
+                break Some((Class::Decode, format!("cannot decode the body: {e}")));
             }
         };
         bytes += chunk.len() as u64;
         if let Some(max) = spec.max_body_bytes.filter(|max| bytes > *max) {
-            record.bytes = Some(bytes);
-            record.class = Class::BodyTooLarge;
-            record.message = Some(format!("body exceeds --max-body of {max} bytes"));
-            return Ok(());
+            break Some((
+                Class::BodyTooLarge,
+                format!("body exceeds --max-body of {max} bytes"),
+            ));
+        }
+        let wire = body.wire_bytes(bytes);
+        if bytes > RATIO_FLOOR_BYTES && bytes > wire.saturating_mul(spec.max_decompression_ratio) {
+            break Some((
+                Class::DecompressionBomb,
+                format!(
+                    "{wire} bytes decoded to over {bytes}: more than --max-decompression-ratio {}",
+                    spec.max_decompression_ratio
+                ),
+            ));
+        }
+        if let Some(Err(slow)) = speed.as_mut().map(|g| g.observe(chunk.len() as u64)) {
+            break Some((Class::TooSlow, slow));
         }
         sink.write(chunk).await.map_err(Local)?;
+    };
+    record.bytes = Some(bytes);
+    record.wire_bytes = Some(body.wire_bytes(bytes));
+    if let Some((class, message)) = verdict {
+        record.class = class;
+        record.message = Some(message);
+        return Ok(());
     }
     let body = sink.finish().await.map_err(Local)?;
-    record.bytes = Some(bytes);
     record.body_sha256 = Some(body.sha256);
     record.body_path = body.path.map(|p| p.display().to_string());
     record.class = Class::from_status(status);
     Ok(())
+}
+
+/// GETs a small resource (robots.txt): its status and at most `max_bytes`
+/// of its decoded body, within `timeout`.
+///
+/// # Errors
+/// The transport failure, as a one-line message.
+pub async fn fetch_small(
+    client: &reqwest::Client,
+    url: &Url,
+    max_bytes: usize,
+    timeout: Duration,
+) -> Result<(u16, Vec<u8>), String> {
+    let exchange = async {
+        let response = client
+            .get(url.clone())
+            .send()
+            .await
+            .map_err(|e| error_chain(&e))?;
+        let status = response.status().as_u16();
+        let mut body = BodyReader::new(response);
+        let mut data = Vec::new();
+        while data.len() < max_bytes {
+            match body.next_chunk().await {
+                Ok(Some(chunk)) => {
+                    data.extend_from_slice(&chunk[..chunk.len().min(max_bytes - data.len())])
+                }
+                Ok(None) => break,
+                Err(BodyError::Network(e)) => return Err(error_chain(&e)),
+                Err(BodyError::Decode(e)) => return Err(format!("cannot decode: {e}")),
+            }
+        }
+        Ok((status, data))
+    };
+    tokio::time::timeout(timeout, exchange)
+        .await
+        .unwrap_or_else(|_| Err(format!("no answer within {}", humanize(timeout))))
+}
+
+/// A failure while reading a body.
+enum BodyError {
+    /// The transfer failed.
+    Network(reqwest::Error),
+    /// The bytes did not decode.
+    Decode(io::Error),
+}
+
+/// Reads a response body as decoded chunks, counting the bytes on the wire.
+enum BodyReader {
+    /// No `Content-Encoding`: chunks as they arrive.
+    Plain(reqwest::Response),
+    /// Decoded through async-compression.
+    Decoded {
+        reader: Pin<Box<dyn AsyncRead + Send>>,
+        wire: Arc<AtomicU64>,
+        buf: BytesMut,
+    },
+}
+
+impl BodyReader {
+    fn new(response: reqwest::Response) -> BodyReader {
+        let encoding = response
+            .headers()
+            .get(CONTENT_ENCODING)
+            .and_then(|v| v.to_str().ok())
+            .map(|v| v.trim().to_ascii_lowercase());
+        let Some(encoding) = encoding.filter(|e| e != "identity") else {
+            return BodyReader::Plain(response);
+        };
+        let wire = Arc::new(AtomicU64::new(0));
+        let counted = Arc::clone(&wire);
+        let stream = response
+            .bytes_stream()
+            .map_ok(move |chunk| {
+                counted.fetch_add(chunk.len() as u64, Ordering::Relaxed);
+                chunk
+            })
+            .map_err(io::Error::other);
+        let raw = tokio_util::io::StreamReader::new(stream);
+        let reader: Pin<Box<dyn AsyncRead + Send>> = match encoding.as_str() {
+            "gzip" | "x-gzip" => Box::pin(GzipDecoder::new(raw)),
+            "deflate" => Box::pin(ZlibDecoder::new(raw)),
+            "br" => Box::pin(BrotliDecoder::new(raw)),
+            "zstd" => Box::pin(ZstdDecoder::new(raw)),
+            // An encoding we did not ask for: keep the bytes as sent.
+            _ => Box::pin(raw),
+        };
+        BodyReader::Decoded {
+            reader,
+            wire,
+            buf: BytesMut::new(),
+        }
+    }
+
+    /// The next decoded chunk, or `None` at the end.
+    async fn next_chunk(&mut self) -> Result<Option<Bytes>, BodyError> {
+        match self {
+            BodyReader::Plain(response) => response.chunk().await.map_err(BodyError::Network),
+            BodyReader::Decoded { reader, buf, .. } => {
+                buf.reserve(READ_CHUNK);
+                match reader.read_buf(buf).await {
+                    Ok(0) => Ok(None),
+                    Ok(_) => Ok(Some(buf.split().freeze())),
+                    Err(e) => Err(body_error(e)),
+                }
+            }
+        }
+    }
+
+    /// Bytes received on the wire, given `decoded` bytes read so far.
+    fn wire_bytes(&self, decoded: u64) -> u64 {
+        match self {
+            BodyReader::Plain(_) => decoded,
+            BodyReader::Decoded { wire, .. } => wire.load(Ordering::Relaxed),
+        }
+    }
+}
+
+/// Tells a transfer failure (a `reqwest::Error` carried through the
+/// decoder's reader) from bytes that did not decode.
+fn body_error(e: io::Error) -> BodyError {
+    if !e
+        .get_ref()
+        .is_some_and(|inner| inner.is::<reqwest::Error>())
+    {
+        return BodyError::Decode(e);
+    }
+    match e
+        .into_inner()
+        .map(|inner| inner.downcast::<reqwest::Error>())
+    {
+        Some(Ok(network)) => BodyError::Network(*network),
+        Some(Err(other)) => BodyError::Decode(io::Error::other(other)),
+        None => BodyError::Decode(io::Error::other("body stream failed")),
+    }
+}
+
+/// The slow-body guard: at least `min_bytes_per_sec` over each `window`.
+struct SpeedGuard {
+    min_bytes_per_sec: u64,
+    window: Duration,
+    started: Instant,
+    bytes: u64,
+}
+
+impl SpeedGuard {
+    fn new(min_bytes_per_sec: u64, window: Duration) -> SpeedGuard {
+        SpeedGuard {
+            min_bytes_per_sec,
+            window,
+            started: Instant::now(),
+            bytes: 0,
+        }
+    }
+
+    /// Counts `n` bytes; at the end of each window, fails if too few came.
+    fn observe(&mut self, n: u64) -> Result<(), String> {
+        self.bytes += n;
+        let elapsed = self.started.elapsed();
+        if elapsed < self.window {
+            return Ok(());
+        }
+        let rate = self.bytes as f64 / elapsed.as_secs_f64();
+        if rate < self.min_bytes_per_sec as f64 {
+            return Err(format!(
+                "body arrived at {rate:.0} bytes/s over {:.1}s, below --min-speed {} bytes/s",
+                elapsed.as_secs_f64(),
+                self.min_bytes_per_sec
+            ));
+        }
+        self.started = Instant::now();
+        self.bytes = 0;
+        Ok(())
+    }
 }
 
 fn fail(record: &mut Attempt, err: &reqwest::Error) {
@@ -301,6 +542,21 @@ pub fn classify(err: &reqwest::Error) -> Class {
     }
     if err.is_decode() {
         return Class::Decode;
+    }
+    if [
+        "invalid http",
+        "message head is too large",
+        "invalid header",
+        "invalid status",
+        "invalid response",
+        "header list size",
+        "protocol error",
+        "frame with invalid size",
+    ]
+    .iter()
+    .any(|w| chain.contains(w))
+    {
+        return Class::Protocol;
     }
     if matches!(
         io_kind,

@@ -33,8 +33,13 @@ pub enum Class {
     ReadTimeout,
     /// The whole attempt (connect, headers, body) exceeded `--timeout`.
     TotalTimeout,
-    /// The connection was reset or closed before the response was complete.
+    /// The connection was reset or closed before the response was complete
+    /// (including a body shorter than its `Content-Length`).
     Reset,
+    /// The response was not valid HTTP (malformed or oversized headers).
+    Protocol,
+    /// The body arrived slower than `--min-speed` over a whole `--speed-window`.
+    TooSlow,
     /// A final 3xx response that could not be followed (for example no `Location`).
     Http3xx,
     /// A final 4xx response.
@@ -45,15 +50,23 @@ pub enum Class {
     TooManyRedirects,
     /// The body grew past `--max-body`; reading stopped there.
     BodyTooLarge,
-    /// The body could not be decoded (bad gzip/br/zstd stream).
+    /// The body could not be decoded (bad gzip/deflate/br/zstd stream).
     Decode,
+    /// The body decoded to more than `--max-decompression-ratio` times its
+    /// size on the wire; reading stopped there.
+    DecompressionBomb,
+    /// The host's robots.txt disallows the URL for our user agent
+    /// (`--respect-robots`); nothing was fetched.
+    RobotsDenied,
+    /// The run's `--deadline` passed before the task finished.
+    Deadline,
     /// Any failure that fits no other class; the message says what it was.
     Other,
 }
 
 impl Class {
     /// Every class, in documentation order.
-    pub const ALL: [Class; 18] = [
+    pub const ALL: [Class; 23] = [
         Class::Ok,
         Class::Duplicate,
         Class::InvalidUrl,
@@ -65,12 +78,17 @@ impl Class {
         Class::ReadTimeout,
         Class::TotalTimeout,
         Class::Reset,
+        Class::Protocol,
+        Class::TooSlow,
         Class::Http3xx,
         Class::Http4xx,
         Class::Http5xx,
         Class::TooManyRedirects,
         Class::BodyTooLarge,
         Class::Decode,
+        Class::DecompressionBomb,
+        Class::RobotsDenied,
+        Class::Deadline,
         Class::Other,
     ];
 
@@ -88,12 +106,17 @@ impl Class {
             Class::ReadTimeout => "read_timeout",
             Class::TotalTimeout => "total_timeout",
             Class::Reset => "reset",
+            Class::Protocol => "protocol",
+            Class::TooSlow => "too_slow",
             Class::Http3xx => "http_3xx",
             Class::Http4xx => "http_4xx",
             Class::Http5xx => "http_5xx",
             Class::TooManyRedirects => "too_many_redirects",
             Class::BodyTooLarge => "body_too_large",
             Class::Decode => "decode",
+            Class::DecompressionBomb => "decompression_bomb",
+            Class::RobotsDenied => "robots_denied",
+            Class::Deadline => "deadline",
             Class::Other => "other",
         }
     }
@@ -146,6 +169,8 @@ pub struct Outcome {
     pub attempts: u32,
     /// Decoded body bytes read in the final attempt.
     pub bytes: Option<u64>,
+    /// Body bytes received on the wire in the final attempt (before decoding).
+    pub wire_bytes: Option<u64>,
     /// Duration of the final attempt, from sending the request to the body's end (ms).
     pub elapsed_ms: Option<u64>,
     /// Time to the response headers in the final attempt (ms).
@@ -167,6 +192,27 @@ pub struct Outcome {
     pub started_at_ms: Option<i64>,
     /// When the outcome was decided (Unix ms).
     pub finished_at_ms: i64,
+    /// Every attempt, for a task that took more than one (else empty).
+    pub attempt_log: Vec<AttemptRecord>,
+}
+
+/// One attempt of a task that was retried: a row of the `attempts` table.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AttemptRecord {
+    /// 1-based attempt number.
+    pub attempt: u32,
+    /// What this attempt produced.
+    pub class: Class,
+    /// Its HTTP status, if a response arrived.
+    pub status: Option<u16>,
+    /// Its failure detail.
+    pub message: Option<String>,
+    /// When it started (Unix ms).
+    pub started_at_ms: i64,
+    /// How long it took (ms).
+    pub elapsed_ms: u64,
+    /// The wait before the next attempt (ms); `None` for the last.
+    pub retry_delay_ms: Option<u64>,
 }
 
 impl Outcome {
@@ -181,6 +227,7 @@ impl Outcome {
             message: None,
             attempts: 0,
             bytes: None,
+            wire_bytes: None,
             elapsed_ms: None,
             ttfb_ms: None,
             final_url: None,
@@ -191,6 +238,7 @@ impl Outcome {
             duplicate_of: None,
             started_at_ms: None,
             finished_at_ms: now_ms(),
+            attempt_log: Vec::new(),
         }
     }
 }

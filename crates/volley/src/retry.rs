@@ -51,6 +51,56 @@ pub fn parse_retry_after(value: &str, now: SystemTime) -> Option<Duration> {
     Some(at.duration_since(now).unwrap_or(Duration::ZERO))
 }
 
+/// How long until an exhausted rate limit resets, from the response's
+/// rate-limit fields, if the server says nothing remains.
+///
+/// Reads `RateLimit-Remaining`/`RateLimit-Reset`, `X-RateLimit-Remaining`/
+/// `X-RateLimit-Reset`, and the combined `RateLimit: remaining=0, reset=30`
+/// (IETF httpapi draft). A reset above 10^9 is taken as Unix epoch seconds
+/// (as GitHub sends it), anything else as seconds from now.
+pub fn rate_limit_reset(headers: &reqwest::header::HeaderMap, now: SystemTime) -> Option<Duration> {
+    let field = |name: &str| {
+        headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::trim)
+    };
+    let number = |v: &str| {
+        v.trim()
+            .parse::<f64>()
+            .ok()
+            .filter(|n| n.is_finite() && *n >= 0.0)
+    };
+    let (remaining, reset) = if let Some(remaining) = field("ratelimit-remaining") {
+        (number(remaining), field("ratelimit-reset").and_then(number))
+    } else if let Some(remaining) = field("x-ratelimit-remaining") {
+        (
+            number(remaining),
+            field("x-ratelimit-reset").and_then(number),
+        )
+    } else if let Some(combined) = field("ratelimit") {
+        let item = |key: &str| {
+            combined
+                .split([',', ';'])
+                .filter_map(|part| part.split_once('='))
+                .find(|(k, _)| k.trim().eq_ignore_ascii_case(key))
+                .and_then(|(_, v)| number(v))
+        };
+        (item("remaining"), item("reset"))
+    } else {
+        return None;
+    };
+    if remaining != Some(0.0) {
+        return None;
+    }
+    let reset = reset?;
+    if reset > 1e9 {
+        let at = SystemTime::UNIX_EPOCH + Duration::from_secs_f64(reset);
+        return Some(at.duration_since(now).unwrap_or(Duration::ZERO));
+    }
+    Some(Duration::from_secs_f64(reset))
+}
+
 /// The retry budget and backoff schedule of one task.
 #[derive(Debug)]
 pub struct Backoff {
@@ -147,6 +197,37 @@ mod tests {
         );
         assert_eq!(parse_retry_after("-3", now), None);
         assert_eq!(parse_retry_after("soon", now), None);
+    }
+
+    #[test]
+    fn rate_limit_reset_reads_the_common_header_families() {
+        use reqwest::header::{HeaderMap, HeaderValue};
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(2_000_000_000);
+        let map = |pairs: &[(&'static str, &'static str)]| {
+            let mut h = HeaderMap::new();
+            for (k, v) in pairs {
+                h.insert(*k, HeaderValue::from_static(v));
+            }
+            h
+        };
+        let draft = map(&[("ratelimit-remaining", "0"), ("ratelimit-reset", "12")]);
+        assert_eq!(rate_limit_reset(&draft, now), Some(Duration::from_secs(12)));
+        let github = map(&[
+            ("x-ratelimit-remaining", "0"),
+            ("x-ratelimit-reset", "2000000030"),
+        ]);
+        assert_eq!(
+            rate_limit_reset(&github, now),
+            Some(Duration::from_secs(30))
+        );
+        let combined = map(&[("ratelimit", "limit=100, remaining=0, reset=7")]);
+        assert_eq!(
+            rate_limit_reset(&combined, now),
+            Some(Duration::from_secs(7))
+        );
+        let left = map(&[("x-ratelimit-remaining", "5"), ("x-ratelimit-reset", "9")]);
+        assert_eq!(rate_limit_reset(&left, now), None);
+        assert_eq!(rate_limit_reset(&HeaderMap::new(), now), None);
     }
 
     #[test]

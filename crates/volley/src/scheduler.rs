@@ -7,13 +7,17 @@
 //! when a quarter of the window is free. Each leased task runs as a tokio
 //! task that loops over attempts:
 //!
-//! 1. **Gate.** Before every attempt, retries included, it takes a permit
-//!    from its host's semaphore (`per_host`), *then* one from the global
-//!    semaphore (`concurrency`). Waiting for a busy host therefore never
-//!    holds a global slot that another host could use. Tokio's semaphores
-//!    are fair, so tasks of one host go in lease order.
-//! 2. **Attempt.** See [`crate::fetch::attempt`]. Both permits are released
-//!    when the attempt ends.
+//! 0. **Robots.** With `--respect-robots`, the first task of a host fetches
+//!    its robots.txt ([`crate::robots`]) and every task of the host checks
+//!    it; a disallowed URL gets `robots_denied` without a request.
+//! 1. **Gate.** Before every attempt, retries included, it waits for a
+//!    [`Slot`](crate::host::Slot): its host unpaused, a host permit, the
+//!    host's and the global token buckets, then a global permit
+//!    ([`crate::host`]). Waiting for a busy host never holds a global slot
+//!    that another host could use.
+//! 2. **Attempt.** See [`crate::fetch::attempt`]. The slot is released when
+//!    the attempt ends, and what the attempt says about the host (throttled,
+//!    `Retry-After`, rate limit exhausted, unreachable) is fed back to it.
 //! 3. **Backoff.** A retryable failure waits out its backoff or
 //!    `Retry-After` ([`crate::retry`]) holding *no* permit, then goes back to
 //!    1. The task's lease keeps it out of other runs meanwhile.
@@ -22,15 +26,19 @@
 //!
 //! # Stopping
 //!
+//! When the run's deadline passes, every task without an outcome, leased
+//! or still pending, gets a `deadline` outcome, so the job still ends with
+//! one outcome per input.
+//!
 //! When `stop` fires, no page is leased and tasks waiting at a gate or in a
 //! backoff give up at once, leaving no outcome. Requests in flight continue
 //! until they finish or `abandon` fires (the grace period). Tasks that gave
 //! up stay leased and are returned to pending by the engine, to be fetched
 //! by the next run. Nothing is recorded for a task that did not finish.
 
-use std::collections::HashMap;
+use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
 
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, watch};
 use tokio::task::JoinSet;
@@ -38,10 +46,12 @@ use tokio_util::sync::CancellationToken;
 use url::Url;
 
 use crate::RunError;
-use crate::fetch::{self, SaveTo};
-use crate::outcome::{Class, Outcome, now_ms};
+use crate::fetch::{self, Attempt, SaveTo};
+use crate::host::{Feedback, Host, HostLimits, Hosts, Policy};
+use crate::outcome::{AttemptRecord, Class, Outcome, now_ms};
 use crate::retry::{Backoff, Decision};
-use crate::spec::FetchSpec;
+use crate::robots::{self, Robots};
+use crate::spec::{FetchSpec, Rate, SpecError};
 use crate::stats::Progress;
 use crate::store::{LeasedTask, Store};
 use crate::writer::Finished;
@@ -53,50 +63,6 @@ pub fn window_for(concurrency: usize) -> usize {
     concurrency.saturating_mul(4).max(1024)
 }
 
-/// One semaphore per host, created on first use and dropped when idle.
-struct HostGates {
-    per_host: usize,
-    global: Arc<Semaphore>,
-    hosts: Mutex<HashMap<Box<str>, Arc<Semaphore>>>,
-}
-
-/// Permits for one attempt; released on drop.
-struct Permits {
-    _host: OwnedSemaphorePermit,
-    _global: OwnedSemaphorePermit,
-}
-
-impl HostGates {
-    /// Waits for a slot at `host`, then a global slot.
-    ///
-    /// Cancellation safe: dropping the future gives back any permit taken.
-    async fn acquire(&self, host: &str) -> Option<Permits> {
-        let gate = {
-            let mut hosts = self.hosts.lock().unwrap_or_else(PoisonError::into_inner);
-            match hosts.get(host) {
-                Some(gate) => Arc::clone(gate),
-                None => {
-                    let gate = Arc::new(Semaphore::new(self.per_host));
-                    hosts.insert(host.into(), Arc::clone(&gate));
-                    gate
-                }
-            }
-        };
-        let host = gate.acquire_owned().await.ok()?;
-        let global = Arc::clone(&self.global).acquire_owned().await.ok()?;
-        Some(Permits {
-            _host: host,
-            _global: global,
-        })
-    }
-
-    /// Forgets hosts nobody holds or waits for.
-    fn prune(&self) {
-        let mut hosts = self.hosts.lock().unwrap_or_else(PoisonError::into_inner);
-        hosts.retain(|_, gate| Arc::strong_count(gate) > 1);
-    }
-}
-
 /// What every task of a run shares.
 pub(crate) struct Shared {
     pub client: reqwest::Client,
@@ -105,10 +71,13 @@ pub(crate) struct Shared {
     pub progress: Arc<Progress>,
     pub stop: CancellationToken,
     pub abandon: CancellationToken,
-    gates: HostGates,
+    pub deadline: CancellationToken,
+    hosts: Hosts,
 }
 
 impl Shared {
+    /// # Errors
+    /// A host rule whose pattern is not a valid glob.
     pub fn new(
         client: reqwest::Client,
         spec: FetchSpec,
@@ -116,21 +85,25 @@ impl Shared {
         progress: Arc<Progress>,
         stop: CancellationToken,
         abandon: CancellationToken,
-    ) -> Shared {
-        let gates = HostGates {
-            per_host: spec.per_host,
-            global: Arc::new(Semaphore::new(spec.concurrency)),
-            hosts: Mutex::new(HashMap::new()),
+        deadline: CancellationToken,
+    ) -> Result<Shared, SpecError> {
+        let limits = HostLimits {
+            concurrency: spec.per_host,
+            rate: spec.rate,
         };
-        Shared {
+        let policy = Policy::new(limits, &spec.hosts)
+            .map_err(|e| SpecError::HostPattern(e.msg.to_owned(), e.to_string()))?;
+        let hosts = Hosts::new(policy, spec.concurrency, spec.global_rate);
+        Ok(Shared {
             client,
             spec,
             outcomes,
             progress,
             stop,
             abandon,
-            gates,
-        }
+            deadline,
+            hosts,
+        })
     }
 }
 
@@ -206,7 +179,7 @@ pub(crate) async fn run<S: Store>(
                 };
                 tasks.spawn(run_task(Arc::clone(&shared), task, slot));
             }
-            shared.gates.prune();
+            shared.hosts.prune();
             continue;
         }
         if drained && ingest_done && tasks.is_empty() {
@@ -245,7 +218,7 @@ impl Drop for InFlight<'_> {
 async fn run_task(
     shared: Arc<Shared>,
     task: LeasedTask,
-    _slot: OwnedSemaphorePermit,
+    _window: OwnedSemaphorePermit,
 ) -> Result<(), RunError> {
     let started_at = now_ms();
     let url = match Url::parse(&task.url) {
@@ -260,20 +233,52 @@ async fn run_task(
             return send(&shared, outcome, "".into()).await;
         }
     };
-    let host: Box<str> = url.host_str().unwrap_or_default().into();
+    let host_name: Box<str> = url.host_str().unwrap_or_default().into();
+    let host = shared.hosts.host(&host_name);
+    let deadline_outcome = |attempts: u32, history: Vec<AttemptRecord>| {
+        let mut outcome = Outcome::new(task.id, Class::Deadline);
+        outcome.attempts = attempts;
+        outcome.started_at_ms = (attempts > 0).then_some(started_at);
+        outcome.message = Some(format!(
+            "the run's --deadline of {}s passed before the task finished",
+            shared.spec.deadline.unwrap_or_default().as_secs_f64()
+        ));
+        outcome.attempt_log = history;
+        outcome
+    };
+    if shared.spec.respect_robots {
+        let robots = tokio::select! {
+            biased;
+            () = shared.stop.cancelled() => return Ok(()),
+            () = shared.deadline.cancelled() => {
+                return send(&shared, deadline_outcome(0, Vec::new()), host_name).await;
+            }
+            robots = host.robots.get_or_init(|| fetch_robots(&shared, &host, &url)) => Arc::clone(robots),
+        };
+        if let Err(why) = robots.check(&url) {
+            let mut outcome = Outcome::new(task.id, Class::RobotsDenied);
+            outcome.message = Some(why);
+            return send(&shared, outcome, host_name).await;
+        }
+    }
     let save_dir = shared.spec.save_bodies.clone();
     let mut backoff = Backoff::new(&shared.spec);
     let mut attempts: u32 = 0;
+    let mut history: Vec<AttemptRecord> = Vec::new();
     let (last, note) = loop {
-        let permits = tokio::select! {
+        let slot = tokio::select! {
             biased;
             () = shared.stop.cancelled() => return Ok(()),
-            permits = shared.gates.acquire(&host) => permits,
+            () = shared.deadline.cancelled() => {
+                return send(&shared, deadline_outcome(attempts, history), host_name).await;
+            }
+            slot = shared.hosts.acquire(&host) => slot,
         };
-        let Some(permits) = permits else {
+        let Some(slot) = slot else {
             return Ok(());
         };
         attempts += 1;
+        let attempt_started = now_ms();
         let partial_name = format!("{}-{}-{attempts}", std::process::id(), task.id);
         let save = save_dir.as_deref().map(|dir| SaveTo {
             dir,
@@ -284,12 +289,29 @@ async fn run_task(
             tokio::select! {
                 biased;
                 () = shared.abandon.cancelled() => return Ok(()),
+                () = shared.deadline.cancelled() => {
+                    return send(&shared, deadline_outcome(attempts, history), host_name).await;
+                }
                 result = fetch::attempt(&shared.client, &url, &shared.spec, save) => result,
             }
         };
-        drop(permits);
+        drop(slot);
         let attempt = result.map_err(RunError::BodyIo)?;
-        match backoff.decide(attempt.is_retryable(), attempt.retry_after) {
+        host.feedback(feedback_of(&attempt, shared.spec.max_retry_after));
+        let decision = backoff.decide(attempt.is_retryable(), attempt.retry_after);
+        history.push(AttemptRecord {
+            attempt: attempts,
+            class: attempt.class,
+            status: attempt.status,
+            message: attempt.message.clone(),
+            started_at_ms: attempt_started,
+            elapsed_ms: attempt.elapsed_ms,
+            retry_delay_ms: match &decision {
+                Decision::RetryAfter(d) => Some(u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
+                Decision::Final { .. } => None,
+            },
+        });
+        match decision {
             Decision::Final { note } => break (attempt, note),
             Decision::RetryAfter(delay) => {
                 Progress::add(&shared.progress.retries, 1);
@@ -297,11 +319,18 @@ async fn run_task(
                 tokio::select! {
                     biased;
                     () = shared.stop.cancelled() => return Ok(()),
+                    () = shared.deadline.cancelled() => {
+                        return send(&shared, deadline_outcome(attempts, history), host_name).await;
+                    }
                     () = tokio::time::sleep(delay) => {}
                 }
             }
         }
     };
+    if attempts < 2 {
+        // A task fetched once is fully described by its outcome.
+        history.clear();
+    }
     let message = match (last.message, note) {
         (Some(m), Some(n)) => Some(format!("{m} ({n})")),
         (None, Some(n)) if !last.class.is_success() => Some(n),
@@ -315,6 +344,7 @@ async fn run_task(
         message,
         attempts,
         bytes: last.bytes,
+        wire_bytes: last.wire_bytes,
         elapsed_ms: Some(last.elapsed_ms),
         ttfb_ms: last.ttfb_ms,
         final_url: last.final_url,
@@ -325,8 +355,77 @@ async fn run_task(
         duplicate_of: None,
         started_at_ms: Some(started_at),
         finished_at_ms: now_ms(),
+        attempt_log: history,
     };
-    send(&shared, outcome, host).await
+    send(&shared, outcome, host_name).await
+}
+
+/// What an attempt tells about its host. Server-requested pauses are capped
+/// at `max_pause` (`--max-retry-after`), so one header cannot stall a host
+/// for longer than the user allows.
+fn feedback_of(attempt: &Attempt, max_pause: Duration) -> Feedback {
+    match attempt.status {
+        Some(429 | 503) => Feedback::Throttled {
+            pause: attempt
+                .retry_after
+                .or(attempt.rate_limit_reset)
+                .map(|p| p.min(max_pause)),
+        },
+        Some(_) => match attempt.rate_limit_reset {
+            Some(pause) => Feedback::Exhausted {
+                pause: pause.min(max_pause),
+            },
+            None => Feedback::Answered,
+        },
+        None => match attempt.class {
+            Class::ConnectRefused | Class::ConnectTimeout | Class::Connect | Class::Dns => {
+                Feedback::ConnectFailed
+            }
+            _ => Feedback::Neutral,
+        },
+    }
+}
+
+/// Fetches `host`'s robots.txt through the host's gate; see [`crate::robots`].
+async fn fetch_robots(shared: &Shared, host: &Arc<Host>, url: &Url) -> Arc<Robots> {
+    let Some(robots_url) = robots::robots_url(url) else {
+        return Arc::new(Robots::AllowAll);
+    };
+    let agent = robots::agent_token(&shared.spec.user_agent);
+    let mut last = String::new();
+    for attempt in 1..=robots::ATTEMPTS {
+        let Some(slot) = shared.hosts.acquire(host).await else {
+            return Arc::new(Robots::AllowAll);
+        };
+        let result = fetch::fetch_small(
+            &shared.client,
+            &robots_url,
+            robots::MAX_BYTES,
+            shared.spec.timeout,
+        )
+        .await;
+        drop(slot);
+        match result {
+            Ok((status, body)) if (200..300).contains(&status) => {
+                let robots = Robots::parse(agent, &body);
+                if let Some(delay) = robots.crawl_delay() {
+                    host.cap_rate(Rate {
+                        per_sec: 1.0 / delay.as_secs_f64(),
+                    });
+                }
+                return Arc::new(robots);
+            }
+            Ok((status, _)) if (400..500).contains(&status) => return Arc::new(Robots::AllowAll),
+            Ok((status, _)) => last = format!("it answered {status}"),
+            Err(e) => last = e,
+        }
+        if attempt < robots::ATTEMPTS {
+            tokio::time::sleep(Duration::from_secs(1 << (attempt - 1))).await;
+        }
+    }
+    Arc::new(Robots::DisallowAll(format!(
+        "robots.txt could not be fetched ({last}); RFC 9309 asks to assume complete disallow"
+    )))
 }
 
 async fn send(shared: &Shared, outcome: Outcome, host: Box<str>) -> Result<(), RunError> {
@@ -340,27 +439,6 @@ async fn send(shared: &Shared, outcome: Outcome, host: Box<str>) -> Result<(), R
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[tokio::test]
-    async fn host_gates_cap_each_host_and_forget_idle_ones() {
-        let gates = HostGates {
-            per_host: 2,
-            global: Arc::new(Semaphore::new(3)),
-            hosts: Mutex::new(HashMap::new()),
-        };
-        let a1 = gates.acquire("a").await.expect("permit");
-        let _a2 = gates.acquire("a").await.expect("permit");
-        // A third permit for host a must wait even though a global slot is free.
-        let third = tokio::time::timeout(std::time::Duration::from_millis(50), gates.acquire("a"));
-        assert!(third.await.is_err(), "host limit not enforced");
-        // Another host still gets the free global slot.
-        let b = gates.acquire("b").await.expect("permit");
-        drop(a1);
-        drop(b);
-        gates.prune();
-        let hosts = gates.hosts.lock().unwrap_or_else(PoisonError::into_inner);
-        assert!(hosts.contains_key("a") && !hosts.contains_key("b"));
-    }
 
     #[test]
     fn window_scales_with_concurrency() {

@@ -16,6 +16,15 @@ pub struct FetchSpec {
     /// Cap on requests in flight to one host at once. With HTTP/1.1 this also
     /// bounds the connections open to that host.
     pub per_host: usize,
+    /// Most requests started per second to one host, if limited.
+    pub rate: Option<Rate>,
+    /// Most requests started per second over all hosts, if limited.
+    pub global_rate: Option<Rate>,
+    /// Per-host overrides of `per_host` and `rate`, first match wins (exact
+    /// names before glob patterns).
+    pub hosts: Vec<HostRule>,
+    /// Fetch each host's robots.txt first and skip what it disallows.
+    pub respect_robots: bool,
     /// Time allowed to establish a connection (TCP and TLS).
     pub connect_timeout: Duration,
     /// Longest silence allowed while waiting for headers or body data.
@@ -46,6 +55,18 @@ pub struct FetchSpec {
     /// Largest decoded body read, in bytes; past it the outcome is
     /// `body_too_large`. `None` for no limit.
     pub max_body_bytes: Option<u64>,
+    /// Largest ratio of decoded to received bytes, checked once a body has
+    /// decoded to more than 1 MiB; past it the outcome is
+    /// `decompression_bomb`.
+    pub max_decompression_ratio: u64,
+    /// Slowest body transfer allowed: fewer than `min_speed_bytes` bytes per
+    /// second over a whole `speed_window` is `too_slow`. `None` for no limit.
+    pub min_speed_bytes: Option<u64>,
+    /// The window over which `min_speed_bytes` is measured.
+    pub speed_window: Duration,
+    /// Time allowed for the whole run; tasks without an outcome by then get
+    /// `deadline`. `None` for no limit.
+    pub deadline: Option<Duration>,
     /// After a graceful stop is asked for, how long requests in flight may
     /// run before they are abandoned (and left for the next run).
     pub grace: Duration,
@@ -59,6 +80,10 @@ impl Default for FetchSpec {
         FetchSpec {
             concurrency: 64,
             per_host: 8,
+            rate: None,
+            global_rate: None,
+            hosts: Vec::new(),
+            respect_robots: false,
             connect_timeout: Duration::from_secs(10),
             read_timeout: Duration::from_secs(30),
             timeout: Duration::from_secs(60),
@@ -72,6 +97,10 @@ impl Default for FetchSpec {
             ca_certs: Vec::new(),
             save_bodies: None,
             max_body_bytes: None,
+            max_decompression_ratio: 200,
+            min_speed_bytes: None,
+            speed_window: Duration::from_secs(30),
+            deadline: None,
             grace: Duration::from_secs(5),
         }
     }
@@ -94,6 +123,9 @@ pub enum SpecError {
         /// The configured maximum.
         max: Duration,
     },
+    /// A host rule's pattern is not a valid glob.
+    #[error("invalid host pattern {0:?}: {1}")]
+    HostPattern(String, String),
     /// A header name or value HTTP does not allow.
     #[error("invalid header {0:?}: expected 'Name: value' with a valid field name and value")]
     Header(String),
@@ -126,6 +158,22 @@ impl FetchSpec {
                 max: self.backoff_max,
             });
         }
+        for rule in &self.hosts {
+            if rule.concurrency == Some(0) {
+                return Err(SpecError::Zero("a host's concurrency"));
+            }
+            if rule.pattern.contains(['*', '?', '['])
+                && let Err(e) = glob::Pattern::new(&rule.pattern)
+            {
+                return Err(SpecError::HostPattern(rule.pattern.clone(), e.to_string()));
+            }
+        }
+        if self.speed_window.is_zero() {
+            return Err(SpecError::ZeroDuration("--speed-window"));
+        }
+        if self.max_decompression_ratio == 0 {
+            return Err(SpecError::Zero("--max-decompression-ratio"));
+        }
         for (name, value) in &self.headers {
             let ok = reqwest::header::HeaderName::from_bytes(name.as_bytes()).is_ok()
                 && reqwest::header::HeaderValue::from_str(value).is_ok();
@@ -135,6 +183,53 @@ impl FetchSpec {
         }
         Ok(())
     }
+}
+
+/// A request rate: requests per second.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
+pub struct Rate {
+    /// Requests per second (above 0).
+    pub per_sec: f64,
+}
+
+impl std::str::FromStr for Rate {
+    type Err = String;
+
+    /// Parses `N/s`, `N/m` or `N/h` (N may have a fraction), or a bare `N`
+    /// meaning per second.
+    fn from_str(text: &str) -> Result<Rate, String> {
+        let text = text.trim();
+        let (number, per) = match text.split_once('/') {
+            Some((n, unit)) => (n.trim(), unit.trim()),
+            None => (text, "s"),
+        };
+        let seconds = match per {
+            "s" | "sec" | "second" => 1.0,
+            "m" | "min" | "minute" => 60.0,
+            "h" | "hour" => 3600.0,
+            _ => return Err(format!("rate '{text}': use N/s, N/m or N/h, e.g. 5/s")),
+        };
+        match number.parse::<f64>() {
+            Ok(n) if n > 0.0 && n.is_finite() => Ok(Rate {
+                per_sec: n / seconds,
+            }),
+            _ => Err(format!(
+                "rate '{text}': use a number above 0, e.g. 5/s or 300/m"
+            )),
+        }
+    }
+}
+
+/// Limits for the hosts matching `pattern` (a host name, or a glob such as
+/// `*.example.com`). Unset fields keep the defaults.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HostRule {
+    /// Host name or glob pattern (lower case).
+    pub pattern: String,
+    /// Most requests in flight to one matching host.
+    pub concurrency: Option<usize>,
+    /// Most requests per second to one matching host.
+    pub rate: Option<Rate>,
 }
 
 /// Splits a `Name: value` header argument, as curl's `-H` takes it.
@@ -171,6 +266,16 @@ mod tests {
             ..FetchSpec::default()
         };
         assert!(matches!(spec.validate(), Err(SpecError::Header(_))));
+    }
+
+    #[test]
+    fn parses_rates_per_second_minute_and_hour() {
+        assert_eq!("5/s".parse(), Ok(Rate { per_sec: 5.0 }));
+        assert_eq!("120/m".parse(), Ok(Rate { per_sec: 2.0 }));
+        assert_eq!("0.5".parse(), Ok(Rate { per_sec: 0.5 }));
+        assert!("0/s".parse::<Rate>().is_err());
+        assert!("5/d".parse::<Rate>().is_err());
+        assert!("fast".parse::<Rate>().is_err());
     }
 
     #[test]

@@ -108,9 +108,12 @@ impl SqliteStore {
 }
 
 const INSERT_OUTCOME: &str = "INSERT INTO outcomes (task_id, job_id, class, status, \
-     http_version, message, attempts, bytes, elapsed_ms, ttfb_ms, final_url, content_type, \
-     body_sha256, body_path, headers, duplicate_of, started_at_ms, finished_at_ms) \
-     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18)";
+     http_version, message, attempts, bytes, wire_bytes, elapsed_ms, ttfb_ms, final_url, \
+     content_type, body_sha256, body_path, headers, duplicate_of, started_at_ms, finished_at_ms) \
+     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19)";
+
+const INSERT_ATTEMPT: &str = "INSERT INTO attempts (task_id, attempt, class, status, message, \
+     started_at_ms, elapsed_ms, retry_delay_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)";
 
 fn insert_outcome(stmt: &mut Statement<'_>, job: i64, o: &Outcome) -> rusqlite::Result<()> {
     stmt.execute(params![
@@ -122,6 +125,7 @@ fn insert_outcome(stmt: &mut Statement<'_>, job: i64, o: &Outcome) -> rusqlite::
         o.message,
         o.attempts,
         o.bytes,
+        o.wire_bytes,
         o.elapsed_ms,
         o.ttfb_ms,
         o.final_url,
@@ -273,6 +277,7 @@ fn record_tx(conn: &mut Connection, job: i64, outcomes: &[Outcome]) -> Result<()
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     {
         let mut insert = tx.prepare_cached(INSERT_OUTCOME)?;
+        let mut insert_attempt = tx.prepare_cached(INSERT_ATTEMPT)?;
         let mut finish = tx.prepare_cached(
             "UPDATE tasks SET state = ?2, lease_owner = NULL \
              WHERE id = ?1 AND job_id = ?3 AND state = 'leased'",
@@ -287,6 +292,18 @@ fn record_tx(conn: &mut Connection, job: i64, outcomes: &[Outcome]) -> Result<()
                 return Err(StoreError::NotLeased(o.task_id));
             }
             insert_outcome(&mut insert, job, o)?;
+            for a in &o.attempt_log {
+                insert_attempt.execute(params![
+                    o.task_id,
+                    a.attempt,
+                    a.class.as_str(),
+                    a.status,
+                    a.message,
+                    a.started_at_ms,
+                    a.elapsed_ms,
+                    a.retry_delay_ms,
+                ])?;
+            }
         }
     }
     tx.commit()?;
@@ -384,6 +401,8 @@ pub struct ExportRow {
     pub attempts: u32,
     /// Decoded body bytes.
     pub bytes: Option<u64>,
+    /// Body bytes on the wire.
+    pub wire_bytes: Option<u64>,
     /// Final attempt duration (ms).
     pub elapsed_ms: Option<u64>,
     /// Final attempt time to headers (ms).
@@ -500,7 +519,7 @@ impl SqliteReader {
             .conn
             .prepare(
                 "SELECT t.line, t.url, o.class, o.status, o.http_version, o.message, o.attempts, \
-                 o.bytes, o.elapsed_ms, o.ttfb_ms, o.final_url, o.content_type, o.body_sha256, \
+                 o.bytes, o.wire_bytes, o.elapsed_ms, o.ttfb_ms, o.final_url, o.content_type, o.body_sha256, \
                  o.body_path, o.headers, d.line, o.started_at_ms, o.finished_at_ms \
                  FROM tasks t JOIN outcomes o ON o.task_id = t.id \
                  LEFT JOIN tasks d ON d.id = o.duplicate_of \
@@ -526,16 +545,17 @@ fn export_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<ExportRow> {
         message: r.get(5)?,
         attempts: r.get(6)?,
         bytes: r.get(7)?,
-        elapsed_ms: r.get(8)?,
-        ttfb_ms: r.get(9)?,
-        final_url: r.get(10)?,
-        content_type: r.get(11)?,
-        body_sha256: r.get(12)?,
-        body_path: r.get(13)?,
-        headers: r.get(14)?,
-        duplicate_of_line: r.get(15)?,
-        started_at_ms: r.get(16)?,
-        finished_at_ms: r.get(17)?,
+        wire_bytes: r.get(8)?,
+        elapsed_ms: r.get(9)?,
+        ttfb_ms: r.get(10)?,
+        final_url: r.get(11)?,
+        content_type: r.get(12)?,
+        body_sha256: r.get(13)?,
+        body_path: r.get(14)?,
+        headers: r.get(15)?,
+        duplicate_of_line: r.get(16)?,
+        started_at_ms: r.get(17)?,
+        finished_at_ms: r.get(18)?,
     })
 }
 

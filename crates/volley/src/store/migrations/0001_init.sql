@@ -33,6 +33,7 @@ CREATE TABLE outcomes (
     message        TEXT,                         -- failure detail
     attempts       INTEGER NOT NULL,             -- requests made, retries included
     bytes          INTEGER,                      -- decoded body bytes
+    wire_bytes     INTEGER,                      -- body bytes on the wire (before decoding)
     elapsed_ms     INTEGER,                      -- final attempt, request to end of body
     ttfb_ms        INTEGER,                      -- final attempt, request to headers
     final_url      TEXT,                         -- after redirects
@@ -45,3 +46,17 @@ CREATE TABLE outcomes (
     finished_at_ms INTEGER NOT NULL
 );
 CREATE INDEX outcomes_by_class ON outcomes (job_id, class);
+
+-- Every attempt of a task that was retried (a task fetched once has none:
+-- its outcome says it all), committed with the task's outcome.
+CREATE TABLE attempts (
+    task_id        INTEGER NOT NULL REFERENCES tasks (id),
+    attempt        INTEGER NOT NULL,             -- 1-based
+    class          TEXT    NOT NULL,
+    status         INTEGER,
+    message        TEXT,
+    started_at_ms  INTEGER NOT NULL,
+    elapsed_ms     INTEGER NOT NULL,
+    retry_delay_ms INTEGER,                      -- wait before the next attempt; NULL for the last
+    PRIMARY KEY (task_id, attempt)
+) WITHOUT ROWID;

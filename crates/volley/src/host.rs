@@ -1,0 +1,593 @@
+//! Per-host politeness: one [`Host`] per host name holds everything that
+//! decides when that host may receive its next request.
+//!
+//! # What gates a request
+//!
+//! [`Hosts::acquire`] returns a [`Slot`] once, in this order:
+//!
+//! 1. the host is not **paused** (`Retry-After`, a `RateLimit-Reset` with
+//!    nothing remaining, or repeated connection failures);
+//! 2. a **host permit** is free: at most the host's *allowed* concurrency in
+//!    flight (a fair FIFO semaphore, so tasks of a host go in order);
+//! 3. the host's **token bucket** has a token (governor's GCRA, burst 1, so
+//!    requests are spaced by at least `1 / rate`);
+//! 4. the **global** token bucket, if any, has a token;
+//! 5. a **global permit** is free (`concurrency`).
+//!
+//! Waiting at steps 1–4 never holds a global permit, so a slow or paused
+//! host does not take slots other hosts could use. Retries pass through the
+//! same gate as fresh requests, so a pause stops the whole host.
+//!
+//! # Adaptive throttling (AIMD)
+//!
+//! The configured concurrency and rate are ceilings. A 429 or 503 halves the
+//! host's allowed concurrency (down to 1) and its rate factor (down to
+//! [`MIN_RATE_FACTOR`]): multiplicative decrease. Each success adds
+//! `1 / allowed` to a credit that raises the concurrency by one when it
+//! reaches 1 (about one step per round of requests), and adds
+//! [`RATE_STEP`] to the rate factor: additive increase, never above the
+//! ceilings. A host whose connections keep failing
+//! ([`CONNECT_FAILURES_BEFORE_PAUSE`] in a row) is paused for a doubling time
+//! (1 s, 2 s, … up to [`MAX_CONNECT_PAUSE`]) instead of burning the retry
+//! budget of every URL on it.
+
+use std::collections::HashMap;
+use std::num::NonZeroU32;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
+
+use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
+use tokio::sync::{OnceCell, OwnedSemaphorePermit, Semaphore};
+use tokio::time::Instant;
+
+use crate::robots::Robots;
+use crate::spec::{HostRule, Rate};
+
+/// Lowest rate factor adaptive throttling goes down to.
+pub const MIN_RATE_FACTOR: f64 = 1.0 / 64.0;
+/// Rate factor regained per success.
+pub const RATE_STEP: f64 = 0.02;
+/// Consecutive connection failures after which a host is paused.
+pub const CONNECT_FAILURES_BEFORE_PAUSE: u32 = 3;
+/// Longest pause after connection failures.
+pub const MAX_CONNECT_PAUSE: Duration = Duration::from_secs(60);
+
+/// The limits of one host: ceilings for adaptive throttling.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct HostLimits {
+    /// Most requests in flight to the host.
+    pub concurrency: usize,
+    /// Most requests started per second, if limited.
+    pub rate: Option<Rate>,
+}
+
+/// What a finished attempt tells about its host.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Feedback {
+    /// A response that is not a throttling signal (2xx–5xx other than 429/503).
+    Answered,
+    /// 429 or 503: slow down; `pause` is how long the server asked to wait.
+    Throttled {
+        /// The server's `Retry-After` (or rate-limit reset).
+        pause: Option<Duration>,
+    },
+    /// Any response with a rate-limit reset and nothing remaining.
+    Exhausted {
+        /// Time until the limit resets.
+        pause: Duration,
+    },
+    /// The connection could not be made.
+    ConnectFailed,
+    /// Anything else (timeouts mid-response, resets): no signal.
+    Neutral,
+}
+
+/// Decides the limits of each host: the defaults, overridden by the first
+/// matching rule (exact names before glob patterns).
+#[derive(Debug, Clone)]
+pub struct Policy {
+    default: HostLimits,
+    exact: HashMap<String, HostRule>,
+    globs: Vec<(glob::Pattern, HostRule)>,
+}
+
+impl Policy {
+    /// A policy with `default` limits and `rules` (patterns with `*`, `?` or
+    /// `[` are globs, matched in order; others match the host name exactly).
+    ///
+    /// # Errors
+    /// A rule whose pattern is not a valid glob.
+    pub fn new(default: HostLimits, rules: &[HostRule]) -> Result<Policy, glob::PatternError> {
+        let mut exact = HashMap::new();
+        let mut globs = Vec::new();
+        for rule in rules {
+            let pattern = rule.pattern.to_ascii_lowercase();
+            if pattern.contains(['*', '?', '[']) {
+                globs.push((glob::Pattern::new(&pattern)?, rule.clone()));
+            } else {
+                exact.entry(pattern).or_insert_with(|| rule.clone());
+            }
+        }
+        Ok(Policy {
+            default,
+            exact,
+            globs,
+        })
+    }
+
+    /// The limits for `host`.
+    pub fn limits_for(&self, host: &str) -> HostLimits {
+        let rule = self.exact.get(host).or_else(|| {
+            self.globs
+                .iter()
+                .find(|(p, _)| p.matches(host))
+                .map(|(_, r)| r)
+        });
+        match rule {
+            None => self.default,
+            Some(rule) => HostLimits {
+                concurrency: rule.concurrency.unwrap_or(self.default.concurrency),
+                rate: rule.rate.or(self.default.rate),
+            },
+        }
+    }
+}
+
+/// The adaptive state of a host.
+#[derive(Debug)]
+struct State {
+    /// Ceiling rate (configured, lowered by robots.txt `Crawl-delay`).
+    ceiling_rate: Option<Rate>,
+    /// Concurrency allowed now (1..=limits.concurrency).
+    allowed: usize,
+    /// Permits still to be taken out of circulation when they come back.
+    debt: usize,
+    /// Successes toward the next concurrency step.
+    credit: f64,
+    /// Fraction of the ceiling rate allowed now.
+    rate_factor: f64,
+    /// The rate the current limiter was built for (requests/s).
+    limiter_rate: Option<f64>,
+    /// No request starts before this.
+    paused_until: Option<Instant>,
+    /// Connection failures in a row.
+    connect_failures: u32,
+}
+
+/// One host's politeness state; see the module docs.
+#[derive(Debug)]
+pub struct Host {
+    name: Box<str>,
+    limits: HostLimits,
+    gate: Arc<Semaphore>,
+    state: Mutex<State>,
+    limiter: Mutex<Option<Arc<DefaultDirectRateLimiter>>>,
+    /// The host's robots.txt rules, fetched once (`--respect-robots`).
+    pub robots: OnceCell<Arc<Robots>>,
+}
+
+impl Host {
+    fn new(name: &str, limits: HostLimits) -> Host {
+        let host = Host {
+            name: name.into(),
+            limits,
+            gate: Arc::new(Semaphore::new(limits.concurrency)),
+            state: Mutex::new(State {
+                ceiling_rate: limits.rate,
+                allowed: limits.concurrency,
+                debt: 0,
+                credit: 0.0,
+                rate_factor: 1.0,
+                limiter_rate: None,
+                paused_until: None,
+                connect_failures: 0,
+            }),
+            limiter: Mutex::new(None),
+            robots: OnceCell::new(),
+        };
+        host.rebuild_limiter(&mut host.lock());
+        host
+    }
+
+    /// The host name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Concurrency allowed now (for tests and displays).
+    pub fn allowed(&self) -> usize {
+        self.lock().allowed
+    }
+
+    /// Requests per second allowed now, if rate-limited.
+    pub fn rate_now(&self) -> Option<f64> {
+        self.lock().limiter_rate
+    }
+
+    /// When the host's pause ends, if it is paused.
+    pub fn paused_until(&self) -> Option<Instant> {
+        self.lock().paused_until.filter(|t| *t > Instant::now())
+    }
+
+    /// Pauses the host for `d` from now (a longer pause already set stays).
+    pub fn pause(&self, d: Duration) {
+        let until = Instant::now() + d;
+        let mut st = self.lock();
+        if st.paused_until.is_none_or(|t| t < until) {
+            st.paused_until = Some(until);
+        }
+    }
+
+    /// Lowers the ceiling rate to at most `rate` (robots.txt `Crawl-delay`).
+    pub fn cap_rate(&self, rate: Rate) {
+        let mut st = self.lock();
+        let capped = match st.ceiling_rate {
+            Some(r) if r.per_sec <= rate.per_sec => r,
+            _ => rate,
+        };
+        st.ceiling_rate = Some(capped);
+        self.rebuild_limiter(&mut st);
+    }
+
+    /// Takes what an attempt's result says about the host.
+    pub fn feedback(&self, feedback: Feedback) {
+        let mut st = self.lock();
+        match feedback {
+            Feedback::Answered | Feedback::Exhausted { .. } => {
+                st.connect_failures = 0;
+                if matches!(feedback, Feedback::Answered) {
+                    self.increase(&mut st);
+                }
+            }
+            Feedback::Throttled { .. } => {
+                st.connect_failures = 0;
+                self.decrease(&mut st);
+            }
+            Feedback::ConnectFailed => {
+                st.connect_failures += 1;
+                if st.connect_failures >= CONNECT_FAILURES_BEFORE_PAUSE {
+                    let doublings = (st.connect_failures - CONNECT_FAILURES_BEFORE_PAUSE).min(16);
+                    let pause = Duration::from_secs(1u64 << doublings).min(MAX_CONNECT_PAUSE);
+                    let until = Instant::now() + pause;
+                    if st.paused_until.is_none_or(|t| t < until) {
+                        st.paused_until = Some(until);
+                    }
+                }
+            }
+            Feedback::Neutral => {}
+        }
+        let pause = match feedback {
+            Feedback::Throttled { pause: Some(p) } | Feedback::Exhausted { pause: p } => Some(p),
+            _ => None,
+        };
+        if let Some(p) = pause {
+            let until = Instant::now() + p;
+            if st.paused_until.is_none_or(|t| t < until) {
+                st.paused_until = Some(until);
+            }
+        }
+    }
+
+    fn increase(&self, st: &mut State) {
+        if st.allowed < self.limits.concurrency {
+            st.credit += 1.0 / st.allowed as f64;
+            if st.credit >= 1.0 {
+                st.credit = 0.0;
+                st.allowed += 1;
+                if st.debt > 0 {
+                    st.debt -= 1;
+                } else {
+                    self.gate.add_permits(1);
+                }
+            }
+        }
+        if st.rate_factor < 1.0 {
+            st.rate_factor = (st.rate_factor + RATE_STEP).min(1.0);
+            self.rebuild_limiter(st);
+        }
+    }
+
+    fn decrease(&self, st: &mut State) {
+        let target = (st.allowed / 2).max(1);
+        let cut = st.allowed - target;
+        st.allowed = target;
+        st.credit = 0.0;
+        st.debt += cut;
+        // Take free permits out now; the rest as they come back.
+        let taken = self.gate.forget_permits(st.debt);
+        st.debt -= taken;
+        st.rate_factor = (st.rate_factor / 2.0).max(MIN_RATE_FACTOR);
+        self.rebuild_limiter(st);
+    }
+
+    /// Builds the token bucket for the current rate, if it changed by more
+    /// than 5 % or reached the ceiling. A new bucket starts "just used", so
+    /// the spacing of requests never shrinks below the new rate's period.
+    fn rebuild_limiter(&self, st: &mut State) {
+        let rate = st.ceiling_rate.map(|r| r.per_sec * st.rate_factor);
+        let changed = match (rate, st.limiter_rate) {
+            (Some(new), Some(old)) => {
+                (new - old).abs() > old * 0.05 || (st.rate_factor >= 1.0 && new != old)
+            }
+            (None, None) => false,
+            _ => true,
+        };
+        if !changed {
+            return;
+        }
+        st.limiter_rate = rate;
+        let limiter = rate.and_then(|r| {
+            let quota =
+                Quota::with_period(Duration::from_secs_f64(1.0 / r))?.allow_burst(NonZeroU32::MIN);
+            let limiter = RateLimiter::direct(quota);
+            let _ = limiter.check();
+            Some(Arc::new(limiter))
+        });
+        *self.limiter.lock().unwrap_or_else(PoisonError::into_inner) = limiter;
+    }
+
+    fn current_limiter(&self) -> Option<Arc<DefaultDirectRateLimiter>> {
+        self.limiter
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Gives back a host permit, or takes it out of circulation if the
+    /// allowed concurrency was lowered meanwhile.
+    fn release(&self, permit: OwnedSemaphorePermit) {
+        let mut st = self.lock();
+        if st.debt > 0 {
+            st.debt -= 1;
+            permit.forget();
+        }
+    }
+}
+
+/// Permission to make one request; gives its permits back on drop.
+#[derive(Debug)]
+pub struct Slot {
+    host: Arc<Host>,
+    permit: Option<OwnedSemaphorePermit>,
+    _global: OwnedSemaphorePermit,
+}
+
+impl Slot {
+    /// The host this slot is for.
+    pub fn host(&self) -> &Arc<Host> {
+        &self.host
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        if let Some(permit) = self.permit.take() {
+            self.host.release(permit);
+        }
+    }
+}
+
+/// All hosts of a run, created on first use.
+#[derive(Debug)]
+pub struct Hosts {
+    policy: Policy,
+    global: Arc<Semaphore>,
+    global_rate: Option<DefaultDirectRateLimiter>,
+    map: Mutex<HashMap<Box<str>, Arc<Host>>>,
+}
+
+impl Hosts {
+    /// Hosts limited by `policy`, `concurrency` requests in flight in all,
+    /// and at most `global_rate` requests started per second in all.
+    pub fn new(policy: Policy, concurrency: usize, global_rate: Option<Rate>) -> Hosts {
+        let global_rate = global_rate.and_then(|r| {
+            let quota = Quota::with_period(Duration::from_secs_f64(1.0 / r.per_sec))?
+                .allow_burst(NonZeroU32::MIN);
+            Some(RateLimiter::direct(quota))
+        });
+        Hosts {
+            policy,
+            global: Arc::new(Semaphore::new(concurrency)),
+            global_rate,
+            map: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The state of `name`, created with its policy limits if new.
+    pub fn host(&self, name: &str) -> Arc<Host> {
+        let mut map = self.map.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(host) = map.get(name) {
+            return Arc::clone(host);
+        }
+        let host = Arc::new(Host::new(name, self.policy.limits_for(name)));
+        map.insert(name.into(), Arc::clone(&host));
+        host
+    }
+
+    /// Waits until `host` may receive a request; see the module docs.
+    ///
+    /// Cancellation safe: dropping the future gives back any permit taken.
+    pub async fn acquire(&self, host: &Arc<Host>) -> Option<Slot> {
+        loop {
+            if let Some(until) = host.paused_until() {
+                tokio::time::sleep_until(until).await;
+                continue;
+            }
+            let permit = Arc::clone(&host.gate).acquire_owned().await.ok()?;
+            if host.paused_until().is_some() {
+                // Paused while we waited: give the permit back and wait it out.
+                host.release(permit);
+                continue;
+            }
+            if let Some(limiter) = host.current_limiter() {
+                limiter.until_ready().await;
+            }
+            if let Some(limiter) = &self.global_rate {
+                limiter.until_ready().await;
+            }
+            let global = Arc::clone(&self.global).acquire_owned().await.ok()?;
+            return Some(Slot {
+                host: Arc::clone(host),
+                permit: Some(permit),
+                _global: global,
+            });
+        }
+    }
+
+    /// Forgets hosts that nobody uses and that hold no state worth keeping
+    /// (no pause, no lowered limits, no robots.txt rules).
+    pub fn prune(&self) {
+        let now = Instant::now();
+        let mut map = self.map.lock().unwrap_or_else(PoisonError::into_inner);
+        map.retain(|_, host| {
+            if Arc::strong_count(host) > 1 || host.robots.initialized() {
+                return true;
+            }
+            let st = host.lock();
+            st.paused_until.is_some_and(|t| t > now)
+                || st.allowed < host.limits.concurrency
+                || st.rate_factor < 1.0
+                || st.connect_failures > 0
+        });
+    }
+
+    /// Hosts known now.
+    pub fn len(&self) -> usize {
+        self.map
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .len()
+    }
+
+    /// Whether no host is known.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn hosts(concurrency: usize, rate: Option<f64>, rules: &[HostRule]) -> Hosts {
+        let limits = HostLimits {
+            concurrency,
+            rate: rate.map(|per_sec| Rate { per_sec }),
+        };
+        let policy = Policy::new(limits, rules).expect("valid rules");
+        Hosts::new(policy, 100, None)
+    }
+
+    #[test]
+    fn rules_match_exact_names_before_globs() {
+        let rules = [
+            HostRule {
+                pattern: "*.example.com".into(),
+                concurrency: Some(2),
+                rate: None,
+            },
+            HostRule {
+                pattern: "api.example.com".into(),
+                concurrency: None,
+                rate: Some(Rate { per_sec: 5.0 }),
+            },
+        ];
+        let h = hosts(8, None, &rules);
+        assert_eq!(
+            h.policy.limits_for("api.example.com").rate,
+            Some(Rate { per_sec: 5.0 })
+        );
+        assert_eq!(h.policy.limits_for("api.example.com").concurrency, 8);
+        assert_eq!(h.policy.limits_for("www.example.com").concurrency, 2);
+        assert_eq!(h.policy.limits_for("other.test").concurrency, 8);
+    }
+
+    #[tokio::test]
+    async fn throttling_halves_concurrency_and_successes_win_it_back() {
+        let h = hosts(8, Some(100.0), &[]);
+        let host = h.host("a");
+        host.feedback(Feedback::Throttled { pause: None });
+        assert_eq!(host.allowed(), 4);
+        assert_eq!(host.rate_now(), Some(50.0));
+        host.feedback(Feedback::Throttled { pause: None });
+        assert_eq!(host.allowed(), 2);
+        // Only 2 permits can be held now.
+        let a = h.acquire(&host).await.expect("slot");
+        let b = h.acquire(&host).await.expect("slot");
+        let third = tokio::time::timeout(Duration::from_millis(100), h.acquire(&host));
+        assert!(third.await.is_err(), "allowed concurrency not enforced");
+        drop((a, b));
+        for _ in 0..200 {
+            host.feedback(Feedback::Answered);
+        }
+        assert_eq!(
+            host.allowed(),
+            8,
+            "additive increase up to the ceiling, not past it"
+        );
+        assert_eq!(host.rate_now(), Some(100.0));
+        let slots: Vec<Slot> = {
+            let mut v = Vec::new();
+            for _ in 0..8 {
+                v.push(h.acquire(&host).await.expect("slot"));
+            }
+            v
+        };
+        assert_eq!(slots.len(), 8);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_pause_stops_the_host_but_not_others() {
+        let h = hosts(4, None, &[]);
+        let a = h.host("a");
+        let b = h.host("b");
+        a.feedback(Feedback::Throttled {
+            pause: Some(Duration::from_secs(30)),
+        });
+        let start = Instant::now();
+        drop(h.acquire(&b).await.expect("slot"));
+        assert_eq!(start.elapsed(), Duration::ZERO, "host b is not paused");
+        drop(h.acquire(&a).await.expect("slot"));
+        assert!(
+            start.elapsed() >= Duration::from_secs(30),
+            "host a waited out its pause"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn repeated_connection_failures_pause_with_growing_backoff() {
+        let h = hosts(4, None, &[]);
+        let a = h.host("a");
+        a.feedback(Feedback::ConnectFailed);
+        a.feedback(Feedback::ConnectFailed);
+        assert!(a.paused_until().is_none());
+        a.feedback(Feedback::ConnectFailed);
+        let first = a.paused_until().expect("paused") - Instant::now();
+        a.feedback(Feedback::ConnectFailed);
+        let second = a.paused_until().expect("paused") - Instant::now();
+        assert_eq!(
+            (first, second),
+            (Duration::from_secs(1), Duration::from_secs(2))
+        );
+        a.feedback(Feedback::Answered);
+        a.feedback(Feedback::ConnectFailed);
+        assert_eq!(
+            a.paused_until().expect("old pause stays") - Instant::now(),
+            second
+        );
+    }
+
+    #[test]
+    fn prune_keeps_hosts_with_state() {
+        let h = hosts(4, None, &[]);
+        h.host("idle");
+        h.host("throttled")
+            .feedback(Feedback::Throttled { pause: None });
+        h.prune();
+        assert_eq!(h.len(), 1);
+    }
+}
