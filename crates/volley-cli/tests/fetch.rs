@@ -112,7 +112,7 @@ async fn retries_503_until_it_recovers() {
         gave_up
             .message
             .as_deref()
-            .is_some_and(|m| m.contains("retries exhausted")),
+            .is_some_and(|m| m.contains("no retries left (--retries 3)")),
         "{gave_up:?}"
     );
     assert_eq!(server.hits("/flaky/b"), 4);

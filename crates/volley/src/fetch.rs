@@ -540,9 +540,9 @@ pub fn classify(err: &reqwest::Error) -> Class {
         }
         return Class::Connect;
     }
-    if err.is_decode() {
-        return Class::Decode;
-    }
+    // reqwest calls every failure while reading a body a "decode" error,
+    // even a reset connection; volley decodes bodies itself (see
+    // `BodyReader`), so the cause in the chain decides here.
     if [
         "invalid http",
         "message head is too large",

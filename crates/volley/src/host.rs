@@ -47,6 +47,10 @@ use crate::spec::{HostRule, Rate};
 pub const MIN_RATE_FACTOR: f64 = 1.0 / 64.0;
 /// Rate factor regained per success.
 pub const RATE_STEP: f64 = 0.02;
+/// Token buckets space requests by this much more than `1 / rate`, so that
+/// up to 20 ms of scheduling and network jitter cannot make a server see
+/// more than its rate in any one-second window.
+pub const RATE_MARGIN: f64 = 1.02;
 /// Consecutive connection failures after which a host is paused.
 pub const CONNECT_FAILURES_BEFORE_PAUSE: u32 = 3;
 /// Longest pause after connection failures.
@@ -321,9 +325,7 @@ impl Host {
         }
         st.limiter_rate = rate;
         let limiter = rate.and_then(|r| {
-            let quota =
-                Quota::with_period(Duration::from_secs_f64(1.0 / r))?.allow_burst(NonZeroU32::MIN);
-            let limiter = RateLimiter::direct(quota);
+            let limiter = bucket(r)?;
             let _ = limiter.check();
             Some(Arc::new(limiter))
         });
@@ -346,6 +348,15 @@ impl Host {
             permit.forget();
         }
     }
+}
+
+/// A token bucket of `per_sec` requests per second, burst 1, with
+/// [`RATE_MARGIN`]; `None` for a rate too small to represent.
+fn bucket(per_sec: f64) -> Option<DefaultDirectRateLimiter> {
+    let period = Duration::try_from_secs_f64(RATE_MARGIN / per_sec).ok()?;
+    Some(RateLimiter::direct(
+        Quota::with_period(period)?.allow_burst(NonZeroU32::MIN),
+    ))
 }
 
 /// Permission to make one request; gives its permits back on drop.
@@ -384,11 +395,7 @@ impl Hosts {
     /// Hosts limited by `policy`, `concurrency` requests in flight in all,
     /// and at most `global_rate` requests started per second in all.
     pub fn new(policy: Policy, concurrency: usize, global_rate: Option<Rate>) -> Hosts {
-        let global_rate = global_rate.and_then(|r| {
-            let quota = Quota::with_period(Duration::from_secs_f64(1.0 / r.per_sec))?
-                .allow_burst(NonZeroU32::MIN);
-            Some(RateLimiter::direct(quota))
-        });
+        let global_rate = global_rate.and_then(|r| bucket(r.per_sec));
         Hosts {
             policy,
             global: Arc::new(Semaphore::new(concurrency)),
@@ -397,14 +404,15 @@ impl Hosts {
         }
     }
 
-    /// The state of `name`, created with its policy limits if new.
-    pub fn host(&self, name: &str) -> Arc<Host> {
+    /// The state of `key` (host, with its port if not the default), created
+    /// with the policy limits of `host_name` if new.
+    pub fn host(&self, key: &str, host_name: &str) -> Arc<Host> {
         let mut map = self.map.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Some(host) = map.get(name) {
+        if let Some(host) = map.get(key) {
             return Arc::clone(host);
         }
-        let host = Arc::new(Host::new(name, self.policy.limits_for(name)));
-        map.insert(name.into(), Arc::clone(&host));
+        let host = Arc::new(Host::new(key, self.policy.limits_for(host_name)));
+        map.insert(key.into(), Arc::clone(&host));
         host
     }
 
@@ -509,7 +517,7 @@ mod tests {
     #[tokio::test]
     async fn throttling_halves_concurrency_and_successes_win_it_back() {
         let h = hosts(8, Some(100.0), &[]);
-        let host = h.host("a");
+        let host = h.host("a", "a");
         host.feedback(Feedback::Throttled { pause: None });
         assert_eq!(host.allowed(), 4);
         assert_eq!(host.rate_now(), Some(50.0));
@@ -543,8 +551,8 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_pause_stops_the_host_but_not_others() {
         let h = hosts(4, None, &[]);
-        let a = h.host("a");
-        let b = h.host("b");
+        let a = h.host("a", "a");
+        let b = h.host("b", "b");
         a.feedback(Feedback::Throttled {
             pause: Some(Duration::from_secs(30)),
         });
@@ -561,7 +569,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn repeated_connection_failures_pause_with_growing_backoff() {
         let h = hosts(4, None, &[]);
-        let a = h.host("a");
+        let a = h.host("a", "a");
         a.feedback(Feedback::ConnectFailed);
         a.feedback(Feedback::ConnectFailed);
         assert!(a.paused_until().is_none());
@@ -584,8 +592,8 @@ mod tests {
     #[test]
     fn prune_keeps_hosts_with_state() {
         let h = hosts(4, None, &[]);
-        h.host("idle");
-        h.host("throttled")
+        h.host("idle", "idle");
+        h.host("throttled", "throttled")
             .feedback(Feedback::Throttled { pause: None });
         h.prune();
         assert_eq!(h.len(), 1);

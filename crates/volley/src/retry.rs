@@ -106,6 +106,7 @@ pub fn rate_limit_reset(headers: &reqwest::header::HeaderMap, now: SystemTime) -
 pub struct Backoff {
     ceilings: ExponentialBackoff,
     max_retry_after: Duration,
+    retries: u32,
 }
 
 /// What to do after a failed attempt.
@@ -132,6 +133,7 @@ impl Backoff {
         Backoff {
             ceilings,
             max_retry_after: spec.max_retry_after,
+            retries: spec.retries,
         }
     }
 
@@ -154,7 +156,7 @@ impl Backoff {
         }
         match self.ceilings.next() {
             None => Decision::Final {
-                note: Some("retries exhausted".to_owned()),
+                note: Some(format!("no retries left (--retries {})", self.retries)),
             },
             Some(ceiling) => {
                 Decision::RetryAfter(retry_after.unwrap_or_else(|| full_jitter(ceiling)))
@@ -246,7 +248,7 @@ mod tests {
             assert_eq!(
                 b.decide(true, None),
                 Decision::Final {
-                    note: Some("retries exhausted".into())
+                    note: Some("no retries left (--retries 4)".into())
                 }
             );
         }

@@ -233,8 +233,10 @@ async fn run_task(
             return send(&shared, outcome, "".into()).await;
         }
     };
-    let host_name: Box<str> = url.host_str().unwrap_or_default().into();
-    let host = shared.hosts.host(&host_name);
+    let host_name = host_key(&url);
+    let host = shared
+        .hosts
+        .host(&host_name, url.host_str().unwrap_or_default());
     let deadline_outcome = |attempts: u32, history: Vec<AttemptRecord>| {
         let mut outcome = Outcome::new(task.id, Class::Deadline);
         outcome.attempts = attempts;
@@ -358,6 +360,17 @@ async fn run_task(
         attempt_log: history,
     };
     send(&shared, outcome, host_name).await
+}
+
+/// The key politeness state is kept under: the host, with the port when it
+/// is not the scheme's default (`127.0.0.1:8080`). Two ports are two
+/// services, each with its own robots.txt (RFC 9309 scopes it to the origin).
+pub fn host_key(url: &Url) -> Box<str> {
+    let host = url.host_str().unwrap_or_default();
+    match url.port() {
+        Some(port) => format!("{host}:{port}").into(),
+        None => host.into(),
+    }
 }
 
 /// What an attempt tells about its host. Server-requested pauses are capped

@@ -15,8 +15,21 @@
 //! - `/gzip` — a gzip-encoded text body (`Content-Encoding: gzip`).
 //! - `/big/{bytes}` — a streamed body of [`pattern`] bytes.
 //! - `/echo` — 200; the request headers are kept for [`Server::headers_seen`].
+//! - `/storm/{n}?secs=S&form=seconds|date` — the first `/storm` request to
+//!   this server gets 429 with `Retry-After`; every later one 200.
+//! - `/flap/{n}` — 503 and 200 in turn, over all `/flap` requests.
+//! - `/loop` — a redirect to itself.
+//! - `/bomb` — 16 MiB of zeros, gzip-encoded (about 16 KiB on the wire).
+//! - `/private/{n}` — 200 (for robots.txt tests).
+//! - `/robots.txt` — what [`Server::set_robots`] set; 404 by default.
+//!
+//! Every server tracks the most requests it had in flight at once
+//! ([`Server::max_in_flight`]). [`hostile`] has a raw TCP server for what a
+//! well-behaved HTTP library cannot send.
 
 #![allow(dead_code)]
+
+pub mod hostile;
 
 use std::collections::HashMap;
 use std::io::Write as _;
@@ -50,6 +63,14 @@ pub struct Seen {
     arrived: Notify,
     /// Request headers of `/echo`.
     headers: Mutex<Vec<HeaderMap>>,
+    /// Requests in flight now, and the most at once.
+    in_flight: AtomicU64,
+    max_in_flight: AtomicU64,
+    /// Requests to `/storm` and `/flap`.
+    storm: AtomicU64,
+    flap: AtomicU64,
+    /// What `/robots.txt` answers: status and body.
+    robots: Mutex<Option<(u16, String)>>,
 }
 
 /// A running test server.
@@ -62,8 +83,14 @@ pub struct Server {
 impl Server {
     /// Starts a server on 127.0.0.1 with a free port, on the current runtime.
     pub async fn start() -> Server {
+        Server::start_on("127.0.0.1").await
+    }
+
+    /// Starts a server on loopback address `ip` (127.0.0.2, … make distinct
+    /// hosts) with a free port.
+    pub async fn start_on(ip: &str) -> Server {
         let seen = Arc::new(Seen::default());
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        let listener = tokio::net::TcpListener::bind((ip, 0))
             .await
             .expect("bind a loopback port for the test server");
         let addr = listener.local_addr().expect("test server address");
@@ -78,6 +105,12 @@ impl Server {
     /// with a fresh self-signed certificate for `127.0.0.1` and `localhost`.
     /// Returns the server and the certificate as PEM, for `--ca-cert`.
     pub async fn start_tls() -> (Server, String) {
+        Server::start_tls_with_alpn(&[b"h2", b"http/1.1"]).await
+    }
+
+    /// Like [`Server::start_tls`], offering only the `alpn` protocols
+    /// (`&[b"h2"]` makes an HTTP/2-only server).
+    pub async fn start_tls_with_alpn(alpn: &[&[u8]]) -> (Server, String) {
         let seen = Arc::new(Seen::default());
         let key = rcgen::generate_simple_self_signed(vec!["127.0.0.1".into(), "localhost".into()])
             .expect("generate a test certificate");
@@ -88,7 +121,7 @@ impl Server {
             .with_no_client_auth()
             .with_single_cert(vec![key.cert.der().clone()], private)
             .expect("TLS server config");
-        config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+        config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
         let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
@@ -140,6 +173,18 @@ impl Server {
             .unwrap_or_default()
     }
 
+    /// Arrival times of requests whose path starts with `prefix`, sorted.
+    pub fn arrivals_under(&self, prefix: &str) -> Vec<Instant> {
+        let hits = self.seen.hits.lock().expect("hits lock");
+        let mut all: Vec<Instant> = hits
+            .iter()
+            .filter(|(path, _)| path.starts_with(prefix))
+            .flat_map(|(_, times)| times.iter().copied())
+            .collect();
+        all.sort();
+        all
+    }
+
     /// Requests so far, all paths.
     pub fn total(&self) -> u64 {
         self.seen.total.load(Ordering::SeqCst)
@@ -156,6 +201,16 @@ impl Server {
             }
             arrived.await;
         }
+    }
+
+    /// The most requests this server had in flight at once.
+    pub fn max_in_flight(&self) -> u64 {
+        self.seen.max_in_flight.load(Ordering::SeqCst)
+    }
+
+    /// Makes `/robots.txt` answer `status` with `body`.
+    pub fn set_robots(&self, status: u16, body: &str) {
+        *self.seen.robots.lock().expect("robots lock") = Some((status, body.to_owned()));
     }
 
     /// Request headers received by `/echo`.
@@ -177,6 +232,12 @@ fn app(seen: &Arc<Seen>) -> Router {
         .route("/gzip", get(gzip))
         .route("/big/{bytes}", get(big))
         .route("/echo", get(echo))
+        .route("/storm/{n}", get(storm))
+        .route("/flap/{n}", get(flap))
+        .route("/loop", get(redirect_loop))
+        .route("/bomb", get(bomb))
+        .route("/private/{n}", get(|| async { "private" }))
+        .route("/robots.txt", get(robots))
         .layer(middleware::from_fn_with_state(Arc::clone(seen), count))
         .with_state(Arc::clone(seen))
 }
@@ -190,7 +251,65 @@ async fn count(State(seen): State<Arc<Seen>>, request: Request, next: Next) -> R
         .push(Instant::now());
     seen.total.fetch_add(1, Ordering::SeqCst);
     seen.arrived.notify_waiters();
-    next.run(request).await
+    let now = seen.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+    seen.max_in_flight.fetch_max(now, Ordering::SeqCst);
+    let response = next.run(request).await;
+    seen.in_flight.fetch_sub(1, Ordering::SeqCst);
+    response
+}
+
+async fn storm(State(seen): State<Arc<Seen>>, Query(q): Query<Params>) -> Response {
+    if seen.storm.fetch_add(1, Ordering::SeqCst) > 0 {
+        return "calm".into_response();
+    }
+    let secs = param::<u64>(&q, "secs").unwrap_or(1);
+    let value = if q.get("form").map(String::as_str) == Some("date") {
+        httpdate::fmt_http_date(SystemTime::now() + Duration::from_secs(secs))
+    } else {
+        secs.to_string()
+    };
+    (
+        StatusCode::TOO_MANY_REQUESTS,
+        [(header::RETRY_AFTER, value)],
+        "storm",
+    )
+        .into_response()
+}
+
+async fn flap(State(seen): State<Arc<Seen>>) -> Response {
+    if seen.flap.fetch_add(1, Ordering::SeqCst) % 2 == 0 {
+        return (StatusCode::SERVICE_UNAVAILABLE, "flap").into_response();
+    }
+    "flop".into_response()
+}
+
+async fn redirect_loop() -> Response {
+    (StatusCode::FOUND, [(header::LOCATION, "/loop")]).into_response()
+}
+
+/// Decoded size of `/bomb`.
+pub const BOMB_BYTES: usize = 16 << 20;
+
+async fn bomb() -> Response {
+    static BOMB: std::sync::OnceLock<Vec<u8>> = std::sync::OnceLock::new();
+    let body = BOMB.get_or_init(|| {
+        let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+        let zeros = vec![0u8; 1 << 20];
+        for _ in 0..(BOMB_BYTES >> 20) {
+            encoder.write_all(&zeros).expect("gzip into memory");
+        }
+        encoder.finish().expect("gzip into memory")
+    });
+    ([(header::CONTENT_ENCODING, "gzip")], body.clone()).into_response()
+}
+
+async fn robots(State(seen): State<Arc<Seen>>) -> Response {
+    match seen.robots.lock().expect("robots lock").clone() {
+        Some((status, body)) => {
+            (StatusCode::from_u16(status).unwrap_or(StatusCode::OK), body).into_response()
+        }
+        None => (StatusCode::NOT_FOUND, "no robots.txt").into_response(),
+    }
 }
 
 fn hits_of(seen: &Seen, path: &str) -> usize {
@@ -459,6 +578,22 @@ impl Volley {
             .into_iter()
             .find(|r| r.line == line)
             .unwrap_or_else(|| panic!("no outcome for line {line}"))
+    }
+
+    /// The `attempts` rows of input line `line`: (attempt, class, status,
+    /// retry delay ms).
+    pub fn attempt_rows(&self, line: u64) -> Vec<(u32, String, Option<u16>, Option<u64>)> {
+        let conn = self.conn();
+        let mut stmt = conn
+            .prepare(
+                "SELECT a.attempt, a.class, a.status, a.retry_delay_ms FROM attempts a \
+                 JOIN tasks t ON t.id = a.task_id WHERE t.line = ?1 ORDER BY a.attempt",
+            )
+            .expect("prepare the attempts query");
+        stmt.query_map([line], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
+            .expect("query attempts")
+            .collect::<Result<_, _>>()
+            .expect("read attempts")
     }
 
     /// Task counts by state.
