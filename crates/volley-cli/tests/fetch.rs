@@ -6,17 +6,7 @@ mod support;
 
 use std::time::Duration;
 
-use support::{Server, Volley, path_of, pattern_sha256, signal, stderr};
-
-/// Flags that keep retries fast in tests.
-const FAST: [&str; 5] = ["--quiet", "--backoff-base", "10ms", "--backoff-max", "50ms"];
-
-fn fetch_args<'a>(list: &'a str, extra: &[&'a str]) -> Vec<&'a str> {
-    let mut args = vec!["fetch", list];
-    args.extend_from_slice(&FAST);
-    args.extend_from_slice(extra);
-    args
-}
+use support::{Server, Volley, fetch_args, path_of, pattern_sha256, signal, stderr};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn records_one_ok_outcome_per_url_with_hash_and_timing() {
@@ -57,14 +47,8 @@ async fn records_one_ok_outcome_per_url_with_hash_and_timing() {
 async fn records_404_without_retrying_it() {
     let server = Server::start().await;
     let v = Volley::new();
-    let list = v.write_lines("urls.txt", &[server.url("/status/404")]);
-    let out = v
-        .run(&fetch_args(
-            list.to_str().expect("utf-8 path"),
-            &["--retries", "3"],
-        ))
+    v.fetch_ok(&[server.url("/status/404")], &["--retries", "3"])
         .await;
-    assert!(out.status.success(), "{}", stderr(&out));
     let row = v.row(1);
     assert_eq!(
         (row.class.as_str(), row.status, row.attempts),
@@ -78,20 +62,14 @@ async fn records_404_without_retrying_it() {
 async fn retries_503_until_it_recovers() {
     let server = Server::start().await;
     let v = Volley::new();
-    let list = v.write_lines(
-        "urls.txt",
+    v.fetch_ok(
         &[
             server.url("/flaky/a?fails=2&code=503"),
             server.url("/flaky/b?fails=5&code=502"),
         ],
-    );
-    let out = v
-        .run(&fetch_args(
-            list.to_str().expect("utf-8 path"),
-            &["--retries", "3"],
-        ))
-        .await;
-    assert!(out.status.success(), "{}", stderr(&out));
+        &["--retries", "3"],
+    )
+    .await;
     let recovered = v.row(1);
     assert_eq!(
         (
@@ -152,14 +130,11 @@ async fn waits_for_retry_after_in_seconds_and_http_date_forms() {
 async fn does_not_retry_when_retry_after_exceeds_the_cap() {
     let server = Server::start().await;
     let v = Volley::new();
-    let list = v.write_lines("urls.txt", &[server.url("/retry-after/long?secs=3600")]);
-    let out = v
-        .run(&fetch_args(
-            list.to_str().expect("utf-8 path"),
-            &["--max-retry-after", "60s"],
-        ))
-        .await;
-    assert!(out.status.success(), "{}", stderr(&out));
+    v.fetch_ok(
+        &[server.url("/retry-after/long?secs=3600")],
+        &["--max-retry-after", "60s"],
+    )
+    .await;
     let row = v.row(1);
     assert_eq!(
         (row.class.as_str(), row.status, row.attempts),
@@ -183,14 +158,6 @@ async fn classifies_timeouts_and_refused_connections() {
         listener.local_addr().expect("address").port()
     };
     let v = Volley::new();
-    let list = v.write_lines(
-        "urls.txt",
-        &[
-            server.url("/slow?ms=5000"),
-            server.url("/stall"),
-            format!("http://127.0.0.1:{closed}/nothing-here"),
-        ],
-    );
     let args = [
         "--timeout",
         "1s",
@@ -199,10 +166,15 @@ async fn classifies_timeouts_and_refused_connections() {
         "--retries",
         "1",
     ];
-    let out = v
-        .run(&fetch_args(list.to_str().expect("utf-8 path"), &args))
-        .await;
-    assert!(out.status.success(), "{}", stderr(&out));
+    v.fetch_ok(
+        &[
+            server.url("/slow?ms=5000"),
+            server.url("/stall"),
+            format!("http://127.0.0.1:{closed}/nothing-here"),
+        ],
+        &args,
+    )
+    .await;
     let slow = v.row(1);
     // Headers never came: the read timeout (300 ms) fires before the total (1 s).
     assert_eq!(
@@ -225,7 +197,6 @@ async fn classifies_timeouts_and_refused_connections() {
 
     // With a generous read timeout, the whole-attempt timeout fires instead.
     let v = Volley::new();
-    let list = v.write_lines("urls.txt", &[server.url("/slow?ms=5000")]);
     let args = [
         "--timeout",
         "500ms",
@@ -234,10 +205,7 @@ async fn classifies_timeouts_and_refused_connections() {
         "--retries",
         "0",
     ];
-    let out = v
-        .run(&fetch_args(list.to_str().expect("utf-8 path"), &args))
-        .await;
-    assert!(out.status.success(), "{}", stderr(&out));
+    v.fetch_ok(&[server.url("/slow?ms=5000")], &args).await;
     let row = v.row(1);
     assert_eq!(
         (row.class.as_str(), row.attempts),
@@ -250,17 +218,11 @@ async fn classifies_timeouts_and_refused_connections() {
 async fn follows_redirects_up_to_the_cap_and_records_the_final_url() {
     let server = Server::start().await;
     let v = Volley::new();
-    let list = v.write_lines(
-        "urls.txt",
+    v.fetch_ok(
         &[server.url("/redirect/3"), server.url("/redirect/9")],
-    );
-    let out = v
-        .run(&fetch_args(
-            list.to_str().expect("utf-8 path"),
-            &["--max-redirects", "5"],
-        ))
-        .await;
-    assert!(out.status.success(), "{}", stderr(&out));
+        &["--max-redirects", "5"],
+    )
+    .await;
     let followed = v.row(1);
     assert_eq!(
         (followed.class.as_str(), followed.status),
@@ -276,11 +238,7 @@ async fn follows_redirects_up_to_the_cap_and_records_the_final_url() {
 async fn decodes_gzip_and_hashes_the_decoded_body() {
     let server = Server::start().await;
     let v = Volley::new();
-    let list = v.write_lines("urls.txt", &[server.url("/gzip")]);
-    let out = v
-        .run(&fetch_args(list.to_str().expect("utf-8 path"), &[]))
-        .await;
-    assert!(out.status.success(), "{}", stderr(&out));
+    v.fetch_ok(&[server.url("/gzip")], &[]).await;
     let row = v.row(1);
     let text = support::gzip_text();
     assert_eq!(row.class, "ok");
@@ -340,14 +298,8 @@ async fn streams_a_large_body_to_disk_under_its_hash_and_stops_at_max_body() {
 
     // The same body over a 1 MiB cap stops early and is not saved.
     let v = Volley::new();
-    let list = v.write_lines("urls.txt", &[server.url("/big/2000000")]);
-    let out = v
-        .run(&fetch_args(
-            list.to_str().expect("utf-8 path"),
-            &["--max-body", "1M"],
-        ))
+    v.fetch_ok(&[server.url("/big/2000000")], &["--max-body", "1M"])
         .await;
-    assert!(out.status.success(), "{}", stderr(&out));
     let row = v.row(1);
     assert_eq!(
         (row.class.as_str(), row.attempts),
@@ -367,15 +319,12 @@ async fn negotiates_http2_over_tls_through_alpn_with_an_extra_ca() {
     let v = Volley::new();
     let ca = v.path("ca.pem");
     std::fs::write(&ca, cert_pem).expect("write the test CA");
-    let list = v.write_lines(
-        "urls.txt",
-        &[server.https_url("/ok/1"), server.https_url("/gzip")],
-    );
     let args = ["--ca-cert", ca.to_str().expect("utf-8 path")];
-    let out = v
-        .run(&fetch_args(list.to_str().expect("utf-8 path"), &args))
-        .await;
-    assert!(out.status.success(), "{}", stderr(&out));
+    v.fetch_ok(
+        &[server.https_url("/ok/1"), server.https_url("/gzip")],
+        &args,
+    )
+    .await;
     for line in [1, 2] {
         let row = v.row(line);
         assert_eq!(
@@ -392,14 +341,8 @@ async fn negotiates_http2_over_tls_through_alpn_with_an_extra_ca() {
 async fn classifies_an_untrusted_certificate_as_tls_without_retrying() {
     let (server, _) = Server::start_tls().await;
     let v = Volley::new();
-    let list = v.write_lines("urls.txt", &[server.https_url("/ok/1")]);
-    let out = v
-        .run(&fetch_args(
-            list.to_str().expect("utf-8 path"),
-            &["--retries", "3"],
-        ))
+    v.fetch_ok(&[server.https_url("/ok/1")], &["--retries", "3"])
         .await;
-    assert!(out.status.success(), "{}", stderr(&out));
     let row = v.row(1);
     assert_eq!(
         (row.class.as_str(), row.attempts, row.status),
@@ -416,7 +359,7 @@ async fn classifies_an_untrusted_certificate_as_tls_without_retrying() {
 
     let missing = v
         .run(&fetch_args(
-            list.to_str().expect("utf-8 path"),
+            "urls.txt",
             &["--ca-cert", "nope.pem", "--job", "x"],
         ))
         .await;
@@ -441,11 +384,7 @@ async fn records_invalid_lines_and_duplicates_and_goes_on() {
         server.url("/ok/1"),
         server.url("/ok/2"),
     ];
-    let list = v.write_lines("urls.txt", &lines);
-    let out = v
-        .run(&fetch_args(list.to_str().expect("utf-8 path"), &[]))
-        .await;
-    assert!(out.status.success(), "{}", stderr(&out));
+    v.fetch_ok(&lines, &[]).await;
     v.assert_one_outcome_per_task(5);
     let invalid = v.row(4);
     assert_eq!(invalid.class, "invalid_url");
@@ -475,12 +414,8 @@ async fn records_invalid_lines_and_duplicates_and_goes_on() {
 async fn sends_configured_headers_and_user_agent() {
     let server = Server::start().await;
     let v = Volley::new();
-    let list = v.write_lines("urls.txt", &[server.url("/echo")]);
     let args = ["-H", "X-Volley-Test: yes", "--user-agent", "volley-test/1"];
-    let out = v
-        .run(&fetch_args(list.to_str().expect("utf-8 path"), &args))
-        .await;
-    assert!(out.status.success(), "{}", stderr(&out));
+    v.fetch_ok(&[server.url("/echo")], &args).await;
     let seen = server.headers_seen();
     assert_eq!(seen.len(), 1);
     assert_eq!(seen[0]["x-volley-test"], "yes");
@@ -491,17 +426,11 @@ async fn sends_configured_headers_and_user_agent() {
 async fn status_and_export_show_what_was_recorded() {
     let server = Server::start().await;
     let v = Volley::new();
-    let list = v.write_lines(
-        "urls.txt",
+    v.fetch_ok(
         &[server.url("/ok/1"), "bad".into(), server.url("/status/500")],
-    );
-    let out = v
-        .run(&fetch_args(
-            list.to_str().expect("utf-8 path"),
-            &["--retries", "0", "--job", "j1"],
-        ))
-        .await;
-    assert!(out.status.success(), "{}", stderr(&out));
+        &["--retries", "0", "--job", "j1"],
+    )
+    .await;
 
     let status = v.run(&["status"]).await;
     assert!(status.status.success());

@@ -7,21 +7,7 @@ mod support;
 use std::time::{Duration, Instant};
 
 use support::hostile::Hostile;
-use support::{Server, Volley, stderr};
-
-fn run_args<'a>(list: &'a str, extra: &[&'a str]) -> Vec<&'a str> {
-    let mut args = vec![
-        "fetch",
-        list,
-        "--quiet",
-        "--backoff-base",
-        "10ms",
-        "--backoff-max",
-        "50ms",
-    ];
-    args.extend_from_slice(extra);
-    args
-}
+use support::{Server, Volley, fetch_args, stderr};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hostile_servers_get_classified_outcomes_in_bounded_time() {
@@ -40,7 +26,6 @@ async fn hostile_servers_get_classified_outcomes_in_bounded_time() {
         (server.url("/bomb"), "decompression_bomb"),
     ];
     let urls: Vec<String> = cases.iter().map(|(u, _)| u.clone()).collect();
-    let list = v.write_lines("urls.txt", &urls);
     let args = [
         "--retries",
         "0",
@@ -56,10 +41,7 @@ async fn hostile_servers_get_classified_outcomes_in_bounded_time() {
         "5",
     ];
     let started = Instant::now();
-    let out = v
-        .run(&run_args(list.to_str().expect("utf-8 path"), &args))
-        .await;
-    assert!(out.status.success(), "{}", stderr(&out));
+    v.fetch_ok(&urls, &args).await;
     assert!(
         started.elapsed() < Duration::from_secs(15),
         "took {:?}",
@@ -87,14 +69,11 @@ async fn an_http2_only_server_is_fetched_over_h2() {
     let v = Volley::new();
     let ca = v.path("ca.pem");
     std::fs::write(&ca, cert).expect("write the test CA");
-    let list = v.write_lines("urls.txt", &[server.https_url("/ok/1")]);
-    let out = v
-        .run(&run_args(
-            list.to_str().expect("utf-8 path"),
-            &["--ca-cert", ca.to_str().expect("utf-8")],
-        ))
-        .await;
-    assert!(out.status.success(), "{}", stderr(&out));
+    v.fetch_ok(
+        &[server.https_url("/ok/1")],
+        &["--ca-cert", ca.to_str().expect("utf-8")],
+    )
+    .await;
     let row = v.row(1);
     assert_eq!(
         (row.class.as_str(), row.http_version.as_deref()),
@@ -125,7 +104,7 @@ async fn a_429_storm_with_retry_after_pauses_the_whole_host() {
             .collect();
         let list = v.write_lines("urls.txt", &urls);
         let out = v
-            .run(&run_args(
+            .run(&fetch_args(
                 list.to_str().expect("utf-8 path"),
                 &["--per-host", "4"],
             ))
@@ -164,14 +143,8 @@ async fn a_flapping_503_is_retried_to_success_and_logged_per_attempt() {
     let server = Server::start().await;
     let v = Volley::new();
     let urls: Vec<String> = (0..10).map(|i| server.url(&format!("/flap/{i}"))).collect();
-    let list = v.write_lines("urls.txt", &urls);
-    let out = v
-        .run(&run_args(
-            list.to_str().expect("utf-8 path"),
-            &["--per-host", "1", "--retries", "5"],
-        ))
+    v.fetch_ok(&urls, &["--per-host", "1", "--retries", "5"])
         .await;
-    assert!(out.status.success(), "{}", stderr(&out));
     assert!(v.rows().iter().all(|r| r.class == "ok"), "{:?}", v.rows());
     // The first request of all is a 503, so some task was retried; which
     // tasks meet which turn depends on timing.
@@ -244,7 +217,7 @@ async fn per_host_concurrency_and_rate_hold_across_a_fleet_with_config_overrides
     )
     .expect("write the config file");
     let out = v
-        .run(&run_args(
+        .run(&fetch_args(
             list.to_str().expect("utf-8 path"),
             &["--config", config.to_str().expect("utf-8")],
         ))
@@ -302,14 +275,7 @@ async fn a_retry_after_on_one_host_does_not_slow_the_others() {
         .map(|i| paused.url(&format!("/storm/{i}?secs=3")))
         .collect();
     urls.extend((0..60).map(|i| busy.url(&format!("/ok/{i}?ms=20"))));
-    let list = v.write_lines("urls.txt", &urls);
-    let out = v
-        .run(&run_args(
-            list.to_str().expect("utf-8 path"),
-            &["--per-host", "2"],
-        ))
-        .await;
-    assert!(out.status.success(), "{}", stderr(&out));
+    v.fetch_ok(&urls, &["--per-host", "2"]).await;
     let storm = paused.arrivals_under("/storm/");
     let others = busy.arrivals_under("/ok/");
     let t0 = storm[0];
@@ -339,14 +305,8 @@ async fn robots_txt_is_fetched_once_and_obeyed_with_its_crawl_delay() {
     let v = Volley::new();
     let mut urls: Vec<String> = (0..6).map(|i| server.url(&format!("/ok/{i}"))).collect();
     urls.extend((0..3).map(|i| server.url(&format!("/private/{i}"))));
-    let list = v.write_lines("urls.txt", &urls);
-    let out = v
-        .run(&run_args(
-            list.to_str().expect("utf-8 path"),
-            &["--respect-robots", "--per-host", "4"],
-        ))
+    v.fetch_ok(&urls, &["--respect-robots", "--per-host", "4"])
         .await;
-    assert!(out.status.success(), "{}", stderr(&out));
     assert_eq!(server.hits("/robots.txt"), 1);
     assert_eq!(
         server.arrivals_under("/private/").len(),
@@ -383,14 +343,7 @@ async fn an_unreachable_robots_txt_means_disallow_after_retries_and_404_means_al
         failing.url("/ok/2"),
         missing.url("/ok/3"),
     ];
-    let list = v.write_lines("urls.txt", &urls);
-    let out = v
-        .run(&run_args(
-            list.to_str().expect("utf-8 path"),
-            &["--respect-robots"],
-        ))
-        .await;
-    assert!(out.status.success(), "{}", stderr(&out));
+    v.fetch_ok(&urls, &["--respect-robots"]).await;
     assert_eq!(
         failing.hits("/robots.txt"),
         3,
@@ -432,7 +385,7 @@ async fn the_deadline_gives_every_unfinished_task_an_outcome() {
         "60s",
     ];
     let out = v
-        .run(&run_args(list.to_str().expect("utf-8 path"), &args))
+        .run(&fetch_args(list.to_str().expect("utf-8 path"), &args))
         .await;
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(
@@ -470,7 +423,7 @@ async fn survives_a_kill_9_loop_with_exactly_one_outcome_per_input() {
     let urls: Vec<String> = (0..n).map(|i| server.url(&format!("/ok/{i}"))).collect();
     let list = v.write_lines("urls.txt", &urls);
     let list = list.to_str().expect("utf-8 path");
-    let args = run_args(list, &["--concurrency", "32", "--per-host", "32"]);
+    let args = fetch_args(list, &["--concurrency", "32", "--per-host", "32"]);
     let mut seed = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_nanos() as u64 | 1)

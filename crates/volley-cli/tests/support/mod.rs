@@ -512,6 +512,22 @@ impl Volley {
         path
     }
 
+    /// Writes `urls` to `urls.txt`, runs `volley fetch` over it with
+    /// [`fetch_args`] and `extra`, and checks that it exited 0.
+    pub async fn fetch_ok(&self, urls: &[String], extra: &[&str]) -> Output {
+        let list = self.write_lines("urls.txt", urls);
+        let out = self
+            .run(&fetch_args(list.to_str().expect("utf-8 path"), extra))
+            .await;
+        assert!(
+            out.status.success(),
+            "exit {:?}: {}",
+            out.status,
+            stderr(&out)
+        );
+        out
+    }
+
     /// `volley --db <db> <args>`, run in the directory, with piped output.
     pub fn command(&self, args: &[&str]) -> tokio::process::Command {
         let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_volley"));
@@ -627,6 +643,21 @@ impl Volley {
         assert_eq!(distinct, outcomes, "no task has two outcomes");
         assert_eq!(orphans, 0, "tasks without an outcome");
     }
+}
+
+/// `fetch <list> --quiet` with fast retries (10-50 ms backoff), then `extra`.
+pub fn fetch_args<'a>(list: &'a str, extra: &[&'a str]) -> Vec<&'a str> {
+    let mut args = vec![
+        "fetch",
+        list,
+        "--quiet",
+        "--backoff-base",
+        "10ms",
+        "--backoff-max",
+        "50ms",
+    ];
+    args.extend_from_slice(extra);
+    args
 }
 
 /// The text of a process's stderr.

@@ -107,6 +107,17 @@ impl SqliteStore {
     }
 }
 
+/// Maps `SELECT id, name, input, ingested_lines, ingest_complete` to a [`Job`].
+fn job_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Job> {
+    Ok(Job {
+        id: r.get(0)?,
+        name: r.get(1)?,
+        input: r.get(2)?,
+        ingested_lines: r.get(3)?,
+        ingest_complete: r.get(4)?,
+    })
+}
+
 const INSERT_OUTCOME: &str = "INSERT INTO outcomes (task_id, job_id, class, status, \
      http_version, message, attempts, bytes, wire_bytes, elapsed_ms, ttfb_ms, final_url, \
      content_type, body_sha256, body_path, headers, duplicate_of, started_at_ms, finished_at_ms) \
@@ -150,15 +161,7 @@ fn open_job_tx(conn: &mut Connection, name: &str, input: &str) -> Result<Job, St
     let job = tx.query_row(
         "SELECT id, name, input, ingested_lines, ingest_complete FROM jobs WHERE name = ?1",
         params![name],
-        |r| {
-            Ok(Job {
-                id: r.get(0)?,
-                name: r.get(1)?,
-                input: r.get(2)?,
-                ingested_lines: r.get(3)?,
-                ingest_complete: r.get(4)?,
-            })
-        },
+        job_row,
     )?;
     if job.input != input {
         return Err(StoreError::JobInputMismatch {
@@ -453,15 +456,7 @@ impl SqliteReader {
             "SELECT id, name, input, ingested_lines, ingest_complete FROM jobs ORDER BY id",
         )?;
         let jobs = stmt
-            .query_map([], |r| {
-                Ok(Job {
-                    id: r.get(0)?,
-                    name: r.get(1)?,
-                    input: r.get(2)?,
-                    ingested_lines: r.get(3)?,
-                    ingest_complete: r.get(4)?,
-                })
-            })?
+            .query_map([], job_row)?
             .collect::<Result<Vec<_>, _>>()?;
         let mut classes = self.conn.prepare(
             "SELECT class, count(*) AS n FROM outcomes WHERE job_id = ?1 \
@@ -491,15 +486,7 @@ impl SqliteReader {
             .query_row(
                 "SELECT id, name, input, ingested_lines, ingest_complete FROM jobs WHERE name = ?1",
                 params![name],
-                |r| {
-                    Ok(Job {
-                        id: r.get(0)?,
-                        name: r.get(1)?,
-                        input: r.get(2)?,
-                        ingested_lines: r.get(3)?,
-                        ingest_complete: r.get(4)?,
-                    })
-                },
+                job_row,
             )
             .optional()?
             .ok_or_else(|| StoreError::NoSuchJob(name.to_owned()))
