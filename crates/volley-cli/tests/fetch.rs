@@ -13,16 +13,7 @@ async fn records_one_ok_outcome_per_url_with_hash_and_timing() {
     let server = Server::start().await;
     let v = Volley::new();
     let urls: Vec<String> = (0..40).map(|i| server.url(&format!("/ok/{i}"))).collect();
-    let list = v.write_lines("urls.txt", &urls);
-    let out = v
-        .run(&fetch_args(list.to_str().expect("utf-8 path"), &[]))
-        .await;
-    assert!(
-        out.status.success(),
-        "exit {:?}: {}",
-        out.status,
-        stderr(&out)
-    );
+    let out = v.fetch_ok(&urls, &[]).await;
     v.assert_one_outcome_per_task(40);
     let row = v.row(7);
     assert_eq!(
