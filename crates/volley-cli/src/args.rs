@@ -13,6 +13,7 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use volley::FetchSpec;
+use volley::process::{PageRules, Paginate};
 use volley::spec::{DEFAULT_USER_AGENT, HostRule, Rate, parse_header};
 
 /// Fetch very many URLs concurrently and politely; record one outcome per input.
@@ -53,9 +54,49 @@ pub enum Command {
 /// the default shown in their help.
 #[derive(Debug, Args)]
 pub struct FetchArgs {
-    /// URL list to read; `-` or nothing reads stdin.
+    /// Inputs to read, in order: files, or `-` for stdin (nothing reads stdin).
     #[arg(value_name = "FILE|-")]
-    pub input: Option<PathBuf>,
+    pub inputs: Vec<PathBuf>,
+
+    /// Expand a URL template instead of reading files: {1..100} ranges (zero-padded as written) and {a,b,c} lists.
+    #[arg(long, value_name = "TEMPLATE", conflicts_with = "inputs")]
+    pub template: Option<String>,
+
+    /// Read CSV (TSV for .tsv files or with --tsv) and take the URL from this column; the other columns are kept as metadata.
+    #[arg(long, value_name = "NAME", conflicts_with = "field")]
+    pub column: Option<String>,
+
+    /// With --column: the input is tab-separated.
+    #[arg(long, requires = "column")]
+    pub tsv: bool,
+
+    /// Read JSON Lines and take the URL at this JSON pointer (e.g. /links/self); the object is kept as metadata.
+    #[arg(long, value_name = "POINTER")]
+    pub field: Option<String>,
+
+    /// Follow pagination: link (RFC 8288 Link rel=next), json-next=/ptr, cursor=/ptr (with --cursor-param), page=NAME, offset=NAME (with --page-size).
+    #[arg(long, value_name = "STYLE")]
+    pub paginate: Option<String>,
+
+    /// The query parameter that carries the cursor for --paginate cursor=/ptr.
+    #[arg(long, value_name = "NAME")]
+    pub cursor_param: Option<String>,
+
+    /// Items per page: --paginate offset= advances by it; a shorter page ends page=/offset= chains.
+    #[arg(long, value_name = "N")]
+    pub page_size: Option<u64>,
+
+    /// Most pages followed in one chain [default: no limit].
+    #[arg(long, value_name = "N")]
+    pub max_pages: Option<u32>,
+
+    /// Record each element of the JSON array at this pointer as an item (see `volley export --items`); an empty array ends a chain.
+    #[arg(long, value_name = "POINTER")]
+    pub items: Option<String>,
+
+    /// Keep a field of each JSON page in its outcome, as NAME=/pointer; repeatable.
+    #[arg(long, value_name = "NAME=POINTER", value_parser = parse_extract)]
+    pub extract: Vec<(String, String)>,
 
     /// TOML file with defaults for these options and per-host limits.
     #[arg(long, value_name = "FILE")]
@@ -163,9 +204,19 @@ pub struct FetchArgs {
 }
 
 /// The keys a config file may hold, besides `[hosts]`.
-const FILE_KEYS: [&str; 26] = [
+const FILE_KEYS: [&str; 36] = [
     "db",
     "job",
+    "template",
+    "column",
+    "tsv",
+    "field",
+    "paginate",
+    "cursor-param",
+    "page-size",
+    "max-pages",
+    "items",
+    "extract",
     "concurrency",
     "per-host",
     "rate",
@@ -429,7 +480,69 @@ impl FetchArgs {
                 d.speed_window,
             ),
             deadline: self.deadline.or(file.get("deadline", parse_duration)?),
+            pages: self.pages(file)?,
             grace: pick(self.grace, file.get("grace", parse_duration)?, d.grace),
+        })
+    }
+
+    /// The page rules: pagination, items and extraction.
+    fn pages(&self, file: &FileConfig) -> Result<PageRules, String> {
+        let text = |s: &str| Ok(s.to_owned());
+        let cursor_param = self
+            .cursor_param
+            .clone()
+            .or(file.get("cursor-param", text)?);
+        let paginate = match self.paginate.clone().or(file.get("paginate", text)?) {
+            Some(style) => Some(Paginate::parse(&style, cursor_param.as_deref())?),
+            None => None,
+        };
+        let extract = if self.extract.is_empty() {
+            file.list("extract")?
+                .iter()
+                .map(|e| parse_extract(e).map_err(|err| format!("{}: extract: {err}", file.path)))
+                .collect::<Result<_, _>>()?
+        } else {
+            self.extract.clone()
+        };
+        Ok(PageRules {
+            paginate,
+            items: self.items.clone().or(file.get("items", text)?),
+            extract,
+            page_size: self.page_size.or(file.get("page-size", parse_number)?),
+            max_pages: self.max_pages.or(file.get("max-pages", parse_number)?),
+        })
+    }
+
+    /// Where the inputs come from, flags over the file.
+    pub fn source(&self, file: &FileConfig) -> Result<SourceChoice, String> {
+        let text = |s: &str| Ok(s.to_owned());
+        if let Some(template) = self.template.clone().or(file.get("template", text)?) {
+            if !self.inputs.is_empty() {
+                return Err("give either input files or --template, not both".into());
+            }
+            return Ok(SourceChoice::Template(template));
+        }
+        let column = self.column.clone().or(file.get("column", text)?);
+        let field = self.field.clone().or(file.get("field", text)?);
+        let format = match (column, field) {
+            (Some(_), Some(_)) => {
+                return Err("give either --column (CSV) or --field (JSON Lines), not both".into());
+            }
+            (Some(column), None) => InputFormat::Csv {
+                column,
+                tsv: self.tsv || file.flag("tsv")?,
+            },
+            (None, Some(pointer)) if pointer.starts_with('/') => InputFormat::Jsonl(pointer),
+            (None, Some(pointer)) => {
+                return Err(format!(
+                    "--field '{pointer}' is not a JSON pointer; write it like /url or /links/self"
+                ));
+            }
+            (None, None) => InputFormat::Lines,
+        };
+        Ok(SourceChoice::Files {
+            paths: self.inputs.clone(),
+            format,
         })
     }
 
@@ -442,6 +555,36 @@ impl FetchArgs {
     pub fn quiet(&self, file: &FileConfig) -> Result<bool, String> {
         Ok(self.quiet || file.flag("quiet")?)
     }
+}
+
+/// Where a run's inputs come from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SourceChoice {
+    /// Files (`-` is stdin; none means stdin), in one format.
+    Files {
+        /// The paths.
+        paths: Vec<PathBuf>,
+        /// How to read them.
+        format: InputFormat,
+    },
+    /// A URL template.
+    Template(String),
+}
+
+/// How input files are read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum InputFormat {
+    /// One URL per line.
+    Lines,
+    /// CSV or TSV, the URL in `column`.
+    Csv {
+        /// The URL column's header.
+        column: String,
+        /// Tab-separated (also implied by a `.tsv` file name).
+        tsv: bool,
+    },
+    /// JSON Lines, the URL at a pointer.
+    Jsonl(String),
 }
 
 /// The config file's `db`, if the flag is not given.
@@ -460,6 +603,10 @@ pub struct ExportArgs {
     /// The job to export [default: the only job, if there is one].
     #[arg(long, value_name = "NAME")]
     pub job: Option<String>,
+
+    /// Export the job's items (--items elements) instead of its outcomes: JSONL writes each item as the API sent it.
+    #[arg(long)]
+    pub items: bool,
 
     /// Output format.
     #[arg(long, value_enum, default_value_t = ExportFormat::Jsonl)]
@@ -512,6 +659,18 @@ fn parse_bytes(text: &str) -> Result<u64, String> {
 
 fn parse_rate(text: &str) -> Result<Rate, String> {
     text.parse()
+}
+
+/// `NAME=/pointer` for `--extract`.
+fn parse_extract(text: &str) -> Result<(String, String), String> {
+    match text.split_once('=') {
+        Some((name, pointer)) if !name.trim().is_empty() && pointer.trim().starts_with('/') => {
+            Ok((name.trim().to_owned(), pointer.trim().to_owned()))
+        }
+        _ => Err(format!(
+            "--extract '{text}': write NAME=/json/pointer, e.g. total=/meta/total"
+        )),
+    }
 }
 
 fn parse_header_arg(text: &str) -> Result<(String, String), String> {

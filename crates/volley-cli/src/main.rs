@@ -4,11 +4,11 @@
 //! input error; 130 interrupted (rerun to resume).
 
 mod args;
+mod inputs;
 mod progress;
 mod summary;
 
-use std::fs::File;
-use std::io::{BufRead, BufReader, IsTerminal, Write};
+use std::io::{IsTerminal, Write};
 use std::path::Path;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -24,9 +24,6 @@ use volley::store::{Store as _, StoreError};
 
 use crate::args::{Cli, Command, ExportArgs, ExportFormat, FetchArgs, FileConfig};
 use crate::progress::Display;
-
-/// Bytes of input read ahead.
-const INPUT_BUFFER_BYTES: usize = 64 * 1024;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -98,27 +95,6 @@ fn is_usage_error(e: &StoreError) -> bool {
     )
 }
 
-/// Where the URL list comes from.
-enum Input {
-    Stdin,
-    File(std::path::PathBuf),
-}
-
-impl Input {
-    fn open(&self) -> std::io::Result<Box<dyn BufRead + Send>> {
-        Ok(match self {
-            Input::Stdin => Box::new(BufReader::with_capacity(
-                INPUT_BUFFER_BYTES,
-                std::io::stdin(),
-            )),
-            Input::File(path) => Box::new(BufReader::with_capacity(
-                INPUT_BUFFER_BYTES,
-                File::open(path)?,
-            )),
-        })
-    }
-}
-
 async fn fetch(db: &Path, args: FetchArgs, file: &FileConfig) -> anyhow::Result<ExitCode> {
     let (spec, job, quiet) = match (args.spec(file), args.job(file), args.quiet(file)) {
         (Ok(spec), Ok(job), Ok(quiet)) => (spec, job, quiet),
@@ -127,29 +103,12 @@ async fn fetch(db: &Path, args: FetchArgs, file: &FileConfig) -> anyhow::Result<
     if let Err(e) = spec.validate() {
         return Ok(usage(e));
     }
-    let (input, recorded, default_name) = match args.input.as_deref() {
-        None => (Input::Stdin, "-".to_owned(), "stdin".to_owned()),
-        Some(p) if p == Path::new("-") => (Input::Stdin, "-".to_owned(), "stdin".to_owned()),
-        Some(path) => {
-            let canonical = match path.canonicalize() {
-                Ok(c) => c,
-                Err(e) => {
-                    return Ok(usage(format_args!(
-                        "cannot open input {}: {e}",
-                        path.display()
-                    )));
-                }
-            };
-            let name = path
-                .file_name()
-                .map_or_else(|| "input".to_owned(), |n| n.to_string_lossy().into_owned());
-            (
-                Input::File(canonical.clone()),
-                canonical.display().to_string(),
-                name,
-            )
-        }
+    let resolved = match args.source(file).and_then(inputs::resolve) {
+        Ok(resolved) => resolved,
+        Err(e) => return Ok(usage(e)),
     };
+    let recorded = resolved.recorded.clone();
+    let default_name = resolved.default_name.clone();
     let name = job.unwrap_or(default_name);
     let store = Arc::new(SqliteStore::open(db)?);
     let job = match store.open_job(&name, &recorded).await {
@@ -160,14 +119,14 @@ async fn fetch(db: &Path, args: FetchArgs, file: &FileConfig) -> anyhow::Result<
     let reader = if job.ingest_complete {
         None
     } else {
-        if matches!(input, Input::Stdin) && std::io::stdin().is_terminal() {
+        if resolved.reads_stdin() && std::io::stdin().is_terminal() {
             return Ok(usage(
                 "no input: give a FILE of URLs, or pipe them on stdin",
             ));
         }
-        match input.open() {
-            Ok(reader) => Some(reader),
-            Err(e) => return Ok(usage(format_args!("cannot open input {recorded}: {e}"))),
+        match resolved.open() {
+            Ok(source) => Some(source),
+            Err(e) => return Ok(usage(e)),
         }
     };
 
@@ -264,7 +223,13 @@ fn export(db: &Path, args: &ExportArgs) -> anyhow::Result<ExitCode> {
         ExportFormat::Jsonl => Format::Jsonl,
         ExportFormat::Csv => Format::Csv,
     };
-    match volley::export::export(&reader, job.id, format, std::io::stdout().lock()) {
+    let out = std::io::stdout().lock();
+    let written = if args.items {
+        volley::export::export_items(&reader, job.id, format, out)
+    } else {
+        volley::export::export(&reader, job.id, format, out)
+    };
+    match written {
         Ok(_) => Ok(ExitCode::SUCCESS),
         // A closed pipe (`| head`) is the reader's choice, not a failure.
         Err(ExportError::Write(e)) if e.kind() == std::io::ErrorKind::BrokenPipe => {

@@ -441,7 +441,7 @@ async fn status_and_export_show_what_was_recorded() {
 
     let csv = v.run(&["export", "--job", "j1", "--format", "csv"]).await;
     let text = String::from_utf8_lossy(&csv.stdout);
-    assert!(text.starts_with("line,url,class,status,"), "{text}");
+    assert!(text.starts_with("line,page,url,class,status,"), "{text}");
     assert_eq!(text.lines().count(), 4, "a header and three rows");
 
     let missing = v.run(&["export", "--job", "nope"]).await;

@@ -12,16 +12,16 @@
 //! finished, returns unfinished tasks to pending, and reports
 //! [`RunReport::interrupted`].
 
-use std::io::BufRead;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Instant;
 
-use tokio::sync::{mpsc, watch};
+use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::outcome::now_ms;
-use crate::scheduler::{self, Shared};
+use crate::scheduler::{self, Frontier, Shared};
+use crate::source::InputSource;
 use crate::spec::{FetchSpec, SpecError};
 use crate::stats::{Progress, RunReport, Tally};
 use crate::store::{Job, Store, StoreError};
@@ -84,7 +84,7 @@ pub struct Control {
 pub async fn fetch_job<S: Store>(
     store: Arc<S>,
     job: &Job,
-    input: Option<Box<dyn BufRead + Send>>,
+    input: Option<Box<dyn InputSource>>,
     spec: FetchSpec,
     control: &Control,
 ) -> Result<RunReport, RunError> {
@@ -107,21 +107,21 @@ pub async fn fetch_job<S: Store>(
     progress.failed.store(counts.failed, Ordering::Relaxed);
     let owner = format!("pid{}-{}", std::process::id(), now_ms());
 
-    let (changes, changes_rx) = watch::channel(0u64);
+    let frontier = Arc::new(Frontier::default());
     let ingesting = if job.ingest_complete {
         progress.ingest_complete.store(true, Ordering::Release);
-        drop(changes);
         None
     } else {
         let reader = input.ok_or_else(|| RunError::InputNeeded(job.name.clone()))?;
-        let (store, job, progress, stop) = (
+        let (store, job, progress, stop, frontier) = (
             Arc::clone(&store),
             job.clone(),
             Arc::clone(&progress),
             stop.clone(),
+            Arc::clone(&frontier),
         );
         Some(tokio::spawn(async move {
-            let result = ingest::run(store, &job, reader, progress, changes, stop.clone()).await;
+            let result = ingest::run(store, &job, reader, progress, frontier, stop.clone()).await;
             if result.is_err() {
                 stop.cancel();
             }
@@ -135,6 +135,7 @@ pub async fn fetch_job<S: Store>(
         job.id,
         outcomes_rx,
         Arc::clone(&progress),
+        Arc::clone(&frontier),
     ));
     let deadline = CancellationToken::new();
     let deadline_timer = spec.deadline.map(|after| {
@@ -169,7 +170,7 @@ pub async fn fetch_job<S: Store>(
             return Err(e.into());
         }
     };
-    let scheduled = scheduler::run(&*store, job.id, &owner, shared, changes_rx).await;
+    let scheduled = scheduler::run(&*store, job.id, &owner, shared, frontier).await;
     // Every fetch task has ended, so every outcome sender is gone and the
     // writer drains its channel and ends.
     grace_timer.abort();

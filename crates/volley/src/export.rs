@@ -3,7 +3,7 @@
 use std::io::Write;
 
 use crate::store::StoreError;
-use crate::store::sqlite::{ExportRow, SqliteReader};
+use crate::store::sqlite::{ExportRow, ItemRow, SqliteReader};
 
 /// An export format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -61,6 +61,80 @@ pub fn export(
         }
     }
     Ok(rows)
+}
+
+/// Writes every `--items` element of `job` to `out`, page by page; returns
+/// the number of items.
+///
+/// JSON Lines: each element exactly as the API sent it, one per line: the
+/// dataset itself. CSV: one column per top-level key of the *first* element
+/// (later elements' other keys are left out; nested values are JSON text;
+/// elements that are not objects go in a single `item` column).
+///
+/// # Errors
+/// See [`ExportError`].
+pub fn export_items(
+    reader: &SqliteReader,
+    job: i64,
+    format: Format,
+    out: impl Write,
+) -> Result<u64, ExportError> {
+    let mut rows = 0u64;
+    match format {
+        Format::Jsonl => {
+            let mut out = std::io::BufWriter::new(out);
+            reader.for_each_item(job, |row: &ItemRow| {
+                out.write_all(row.item.as_bytes())?;
+                out.write_all(b"\n")?;
+                rows += 1;
+                Ok::<(), ExportError>(())
+            })?;
+            out.flush()?;
+        }
+        Format::Csv => {
+            let mut out = csv::Writer::from_writer(out);
+            let mut columns: Option<Vec<String>> = None;
+            reader.for_each_item(job, |row: &ItemRow| {
+                let value: serde_json::Value =
+                    serde_json::from_str(&row.item).map_err(json_error)?;
+                let columns = match &mut columns {
+                    Some(c) => c,
+                    None => {
+                        let names = match &value {
+                            serde_json::Value::Object(map) => map.keys().cloned().collect(),
+                            _ => vec!["item".to_owned()],
+                        };
+                        out.write_record(&names).map_err(csv_error)?;
+                        columns.insert(names)
+                    }
+                };
+                let record: Vec<String> = columns
+                    .iter()
+                    .map(|name| match (&value, name.as_str()) {
+                        (serde_json::Value::Object(map), _) => {
+                            map.get(name).map(cell).unwrap_or_default()
+                        }
+                        (other, "item") => cell(other),
+                        _ => String::new(),
+                    })
+                    .collect();
+                out.write_record(&record).map_err(csv_error)?;
+                rows += 1;
+                Ok::<(), ExportError>(())
+            })?;
+            out.flush()?;
+        }
+    }
+    Ok(rows)
+}
+
+/// A JSON value as a CSV cell: strings bare, null empty, the rest as JSON.
+fn cell(value: &serde_json::Value) -> String {
+    match value {
+        serde_json::Value::String(s) => s.clone(),
+        serde_json::Value::Null => String::new(),
+        other => other.to_string(),
+    }
 }
 
 /// Keeps I/O failures (a closed pipe) apart from encoding failures.

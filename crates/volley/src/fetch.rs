@@ -163,6 +163,11 @@ pub struct Attempt {
     pub body_sha256: Option<String>,
     /// Where the body was saved.
     pub body_path: Option<String>,
+    /// The whole decoded body of a 2xx response, kept when the page rules
+    /// need it ([`crate::process`]).
+    pub body: Option<Bytes>,
+    /// The `Link` header's `rel="next"` target, as written (RFC 8288).
+    pub link_next: Option<String>,
 }
 
 impl Attempt {
@@ -183,6 +188,8 @@ impl Attempt {
             headers: None,
             body_sha256: None,
             body_path: None,
+            body: None,
+            link_next: None,
         }
     }
 
@@ -275,6 +282,20 @@ async fn exchange(
             .and_then(|v| parse_retry_after(v, SystemTime::now()));
     }
     record.rate_limit_reset = rate_limit_reset(response.headers(), SystemTime::now());
+    record.link_next = response
+        .headers()
+        .get_all(reqwest::header::LINK)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find_map(crate::process::link_next);
+    let mut kept = (spec.pages.is_active() && (200..300).contains(&status)).then(BytesMut::new);
+    let max_body = match &kept {
+        Some(_) => Some(
+            spec.max_body_bytes
+                .unwrap_or(crate::process::DEFAULT_MAX_PAGE_BYTES),
+        ),
+        None => spec.max_body_bytes,
+    };
     let mut sink = match save {
         Some(to) if !retryable => BodySink::saving(to.dir, to.partial_name),
         _ => BodySink::hashing(),
@@ -294,7 +315,7 @@ async fn exchange(
             }
         };
         bytes += chunk.len() as u64;
-        if let Some(max) = spec.max_body_bytes.filter(|max| bytes > *max) {
+        if let Some(max) = max_body.filter(|max| bytes > *max) {
             break Some((
                 Class::BodyTooLarge,
                 format!("body exceeds --max-body of {max} bytes"),
@@ -313,6 +334,9 @@ async fn exchange(
         if let Some(Err(slow)) = speed.as_mut().map(|g| g.observe(chunk.len() as u64)) {
             break Some((Class::TooSlow, slow));
         }
+        if let Some(kept) = kept.as_mut() {
+            kept.extend_from_slice(&chunk);
+        }
         sink.write(chunk).await.map_err(Local)?;
     };
     record.bytes = Some(bytes);
@@ -325,6 +349,7 @@ async fn exchange(
     let body = sink.finish().await.map_err(Local)?;
     record.body_sha256 = Some(body.sha256);
     record.body_path = body.path.map(|p| p.display().to_string());
+    record.body = kept.map(BytesMut::freeze);
     record.class = Class::from_status(status);
     Ok(())
 }

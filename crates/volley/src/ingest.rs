@@ -1,6 +1,6 @@
 //! Ingest: the producer stage, streaming input lines into the frontier.
 //!
-//! A blocking thread reads the input with a [`LineSource`] and hands batches
+//! A blocking thread reads the input (any [`InputSource`]) and hands batches
 //! of up to [`BATCH_LINES`] inputs over a channel of [`BATCH_QUEUE`] batches;
 //! an async loop commits each batch with [`Store::ingest`]. At most
 //! `BATCH_LINES × (BATCH_QUEUE + 2)` inputs are in memory, whatever the
@@ -11,17 +11,18 @@
 //! Resuming: lines up to the job's ingest cursor (`Job::ingested_lines`)
 //! were committed by an earlier run and are skipped.
 
-use std::io::{self, BufRead};
+use std::io;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use tokio::sync::{mpsc, watch};
+use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::RunError;
 use crate::outcome::Class;
-use crate::source::LineSource;
+use crate::scheduler::Frontier;
+use crate::source::InputSource;
 use crate::stats::{Progress, Tally};
 use crate::store::{IngestBatch, Job, Store};
 
@@ -34,7 +35,7 @@ pub const BATCH_QUEUE: usize = 2;
 /// Longest time a partial batch waits for more lines.
 pub const BATCH_LINGER: Duration = Duration::from_millis(200);
 
-/// Streams `reader` into `job`'s tasks. Bumps `changed` after each commit so
+/// Streams `source` into `job`'s tasks. Tells `frontier` after each commit so
 /// the scheduler leases the new tasks, and stops early when `stop` fires
 /// (the cursor then says where to resume).
 ///
@@ -43,14 +44,14 @@ pub const BATCH_LINGER: Duration = Duration::from_millis(200);
 pub(crate) async fn run<S: Store>(
     store: Arc<S>,
     job: &Job,
-    reader: Box<dyn BufRead + Send>,
+    source: Box<dyn InputSource>,
     progress: Arc<Progress>,
-    changed: watch::Sender<u64>,
+    frontier: Arc<Frontier>,
     stop: CancellationToken,
 ) -> Result<Tally, RunError> {
     let (tx, mut rx) = mpsc::channel(BATCH_QUEUE);
     let skip = job.ingested_lines;
-    let reading = tokio::task::spawn_blocking(move || read_batches(reader, skip, &tx));
+    let reading = tokio::task::spawn_blocking(move || read_batches(source, skip, &tx));
     let mut tally = Tally::default();
     loop {
         let batch = tokio::select! {
@@ -70,10 +71,12 @@ pub(crate) async fn run<S: Store>(
         );
         Progress::add(&progress.finished, report.invalid + report.duplicates);
         Progress::add(&progress.failed, report.invalid);
-        changed.send_modify(|n| *n += 1);
         if complete {
-            // After the bump: see the scheduler's loop.
+            // Before the signal wakes the scheduler: see `Frontier`.
             progress.ingest_complete.store(true, Ordering::Release);
+        }
+        frontier.grew();
+        if complete {
             break;
         }
     }
@@ -86,11 +89,10 @@ pub(crate) async fn run<S: Store>(
 /// The blocking half: reads lines and sends batches until the input ends,
 /// reading fails, or the receiver is gone.
 fn read_batches(
-    reader: Box<dyn BufRead + Send>,
+    mut source: Box<dyn InputSource>,
     skip: u64,
     tx: &mpsc::Sender<io::Result<IngestBatch>>,
 ) {
-    let mut source = LineSource::new(reader);
     let mut batch = IngestBatch::default();
     let mut last_sent = Instant::now();
     for item in source.by_ref() {
@@ -113,7 +115,7 @@ fn read_batches(
             last_sent = Instant::now();
         }
     }
-    batch.through_line = source.lines_read().max(skip);
+    batch.through_line = source.consumed().max(skip);
     batch.complete = true;
     let _ = tx.blocking_send(Ok(batch));
 }

@@ -21,7 +21,7 @@
 //!
 //! let store = Arc::new(SqliteStore::open("volley.db".as_ref())?);
 //! let job = store.open_job("demo", "-").await?;
-//! let input = Box::new(std::io::Cursor::new("https://example.com/\n"));
+//! let input = Box::new(volley::source::LineSource::new(std::io::Cursor::new("https://example.com/\n")));
 //! let control = volley::Control::default();
 //! let report = volley::fetch_job(store, &job, Some(input), volley::FetchSpec::default(), &control).await?;
 //! println!("{} fetched, {:.0} requests/s", report.tally.fetched, report.requests_per_sec());
@@ -35,6 +35,7 @@ pub mod fetch;
 pub mod host;
 pub mod ingest;
 pub mod outcome;
+pub mod process;
 pub mod retry;
 pub mod robots;
 pub mod scheduler;

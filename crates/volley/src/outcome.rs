@@ -17,8 +17,14 @@ pub enum Class {
     /// The same URL appeared earlier in the job; the outcome points at the
     /// first task through `duplicate_of` and nothing is fetched.
     Duplicate,
-    /// The input line is not an absolute `http`/`https` URL with a host.
+    /// The input's URL is not an absolute `http`/`https` URL with a host.
     InvalidUrl,
+    /// The input row itself is unreadable: a CSV row without the URL column,
+    /// a JSONL line that is not JSON or lacks the field, an overlong line.
+    InvalidInput,
+    /// The page's body is not JSON, or not of the expected shape, where
+    /// `--paginate`, `--items` or `--extract` needed it.
+    InvalidJson,
     /// The host name did not resolve.
     Dns,
     /// The target actively refused the TCP connection.
@@ -66,10 +72,12 @@ pub enum Class {
 
 impl Class {
     /// Every class, in documentation order.
-    pub const ALL: [Class; 23] = [
+    pub const ALL: [Class; 25] = [
         Class::Ok,
         Class::Duplicate,
         Class::InvalidUrl,
+        Class::InvalidInput,
+        Class::InvalidJson,
         Class::Dns,
         Class::ConnectRefused,
         Class::ConnectTimeout,
@@ -98,6 +106,8 @@ impl Class {
             Class::Ok => "ok",
             Class::Duplicate => "duplicate",
             Class::InvalidUrl => "invalid_url",
+            Class::InvalidInput => "invalid_input",
+            Class::InvalidJson => "invalid_json",
             Class::Dns => "dns",
             Class::ConnectRefused => "connect_refused",
             Class::ConnectTimeout => "connect_timeout",
@@ -194,6 +204,24 @@ pub struct Outcome {
     pub finished_at_ms: i64,
     /// Every attempt, for a task that took more than one (else empty).
     pub attempt_log: Vec<AttemptRecord>,
+    /// `--extract` fields of the body, as a JSON object.
+    pub extracted: Option<String>,
+    /// `--items` elements of the body, each as JSON.
+    pub items: Vec<String>,
+    /// The next page of a pagination chain, to become a task in the same
+    /// transaction as this outcome.
+    pub next_page: Option<NextPage>,
+}
+
+/// A page discovered from the page just fetched.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NextPage {
+    /// Its URL (absolute, http or https).
+    pub url: String,
+    /// Its host, for the task row.
+    pub host: String,
+    /// Its position in the chain (the first page is 1).
+    pub page: u32,
 }
 
 /// One attempt of a task that was retried: a row of the `attempts` table.
@@ -239,6 +267,9 @@ impl Outcome {
             started_at_ms: None,
             finished_at_ms: now_ms(),
             attempt_log: Vec::new(),
+            extracted: None,
+            items: Vec::new(),
+            next_page: None,
         }
     }
 }

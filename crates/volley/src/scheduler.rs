@@ -37,10 +37,10 @@
 //! by the next run. Nothing is recorded for a task that did not finish.
 
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, watch};
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, mpsc};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use url::Url;
@@ -48,7 +48,8 @@ use url::Url;
 use crate::RunError;
 use crate::fetch::{self, Attempt, SaveTo};
 use crate::host::{Feedback, Host, HostLimits, Hosts, Policy};
-use crate::outcome::{AttemptRecord, Class, Outcome, now_ms};
+use crate::outcome::{AttemptRecord, Class, NextPage, Outcome, now_ms};
+use crate::process;
 use crate::retry::{Backoff, Decision};
 use crate::robots::{self, Robots};
 use crate::spec::{FetchSpec, Rate, SpecError};
@@ -61,6 +62,42 @@ use crate::writer::Finished;
 /// the others of work.
 pub fn window_for(concurrency: usize) -> usize {
     concurrency.saturating_mul(4).max(1024)
+}
+
+/// Tells the scheduler that the frontier grew: ingest committed input, or
+/// the writer committed pages found by pagination.
+///
+/// Producers commit, then bump `version`, then (for pages) lower
+/// `pending_pages`, then notify. The scheduler reads `pending_pages` and the
+/// ingest flag *before* `version`, so whatever made them final is visible in
+/// the version it reads: it cannot decide the job is done while a committed
+/// page waits unseen.
+#[derive(Debug, Default)]
+pub(crate) struct Frontier {
+    version: AtomicU64,
+    /// Outcomes with a next page, sent but not yet committed.
+    pending_pages: AtomicU64,
+    notify: Notify,
+}
+
+impl Frontier {
+    /// New tasks were committed.
+    pub fn grew(&self) {
+        self.version.fetch_add(1, Ordering::Release);
+        self.notify.notify_waiters();
+    }
+
+    /// `n` outcomes with next pages were committed (after [`Frontier::grew`]).
+    pub fn pages_committed(&self, n: u64) {
+        if n > 0 {
+            self.pending_pages.fetch_sub(n, Ordering::Release);
+            self.notify.notify_waiters();
+        }
+    }
+
+    fn page_sent(&self) {
+        self.pending_pages.fetch_add(1, Ordering::Release);
+    }
 }
 
 /// What every task of a run shares.
@@ -107,10 +144,8 @@ impl Shared {
     }
 }
 
-/// Leases and runs tasks of `job` until none is pending and ingest is done
-/// (`ingest_done` turns true), or `stop` fires.
-///
-/// `ingest_changes` ticks whenever ingest commits new tasks.
+/// Leases and runs tasks of `job` until none is pending, ingest is done and
+/// no discovered page waits to be committed, or `stop` fires.
 ///
 /// # Errors
 /// The first store error, or a local failure of a task (a body that could
@@ -121,7 +156,7 @@ pub(crate) async fn run<S: Store>(
     job: i64,
     owner: &str,
     shared: Arc<Shared>,
-    mut ingest_changes: watch::Receiver<u64>,
+    frontier: Arc<Frontier>,
 ) -> Result<(), RunError> {
     let window_size = window_for(shared.spec.concurrency);
     let window = Arc::new(Semaphore::new(window_size));
@@ -131,8 +166,7 @@ pub(crate) async fn run<S: Store>(
     // Whether the last lease found fewer tasks than asked: nothing more is
     // pending until ingest commits more.
     let mut drained = false;
-    let mut ingest_open = true;
-    let mut ingest_seen = *ingest_changes.borrow();
+    let mut seen = frontier.version.load(Ordering::Acquire);
     let mut note = |result: Result<Result<(), RunError>, tokio::task::JoinError>,
                     shared: &Shared| {
         let error = match result {
@@ -150,12 +184,15 @@ pub(crate) async fn run<S: Store>(
         if shared.stop.is_cancelled() {
             break;
         }
-        // Read the flag before the counter: ingest bumps the counter before
-        // it sets the flag, so a completed ingest's last batch is never missed.
+        let grew = frontier.notify.notified();
+        tokio::pin!(grew);
+        grew.as_mut().enable();
+        // The flags before the version: see `Frontier`.
         let ingest_done = shared.progress.ingest_complete.load(Ordering::Acquire);
-        let ingest_now = *ingest_changes.borrow();
-        if ingest_now != ingest_seen {
-            ingest_seen = ingest_now;
+        let pages_pending = frontier.pending_pages.load(Ordering::Acquire);
+        let version = frontier.version.load(Ordering::Acquire);
+        if version != seen {
+            seen = version;
             drained = false;
         }
         let free = window.available_permits();
@@ -177,18 +214,23 @@ pub(crate) async fn run<S: Store>(
                     );
                     break;
                 };
-                tasks.spawn(run_task(Arc::clone(&shared), task, slot));
+                tasks.spawn(run_task(
+                    Arc::clone(&shared),
+                    Arc::clone(&frontier),
+                    task,
+                    slot,
+                ));
             }
             shared.hosts.prune();
             continue;
         }
-        if drained && ingest_done && tasks.is_empty() {
+        if drained && ingest_done && pages_pending == 0 && tasks.is_empty() {
             break;
         }
         tokio::select! {
             () = shared.stop.cancelled() => break,
             Some(done) = tasks.join_next(), if !tasks.is_empty() => note(done, &shared),
-            changed = ingest_changes.changed(), if ingest_open => ingest_open = changed.is_ok(),
+            () = &mut grew => {}
         }
     }
     while let Some(done) = tasks.join_next().await {
@@ -217,6 +259,7 @@ impl Drop for InFlight<'_> {
 /// without an outcome if the run stops first.
 async fn run_task(
     shared: Arc<Shared>,
+    frontier: Arc<Frontier>,
     task: LeasedTask,
     _window: OwnedSemaphorePermit,
 ) -> Result<(), RunError> {
@@ -226,10 +269,7 @@ async fn run_task(
         Err(e) => {
             // Only a database edited by hand can hold such a URL.
             let mut outcome = Outcome::new(task.id, Class::InvalidUrl);
-            outcome.message = Some(format!(
-                "line {}: stored URL does not parse: {e}",
-                task.line
-            ));
+            outcome.message = Some(format!("stored URL does not parse: {e}"));
             return send(&shared, outcome, "".into()).await;
         }
     };
@@ -333,11 +373,44 @@ async fn run_task(
         // A task fetched once is fully described by its outcome.
         history.clear();
     }
-    let message = match (last.message, note) {
+    let mut last = last;
+    let mut message = match (last.message.take(), note) {
         (Some(m), Some(n)) => Some(format!("{m} ({n})")),
         (None, Some(n)) if !last.class.is_success() => Some(n),
         (m, _) => m,
     };
+    let mut processed = process::Processed::default();
+    if let Some(body) = last.body.take().filter(|_| last.class == Class::Ok) {
+        let rules = shared.spec.pages.clone();
+        let (page_url, page, link) = (
+            last.final_url
+                .as_deref()
+                .and_then(|u| Url::parse(u).ok())
+                .unwrap_or_else(|| url.clone()),
+            task.page,
+            last.link_next.take(),
+        );
+        let result = tokio::task::spawn_blocking(move || {
+            process::process(&rules, &page_url, page, link.as_deref(), &body)
+        })
+        .await
+        .map_err(|e| RunError::Internal(format!("page processing failed: {e}")))?;
+        match result {
+            Ok(p) => processed = p,
+            Err(why) => {
+                last.class = Class::InvalidJson;
+                message = Some(why);
+            }
+        }
+        if let Some(note) = processed.note.take() {
+            message = Some(note);
+        }
+    }
+    let next_page = processed.next.map(|next| NextPage {
+        host: next.host_str().unwrap_or_default().to_owned(),
+        url: next.to_string(),
+        page: task.page.saturating_add(1),
+    });
     let outcome = Outcome {
         task_id: task.id,
         class: last.class,
@@ -358,7 +431,14 @@ async fn run_task(
         started_at_ms: Some(started_at),
         finished_at_ms: now_ms(),
         attempt_log: history,
+        extracted: processed.extracted,
+        items: processed.items,
+        next_page,
     };
+    if outcome.next_page.is_some() {
+        // Counted before the task ends, so the scheduler waits for its commit.
+        frontier.page_sent();
+    }
     send(&shared, outcome, host_name).await
 }
 

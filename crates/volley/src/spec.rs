@@ -67,6 +67,8 @@ pub struct FetchSpec {
     /// Time allowed for the whole run; tasks without an outcome by then get
     /// `deadline`. `None` for no limit.
     pub deadline: Option<Duration>,
+    /// Pagination, items and extraction for each fetched page.
+    pub pages: crate::process::PageRules,
     /// After a graceful stop is asked for, how long requests in flight may
     /// run before they are abandoned (and left for the next run).
     pub grace: Duration,
@@ -101,6 +103,7 @@ impl Default for FetchSpec {
             min_speed_bytes: None,
             speed_window: Duration::from_secs(30),
             deadline: None,
+            pages: crate::process::PageRules::default(),
             grace: Duration::from_secs(5),
         }
     }
@@ -123,6 +126,9 @@ pub enum SpecError {
         /// The configured maximum.
         max: Duration,
     },
+    /// The pagination or extraction options do not fit together.
+    #[error("{0}")]
+    Pages(String),
     /// A host rule's pattern is not a valid glob.
     #[error("invalid host pattern {0:?}: {1}")]
     HostPattern(String, String),
@@ -168,6 +174,7 @@ impl FetchSpec {
                 return Err(SpecError::HostPattern(rule.pattern.clone(), e.to_string()));
             }
         }
+        self.pages.validate().map_err(SpecError::Pages)?;
         if self.speed_window.is_zero() {
             return Err(SpecError::ZeroDuration("--speed-window"));
         }

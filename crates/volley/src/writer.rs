@@ -20,6 +20,7 @@ use tokio::sync::mpsc;
 use tokio::sync::mpsc::error::TryRecvError;
 
 use crate::outcome::Outcome;
+use crate::scheduler::Frontier;
 use crate::stats::{Progress, Tally};
 use crate::store::{Store, StoreError};
 
@@ -47,6 +48,7 @@ pub(crate) async fn run<S: Store>(
     job: i64,
     mut rx: mpsc::Receiver<Finished>,
     progress: Arc<Progress>,
+    frontier: Arc<Frontier>,
 ) -> Result<Tally, StoreError> {
     let mut tally = Tally::default();
     while let Some(first) = rx.recv().await {
@@ -75,7 +77,13 @@ pub(crate) async fn run<S: Store>(
             })
             .collect();
         let n = outcomes.len() as u64;
-        store.record(job, outcomes).await?;
+        let with_pages = outcomes.iter().filter(|o| o.next_page.is_some()).count() as u64;
+        let pages = store.record(job, outcomes).await?;
+        Progress::add(&progress.total, pages);
+        if pages > 0 {
+            frontier.grew();
+        }
+        frontier.pages_committed(with_pages);
         Progress::add(&progress.finished, n);
         Progress::add(&progress.failed, failed);
         Progress::add(&progress.bytes, bytes);

@@ -22,6 +22,12 @@
 //! - `/bomb` — 16 MiB of zeros, gzip-encoded (about 16 KiB on the wire).
 //! - `/private/{n}` — 200 (for robots.txt tests).
 //! - `/robots.txt` — what [`Server::set_robots`] set; 404 by default.
+//! - `/api/{style}?…` — a paginated JSON API of `pages` pages of `size`
+//!   items (`{"id": n, "page": p}`), in the style `link` (`page=`, `Link`
+//!   header), `next` (`page=`, `"next"` URL), `cursor` (`after=cN`,
+//!   `"meta": {"cursor": …}`), `paged` (`p=`, empty after the last page),
+//!   `offset` (`start=`, `total=` items), `loop` (`Link` back to page 1),
+//!   and `flaky` (like `link`, but page 3 answers 503 once). `ms=D` delays.
 //!
 //! Every server tracks the most requests it had in flight at once
 //! ([`Server::max_in_flight`]). [`hostile`] has a raw TCP server for what a
@@ -49,8 +55,8 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use tokio::sync::Notify;
 
-/// Query parameters.
-type Params = HashMap<String, String>;
+/// Query parameters, sorted by name (so URLs built from them are stable).
+type Params = std::collections::BTreeMap<String, String>;
 
 /// What the server saw.
 #[derive(Default)]
@@ -71,6 +77,8 @@ pub struct Seen {
     flap: AtomicU64,
     /// What `/robots.txt` answers: status and body.
     robots: Mutex<Option<(u16, String)>>,
+    /// Requests by path and query.
+    uri_hits: Mutex<HashMap<String, u64>>,
 }
 
 /// A running test server.
@@ -213,6 +221,29 @@ impl Server {
         *self.seen.robots.lock().expect("robots lock") = Some((status, body.to_owned()));
     }
 
+    /// Requests that reached exactly `path_and_query`.
+    pub fn uri_hits(&self, path_and_query: &str) -> u64 {
+        self.seen
+            .uri_hits
+            .lock()
+            .expect("uri lock")
+            .get(path_and_query)
+            .copied()
+            .unwrap_or(0)
+    }
+
+    /// Requests by path and query, for paths starting with `prefix`.
+    pub fn uri_hits_under(&self, prefix: &str) -> HashMap<String, u64> {
+        self.seen
+            .uri_hits
+            .lock()
+            .expect("uri lock")
+            .iter()
+            .filter(|(k, _)| k.starts_with(prefix))
+            .map(|(k, v)| (k.clone(), *v))
+            .collect()
+    }
+
     /// Request headers received by `/echo`.
     pub fn headers_seen(&self) -> Vec<HeaderMap> {
         self.seen.headers.lock().expect("headers lock").clone()
@@ -238,6 +269,7 @@ fn app(seen: &Arc<Seen>) -> Router {
         .route("/bomb", get(bomb))
         .route("/private/{n}", get(|| async { "private" }))
         .route("/robots.txt", get(robots))
+        .route("/api/{style}", get(api))
         .layer(middleware::from_fn_with_state(Arc::clone(seen), count))
         .with_state(Arc::clone(seen))
 }
@@ -249,6 +281,16 @@ async fn count(State(seen): State<Arc<Seen>>, request: Request, next: Next) -> R
         .entry(request.uri().path().to_owned())
         .or_default()
         .push(Instant::now());
+    let uri = request.uri().path_and_query().map_or_else(
+        || request.uri().path().to_owned(),
+        |pq| pq.as_str().to_owned(),
+    );
+    *seen
+        .uri_hits
+        .lock()
+        .expect("uri lock")
+        .entry(uri)
+        .or_default() += 1;
     seen.total.fetch_add(1, Ordering::SeqCst);
     seen.arrived.notify_waiters();
     let now = seen.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
@@ -301,6 +343,109 @@ async fn bomb() -> Response {
         encoder.finish().expect("gzip into memory")
     });
     ([(header::CONTENT_ENCODING, "gzip")], body.clone()).into_response()
+}
+
+/// The items of page `page` (1-based) of `size` items.
+fn page_items(page: u64, size: u64) -> Vec<serde_json::Value> {
+    (0..size)
+        .map(|i| serde_json::json!({"id": (page - 1) * size + i, "page": page}))
+        .collect()
+}
+
+async fn api(
+    State(seen): State<Arc<Seen>>,
+    UrlPath(style): UrlPath<String>,
+    Query(q): Query<Params>,
+) -> Response {
+    if let Some(ms) = param::<u64>(&q, "ms") {
+        tokio::time::sleep(Duration::from_millis(ms)).await;
+    }
+    let pages = param::<u64>(&q, "pages").unwrap_or(5);
+    let size = param::<u64>(&q, "size").unwrap_or(5);
+    // `key=value` first, then the other parameters in name order.
+    let query = |key: &str, value: u64| {
+        std::iter::once(format!("{key}={value}"))
+            .chain(
+                q.iter()
+                    .filter(|(k, _)| k.as_str() != key)
+                    .map(|(k, v)| format!("{k}={v}")),
+            )
+            .collect::<Vec<_>>()
+            .join("&")
+    };
+    let json = |value: serde_json::Value| {
+        (
+            [(header::CONTENT_TYPE, "application/json")],
+            value.to_string(),
+        )
+            .into_response()
+    };
+    match style.as_str() {
+        "link" | "flaky" | "loop" => {
+            let page = param::<u64>(&q, "page").unwrap_or(1);
+            if style == "flaky" && page == 3 {
+                // The middleware counted this request already: 1 means first.
+                let page3: u64 = seen
+                    .uri_hits
+                    .lock()
+                    .expect("uri lock")
+                    .iter()
+                    .filter(|(k, _)| {
+                        k.starts_with("/api/flaky?") && k.split(['?', '&']).any(|kv| kv == "page=3")
+                    })
+                    .map(|(_, v)| *v)
+                    .sum();
+                if page3 == 1 {
+                    return (StatusCode::SERVICE_UNAVAILABLE, "busy").into_response();
+                }
+            }
+            let next = match style.as_str() {
+                "loop" => Some(format!("/api/loop?{}", query("page", 1))),
+                _ if page < pages => Some(format!("/api/{style}?{}", query("page", page + 1))),
+                _ => None,
+            };
+            let mut response = json(serde_json::json!({"items": page_items(page, size)}));
+            if let Some(next) = next {
+                let value = format!("<{next}>; rel=\"next\", </api/{style}?page=1>; rel=\"first\"");
+                if let Ok(v) = header::HeaderValue::from_str(&value) {
+                    response.headers_mut().insert(header::LINK, v);
+                }
+            }
+            response
+        }
+        "next" => {
+            let page = param::<u64>(&q, "page").unwrap_or(1);
+            let next = (page < pages).then(|| format!("/api/next?{}", query("page", page + 1)));
+            json(serde_json::json!({"data": page_items(page, size), "next": next}))
+        }
+        "cursor" => {
+            let page = q
+                .get("after")
+                .and_then(|c| c.strip_prefix('c'))
+                .and_then(|n| n.parse::<u64>().ok())
+                .unwrap_or(1);
+            let cursor = (page < pages).then(|| format!("c{}", page + 1));
+            json(serde_json::json!({"items": page_items(page, size), "meta": {"cursor": cursor}}))
+        }
+        "paged" => {
+            let page = param::<u64>(&q, "p").unwrap_or(1);
+            let items = if page <= pages {
+                page_items(page, size)
+            } else {
+                Vec::new()
+            };
+            json(serde_json::json!({"items": items}))
+        }
+        "offset" => {
+            let start = param::<u64>(&q, "start").unwrap_or(0);
+            let total = param::<u64>(&q, "total").unwrap_or(23);
+            let items: Vec<serde_json::Value> = (start..(start + size).min(total))
+                .map(|id| serde_json::json!({"id": id}))
+                .collect();
+            json(serde_json::json!({"items": items, "total": total}))
+        }
+        _ => (StatusCode::NOT_FOUND, "no such style").into_response(),
+    }
 }
 
 async fn robots(State(seen): State<Arc<Seen>>) -> Response {
@@ -473,7 +618,8 @@ pub struct Volley {
 /// One outcome row with its task, as tests read it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Row {
-    pub line: u64,
+    /// `None` for a page found by pagination.
+    pub line: Option<u64>,
     pub url: String,
     pub state: String,
     pub class: String,
@@ -563,7 +709,7 @@ impl Volley {
                 "SELECT t.line, t.url, t.state, o.class, o.status, o.http_version, o.message, \
                  o.attempts, o.bytes, o.final_url, o.body_sha256, o.body_path, d.line \
                  FROM tasks t JOIN outcomes o ON o.task_id = t.id \
-                 LEFT JOIN tasks d ON d.id = o.duplicate_of ORDER BY t.job_id, t.line",
+                 LEFT JOIN tasks d ON d.id = o.duplicate_of ORDER BY t.job_id, t.id",
             )
             .expect("prepare the outcome query");
         stmt.query_map([], |r| {
@@ -592,7 +738,7 @@ impl Volley {
     pub fn row(&self, line: u64) -> Row {
         self.rows()
             .into_iter()
-            .find(|r| r.line == line)
+            .find(|r| r.line == Some(line))
             .unwrap_or_else(|| panic!("no outcome for line {line}"))
     }
 
@@ -610,6 +756,28 @@ impl Volley {
             .expect("query attempts")
             .collect::<Result<_, _>>()
             .expect("read attempts")
+    }
+
+    /// Every `--items` element, page by page, as JSON.
+    pub fn items(&self) -> Vec<serde_json::Value> {
+        let conn = self.conn();
+        let mut stmt = conn
+            .prepare("SELECT item FROM items ORDER BY task_id, idx")
+            .expect("prepare the items query");
+        stmt.query_map([], |r| r.get::<_, String>(0))
+            .expect("query items")
+            .map(|item| serde_json::from_str(&item.expect("read an item")).expect("items are JSON"))
+            .collect()
+    }
+
+    /// The outcomes as `volley export` writes them (JSON Lines), parsed.
+    pub async fn export_rows(&self) -> Vec<serde_json::Value> {
+        let out = self.run(&["export"]).await;
+        assert!(out.status.success(), "{}", stderr(&out));
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(|l| serde_json::from_str(l).expect("each export line is JSON"))
+            .collect()
     }
 
     /// Task counts by state.

@@ -21,7 +21,9 @@
 //!   The frontier lives here, not in memory: the engine holds only the
 //!   leased page.
 //! * **Record** inserts an outcome and moves its task from `leased` to `done`
-//!   or `failed` in the *same transaction*. `outcomes.task_id` is the primary
+//!   or `failed` in the *same transaction*, together with the page's items
+//!   and the task for the next page of its pagination chain. A crash can
+//!   therefore never lose a chain's next page, nor create it twice. `outcomes.task_id` is the primary
 //!   key, so a second outcome for a task cannot exist, and a task that is not
 //!   leased cannot be recorded.
 //! * **Reclaim**: a run that stops without recording a leased task (Ctrl-C
@@ -61,10 +63,12 @@ pub struct Job {
 pub struct LeasedTask {
     /// `tasks.id`.
     pub id: i64,
-    /// The 1-based input line it came from.
-    pub line: u64,
+    /// The input ordinal it came from; `None` for a discovered page.
+    pub line: Option<u64>,
     /// The URL to fetch.
     pub url: String,
+    /// Its position in its pagination chain (1 for inputs).
+    pub page: u32,
 }
 
 /// A batch of inputs to commit as tasks, in one transaction.
@@ -199,7 +203,10 @@ pub trait Store: Send + Sync + 'static {
         limit: usize,
     ) -> impl Future<Output = Result<Vec<LeasedTask>, StoreError>> + Send;
 
-    /// Records outcomes of leased tasks of `job` and marks them final.
+    /// Records outcomes of leased tasks of `job` and marks them final, with
+    /// their items and, in the same transaction, their next pages as pending
+    /// tasks (unless a next page's URL is already in the job: then the chain
+    /// stops and the outcome's message says so). Returns the pages added.
     ///
     /// # Errors
     /// [`StoreError::NotLeased`] if any task is not leased; nothing of the
@@ -208,7 +215,7 @@ pub trait Store: Send + Sync + 'static {
         &self,
         job: i64,
         outcomes: Vec<Outcome>,
-    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+    ) -> impl Future<Output = Result<u64, StoreError>> + Send;
 
     /// Returns every leased task of `job` to `pending`; returns how many.
     fn release(&self, job: i64) -> impl Future<Output = Result<u64, StoreError>> + Send;

@@ -120,8 +120,13 @@ fn job_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Job> {
 
 const INSERT_OUTCOME: &str = "INSERT INTO outcomes (task_id, job_id, class, status, \
      http_version, message, attempts, bytes, wire_bytes, elapsed_ms, ttfb_ms, final_url, \
-     content_type, body_sha256, body_path, headers, duplicate_of, started_at_ms, finished_at_ms) \
-     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19)";
+     content_type, body_sha256, body_path, headers, extracted, duplicate_of, started_at_ms, \
+     finished_at_ms) \
+     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20)";
+
+/// The first task of a job with a URL (for duplicates and pagination loops).
+const FIRST_WITH_URL: &str =
+    "SELECT id FROM tasks WHERE job_id = ?1 AND url = ?2 AND host IS NOT NULL ORDER BY id LIMIT 1";
 
 const INSERT_ATTEMPT: &str = "INSERT INTO attempts (task_id, attempt, class, status, message, \
      started_at_ms, elapsed_ms, retry_delay_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)";
@@ -144,6 +149,7 @@ fn insert_outcome(stmt: &mut Statement<'_>, job: i64, o: &Outcome) -> rusqlite::
         o.body_sha256,
         o.body_path,
         o.headers,
+        o.extracted,
         o.duplicate_of,
         o.started_at_ms,
         o.finished_at_ms,
@@ -191,27 +197,40 @@ fn ingest_tx(
     let mut report = IngestReport::default();
     {
         let mut insert_task = tx.prepare_cached(
-            "INSERT INTO tasks (job_id, line, url, host, state) VALUES (?1, ?2, ?3, ?4, ?5) \
+            "INSERT INTO tasks (job_id, line, url, host, state, meta) VALUES (?1, ?2, ?3, ?4, ?5, ?6) \
              ON CONFLICT (job_id, line) DO NOTHING",
         )?;
-        let mut first_with_url = tx.prepare_cached(
-            "SELECT id FROM tasks WHERE job_id = ?1 AND url = ?2 AND host IS NOT NULL \
-             ORDER BY id LIMIT 1",
-        )?;
+        let mut first_with_url = tx.prepare_cached(FIRST_WITH_URL)?;
         let mut outcome = tx.prepare_cached(INSERT_OUTCOME)?;
         for input in &batch.inputs {
             match input {
-                Input::Invalid { line, raw, reason } => {
-                    let added =
-                        insert_task.execute(params![job, line, raw, None::<&str>, "failed"])?;
+                Input::Invalid {
+                    line,
+                    raw,
+                    reason,
+                    malformed,
+                } => {
+                    let added = insert_task.execute(params![
+                        job,
+                        line,
+                        raw,
+                        None::<&str>,
+                        "failed",
+                        None::<&str>
+                    ])?;
                     if added == 1 {
-                        let mut o = Outcome::new(tx.last_insert_rowid(), Class::InvalidUrl);
-                        o.message = Some(format!("line {line}: {reason}"));
+                        let class = if *malformed {
+                            Class::InvalidInput
+                        } else {
+                            Class::InvalidUrl
+                        };
+                        let mut o = Outcome::new(tx.last_insert_rowid(), class);
+                        o.message = Some(reason.clone());
                         insert_outcome(&mut outcome, job, &o)?;
                         report.invalid += 1;
                     }
                 }
-                Input::Url { line, url } => {
+                Input::Url { line, url, meta } => {
                     let first: Option<i64> = first_with_url
                         .query_row(params![job, url.as_str()], |r| r.get(0))
                         .optional()?;
@@ -221,7 +240,8 @@ fn ingest_tx(
                         line,
                         url.as_str(),
                         url.host_str(),
-                        state
+                        state,
+                        meta
                     ])?;
                     if added == 0 {
                         continue;
@@ -259,7 +279,7 @@ fn lease_tx(
         let mut stmt = tx.prepare_cached(
             "UPDATE tasks SET state = 'leased', lease_owner = ?3 WHERE id IN \
              (SELECT id FROM tasks WHERE job_id = ?1 AND state = 'pending' ORDER BY id LIMIT ?2) \
-             RETURNING id, line, url",
+             RETURNING id, line, url, page",
         )?;
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
         stmt.query_map(params![job, limit, owner], |r| {
@@ -267,6 +287,7 @@ fn lease_tx(
                 id: r.get(0)?,
                 line: r.get(1)?,
                 url: r.get(2)?,
+                page: r.get(3)?,
             })
         })?
         .collect::<Result<Vec<_>, _>>()?
@@ -276,11 +297,19 @@ fn lease_tx(
     Ok(tasks)
 }
 
-fn record_tx(conn: &mut Connection, job: i64, outcomes: &[Outcome]) -> Result<(), StoreError> {
+fn record_tx(conn: &mut Connection, job: i64, outcomes: &[Outcome]) -> Result<u64, StoreError> {
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let mut pages = 0;
     {
         let mut insert = tx.prepare_cached(INSERT_OUTCOME)?;
         let mut insert_attempt = tx.prepare_cached(INSERT_ATTEMPT)?;
+        let mut insert_item =
+            tx.prepare_cached("INSERT INTO items (task_id, idx, item) VALUES (?1, ?2, ?3)")?;
+        let mut first_with_url = tx.prepare_cached(FIRST_WITH_URL)?;
+        let mut insert_page = tx.prepare_cached(
+            "INSERT INTO tasks (job_id, line, url, host, state, parent_id, page) \
+             VALUES (?1, NULL, ?2, ?3, 'pending', ?4, ?5)",
+        )?;
         let mut finish = tx.prepare_cached(
             "UPDATE tasks SET state = ?2, lease_owner = NULL \
              WHERE id = ?1 AND job_id = ?3 AND state = 'leased'",
@@ -294,7 +323,35 @@ fn record_tx(conn: &mut Connection, job: i64, outcomes: &[Outcome]) -> Result<()
             if finish.execute(params![o.task_id, state, job])? != 1 {
                 return Err(StoreError::NotLeased(o.task_id));
             }
-            insert_outcome(&mut insert, job, o)?;
+            let mut looped = None;
+            if let Some(next) = &o.next_page {
+                let seen: Option<i64> = first_with_url
+                    .query_row(params![job, next.url], |r| r.get(0))
+                    .optional()?;
+                if seen.is_some() {
+                    looped = Some(format!(
+                        "pagination stopped: the next page {} was already in this job (a loop)",
+                        next.url
+                    ));
+                } else {
+                    insert_page.execute(params![job, next.url, next.host, o.task_id, next.page])?;
+                    pages += 1;
+                }
+            }
+            match looped {
+                None => insert_outcome(&mut insert, job, o)?,
+                Some(note) => {
+                    let mut o = o.clone();
+                    o.message = Some(match o.message.take() {
+                        Some(m) => format!("{m}; {note}"),
+                        None => note,
+                    });
+                    insert_outcome(&mut insert, job, &o)?;
+                }
+            }
+            for (idx, item) in o.items.iter().enumerate() {
+                insert_item.execute(params![o.task_id, idx as i64, item])?;
+            }
             for a in &o.attempt_log {
                 insert_attempt.execute(params![
                     o.task_id,
@@ -310,7 +367,7 @@ fn record_tx(conn: &mut Connection, job: i64, outcomes: &[Outcome]) -> Result<()
         }
     }
     tx.commit()?;
-    Ok(())
+    Ok(pages)
 }
 
 fn counts_query(conn: &Connection, job: i64) -> Result<JobCounts, StoreError> {
@@ -353,7 +410,7 @@ impl Store for SqliteStore {
             .await
     }
 
-    async fn record(&self, job: i64, outcomes: Vec<Outcome>) -> Result<(), StoreError> {
+    async fn record(&self, job: i64, outcomes: Vec<Outcome>) -> Result<u64, StoreError> {
         self.with_conn(move |c| record_tx(c, job, &outcomes)).await
     }
 
@@ -388,8 +445,10 @@ pub struct JobSummary {
 /// One exported outcome with its task: a row of `volley export`.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct ExportRow {
-    /// Input line number.
-    pub line: u64,
+    /// Input ordinal (line number across inputs); `None` for discovered pages.
+    pub line: Option<u64>,
+    /// Position in its pagination chain.
+    pub page: u32,
     /// The URL as fetched (the raw line for `invalid_url`).
     pub url: String,
     /// Outcome class.
@@ -420,6 +479,10 @@ pub struct ExportRow {
     pub body_path: Option<String>,
     /// Response headers, a JSON object in a string.
     pub headers: Option<String>,
+    /// The input row's other columns or fields, a JSON object in a string.
+    pub meta: Option<String>,
+    /// `--extract` fields, a JSON object in a string.
+    pub extracted: Option<String>,
     /// Input line of the first occurrence, for duplicates.
     pub duplicate_of_line: Option<u64>,
     /// First attempt start (Unix ms).
@@ -507,15 +570,67 @@ impl SqliteReader {
             .prepare(
                 "SELECT t.line, t.url, o.class, o.status, o.http_version, o.message, o.attempts, \
                  o.bytes, o.wire_bytes, o.elapsed_ms, o.ttfb_ms, o.final_url, o.content_type, o.body_sha256, \
-                 o.body_path, o.headers, d.line, o.started_at_ms, o.finished_at_ms \
+                 o.body_path, o.headers, d.line, o.started_at_ms, o.finished_at_ms, t.page, t.meta, \
+                 o.extracted \
                  FROM tasks t JOIN outcomes o ON o.task_id = t.id \
                  LEFT JOIN tasks d ON d.id = o.duplicate_of \
-                 WHERE t.job_id = ?1 ORDER BY t.line",
+                 WHERE t.job_id = ?1 ORDER BY t.id",
             )
             .map_err(StoreError::from)?;
         let mut rows = stmt.query(params![job]).map_err(StoreError::from)?;
         while let Some(r) = rows.next().map_err(StoreError::from)? {
             let row = export_row(r).map_err(StoreError::from)?;
+            each(&row)?;
+        }
+        Ok(())
+    }
+}
+
+/// One `--items` element with its page: a row of `volley export --items`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ItemRow {
+    /// The page's input ordinal; `None` for a discovered page.
+    pub line: Option<u64>,
+    /// The page's position in its chain.
+    pub page: u32,
+    /// The page's URL.
+    pub url: String,
+    /// 0-based position in the page's array.
+    pub idx: u64,
+    /// The element as JSON text.
+    pub item: String,
+}
+
+impl SqliteReader {
+    /// Calls `each` for every item of `job`, page by page in task order,
+    /// streaming.
+    ///
+    /// # Errors
+    /// Database errors, or the first error `each` returns.
+    pub fn for_each_item<E: From<StoreError>>(
+        &self,
+        job: i64,
+        mut each: impl FnMut(&ItemRow) -> Result<(), E>,
+    ) -> Result<(), E> {
+        let mut stmt = self
+            .conn
+            .prepare(
+                "SELECT t.line, t.page, t.url, i.idx, i.item FROM tasks t \
+                 JOIN items i ON i.task_id = t.id WHERE t.job_id = ?1 ORDER BY t.id, i.idx",
+            )
+            .map_err(StoreError::from)?;
+        let mut rows = stmt.query(params![job]).map_err(StoreError::from)?;
+        while let Some(r) = rows.next().map_err(StoreError::from)? {
+            let row = (|| {
+                Ok::<_, rusqlite::Error>(ItemRow {
+                    line: r.get(0)?,
+                    page: r.get(1)?,
+                    url: r.get(2)?,
+                    idx: r.get(3)?,
+                    item: r.get(4)?,
+                })
+            })()
+            .map_err(StoreError::from)?;
             each(&row)?;
         }
         Ok(())
@@ -543,6 +658,9 @@ fn export_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<ExportRow> {
         duplicate_of_line: r.get(16)?,
         started_at_ms: r.get(17)?,
         finished_at_ms: r.get(18)?,
+        page: r.get(19)?,
+        meta: r.get(20)?,
+        extracted: r.get(21)?,
     })
 }
 
@@ -555,6 +673,7 @@ mod tests {
         Input::Url {
             line,
             url: parse_url(s).expect("test URL parses"),
+            meta: None,
         }
     }
 
@@ -582,7 +701,8 @@ mod tests {
                 Input::Invalid {
                     line: 2,
                     raw: "nope".into(),
-                    reason: "not a URL".into(),
+                    reason: "line 2: not a URL".into(),
+                    malformed: false,
                 },
                 url(3, "http://a.test/x"),
                 url(4, "http://b.test/y"),
@@ -603,12 +723,35 @@ mod tests {
         assert_eq!(store.ingest(job.id, batch).await?, IngestReport::default());
 
         let leased = store.lease(job.id, "run-1", 10).await?;
-        assert_eq!(leased.iter().map(|t| t.line).collect::<Vec<_>>(), [1, 4]);
+        assert_eq!(
+            leased.iter().map(|t| t.line).collect::<Vec<_>>(),
+            [Some(1), Some(4)]
+        );
         assert!(store.lease(job.id, "run-1", 10).await?.is_empty());
 
         let mut ok = Outcome::new(leased[0].id, Class::Ok);
         ok.status = Some(200);
-        store.record(job.id, vec![ok.clone()]).await?;
+        ok.items = vec!["{\"n\":1}".into(), "{\"n\":2}".into()];
+        ok.next_page = Some(crate::outcome::NextPage {
+            url: "http://a.test/x?page=2".into(),
+            host: "a.test".into(),
+            page: 2,
+        });
+        assert_eq!(
+            store.record(job.id, vec![ok.clone()]).await?,
+            1,
+            "the next page is a new task"
+        );
+        let page2 = store.lease(job.id, "run-1", 10).await?;
+        assert_eq!((page2[0].line, page2[0].page), (None, 2));
+        // A next page already in the job is a loop: no task, a note instead.
+        let mut looped = Outcome::new(page2[0].id, Class::Ok);
+        looped.next_page = Some(crate::outcome::NextPage {
+            url: "http://a.test/x".into(),
+            host: "a.test".into(),
+            page: 3,
+        });
+        assert_eq!(store.record(job.id, vec![looped]).await?, 0);
         assert!(matches!(
             store.record(job.id, vec![ok]).await,
             Err(StoreError::NotLeased(_))
@@ -623,7 +766,7 @@ mod tests {
             JobCounts {
                 pending: 1,
                 leased: 0,
-                done: 2,
+                done: 3,
                 failed: 1
             }
         );
@@ -639,16 +782,37 @@ mod tests {
             rows.push(r.clone());
             Ok(())
         })?;
-        let summary: Vec<(u64, &str, Option<u64>)> = rows
+        let summary: Vec<(Option<u64>, &str, Option<u64>)> = rows
             .iter()
             .map(|r| (r.line, r.class.as_str(), r.duplicate_of_line))
             .collect();
         assert_eq!(
             summary,
             [
-                (1, "ok", None),
-                (2, "invalid_url", None),
-                (3, "duplicate", Some(1))
+                (Some(1), "ok", None),
+                (Some(2), "invalid_url", None),
+                (Some(3), "duplicate", Some(1)),
+                (None, "ok", None)
+            ]
+        );
+        assert!(
+            rows[3]
+                .message
+                .as_deref()
+                .is_some_and(|m| m.contains("a loop")),
+            "{:?}",
+            rows[3]
+        );
+        let mut items = Vec::new();
+        reader.for_each_item::<StoreError>(job.id, |i| {
+            items.push((i.line, i.idx, i.item.clone()));
+            Ok(())
+        })?;
+        assert_eq!(
+            items,
+            [
+                (Some(1), 0, "{\"n\":1}".to_owned()),
+                (Some(1), 1, "{\"n\":2}".to_owned())
             ]
         );
         let _ = std::fs::remove_dir_all(&dir);

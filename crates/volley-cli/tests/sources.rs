@@ -1,0 +1,363 @@
+//! Sources and pagination, end to end: several files, CSV, JSON Lines and
+//! templates in; paginated JSON APIs walked to the end, resumably, with
+//! their items recorded.
+
+mod support;
+
+use std::collections::HashSet;
+
+use support::{Server, Volley, fetch_args, stderr};
+
+/// The `id` of every recorded item, checked unique.
+fn unique_ids(v: &Volley) -> HashSet<u64> {
+    let items = v.items();
+    let ids: HashSet<u64> = items.iter().filter_map(|i| i["id"].as_u64()).collect();
+    assert_eq!(ids.len(), items.len(), "an item was recorded twice");
+    ids
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reads_several_files_numbering_lines_across_them() {
+    let server = Server::start().await;
+    let v = Volley::new();
+    let a = v.write_lines("a.txt", &[server.url("/ok/1"), "# comment".into()]);
+    let b = v.write_lines("b.txt", &["bad url".into(), server.url("/ok/2")]);
+    let args = fetch_args(a.to_str().expect("utf-8"), &[b.to_str().expect("utf-8")]);
+    let out = v.run(&args).await;
+    assert!(out.status.success(), "{}", stderr(&out));
+    v.assert_one_outcome_per_task(3);
+    let bad = v.row(3);
+    assert_eq!(bad.class, "invalid_url");
+    assert!(
+        bad.message
+            .as_deref()
+            .is_some_and(|m| m.starts_with("b.txt line 1:")),
+        "{bad:?}"
+    );
+    assert_eq!(v.row(4).class, "ok");
+    let status = v.run(&["status"]).await;
+    assert!(
+        String::from_utf8_lossy(&status.stdout).contains("a.txt+1"),
+        "the default job name says there are two files"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reads_a_csv_column_and_keeps_the_other_columns_as_metadata() {
+    let server = Server::start().await;
+    let v = Volley::new();
+    let csv = format!(
+        "id,link,title\n1,{},\"First, quoted\"\n2\n3,{},third\n",
+        server.url("/ok/1"),
+        server.url("/ok/3")
+    );
+    let path = v.path("pages.csv");
+    std::fs::write(&path, csv).expect("write the CSV");
+    let out = v
+        .run(&fetch_args(
+            path.to_str().expect("utf-8"),
+            &["--column", "link"],
+        ))
+        .await;
+    assert!(out.status.success(), "{}", stderr(&out));
+    let rows = v.export_rows().await;
+    assert_eq!(rows.len(), 3);
+    assert_eq!(rows[0]["class"], "ok");
+    let meta: serde_json::Value =
+        serde_json::from_str(rows[0]["meta"].as_str().expect("meta")).expect("JSON");
+    assert_eq!(
+        meta,
+        serde_json::json!({"id": "1", "title": "First, quoted"})
+    );
+    assert_eq!(rows[1]["class"], "invalid_input");
+    assert!(
+        rows[1]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("no column 'link'")),
+        "{}",
+        rows[1]
+    );
+    assert_eq!(rows[2]["class"], "ok");
+
+    let missing = v
+        .run(&fetch_args(
+            path.to_str().expect("utf-8"),
+            &["--column", "url", "--job", "other"],
+        ))
+        .await;
+    assert_eq!(missing.status.code(), Some(2), "{}", stderr(&missing));
+    assert!(
+        stderr(&missing).contains("columns: id, link, title"),
+        "{}",
+        stderr(&missing)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reads_json_lines_at_a_pointer_and_classifies_bad_lines() {
+    let server = Server::start().await;
+    let v = Volley::new();
+    let lines = vec![
+        format!(
+            "{{\"links\":{{\"self\":\"{}\"}},\"rank\":1}}",
+            server.url("/ok/1")
+        ),
+        "not json at all".to_owned(),
+        "{\"links\":{}}".to_owned(),
+    ];
+    let path = v.write_lines("in.jsonl", &lines);
+    let out = v
+        .run(&fetch_args(
+            path.to_str().expect("utf-8"),
+            &["--field", "/links/self"],
+        ))
+        .await;
+    assert!(out.status.success(), "{}", stderr(&out));
+    let rows = v.export_rows().await;
+    let classes: Vec<&str> = rows.iter().filter_map(|r| r["class"].as_str()).collect();
+    assert_eq!(classes, ["ok", "invalid_input", "invalid_input"]);
+    assert!(
+        rows[0]["meta"]
+            .as_str()
+            .is_some_and(|m| m.contains("\"rank\":1"))
+    );
+    assert!(
+        rows[1]["message"]
+            .as_str()
+            .is_some_and(|m| m.starts_with("line 2: not JSON"))
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn expands_a_template_lazily_and_rejects_a_reversed_range() {
+    let server = Server::start().await;
+    let v = Volley::new();
+    let template = server.url("/ok/{1..30}");
+    let out = v.run(&["fetch", "--template", &template, "--quiet"]).await;
+    assert!(out.status.success(), "{}", stderr(&out));
+    v.assert_one_outcome_per_task(30);
+    assert_eq!(server.hits("/ok/30"), 1);
+    let reversed = server.url("/ok/{30..1}");
+    let out = v
+        .run(&["fetch", "--template", &reversed, "--job", "r"])
+        .await;
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("reversed"), "{}", stderr(&out));
+}
+
+/// Walks `start` with `flags`; checks `pages` pages, `items` unique items,
+/// that the server saw each page exactly as often as volley recorded
+/// attempts for it, and that `volley export --items` agrees.
+async fn walk(start: &str, flags: &[&str], pages: u64, items: u64) -> (Server, Volley) {
+    let server = Server::start().await;
+    let v = Volley::new();
+    v.fetch_ok(&[server.url(start)], flags).await;
+    v.assert_one_outcome_per_task(pages);
+    assert!(
+        v.rows().iter().all(|r| r.class == "ok"),
+        "{start}: {:?}",
+        v.rows()
+    );
+    assert_eq!(unique_ids(&v).len() as u64, items, "{start}");
+    let hits = server.uri_hits_under("/api/");
+    assert_eq!(
+        hits.len() as u64,
+        pages,
+        "{start}: pages requested: {hits:?}"
+    );
+    for row in v.rows() {
+        let path = &row.url[row.url.find("/api").unwrap_or(0)..];
+        assert_eq!(
+            hits.get(path).copied(),
+            Some(u64::from(row.attempts)),
+            "{path}"
+        );
+    }
+    let exported = v.run(&["export", "--items"]).await;
+    assert_eq!(
+        String::from_utf8_lossy(&exported.stdout).lines().count() as u64,
+        items
+    );
+    (server, v)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn walks_every_pagination_style_to_the_end() {
+    walk(
+        "/api/link?page=1&pages=8&size=5",
+        &["--paginate", "link", "--items", "/items"],
+        8,
+        40,
+    )
+    .await;
+    walk(
+        "/api/next?page=1&pages=6",
+        &["--paginate", "json-next=/next", "--items", "/data"],
+        6,
+        30,
+    )
+    .await;
+    walk(
+        "/api/cursor?pages=7",
+        &[
+            "--paginate",
+            "cursor=/meta/cursor",
+            "--cursor-param",
+            "after",
+            "--items",
+            "/items",
+        ],
+        7,
+        35,
+    )
+    .await;
+    // Four full pages, then the empty fifth ends the chain.
+    walk(
+        "/api/paged?p=1&pages=4",
+        &["--paginate", "page=p", "--items", "/items"],
+        5,
+        20,
+    )
+    .await;
+    // 23 items, 5 a page: the fifth page has 3, shorter than the page size.
+    let (_, v) = walk(
+        "/api/offset?total=23",
+        &[
+            "--paginate",
+            "offset=start",
+            "--page-size",
+            "5",
+            "--items",
+            "/items",
+            "--extract",
+            "total=/total",
+        ],
+        5,
+        23,
+    )
+    .await;
+    let rows = v.export_rows().await;
+    assert_eq!(rows[0]["extracted"], "{\"total\":23}");
+    let pages: Vec<u64> = rows.iter().filter_map(|r| r["page"].as_u64()).collect();
+    assert_eq!(pages, [1, 2, 3, 4, 5]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stops_at_loops_max_pages_and_bodies_that_are_not_json() {
+    let server = Server::start().await;
+    let v = Volley::new();
+    v.fetch_ok(&[server.url("/api/loop?page=1")], &["--paginate", "link"])
+        .await;
+    v.assert_one_outcome_per_task(1);
+    let row = v.row(1);
+    assert!(
+        row.message.as_deref().is_some_and(|m| m.contains("a loop")),
+        "{row:?}"
+    );
+
+    let v = Volley::new();
+    v.fetch_ok(
+        &[server.url("/api/link?page=1&pages=10")],
+        &["--paginate", "link", "--max-pages", "3"],
+    )
+    .await;
+    v.assert_one_outcome_per_task(3);
+    let last = v.rows().pop().expect("three rows");
+    assert!(
+        last.message
+            .as_deref()
+            .is_some_and(|m| m.contains("--max-pages 3")),
+        "{last:?}"
+    );
+
+    let v = Volley::new();
+    v.fetch_ok(&[server.url("/ok/1")], &["--paginate", "json-next=/next"])
+        .await;
+    let row = v.row(1);
+    assert_eq!(
+        (row.class.as_str(), row.status),
+        ("invalid_json", Some(200)),
+        "{row:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retries_a_503_mid_chain_and_carries_on() {
+    let (server, v) = walk(
+        "/api/flaky?page=1&pages=5",
+        &["--paginate", "link", "--items", "/items"],
+        5,
+        25,
+    )
+    .await;
+    let _ = server;
+    let attempts: Vec<u32> = v.rows().iter().map(|r| r.attempts).collect();
+    assert_eq!(attempts, [1, 1, 2, 1, 1]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_chain_killed_mid_way_resumes_at_the_right_page() {
+    let server = Server::start().await;
+    let v = Volley::new();
+    let list = v.write_lines(
+        "urls.txt",
+        &[server.url("/api/link?page=1&pages=60&size=3&ms=20")],
+    );
+    let args = fetch_args(
+        list.to_str().expect("utf-8"),
+        &["--paginate", "link", "--items", "/items"],
+    );
+    let mut child = v.command(&args).spawn().expect("start volley");
+    server.wait_for_requests(20).await;
+    child.start_kill().expect("SIGKILL volley");
+    let status = child.wait().await.expect("reap volley");
+    assert!(!status.success(), "volley was killed mid-chain");
+    let before: Vec<String> = v.rows().into_iter().map(|r| r.url).collect();
+    assert!(
+        before.len() >= 10 && before.len() < 60,
+        "{} pages before the kill",
+        before.len()
+    );
+    let hits_before: Vec<u64> = before
+        .iter()
+        .map(|u| server.uri_hits(&u[u.find("/api").unwrap_or(0)..]))
+        .collect();
+
+    let out = v.run(&args).await;
+    assert!(out.status.success(), "{}", stderr(&out));
+    v.assert_one_outcome_per_task(60);
+    assert_eq!(unique_ids(&v).len(), 180, "every item recorded once");
+    for (url, hits) in before.iter().zip(hits_before) {
+        let path = &url[url.find("/api").unwrap_or(0)..];
+        assert_eq!(
+            server.uri_hits(path),
+            hits,
+            "{path} was fetched again after its outcome"
+        );
+    }
+    for (uri, hits) in server.uri_hits_under("/api/") {
+        assert!(hits <= 2, "{uri} fetched {hits} times");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pagination_flags_that_cannot_work_exit_2() {
+    let v = Volley::new();
+    let cases: [&[&str]; 4] = [
+        &[
+            "fetch",
+            "-",
+            "--paginate",
+            "offset=start",
+            "--items",
+            "/items",
+        ],
+        &["fetch", "-", "--paginate", "cursor=/next"],
+        &["fetch", "-", "--paginate", "page=p"],
+        &["fetch", "-", "--paginate", "sideways"],
+    ];
+    for args in cases {
+        let out = v.run(args).await;
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {}", stderr(&out));
+    }
+}

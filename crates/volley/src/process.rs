@@ -1,0 +1,496 @@
+//! Processing a fetched page: pagination, items and extraction.
+//!
+//! With any of `--paginate`, `--items` or `--extract`, a 2xx body is kept in
+//! memory (up to `--max-body`, by default [`DEFAULT_MAX_PAGE_BYTES`]) and
+//! handed to [`process`] on tokio's blocking pool, so JSON parsing never
+//! stalls the async workers. What it finds rides with the page's outcome:
+//! the next page becomes a pending task *in the same transaction*, so a
+//! crash mid-chain resumes at the right page, never skipping or repeating
+//! one.
+//!
+//! Pagination styles ([`Paginate`]):
+//!
+//! * `link`: the `Link` header's `rel="next"` target (RFC 8288), resolved
+//!   against the page's URL;
+//! * `json-next=/ptr`: the URL (absolute or relative) at a JSON pointer;
+//! * `cursor=/ptr` with `--cursor-param NAME`: the cursor at a JSON pointer,
+//!   put into the query parameter `NAME` of the page's URL;
+//! * `page=NAME`: the query parameter `NAME` counts pages (missing means 1);
+//! * `offset=NAME` with `--page-size N`: the parameter counts items.
+//!
+//! A chain stops when there is no next page (a missing, null or empty
+//! value), when `--items` finds an empty array (or, for the counters, fewer
+//! than `--page-size` items), at `--max-pages`, or when the next URL is
+//! already in the job (a loop; the store checks this when it commits).
+
+use url::Url;
+
+/// Largest body kept for processing when `--max-body` is not set, in bytes.
+pub const DEFAULT_MAX_PAGE_BYTES: u64 = 64 << 20;
+
+/// How the next page of a chain is found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Paginate {
+    /// `Link: <…>; rel="next"` (RFC 8288).
+    Link,
+    /// The next page's URL at a JSON pointer.
+    JsonNext(String),
+    /// A cursor at a JSON pointer, sent back in the query parameter `param`.
+    Cursor {
+        /// The JSON pointer to the cursor.
+        pointer: String,
+        /// The query parameter that carries it.
+        param: String,
+    },
+    /// A page-number query parameter.
+    Page(String),
+    /// An item-offset query parameter, advanced by the page size.
+    Offset(String),
+}
+
+impl Paginate {
+    /// Parses `link`, `json-next=/ptr`, `cursor=/ptr`, `page=NAME` or
+    /// `offset=NAME`; `cursor_param` is needed for `cursor`.
+    ///
+    /// # Errors
+    /// A one-line message saying what to write instead.
+    pub fn parse(text: &str, cursor_param: Option<&str>) -> Result<Paginate, String> {
+        let (kind, arg) = match text.split_once('=') {
+            Some((k, a)) => (k.trim(), Some(a.trim())),
+            None => (text.trim(), None),
+        };
+        let pointer = |a: Option<&str>| match a {
+            Some(p) if p.starts_with('/') => Ok(p.to_owned()),
+            _ => Err(format!(
+                "--paginate {kind}=POINTER needs a JSON pointer such as /next"
+            )),
+        };
+        let name = |a: Option<&str>| match a {
+            Some(n) if !n.is_empty() => Ok(n.to_owned()),
+            _ => Err(format!(
+                "--paginate {kind}=NAME needs a query parameter name"
+            )),
+        };
+        match kind {
+            "link" if arg.is_none() => Ok(Paginate::Link),
+            "json-next" => Ok(Paginate::JsonNext(pointer(arg)?)),
+            "cursor" => Ok(Paginate::Cursor {
+                pointer: pointer(arg)?,
+                param: cursor_param
+                    .map(str::to_owned)
+                    .ok_or("--paginate cursor=POINTER needs --cursor-param NAME")?,
+            }),
+            "page" => Ok(Paginate::Page(name(arg)?)),
+            "offset" => Ok(Paginate::Offset(name(arg)?)),
+            _ => Err(format!(
+                "--paginate '{text}': use link, json-next=/ptr, cursor=/ptr, page=NAME or offset=NAME"
+            )),
+        }
+    }
+
+    fn needs_json(&self) -> bool {
+        matches!(self, Paginate::JsonNext(_) | Paginate::Cursor { .. })
+    }
+}
+
+/// What to do with each fetched page.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PageRules {
+    /// How to find the next page, if paginating.
+    pub paginate: Option<Paginate>,
+    /// JSON pointer to the array whose elements become `items` rows.
+    pub items: Option<String>,
+    /// Fields to keep: (name, JSON pointer).
+    pub extract: Vec<(String, String)>,
+    /// Items per page, for `offset` (required) and `page` (optional: a
+    /// shorter page ends the chain).
+    pub page_size: Option<u64>,
+    /// Most pages in one chain.
+    pub max_pages: Option<u32>,
+}
+
+/// What processing a page found.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Processed {
+    /// The next page's URL.
+    pub next: Option<Url>,
+    /// The `--items` elements, as JSON text.
+    pub items: Vec<String>,
+    /// The `--extract` fields, as a JSON object.
+    pub extracted: Option<String>,
+    /// Why the chain stopped, when it stopped for a reason worth saying.
+    pub note: Option<String>,
+}
+
+impl PageRules {
+    /// Whether bodies must be kept for [`process`].
+    pub fn is_active(&self) -> bool {
+        self.paginate.is_some() || self.items.is_some() || !self.extract.is_empty()
+    }
+
+    /// Checks the rules fit together.
+    ///
+    /// # Errors
+    /// A one-line message: `offset` without `--page-size`, counters without
+    /// `--items`, a pointer that does not start with `/`.
+    pub fn validate(&self) -> Result<(), String> {
+        match &self.paginate {
+            Some(Paginate::Offset(_)) if self.page_size.is_none() => {
+                return Err("--paginate offset=NAME needs --page-size N".into());
+            }
+            Some(Paginate::Page(_) | Paginate::Offset(_)) if self.items.is_none() => {
+                return Err(
+                    "--paginate page=/offset= needs --items /POINTER to know when pages run out"
+                        .into(),
+                );
+            }
+            _ => {}
+        }
+        if self.page_size == Some(0) {
+            return Err("--page-size must be at least 1".into());
+        }
+        if self.max_pages == Some(0) {
+            return Err("--max-pages must be at least 1".into());
+        }
+        for p in self.items.iter().chain(self.extract.iter().map(|(_, p)| p)) {
+            if !p.is_empty() && !p.starts_with('/') {
+                return Err(format!(
+                    "'{p}' is not a JSON pointer; write it like /data/items"
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Processes page number `page` fetched from `url`, with the `Link` header's
+/// `rel="next"` target (if any) and the body.
+///
+/// # Errors
+/// A one-line reason when the body is not JSON, or not of the shape the
+/// rules need (the outcome is then `invalid_json`).
+pub fn process(
+    rules: &PageRules,
+    url: &Url,
+    page: u32,
+    link_next: Option<&str>,
+    body: &[u8],
+) -> Result<Processed, String> {
+    let needs_json = rules.items.is_some()
+        || !rules.extract.is_empty()
+        || rules.paginate.as_ref().is_some_and(Paginate::needs_json);
+    let json: Option<serde_json::Value> = if needs_json {
+        Some(serde_json::from_slice(body).map_err(|e| format!("the body is not JSON: {e}"))?)
+    } else {
+        None
+    };
+    let mut out = Processed::default();
+    if let (Some(pointer), Some(json)) = (&rules.items, &json) {
+        match json.pointer(pointer) {
+            Some(serde_json::Value::Array(items)) => {
+                out.items = items.iter().map(serde_json::Value::to_string).collect();
+            }
+            Some(serde_json::Value::Null) | None => {}
+            Some(other) => {
+                return Err(format!(
+                    "the value at {pointer} is {}, not an array",
+                    kind(other)
+                ));
+            }
+        }
+    }
+    if let Some(json) = &json
+        && !rules.extract.is_empty()
+    {
+        let fields: serde_json::Map<String, serde_json::Value> = rules
+            .extract
+            .iter()
+            .map(|(name, p)| (name.clone(), json.pointer(p).cloned().unwrap_or_default()))
+            .collect();
+        out.extracted = Some(serde_json::Value::Object(fields).to_string());
+    }
+    let Some(paginate) = &rules.paginate else {
+        return Ok(out);
+    };
+    if rules.items.is_some() && out.items.is_empty() {
+        out.note = Some("pagination ended: an empty page".into());
+        return Ok(out);
+    }
+    if let Some(max) = rules.max_pages
+        && page >= max
+    {
+        out.note = Some(format!("pagination stopped at --max-pages {max}"));
+        return Ok(out);
+    }
+    let short = rules
+        .page_size
+        .is_some_and(|size| (out.items.len() as u64) < size);
+    let next = match paginate {
+        Paginate::Link => link_next.map(|t| resolve(url, t)).transpose()?,
+        Paginate::JsonNext(pointer) => match json.as_ref().and_then(|j| j.pointer(pointer)) {
+            Some(serde_json::Value::String(t)) if !t.trim().is_empty() => {
+                Some(resolve(url, t.trim())?)
+            }
+            Some(serde_json::Value::Null) | None => None,
+            Some(serde_json::Value::String(_)) => None,
+            Some(other) => {
+                return Err(format!(
+                    "the next-page value at {pointer} is {}, not a URL string",
+                    kind(other)
+                ));
+            }
+        },
+        Paginate::Cursor { pointer, param } => {
+            let cursor = match json.as_ref().and_then(|j| j.pointer(pointer)) {
+                Some(serde_json::Value::String(t)) if !t.is_empty() => Some(t.clone()),
+                Some(serde_json::Value::Number(n)) => Some(n.to_string()),
+                Some(serde_json::Value::Null | serde_json::Value::String(_)) | None => None,
+                Some(other) => {
+                    return Err(format!(
+                        "the cursor at {pointer} is {}, not a string or number",
+                        kind(other)
+                    ));
+                }
+            };
+            cursor.map(|c| with_param(url, param, &c))
+        }
+        Paginate::Page(param) if !short => {
+            let current: u64 = query_number(url, param).unwrap_or(1);
+            Some(with_param(url, param, &(current + 1).to_string()))
+        }
+        Paginate::Offset(param) if !short => {
+            let current: u64 = query_number(url, param).unwrap_or(0);
+            let size = rules.page_size.unwrap_or(out.items.len() as u64);
+            Some(with_param(url, param, &(current + size).to_string()))
+        }
+        Paginate::Page(_) | Paginate::Offset(_) => {
+            out.note = Some("pagination ended: a page shorter than --page-size".into());
+            None
+        }
+    };
+    out.next = next;
+    Ok(out)
+}
+
+/// The `rel="next"` target of a `Link` header value (RFC 8288), as written.
+pub fn link_next(header: &str) -> Option<String> {
+    let links = parse_link_header::parse_with_rel(header).ok()?;
+    links.get("next").map(|l| l.raw_uri.clone())
+}
+
+fn resolve(base: &Url, target: &str) -> Result<Url, String> {
+    let url = base
+        .join(target)
+        .map_err(|e| format!("the next-page link '{target}' is not a URL: {e}"))?;
+    if !matches!(url.scheme(), "http" | "https") {
+        return Err(format!(
+            "the next-page link '{target}' is not http or https"
+        ));
+    }
+    Ok(url)
+}
+
+fn query_number(url: &Url, param: &str) -> Option<u64> {
+    url.query_pairs()
+        .find(|(k, _)| k == param)
+        .and_then(|(_, v)| v.parse().ok())
+}
+
+/// `url` with the query parameter `param` set to `value` (replaced if there).
+fn with_param(url: &Url, param: &str, value: &str) -> Url {
+    let pairs: Vec<(String, String)> = url
+        .query_pairs()
+        .filter(|(k, _)| k != param)
+        .map(|(k, v)| (k.into_owned(), v.into_owned()))
+        .collect();
+    let mut next = url.clone();
+    {
+        let mut query = next.query_pairs_mut();
+        query.clear();
+        for (k, v) in &pairs {
+            query.append_pair(k, v);
+        }
+        query.append_pair(param, value);
+    }
+    next
+}
+
+fn kind(value: &serde_json::Value) -> &'static str {
+    match value {
+        serde_json::Value::Null => "null",
+        serde_json::Value::Bool(_) => "a boolean",
+        serde_json::Value::Number(_) => "a number",
+        serde_json::Value::String(_) => "a string",
+        serde_json::Value::Array(_) => "an array",
+        serde_json::Value::Object(_) => "an object",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn url(s: &str) -> Url {
+        Url::parse(s).expect("test URL")
+    }
+
+    fn rules(paginate: &str, items: Option<&str>, page_size: Option<u64>) -> PageRules {
+        PageRules {
+            paginate: Some(Paginate::parse(paginate, Some("after")).expect("valid")),
+            items: items.map(str::to_owned),
+            page_size,
+            ..PageRules::default()
+        }
+    }
+
+    #[test]
+    fn link_header_next_is_resolved_against_the_page() {
+        let next = link_next(r#"</items?page=1>; rel="prev", </items?page=3>; rel="next""#);
+        assert_eq!(next.as_deref(), Some("/items?page=3"));
+        let p = process(
+            &rules("link", None, None),
+            &url("http://h.test/items?page=2"),
+            2,
+            next.as_deref(),
+            b"",
+        )
+        .expect("processes");
+        assert_eq!(
+            p.next.map(|u| u.to_string()).as_deref(),
+            Some("http://h.test/items?page=3")
+        );
+    }
+
+    #[test]
+    fn json_next_and_cursor_read_the_body() {
+        let body = br#"{"data":[1,2],"next":"/api?p=2","meta":{"cursor":"abc"}}"#;
+        let r = rules("json-next=/next", Some("/data"), None);
+        let p = process(&r, &url("http://h.test/api"), 1, None, body).expect("processes");
+        assert_eq!(p.items, ["1", "2"]);
+        assert_eq!(
+            p.next.map(|u| u.to_string()).as_deref(),
+            Some("http://h.test/api?p=2")
+        );
+        let r = rules("cursor=/meta/cursor", Some("/data"), None);
+        let p =
+            process(&r, &url("http://h.test/api?after=old&x=1"), 1, None, body).expect("processes");
+        assert_eq!(
+            p.next.map(|u| u.to_string()).as_deref(),
+            Some("http://h.test/api?x=1&after=abc")
+        );
+        let end = process(
+            &r,
+            &url("http://h.test/api"),
+            1,
+            None,
+            br#"{"data":[1],"meta":{"cursor":null}}"#,
+        )
+        .expect("processes");
+        assert_eq!(end.next, None);
+    }
+
+    #[test]
+    fn counters_advance_and_stop_on_short_or_empty_pages() {
+        let r = rules("page=p", Some("/items"), Some(2));
+        let p = process(
+            &r,
+            &url("http://h.test/l?p=4"),
+            4,
+            None,
+            br#"{"items":[1,2]}"#,
+        )
+        .expect("processes");
+        assert_eq!(
+            p.next.map(|u| u.to_string()).as_deref(),
+            Some("http://h.test/l?p=5")
+        );
+        let short = process(
+            &r,
+            &url("http://h.test/l?p=5"),
+            5,
+            None,
+            br#"{"items":[1]}"#,
+        )
+        .expect("processes");
+        assert_eq!(short.next, None);
+        let r = rules("offset=start", Some("/items"), Some(2));
+        let p = process(&r, &url("http://h.test/l"), 1, None, br#"{"items":[1,2]}"#)
+            .expect("processes");
+        assert_eq!(
+            p.next.map(|u| u.to_string()).as_deref(),
+            Some("http://h.test/l?start=2")
+        );
+        let empty = process(
+            &r,
+            &url("http://h.test/l?start=2"),
+            2,
+            None,
+            br#"{"items":[]}"#,
+        )
+        .expect("processes");
+        assert_eq!(
+            (empty.next, empty.note.as_deref()),
+            (None, Some("pagination ended: an empty page"))
+        );
+    }
+
+    #[test]
+    fn max_pages_and_bad_bodies() {
+        let mut r = rules("json-next=/next", None, None);
+        r.max_pages = Some(3);
+        let p =
+            process(&r, &url("http://h.test/"), 3, None, br#"{"next":"/4"}"#).expect("processes");
+        assert_eq!(p.next, None);
+        assert!(
+            process(&r, &url("http://h.test/"), 1, None, b"<html>")
+                .expect_err("not JSON")
+                .contains("not JSON")
+        );
+        let items = rules("page=p", Some("/items"), None);
+        let err = process(
+            &items,
+            &url("http://h.test/"),
+            1,
+            None,
+            br#"{"items":{"a":1}}"#,
+        )
+        .expect_err("not an array");
+        assert!(err.contains("an object, not an array"), "{err}");
+        let extract = PageRules {
+            extract: vec![
+                ("total".into(), "/meta/total".into()),
+                ("missing".into(), "/nope".into()),
+            ],
+            ..PageRules::default()
+        };
+        let p = process(
+            &extract,
+            &url("http://h.test/"),
+            1,
+            None,
+            br#"{"meta":{"total":41}}"#,
+        )
+        .expect("processes");
+        assert_eq!(
+            p.extracted.as_deref(),
+            Some(r#"{"missing":null,"total":41}"#)
+        );
+    }
+
+    #[test]
+    fn rules_and_styles_are_checked() {
+        assert!(Paginate::parse("cursor=/c", None).is_err());
+        assert!(Paginate::parse("page", None).is_err());
+        assert!(Paginate::parse("sideways", None).is_err());
+        let r = PageRules {
+            paginate: Some(Paginate::Offset("o".into())),
+            items: Some("/x".into()),
+            ..PageRules::default()
+        };
+        assert!(
+            r.validate()
+                .expect_err("needs a page size")
+                .contains("--page-size")
+        );
+    }
+}
