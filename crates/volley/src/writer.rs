@@ -4,7 +4,9 @@
 //! takes what has arrived, up to [`BATCH_MAX`] outcomes, lingering at most
 //! [`LINGER`] for a batch to fill, and commits the batch in one transaction
 //! ([`Store::record`]). Under load, batches fill at once and commits are
-//! few; when outcomes trickle in, each waits at most [`LINGER`].
+//! few; when outcomes trickle in, each waits at most [`LINGER`]. A batch
+//! holding a page with a next page commits at once: its pagination chain
+//! can go on only once that page's next task is committed.
 //!
 //! While a batch commits, new outcomes queue in the channel; when it is full,
 //! fetch tasks wait to send, and so stop starting new requests: a slow disk
@@ -52,19 +54,23 @@ pub(crate) async fn run<S: Store>(
 ) -> Result<Tally, StoreError> {
     let mut tally = Tally::default();
     while let Some(first) = rx.recv().await {
+        // A pagination chain waits on this commit: do not linger.
+        let mut urgent = first.outcome.next_page.is_some();
         let mut batch = vec![first];
         let deadline = tokio::time::Instant::now() + LINGER;
-        while batch.len() < BATCH_MAX {
-            match rx.try_recv() {
-                Ok(next) => batch.push(next),
+        while batch.len() < BATCH_MAX && !urgent {
+            let next = match rx.try_recv() {
+                Ok(next) => next,
                 Err(TryRecvError::Disconnected) => break,
                 Err(TryRecvError::Empty) => {
                     match tokio::time::timeout_at(deadline, rx.recv()).await {
-                        Ok(Some(next)) => batch.push(next),
+                        Ok(Some(next)) => next,
                         Ok(None) | Err(_) => break,
                     }
                 }
-            }
+            };
+            urgent = next.outcome.next_page.is_some();
+            batch.push(next);
         }
         let (mut failed, mut bytes) = (0, 0);
         let outcomes: Vec<Outcome> = batch
