@@ -321,11 +321,13 @@ async fn run_task(
         };
         attempts += 1;
         let attempt_started = now_ms();
-        let partial_name = format!("{}-{}-{attempts}", std::process::id(), task.id);
-        let save = save_dir.as_deref().map(|dir| SaveTo {
-            dir,
-            partial_name: &partial_name,
-        });
+        let partial_name = save_dir
+            .as_ref()
+            .map(|_| format!("{}-{}-{attempts}", std::process::id(), task.id));
+        let save = save_dir
+            .as_deref()
+            .zip(partial_name.as_deref())
+            .map(|(dir, partial_name)| SaveTo { dir, partial_name });
         let result = {
             let _in_flight = InFlight::new(&shared.progress);
             tokio::select! {

@@ -37,6 +37,9 @@ fn connect(path: &Path) -> Result<Connection, StoreError> {
     conn.busy_timeout(BUSY_TIMEOUT)?;
     conn.pragma_update_and_check(None, "journal_mode", "WAL", |row| row.get::<_, String>(0))?;
     conn.pragma_update(None, "synchronous", "NORMAL")?;
+    // 16 MiB of page cache (negative: KiB), so the task indexes of a large
+    // job stay in memory while ingest and the writer work on them.
+    conn.pragma_update(None, "cache_size", -16384)?;
     migrations().to_latest(&mut conn)?;
     Ok(conn)
 }

@@ -49,7 +49,8 @@ CREATE TABLE outcomes (
     started_at_ms  INTEGER,
     finished_at_ms INTEGER NOT NULL
 );
-CREATE INDEX outcomes_by_class ON outcomes (job_id, class);
+-- No index on (job_id, class): it cost a B-tree insert per outcome for the
+-- sake of `volley status`, which scans a job's outcomes quickly enough.
 
 -- Elements of the JSON array at --items, one row each, with their page.
 CREATE TABLE items (

@@ -1,0 +1,436 @@
+"""volley's benchmark harness: volley and its peers on the same URL lists in
+one run, against nginx (one worker) on loopback. Writes bench/RESULTS.md.
+
+Run it through bench/run.sh, which installs what it needs. Workloads:
+  W1  20,000 real files of the Rust docs, concurrency 64
+  W2  50,000 tiny responses, concurrency 64
+  W3  5,000 responses delayed 100 ms, concurrency 500 (ideal wall 1.0 s)
+  W4  peak RSS by input size, against the tiny response
+  W5  one 2 GiB body streamed to disk
+  W6  50 hosts (127.0.0.2-51), per-host rate limit 20 requests/s
+"""
+import argparse
+import collections
+import json
+import os
+import platform
+import re
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+WORK = ROOT / "target" / "bench"
+PEERS = ROOT / "bench" / "peers"
+VOLLEY = ROOT / "target" / "release" / "volley"
+VENV = ROOT / "target" / "bench-venv"
+PY = VENV / "bin" / "python"
+PORT = int(os.environ.get("PORT", "18770"))
+FLEET = [f"127.0.0.{i}" for i in range(2, 52)]
+ECHO_MODULE = "/usr/lib/nginx/modules/ngx_http_echo_module.so"
+
+
+def sh(cmd, **kw):
+    return subprocess.run(cmd, check=True, text=True, capture_output=True, **kw).stdout.strip()
+
+
+def measure(cmd, env=None):
+    """Runs cmd under /usr/bin/time; returns (wall seconds, peak RSS MB, stderr)."""
+    out = WORK / "time.txt"
+    started = time.monotonic()
+    proc = subprocess.run(
+        ["/usr/bin/time", "-f", "%M", "-o", str(out)] + [str(c) for c in cmd],
+        text=True, capture_output=True, env=env,
+    )
+    wall = time.monotonic() - started
+    if proc.returncode != 0:
+        raise RuntimeError(f"{cmd[0]} exited {proc.returncode}: {proc.stderr[-2000:]}")
+    rss_kb = int(out.read_text().strip().splitlines()[-1])
+    return wall, rss_kb / 1024, proc.stderr
+
+
+# ---------------------------------------------------------------- nginx
+
+def nginx_conf(docs):
+    fleet_listens = "\n".join(f"        listen {ip}:{PORT};" for ip in FLEET)
+    return f"""
+load_module {ECHO_MODULE};
+worker_processes 1;
+daemon off;
+{"user root;" if os.geteuid() == 0 else ""}
+pid {WORK}/nginx.pid;
+error_log {WORK}/nginx-error.log warn;
+events {{ worker_connections 8192; }}
+http {{
+    include /etc/nginx/mime.types;
+    default_type application/octet-stream;
+    access_log off;
+    sendfile on;
+    tcp_nopush on;
+    keepalive_requests 10000000;
+    keepalive_timeout 120s;
+    client_body_temp_path {WORK}/tmp;
+    proxy_temp_path {WORK}/tmp;
+    fastcgi_temp_path {WORK}/tmp;
+    uwsgi_temp_path {WORK}/tmp;
+    scgi_temp_path {WORK}/tmp;
+    log_format arrivals '$msec $server_addr';
+    server {{
+        listen 127.0.0.1:{PORT};
+        root {docs};
+        location = /tiny {{ return 200 "ok\\n"; }}
+        location = /delay {{ echo_sleep 0.1; echo "ok"; }}
+        location /big/ {{ alias {WORK}/big/; }}
+    }}
+    server {{
+{fleet_listens}
+        access_log {WORK}/fleet.log arrivals;
+        location / {{ return 200 "ok\\n"; }}
+    }}
+}}
+"""
+
+
+class Nginx:
+    def __init__(self, docs):
+        (WORK / "tmp").mkdir(parents=True, exist_ok=True)
+        conf = WORK / "nginx.conf"
+        conf.write_text(nginx_conf(docs))
+        self.proc = subprocess.Popen(["nginx", "-c", str(conf), "-e", str(WORK / "nginx-error.log")])
+        for _ in range(100):
+            if subprocess.run(["curl", "-fsS", "-o", "/dev/null", f"http://127.0.0.1:{PORT}/tiny"],
+                              capture_output=True).returncode == 0:
+                return
+            time.sleep(0.05)
+        raise RuntimeError(f"nginx did not start; see {WORK}/nginx-error.log")
+
+    def version(self):
+        return sh(["nginx", "-v"], ).strip() or subprocess.run(
+            ["nginx", "-v"], capture_output=True, text=True).stderr.strip()
+
+    def reopen_logs(self):
+        self.proc.send_signal(signal.SIGUSR1)
+        time.sleep(0.2)
+
+    def stop(self):
+        self.proc.terminate()
+        self.proc.wait()
+
+
+# ---------------------------------------------------------------- tools
+
+def volley_cmd(urls, concurrency, extra=(), per_host=None):
+    db = WORK / "volley.db"
+    for suffix in ("", "-wal", "-shm", ".lock"):
+        Path(f"{db}{suffix}").unlink(missing_ok=True)
+        return [VOLLEY, "--db", db, "fetch", urls, "--quiet", "--concurrency", concurrency,
+            "--per-host", per_host or concurrency, *extra]
+
+
+def curl_cmd(urls, concurrency):
+    config = WORK / "curl.conf"
+    with open(urls) as src, open(config, "w") as dst:
+        for line in src:
+            dst.write(f'url = "{line.strip()}"\noutput = "/dev/null"\n')
+    return ["curl", "--parallel", "--parallel-immediate", "--parallel-max", concurrency,
+            "-s", "-K", config]
+
+
+def scrapy_cmd(urls, concurrency):
+    return [VENV / "bin" / "scrapy", "runspider", PEERS / "scrapy_spider.py", "-a", f"urls={urls}",
+            "-s", f"CONCURRENT_REQUESTS={concurrency}",
+            "-s", f"CONCURRENT_REQUESTS_PER_DOMAIN={concurrency}",
+            "-s", "REACTOR_THREADPOOL_MAXSIZE=20"]
+
+
+PEER_COMMANDS = {
+    "volley": volley_cmd,
+    "aiohttp": lambda u, c: [PY, PEERS / "aiohttp_fetch.py", u, c],
+    "aiohttp+uvloop": lambda u, c: [PY, PEERS / "aiohttp_fetch.py", u, c, "--uvloop"],
+    "httpx": lambda u, c: [PY, PEERS / "httpx_fetch.py", u, c],
+    "scrapy": scrapy_cmd,
+    "curl --parallel": curl_cmd,
+}
+
+
+def wrk(paths_file, concurrency, seconds):
+    out = sh(["wrk", "-t", "2", "-c", str(concurrency), "-d", f"{seconds}s", "-s",
+              str(PEERS / "urls.lua"), f"http://127.0.0.1:{PORT}", "--", str(paths_file)])
+    match = re.search(r"Requests/sec:\s+([\d.]+)", out)
+    if not match:
+        raise RuntimeError(f"wrk printed no rate: {out}")
+    return float(match.group(1))
+
+
+# ---------------------------------------------------------------- workloads
+
+def write_urls(name, urls):
+    path = WORK / name
+    path.write_text("\n".join(urls) + "\n")
+    return path
+
+
+def throughput(name, urls_file, paths_file, n, concurrency, runs, tools, wrk_seconds):
+    """Median requests/s and peak RSS per tool over `runs` runs."""
+    results = {}
+    for tool in tools:
+        walls, rss = [], []
+        for _ in range(runs):
+            wall, peak, _ = measure(PEER_COMMANDS[tool](urls_file, concurrency))
+            walls.append(wall)
+            rss.append(peak)
+        results[tool] = {"rps": n / statistics.median(walls), "wall": statistics.median(walls),
+                         "rss": statistics.median(rss), "runs": [round(n / w) for w in walls]}
+        print(f"{name} {tool}: {results[tool]['rps']:.0f} req/s, {results[tool]['rss']:.0f} MB", flush=True)
+    if paths_file is not None:
+        rates = [wrk(paths_file, concurrency, wrk_seconds) for _ in range(runs)]
+        results["wrk (ceiling)"] = {"rps": statistics.median(rates), "wall": None, "rss": None,
+                                    "runs": [round(r) for r in rates]}
+        print(f"{name} wrk: {results['wrk (ceiling)']['rps']:.0f} req/s", flush=True)
+    return results
+
+
+def fleet_stats(log, rate):
+    arrivals = collections.defaultdict(list)
+    for line in log.read_text().splitlines():
+        t, addr = line.split()
+        arrivals[addr].append(float(t))
+    busiest, spans = 0, []
+    total = sum(len(v) for v in arrivals.values())
+    first = min(v[0] for v in arrivals.values())
+    last = max(v[-1] for v in arrivals.values())
+    for times in arrivals.values():
+        times.sort()
+        j = 0
+        for i in range(len(times)):
+            while times[i] - times[j] >= 1.0:
+                j += 1
+            busiest = max(busiest, i - j + 1)
+        spans.append((len(times) - 1) / (times[-1] - times[0]) if len(times) > 1 else 0)
+    aggregate = total / (last - first) if last > first else 0
+    return {"hosts": len(arrivals), "requests": total, "aggregate": aggregate,
+            "allowed": rate * len(arrivals), "busiest_second": busiest,
+            "median_host_rate": statistics.median(spans)}
+
+
+# ---------------------------------------------------------------- main
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--quick", action="store_true", help="smaller inputs, one run: a smoke test")
+    parser.add_argument("--only", default="W1,W2,W3,W4,W5,W6")
+    args = parser.parse_args()
+    runs = 1 if args.quick else args.runs
+    only = set(args.only.split(","))
+    WORK.mkdir(parents=True, exist_ok=True)
+    docs = Path(sh(["rustc", "--print", "sysroot"])) / "share" / "doc" / "rust" / "html"
+    nginx = Nginx(docs)
+    peers = ["volley", "aiohttp", "aiohttp+uvloop", "httpx", "scrapy", "curl --parallel"]
+    report = {"runs": runs, "quick": args.quick}
+    try:
+        base = f"http://127.0.0.1:{PORT}"
+        if "W1" in only:
+            files = sorted(str(p.relative_to(docs)) for p in docs.rglob("*") if p.is_file())
+            n = 2000 if args.quick else 20000
+            paths = ["/" + f for f in files[:n]]
+            urls = write_urls("w1-urls.txt", [base + p for p in paths])
+            report["W1"] = throughput("W1", urls, write_urls("w1-paths.txt", paths), n, 64, runs, peers,
+                                      5 if args.quick else 10)
+        if "W2" in only:
+            n = 5000 if args.quick else 50000
+            paths = [f"/tiny?i={i}" for i in range(n)]
+            urls = write_urls("w2-urls.txt", [base + p for p in paths])
+            report["W2"] = throughput("W2", urls, write_urls("w2-paths.txt", paths), n, 64, runs, peers,
+                                      5 if args.quick else 10)
+        if "W3" in only:
+            n = 5000
+            urls = write_urls("w3-urls.txt", [f"{base}/delay?i={i}" for i in range(n)])
+            report["W3"] = throughput("W3", urls, None, n, 500, runs,
+                                      ["volley", "aiohttp", "aiohttp+uvloop", "httpx", "curl --parallel"], 0)
+        if "W4" in only:
+            sizes = [10_000, 100_000] if args.quick else [10_000, 100_000, 1_000_000, 10_000_000]
+            rows = []
+            for n in sizes:
+                template = f"{base}/tiny?i={{1..{n}}}"
+                db = WORK / "w4.db"
+                for suffix in ("", "-wal", "-shm", ".lock"):
+                    Path(f"{db}{suffix}").unlink(missing_ok=True)
+                wall, rss, _ = measure([VOLLEY, "--db", db, "fetch", "--template", template, "--quiet",
+                                        "--concurrency", 64, "--per-host", 64])
+                row = {"inputs": n, "volley_rss": rss, "volley_rps": n / wall}
+                if n <= 100_000:
+                    urls = write_urls("w4-urls.txt", [f"{base}/tiny?i={i}" for i in range(n)])
+                    _, arss, _ = measure([PY, PEERS / "aiohttp_fetch.py", urls, 64])
+                    row["aiohttp_rss"] = arss
+                rows.append(row)
+                print(f"W4 {n}: volley {rss:.1f} MB, aiohttp {row.get('aiohttp_rss', '-')}", flush=True)
+            report["W4"] = rows
+        if "W5" in only:
+            big = WORK / "big"
+            big.mkdir(exist_ok=True)
+            size = (256 if args.quick else 2048) << 20
+            with open(big / "body.bin", "wb") as f:
+                f.truncate(size)
+            url = f"{base}/big/body.bin"
+            res = {}
+            for tool in ("volley", "curl"):
+                walls, rss = [], []
+                for _ in range(runs):
+                    out = WORK / "w5-out"
+                    shutil.rmtree(out, ignore_errors=True)
+                    out.mkdir()
+                    if tool == "volley":
+                        cmd = volley_cmd(write_urls("w5-urls.txt", [url]), 1, ["--save-bodies", out,
+                                                                                  "--timeout", "600s"])
+                    else:
+                        cmd = ["curl", "-s", "-o", out / "body.bin", url]
+                    wall, peak, _ = measure(cmd)
+                    walls.append(wall)
+                    rss.append(peak)
+                    shutil.rmtree(out, ignore_errors=True)
+                res[tool] = {"mbps": (size >> 20) / statistics.median(walls), "rss": statistics.median(rss),
+                             "runs": [round((size >> 20) / w) for w in walls]}
+                print(f"W5 {tool}: {res[tool]['mbps']:.0f} MB/s, {res[tool]['rss']:.1f} MB", flush=True)
+            res["size_mb"] = size >> 20
+            report["W5"] = res
+            (big / "body.bin").unlink()
+        if "W6" in only:
+            per_host = 40 if args.quick else 100
+            urls = [f"http://{ip}:{PORT}/r{i}" for i in range(per_host) for ip in FLEET]
+            urls_file = write_urls("w6-urls.txt", urls)
+            stats = []
+            for _ in range(runs):
+                (WORK / "fleet.log").unlink(missing_ok=True)
+                nginx.reopen_logs()
+                measure(volley_cmd(urls_file, 500, ["--rate", "20/s"], per_host=8))
+                nginx.reopen_logs()
+                stats.append(fleet_stats(WORK / "fleet.log", 20))
+            median = sorted(stats, key=lambda s: s["aggregate"])[len(stats) // 2]
+            median["busiest_second"] = max(s["busiest_second"] for s in stats)
+            report["W6"] = median
+            print(f"W6: {median}", flush=True)
+    finally:
+        nginx.stop()
+    report["machine"] = machine()
+    (WORK / "report.json").write_text(json.dumps(report, indent=1))
+    write_results(report)
+
+
+def machine():
+    mem = next(l for l in open("/proc/meminfo") if l.startswith("MemTotal")).split()[1]
+    cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), "?")
+    pkgs = sh([PY, "-c", "import aiohttp, uvloop, httpx, scrapy; print(f'aiohttp {aiohttp.__version__}, "
+                         "uvloop {uvloop.__version__}, httpx {httpx.__version__}, scrapy {scrapy.__version__}')"])
+    return {
+        "cores": os.cpu_count(), "memory_gib": round(int(mem) / 2**20, 1), "cpu": cpu,
+        "kernel": platform.release(), "python": platform.python_version(), "peers": pkgs,
+        "curl": sh(["curl", "--version"]).splitlines()[0].split(" (")[0],
+        "wrk": subprocess.run(["wrk", "-v"], capture_output=True, text=True).stdout.splitlines()[0].split(" [")[0],
+        "nginx": subprocess.run(["nginx", "-v"], capture_output=True, text=True).stderr.strip(),
+        "volley": sh([VOLLEY, "--version"]),
+        "commit": sh(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"]),
+    }
+
+
+def write_results(r):
+    m = r["machine"]
+    lines = ["# volley benchmark results", "",
+             f"Generated by `bench/run.sh{' --quick' if r['quick'] else ''}` at commit `{m['commit']}`: "
+             f"medians of {r['runs']} run(s) per tool, all tools against the same nginx, on the same machine, in "
+             "the same run. Requests/s is inputs divided by wall time (process start to exit), every outcome "
+             "recorded in SQLite for volley. wrk runs for a fixed time over the same URL list: it is the ceiling "
+             "of what this machine's loopback and nginx can serve.", "",
+             f"Machine: {m['cores']} cores ({m['cpu']}), {m['memory_gib']} GiB, Linux {m['kernel']}. "
+             f"{m['nginx']} (1 worker). {m['volley']}; {m['peers']} on Python {m['python']}; {m['curl']}; {m['wrk']}.",
+             ""]
+    verdicts = []
+
+    def table(key, title, n_label):
+        res = r.get(key)
+        if not res:
+            return
+        ceiling = res.get("wrk (ceiling)", {}).get("rps")
+        base = res["aiohttp"]["rps"]
+        lines.extend([f"## {title}", "", f"| tool | requests/s | × aiohttp | × wrk | peak RSS MB | runs (req/s) |",
+                      "|---|---|---|---|---|---|"])
+        for tool, v in sorted(res.items(), key=lambda kv: -kv[1]["rps"]):
+            wrk_ratio = f"{v['rps'] / ceiling:.2f}" if ceiling else "-"
+            rss = f"{v['rss']:.0f}" if v["rss"] else "-"
+            lines.append(f"| {tool} | {v['rps']:,.0f} | {v['rps'] / base:.2f} | {wrk_ratio} | {rss} | "
+                         f"{', '.join(f'{x:,}' for x in v['runs'])} |")
+        lines.append("")
+        return res["volley"]["rps"], ceiling
+
+    w1 = table("W1", "W1: 20,000 real files of the Rust docs, concurrency 64", "files")
+    if w1 and w1[1]:
+        verdicts.append(("W1 ≥ 0.75 × wrk", f"{w1[0] / w1[1]:.2f} × wrk", w1[0] / w1[1] >= 0.75))
+    w2 = table("W2", "W2: 50,000 tiny responses, concurrency 64", "responses")
+    if w2 and w2[1]:
+        verdicts.append(("W2 ≥ 0.5 × wrk", f"{w2[0] / w2[1]:.2f} × wrk", w2[0] / w2[1] >= 0.5))
+    if "W3" in r:
+        res = r["W3"]
+        lines.extend(["## W3: 5,000 responses delayed 100 ms, concurrency 500 (ideal wall 1.0 s)", "",
+                      "| tool | wall s | × ideal | peak RSS MB |", "|---|---|---|---|"])
+        for tool, v in sorted(res.items(), key=lambda kv: kv[1]["wall"]):
+            lines.append(f"| {tool} | {v['wall']:.2f} | {v['wall'] / 1.0:.2f} | {v['rss']:.0f} |")
+        lines.append("")
+        verdicts.append(("W3 ≤ 1.10 × ideal", f"{res['volley']['wall']:.2f} × ideal", res["volley"]["wall"] <= 1.10))
+    if "W4" in r:
+        lines.extend(["## W4: peak RSS by input size (tiny response, concurrency 64)", "",
+                      "| inputs | volley MB | volley requests/s | aiohttp MB |", "|---|---|---|---|"])
+        for row in r["W4"]:
+            a = f"{row['aiohttp_rss']:.0f}" if "aiohttp_rss" in row else "not run (grows per URL)"
+            lines.append(f"| {row['inputs']:,} | {row['volley_rss']:.1f} | {row['volley_rps']:,.0f} | {a} |")
+        rows = r["W4"]
+        with_a = [x for x in rows if "aiohttp_rss" in x]
+        if len(with_a) >= 2:
+            per_url = (with_a[-1]["aiohttp_rss"] - with_a[0]["aiohttp_rss"]) * 1024 / (with_a[-1]["inputs"] - with_a[0]["inputs"])
+            lines.append(f"\naiohttp grows by {per_url:.2f} KB per URL (all coroutines are created up front by gather).")
+        lines.append("")
+        big = [x["volley_rss"] for x in rows if x["inputs"] >= 1_000_000]
+        spread = max(x["volley_rss"] for x in rows) - min(x["volley_rss"] for x in rows)
+        verdicts.append(("W4 ≤ 100 MB at 1M and 10M, flat", f"max {max(big or [0]):.1f} MB, spread {spread:.1f} MB",
+                         bool(big) and max(big) <= 100 and spread <= 20))
+    if "W5" in r:
+        res = r["W5"]
+        lines.extend([f"## W5: one {res['size_mb']:,} MiB body streamed to disk", "",
+                      "| tool | MB/s | peak RSS MB | runs (MB/s) |", "|---|---|---|---|"])
+        for tool in ("volley", "curl"):
+            v = res[tool]
+            lines.append(f"| {tool} | {v['mbps']:,.0f} | {v['rss']:.1f} | {', '.join(map(str, v['runs']))} |")
+        lines.extend(["", "volley also computes the body's SHA-256 and names the file by it; curl only writes.", ""])
+        ratio = res["volley"]["mbps"] / res["curl"]["mbps"]
+        verdicts.append(("W5 RSS ≤ 64 MB, ≥ 0.8 × curl", f"{res['volley']['rss']:.1f} MB, {ratio:.2f} × curl",
+                         res["volley"]["rss"] <= 64 and ratio >= 0.8))
+    if "W6" in r:
+        v = r["W6"]
+        lines.extend(["## W6: 50 hosts, per-host rate limit 20 requests/s", "",
+                      "| hosts | requests | allowed aggregate/s | achieved aggregate/s | median host rate/s | busiest host-second (any run) |",
+                      "|---|---|---|---|---|---|",
+                      f"| {v['hosts']} | {v['requests']:,} | {v['allowed']:,.0f} | {v['aggregate']:,.0f} | "
+                      f"{v['median_host_rate']:.2f} | {v['busiest_second']} |", ""])
+        verdicts.append(("W6 ≥ 95 % of allowed, no host above 20 in any second",
+                         f"{100 * v['aggregate'] / v['allowed']:.1f} %, busiest {v['busiest_second']}",
+                         v["aggregate"] >= 0.95 * v["allowed"] and v["busiest_second"] <= 20))
+    lines.extend(["## Targets", "", "| target | measured | met |", "|---|---|---|"])
+    lines.extend(f"| {t} | {m} | {'yes' if ok else '**no**'} |" for t, m, ok in verdicts)
+    lines.append("")
+    lines.extend(["## Commands", "", "```sh", "bench/run.sh            # everything, 3 runs each",
+                  "bench/run.sh --quick    # a smaller smoke run", "```", "",
+                  "Each tool's exact command line is in `bench/harness.py` (`PEER_COMMANDS`, `wrk`, the W4-W6 blocks).",
+                  ""])
+    notes = ROOT / "bench" / "NOTES.md"
+    if notes.exists():
+        lines.extend([notes.read_text()])
+    out = ROOT / "bench" / ("RESULTS-quick.md" if r["quick"] else "RESULTS.md")
+    out.write_text("\n".join(lines))
+    print(f"wrote {out}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

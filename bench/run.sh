@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# volley and its peers on the same workloads, in one run: writes
+# bench/RESULTS.md (bench/RESULTS-quick.md with --quick).
+#
+#   bench/run.sh [--quick] [--runs N] [--only W1,W2,...]
+#
+# Installs what it needs: nginx with the echo module, wrk, curl (Debian), and
+# aiohttp, uvloop, httpx and Scrapy in a virtualenv under target/.
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+# shellcheck source=../scripts/lib/common.sh
+source "$root/scripts/lib/common.sh"
+ensure_packages nginx-light libnginx-mod-http-echo wrk curl time
+(cd "$root" && cargo build --release --locked -p volley-cli)
+venv="$root/target/bench-venv"
+if [ ! -x "$venv/bin/scrapy" ]; then
+    python3 -m venv "$venv"
+    "$venv/bin/pip" install --quiet --disable-pip-version-check \
+        'aiohttp==3.*' 'uvloop==0.*' 'httpx==0.*' 'scrapy==2.*'
+fi
+exec "$venv/bin/python" "$root/bench/harness.py" "$@"
