@@ -11,8 +11,10 @@
 //! channel of [`CHANNEL_BATCHES`] buffers, so a slow disk slows the download
 //! (backpressure) instead of growing memory, and hashing and writing run in
 //! parallel on two cores. (Hashing on the writer thread, before writing,
-//! was measured at 309 MB/s for a 512 MiB body against 650+ MB/s this way:
-//! see bench/RESULTS.md.) The body is written to `DIR/.partial/NAME` and,
+//! was measured at 309 MB/s for a 512 MiB body against 450-650 MB/s this
+//! way: see bench/NOTES.md.) A saving download buffers at most
+//! `WRITE_BATCH_BYTES × (CHANNEL_BATCHES + 1)` = 1.25 MiB: 1 MiB batches
+//! made 64 concurrent saves of the Rust docs peak at 91 MB instead of ~70. The body is written to `DIR/.partial/NAME` and,
 //! once complete, renamed to `DIR/<first two hex digits>/<sha256>`:
 //! identical bodies share one file, and a file at a final path is always
 //! whole. An abandoned sink (dropped without [`BodySink::finish`]) deletes
@@ -28,7 +30,7 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 /// Bytes gathered before a write is handed to the disk thread.
-pub const WRITE_BATCH_BYTES: usize = 1 << 20;
+pub const WRITE_BATCH_BYTES: usize = 256 << 10;
 
 /// Write buffers queued between a download and its disk thread.
 pub const CHANNEL_BATCHES: usize = 4;
