@@ -111,6 +111,12 @@ struct LineReader<R> {
     buf: Vec<u8>,
 }
 
+/// A line to parse, or the `invalid_input` outcome of one too long to.
+enum Usable<'a> {
+    Line(RawLine<'a>),
+    TooLong(Input),
+}
+
 /// One raw line: its number, its bytes, and whether it was cut.
 struct RawLine<'a> {
     line: u64,
@@ -124,6 +130,22 @@ impl<R: BufRead> LineReader<R> {
             reader,
             line: 0,
             buf: Vec::new(),
+        }
+    }
+
+    /// The next line, or the invalid input for a line over
+    /// [`MAX_LINE_BYTES`]; `None` at the end of the input.
+    fn next_usable(&mut self) -> Option<io::Result<Usable<'_>>> {
+        match self.next_line() {
+            Ok(Some(raw)) if raw.cut => Some(Ok(Usable::TooLong(invalid(
+                raw.line,
+                raw.bytes,
+                format!("line longer than {MAX_LINE_BYTES} bytes"),
+                true,
+            )))),
+            Ok(Some(raw)) => Some(Ok(Usable::Line(raw))),
+            Ok(None) => None,
+            Err(e) => Some(Err(e)),
         }
     }
 
@@ -205,20 +227,12 @@ impl<R: BufRead> Iterator for LineSource<R> {
 
     fn next(&mut self) -> Option<Self::Item> {
         loop {
-            let raw = match self.lines.next_line() {
-                Ok(Some(raw)) => raw,
-                Ok(None) => return None,
+            let raw = match self.lines.next_usable()? {
+                Ok(Usable::Line(raw)) => raw,
+                Ok(Usable::TooLong(input)) => return Some(Ok(input)),
                 Err(e) => return Some(Err(e)),
             };
             let line = raw.line;
-            if raw.cut {
-                return Some(Ok(invalid(
-                    line,
-                    raw.bytes,
-                    format!("line longer than {MAX_LINE_BYTES} bytes"),
-                    true,
-                )));
-            }
             let Ok(text) = std::str::from_utf8(raw.bytes) else {
                 return Some(Ok(invalid(
                     line,
@@ -285,20 +299,12 @@ impl<R: BufRead> Iterator for JsonlSource<R> {
 
     fn next(&mut self) -> Option<Self::Item> {
         loop {
-            let raw = match self.lines.next_line() {
-                Ok(Some(raw)) => raw,
-                Ok(None) => return None,
+            let raw = match self.lines.next_usable()? {
+                Ok(Usable::Line(raw)) => raw,
+                Ok(Usable::TooLong(input)) => return Some(Ok(input)),
                 Err(e) => return Some(Err(e)),
             };
             let line = raw.line;
-            if raw.cut {
-                return Some(Ok(invalid(
-                    line,
-                    raw.bytes,
-                    format!("line longer than {MAX_LINE_BYTES} bytes"),
-                    true,
-                )));
-            }
             if raw.bytes.iter().all(u8::is_ascii_whitespace) {
                 continue;
             }
