@@ -164,7 +164,7 @@ pub(crate) async fn run<S: Store>(
     let mut tasks: JoinSet<Result<(), RunError>> = JoinSet::new();
     let mut first_error: Option<RunError> = None;
     // Whether the last lease found fewer tasks than asked: nothing more is
-    // pending until ingest commits more.
+    // pending until the frontier grows (ingest, or pages the writer commits).
     let mut drained = false;
     let mut seen = frontier.version.load(Ordering::Acquire);
     let mut note = |result: Result<Result<(), RunError>, tokio::task::JoinError>,
