@@ -158,6 +158,16 @@ struct State {
     connect_failures: u32,
 }
 
+impl State {
+    /// Pauses the host for `d` from now; a longer pause already set stays.
+    fn extend_pause(&mut self, d: Duration) {
+        let until = Instant::now() + d;
+        if self.paused_until.is_none_or(|t| t < until) {
+            self.paused_until = Some(until);
+        }
+    }
+}
+
 /// One host's politeness state; see the module docs.
 #[derive(Debug)]
 pub struct Host {
@@ -217,15 +227,6 @@ impl Host {
         self.lock().paused_until.filter(|t| *t > Instant::now())
     }
 
-    /// Pauses the host for `d` from now (a longer pause already set stays).
-    pub fn pause(&self, d: Duration) {
-        let until = Instant::now() + d;
-        let mut st = self.lock();
-        if st.paused_until.is_none_or(|t| t < until) {
-            st.paused_until = Some(until);
-        }
-    }
-
     /// Lowers the ceiling rate to at most `rate` (robots.txt `Crawl-delay`).
     pub fn cap_rate(&self, rate: Rate) {
         let mut st = self.lock();
@@ -241,38 +242,29 @@ impl Host {
     pub fn feedback(&self, feedback: Feedback) {
         let mut st = self.lock();
         match feedback {
-            Feedback::Answered | Feedback::Exhausted { .. } => {
+            Feedback::Answered => {
                 st.connect_failures = 0;
-                if matches!(feedback, Feedback::Answered) {
-                    self.increase(&mut st);
-                }
+                self.increase(&mut st);
             }
-            Feedback::Throttled { .. } => {
+            Feedback::Exhausted { pause } => {
+                st.connect_failures = 0;
+                st.extend_pause(pause);
+            }
+            Feedback::Throttled { pause } => {
                 st.connect_failures = 0;
                 self.decrease(&mut st);
+                if let Some(pause) = pause {
+                    st.extend_pause(pause);
+                }
             }
             Feedback::ConnectFailed => {
                 st.connect_failures += 1;
                 if st.connect_failures >= CONNECT_FAILURES_BEFORE_PAUSE {
                     let doublings = (st.connect_failures - CONNECT_FAILURES_BEFORE_PAUSE).min(16);
-                    let pause = Duration::from_secs(1u64 << doublings).min(MAX_CONNECT_PAUSE);
-                    let until = Instant::now() + pause;
-                    if st.paused_until.is_none_or(|t| t < until) {
-                        st.paused_until = Some(until);
-                    }
+                    st.extend_pause(Duration::from_secs(1u64 << doublings).min(MAX_CONNECT_PAUSE));
                 }
             }
             Feedback::Neutral => {}
-        }
-        let pause = match feedback {
-            Feedback::Throttled { pause: Some(p) } | Feedback::Exhausted { pause: p } => Some(p),
-            _ => None,
-        };
-        if let Some(p) = pause {
-            let until = Instant::now() + p;
-            if st.paused_until.is_none_or(|t| t < until) {
-                st.paused_until = Some(until);
-            }
         }
     }
 
@@ -365,13 +357,6 @@ pub struct Slot {
     host: Arc<Host>,
     permit: Option<OwnedSemaphorePermit>,
     _global: OwnedSemaphorePermit,
-}
-
-impl Slot {
-    /// The host this slot is for.
-    pub fn host(&self) -> &Arc<Host> {
-        &self.host
-    }
 }
 
 impl Drop for Slot {
