@@ -282,12 +282,16 @@ async fn exchange(
             .and_then(|v| parse_retry_after(v, SystemTime::now()));
     }
     record.rate_limit_reset = rate_limit_reset(response.headers(), SystemTime::now());
-    record.link_next = response
-        .headers()
-        .get_all(reqwest::header::LINK)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .find_map(crate::process::link_next);
+    // Only `--paginate link` reads it: many sites send Link preload hints on
+    // every page, and parsing them is not free.
+    if spec.pages.paginate == Some(crate::process::Paginate::Link) {
+        record.link_next = response
+            .headers()
+            .get_all(reqwest::header::LINK)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .find_map(crate::process::link_next);
+    }
     let mut kept = (spec.pages.is_active() && (200..300).contains(&status)).then(BytesMut::new);
     let max_body = match &kept {
         Some(_) => Some(
