@@ -205,12 +205,80 @@ async fn classifies_timeouts_and_refused_connections() {
     );
 }
 
+/// Words that an error message may also contain: none of them, in a URL,
+/// may change how a failure is classified (or how often it is retried).
+const TRICKY_WORDS: [&str; 12] = [
+    "plain",
+    "tls-guide.html",
+    "dns",
+    "timeout",
+    "refused",
+    "reset",
+    "certificate",
+    "handshake",
+    "alert",
+    "invalid%20http",
+    "connection%20closed",
+    "incomplete",
+];
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_class_of_a_failure_does_not_depend_on_words_in_the_url() {
+    let server = Server::start().await;
+    let hostile = support::hostile::Hostile::start().await;
+    let mut urls = Vec::new();
+    let mut expected = Vec::new();
+    for word in TRICKY_WORDS {
+        // TLS spoken to a plain-HTTP port: the handshake fails, not retried.
+        urls.push(format!("https://{}/docs/{word}", server.addr));
+        expected.push((format!("tls to a plain port /{word}"), "tls", 1));
+        // Nothing listens: refused, retried. One port each, so that the
+        // host pause after repeated connection failures does not kick in.
+        let closed = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a free port")
+            .port();
+        urls.push(format!("http://127.0.0.1:{closed}/{word}"));
+        expected.push((format!("refused /{word}"), "connect_refused", 2));
+        urls.push(hostile.url(&format!("/reset/{word}")));
+        expected.push((format!("reset /{word}"), "reset", 2));
+        urls.push(hostile.url(&format!("/short/{word}")));
+        expected.push((format!("short body /{word}"), "reset", 2));
+        urls.push(hostile.url(&format!("/malformed/{word}")));
+        expected.push((format!("malformed /{word}"), "protocol", 1));
+        urls.push(server.url(&format!("/status/404?{word}")));
+        expected.push((format!("404 ?{word}"), "http_4xx", 1));
+    }
+    let v = Volley::new();
+    v.fetch_ok(&urls, &["--retries", "1"]).await;
+    let rows = v.rows();
+    assert_eq!(rows.len(), expected.len());
+    let wrong: Vec<String> = rows
+        .iter()
+        .zip(&expected)
+        .filter(|(row, (_, class, attempts))| {
+            (row.class.as_str(), row.attempts) != (*class, *attempts)
+        })
+        .map(|(row, (what, class, attempts))| {
+            format!(
+                "{what}: got {} after {} attempts, expected {class} after {attempts} ({:?})",
+                row.class, row.attempts, row.message
+            )
+        })
+        .collect();
+    assert!(wrong.is_empty(), "{}", wrong.join("\n"));
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn follows_redirects_up_to_the_cap_and_records_the_final_url() {
     let server = Server::start().await;
     let v = Volley::new();
     v.fetch_ok(
-        &[server.url("/redirect/3"), server.url("/redirect/9")],
+        &[
+            server.url("/redirect/3"),
+            server.url("/redirect/9"),
+            server.url("/loop"),
+        ],
         &["--max-redirects", "5"],
     )
     .await;
@@ -220,9 +288,22 @@ async fn follows_redirects_up_to_the_cap_and_records_the_final_url() {
         ("ok", Some(200))
     );
     assert_eq!(followed.final_url, Some(server.url("/redirect/0")));
-    let looped = v.row(2);
+    let capped = v.row(2);
+    assert_eq!(capped.class, "too_many_redirects", "{capped:?}");
+    assert_eq!(capped.attempts, 1, "a redirect cap is not retried");
+    // The message says how many and where the chain was going.
+    let message = capped.message.unwrap_or_default();
+    assert!(
+        message.contains("after 5 redirects") && message.contains(&server.url("/redirect/3")),
+        "{message}"
+    );
+    let looped = v.row(3);
     assert_eq!(looped.class, "too_many_redirects", "{looped:?}");
-    assert_eq!(looped.attempts, 1, "a redirect cap is not retried");
+    let message = looped.message.unwrap_or_default();
+    assert!(
+        message.contains("redirect loop") && message.contains(&server.url("/loop")),
+        "{message}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

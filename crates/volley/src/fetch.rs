@@ -16,7 +16,6 @@
 //! describes what happened as an [`Attempt`]. Transport errors are sorted
 //! into the stable [`Class`] vocabulary by walking the error's source chain.
 
-use std::error::Error as _;
 use std::io;
 use std::path::Path;
 use std::pin::Pin;
@@ -35,6 +34,7 @@ use tokio::io::{AsyncRead, AsyncReadExt as _};
 use url::Url;
 
 use crate::body::{BodySink, header_text};
+use crate::dns::DnsError;
 use crate::outcome::Class;
 use crate::retry::{is_retryable_class, is_retryable_status, parse_retry_after, rate_limit_reset};
 use crate::spec::FetchSpec;
@@ -119,7 +119,8 @@ pub fn build_client(spec: &FetchSpec) -> Result<reqwest::Client, ClientError> {
         .default_headers(headers)
         .connect_timeout(spec.connect_timeout)
         .read_timeout(spec.read_timeout)
-        .redirect(reqwest::redirect::Policy::limited(spec.max_redirects))
+        .redirect(redirect_policy(spec.max_redirects))
+        .dns_resolver(std::sync::Arc::new(crate::dns::Resolver))
         .pool_max_idle_per_host(spec.per_host)
         .pool_idle_timeout(Duration::from_secs(30))
         .http2_max_header_list_size(MAX_HEADER_BYTES)
@@ -537,83 +538,162 @@ fn fail(record: &mut Attempt, err: &reqwest::Error) {
     record.message = Some(error_chain(err));
 }
 
-/// Sorts a transport error into a [`Class`].
+/// Sorts a transport error into a [`Class`] by its structure: reqwest's own
+/// kind (`is_timeout`, `is_connect`, `is_redirect`), then the types in its
+/// source chain (our [`DnsError`] and [`RedirectError`], `rustls::Error`,
+/// `h2::Error`, `hyper::Error`) and `io::ErrorKind`s.
+///
+/// Never by the words of a message: those include the URL, so the class
+/// (and with it whether the request is retried) would depend on user data.
 pub fn classify(err: &reqwest::Error) -> Class {
-    if err.is_redirect() {
+    if err.is_redirect() || chain(err).any(|e| e.is::<RedirectError>()) {
         return Class::TooManyRedirects;
     }
+    let connecting = err.is_connect();
     if err.is_timeout() {
-        return if err.is_connect() {
+        return if connecting {
             Class::ConnectTimeout
         } else {
             Class::ReadTimeout
         };
     }
-    let chain = error_chain(err).to_ascii_lowercase();
-    let io_kind = io_error_kind(err);
-    if err.is_connect() {
-        if io_kind == Some(io::ErrorKind::ConnectionRefused) {
-            return Class::ConnectRefused;
-        }
-        if io_kind == Some(io::ErrorKind::TimedOut) {
-            return Class::ConnectTimeout;
-        }
-        if chain.contains("dns error") || chain.contains("failed to lookup address") {
+    let mut io_kind = None;
+    let mut found = None;
+    for e in chain(err) {
+        if e.is::<DnsError>() {
             return Class::Dns;
         }
-        if ["certificate", "tls", "handshake", "alert"]
-            .iter()
-            .any(|w| chain.contains(w))
-        {
+        if e.is::<rustls::Error>() {
             return Class::Tls;
         }
-        return Class::Connect;
+        if let Some(io) = e.downcast_ref::<io::Error>() {
+            io_kind.get_or_insert(io.kind());
+        }
+        if found.is_none() {
+            found = e
+                .downcast_ref::<h2::Error>()
+                .and_then(h2_class)
+                .or_else(|| e.downcast_ref::<hyper::Error>().and_then(hyper_class));
+        }
     }
-    // reqwest calls every failure while reading a body a "decode" error,
-    // even a reset connection; volley decodes bodies itself (see
-    // `BodyReader`), so the cause in the chain decides here.
-    if [
-        "invalid http",
-        "message head is too large",
-        "invalid header",
-        "invalid status",
-        "invalid response",
-        "header list size",
-        "protocol error",
-        "frame with invalid size",
-    ]
-    .iter()
-    .any(|w| chain.contains(w))
-    {
-        return Class::Protocol;
+    if connecting {
+        return match io_kind {
+            Some(io::ErrorKind::ConnectionRefused) => Class::ConnectRefused,
+            Some(io::ErrorKind::TimedOut) => Class::ConnectTimeout,
+            _ => Class::Connect,
+        };
     }
-    if matches!(
-        io_kind,
+    if let Some(class) = found {
+        return class;
+    }
+    match io_kind {
         Some(
             io::ErrorKind::ConnectionReset
-                | io::ErrorKind::ConnectionAborted
-                | io::ErrorKind::BrokenPipe
-                | io::ErrorKind::UnexpectedEof
-        )
-    ) || chain.contains("connection closed")
-        || chain.contains("incomplete")
-        || chain.contains("end of file before message length")
-        || chain.contains("connection reset")
-    {
-        return Class::Reset;
+            | io::ErrorKind::ConnectionAborted
+            | io::ErrorKind::BrokenPipe
+            | io::ErrorKind::UnexpectedEof,
+        ) => Class::Reset,
+        Some(io::ErrorKind::TimedOut) => Class::ReadTimeout,
+        _ => Class::Other,
     }
-    Class::Other
 }
 
-fn io_error_kind(err: &reqwest::Error) -> Option<io::ErrorKind> {
-    let mut source = err.source();
-    while let Some(e) = source {
-        if let Some(io) = e.downcast_ref::<io::Error>() {
-            return Some(io.kind());
-        }
-        source = e.source();
+/// The class of an HTTP/2 failure: a peer that broke the protocol, or a
+/// stream or connection that ended early.
+fn h2_class(e: &h2::Error) -> Option<Class> {
+    if e.is_io() {
+        return None;
     }
-    None
+    let reason = e.reason()?;
+    Some(
+        if [
+            h2::Reason::PROTOCOL_ERROR,
+            h2::Reason::FRAME_SIZE_ERROR,
+            h2::Reason::COMPRESSION_ERROR,
+            h2::Reason::FLOW_CONTROL_ERROR,
+        ]
+        .contains(&reason)
+        {
+            Class::Protocol
+        } else {
+            Class::Reset
+        },
+    )
+}
+
+/// The class of an HTTP/1.1 failure hyper reports.
+fn hyper_class(e: &hyper::Error) -> Option<Class> {
+    if e.is_parse() || e.is_parse_status() {
+        Some(Class::Protocol)
+    } else if e.is_incomplete_message() || e.is_closed() || e.is_canceled() {
+        Some(Class::Reset)
+    } else {
+        None
+    }
+}
+
+/// `err` and its sources, outermost first. An `io::Error`'s `source()`
+/// skips the error it wraps (it returns that error's source), so the walk
+/// steps into `get_ref()` instead, which is where rustls puts itself.
+fn chain<'a>(
+    err: &'a (dyn std::error::Error + 'static),
+) -> impl Iterator<Item = &'a (dyn std::error::Error + 'static)> {
+    std::iter::successors(Some(err), |e| match e.downcast_ref::<io::Error>() {
+        Some(io) => io
+            .get_ref()
+            .map(|inner| inner as &(dyn std::error::Error + 'static)),
+        None => (*e).source(),
+    })
+}
+
+/// Why a redirect was not followed: more than `--max-redirects`, or a URL
+/// already visited in the same chain.
+#[derive(Debug, thiserror::Error)]
+pub enum RedirectError {
+    /// More redirects than allowed.
+    #[error("stopped after {count} redirects (--max-redirects {max}); the last pointed to {last}")]
+    TooMany {
+        /// Redirects followed.
+        count: usize,
+        /// The limit.
+        max: usize,
+        /// The redirect not followed.
+        last: String,
+    },
+    /// A redirect back to a URL of the same chain.
+    #[error("redirect loop after {count} redirects: {last} was already visited")]
+    Loop {
+        /// Redirects followed.
+        count: usize,
+        /// The URL seen twice.
+        last: String,
+    },
+}
+
+/// The redirect policy: follow up to `max` redirects, refusing loops, with
+/// errors that say how many and where to ([`RedirectError`]).
+fn redirect_policy(max: usize) -> reqwest::redirect::Policy {
+    reqwest::redirect::Policy::custom(move |attempt| {
+        // `previous` holds every URL requested so far, the first included.
+        let followed = attempt.previous().len().saturating_sub(1);
+        let last = || attempt.url().to_string();
+        if attempt.previous().contains(attempt.url()) {
+            let last = last();
+            return attempt.error(RedirectError::Loop {
+                count: followed,
+                last,
+            });
+        }
+        if followed >= max {
+            let last = last();
+            return attempt.error(RedirectError::TooMany {
+                count: followed,
+                max,
+                last,
+            });
+        }
+        attempt.follow()
+    })
 }
 
 /// The error and its sources, joined by `": "`, repeats dropped.

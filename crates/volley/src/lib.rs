@@ -29,6 +29,7 @@
 //! ```
 
 pub mod body;
+pub mod dns;
 pub mod engine;
 pub mod export;
 pub mod fetch;

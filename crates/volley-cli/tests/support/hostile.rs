@@ -1,5 +1,6 @@
 //! A raw TCP server on loopback that misbehaves in ways a well-behaved HTTP
-//! library will not: it reads one request head, then answers by path.
+//! library will not: it reads one request head, then answers by the path's
+//! first segment (`/reset` and `/reset/any/thing` behave alike).
 //!
 //! - `/reset` — headers promising 100,000 bytes, 1,000 bytes, then a TCP RST.
 //! - `/short` — `Content-Length: 1000`, 10 bytes, then a clean close.
@@ -60,7 +61,8 @@ async fn serve(mut stream: TcpStream) {
     let Some(path) = read_path(&mut stream).await else {
         return;
     };
-    let _ = match path.as_str() {
+    let first = path.split(['/', '?']).nth(1).unwrap_or_default();
+    let _ = match format!("/{first}").as_str() {
         "/reset" => {
             let _ = stream
                 .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 100000\r\n\r\n")
