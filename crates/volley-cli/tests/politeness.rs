@@ -266,6 +266,81 @@ async fn per_host_concurrency_and_rate_hold_across_a_fleet_with_config_overrides
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn host_port_rules_are_honoured_and_rules_that_cannot_match_are_refused() {
+    // Two services on one address: the rule names one of them by port.
+    let limited = Server::start_on("127.0.0.7").await;
+    let free = Server::start_on("127.0.0.7").await;
+    let globbed = Server::start_on("127.0.0.8").await;
+    let v = Volley::new();
+    let mut urls = Vec::new();
+    for i in 0..8 {
+        urls.push(limited.url(&format!("/ok/{i}")));
+        urls.push(free.url(&format!("/ok/{i}")));
+        urls.push(globbed.url(&format!("/ok/{i}")));
+    }
+    let list = v.write_lines("urls.txt", &urls);
+    let config = v.path("volley.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[hosts.\"127.0.0.7:{}\"]\nrate = \"5/s\"\n\n\
+             [hosts.\"127.0.0.*:{}\"]\nrate = \"4/s\"\n",
+            limited.addr.port(),
+            globbed.addr.port()
+        ),
+    )
+    .expect("write the config file");
+    let config = config.to_str().expect("utf-8");
+    let out = v
+        .run(&fetch_args(
+            list.to_str().expect("utf-8 path"),
+            &["--config", config],
+        ))
+        .await;
+    assert!(out.status.success(), "{}", stderr(&out));
+    v.assert_one_outcome_per_task(urls.len() as u64);
+    for (server, limit) in [(&limited, 5), (&globbed, 4)] {
+        let arrivals = server.arrivals_under("/ok/");
+        assert_eq!(arrivals.len(), 8);
+        let peak = max_per_second(&arrivals);
+        assert!(
+            peak <= limit,
+            "{}: {peak} requests in one second under a {limit}/s rule",
+            server.addr
+        );
+    }
+    let unlimited = free.arrivals_under("/ok/");
+    assert!(
+        max_per_second(&unlimited) == 8,
+        "the other port has no rule: all 8 within a second"
+    );
+
+    // A rule that can never match is refused before anything is fetched.
+    for bad in ["http://127.0.0.7/", "127.0.0.7:port", "127.0.0.7/ok"] {
+        let v = Volley::new();
+        let list = v.write_lines("urls.txt", &urls[..1]);
+        std::fs::write(
+            v.path("volley.toml"),
+            format!("[hosts.\"{bad}\"]\nrate = \"1/s\"\n"),
+        )
+        .expect("write the config file");
+        let out = v
+            .run(&fetch_args(
+                list.to_str().expect("utf-8 path"),
+                &["--config", "volley.toml"],
+            ))
+            .await;
+        let err = stderr(&out);
+        assert_eq!(out.status.code(), Some(2), "{bad}: {err}");
+        assert!(
+            err.contains(bad) && err.contains("can never match") && err.lines().count() == 1,
+            "{bad}: {err}"
+        );
+    }
+    assert_eq!(limited.total(), 8, "nothing fetched under a refused rule");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_retry_after_on_one_host_does_not_slow_the_others() {
     let ips = fleet_ips(2);
     let paused = Server::start_on(&ips[0]).await;

@@ -87,29 +87,118 @@ pub enum Feedback {
 }
 
 /// Decides the limits of each host: the defaults, overridden by the first
-/// matching rule (exact names before glob patterns).
+/// matching rule. Exact rules are checked first (`host:port` before `host`),
+/// then glob rules in the order given.
+///
+/// A rule's pattern is a host name or IP address, optionally with a port
+/// (`api.example.com`, `127.0.0.1:8080`, `[::1]:8080`), or a glob of either
+/// (`*.example.com`, `127.0.0.*:8080`). A rule with a port matches only that
+/// port (the scheme's default port counts: `example.com:443` matches
+/// `https://example.com/`); a rule without one matches every port.
 #[derive(Debug, Clone)]
 pub struct Policy {
     default: HostLimits,
     exact: HashMap<String, HostRule>,
-    globs: Vec<(glob::Pattern, HostRule)>,
+    globs: Vec<(Glob, HostRule)>,
+}
+
+/// A glob rule, matched against `host` or, when it names a port, `host:port`.
+#[derive(Debug, Clone)]
+struct Glob {
+    pattern: glob::Pattern,
+    with_port: bool,
+}
+
+/// A rule pattern that can never match a host; the message says why and
+/// what to write instead.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "host rule \"{pattern}\" can never match: {why}; write a host, host:port or a glob \
+     (api.example.com, 127.0.0.1:8080, *.example.com)"
+)]
+pub struct RuleError {
+    /// The pattern as written.
+    pub pattern: String,
+    /// What is wrong with it.
+    pub why: String,
+}
+
+/// What a rule pattern matches, once checked and normalised.
+enum Pattern {
+    /// A normalised host, with `:port` when the rule names one.
+    Exact(String),
+    /// A glob.
+    Glob(Glob),
+}
+
+fn is_glob(text: &str) -> bool {
+    text.contains(['*', '?', '['])
+}
+
+/// Checks and normalises one rule pattern (lower case, IDNs as punycode,
+/// IPv6 in brackets).
+fn parse_pattern(raw: &str) -> Result<Pattern, RuleError> {
+    let fail = |why: &str| RuleError {
+        pattern: raw.to_owned(),
+        why: why.to_owned(),
+    };
+    let text = raw.trim().to_ascii_lowercase();
+    if text.is_empty() {
+        return Err(fail("it is empty"));
+    }
+    if text.contains("://") {
+        return Err(fail("a rule names a host, not a URL with a scheme"));
+    }
+    if text.contains(['/', '@', ' ', '\t', '#']) {
+        return Err(fail("a host has no path, user or spaces"));
+    }
+    // A bare IPv6 address: URLs write it in brackets.
+    if let Ok(v6) = text.parse::<std::net::Ipv6Addr>() {
+        return Ok(Pattern::Exact(format!("[{v6}]")));
+    }
+    let (host, port) = match text.rsplit_once(':') {
+        Some((host, port)) if !host.contains(':') || host.ends_with(']') => (host, Some(port)),
+        Some(_) => return Err(fail("write an IPv6 address in brackets, as [::1]:8080")),
+        None => (text.as_str(), None),
+    };
+    let port_is_glob = port.is_some_and(is_glob);
+    if let Some(port) = port.filter(|_| !port_is_glob) {
+        match port.parse::<u16>() {
+            Ok(p) if p > 0 => {}
+            _ => return Err(fail(&format!("'{port}' is not a port number (1-65535)"))),
+        }
+    }
+    let bracketed_v6 = host.starts_with('[') && host.ends_with(']');
+    if port_is_glob || (is_glob(host) && !bracketed_v6) {
+        let pattern = glob::Pattern::new(&text).map_err(|e| fail(&e.to_string()))?;
+        return Ok(Pattern::Glob(Glob {
+            pattern,
+            with_port: port.is_some(),
+        }));
+    }
+    let host = url::Host::parse(host).map_err(|e| fail(&format!("not a host name ({e})")))?;
+    Ok(Pattern::Exact(match port {
+        Some(port) => format!("{host}:{port}"),
+        None => host.to_string(),
+    }))
 }
 
 impl Policy {
-    /// A policy with `default` limits and `rules` (patterns with `*`, `?` or
-    /// `[` are globs, matched in order; others match the host name exactly).
+    /// A policy with `default` limits and `rules`, checked in the order
+    /// given (see [`Policy`] for the pattern forms).
     ///
     /// # Errors
-    /// A rule whose pattern is not a valid glob.
-    pub fn new(default: HostLimits, rules: &[HostRule]) -> Result<Policy, glob::PatternError> {
+    /// [`RuleError`] for the first rule whose pattern can never match: a
+    /// URL, a path, a port that is not a number, an invalid glob.
+    pub fn new(default: HostLimits, rules: &[HostRule]) -> Result<Policy, RuleError> {
         let mut exact = HashMap::new();
         let mut globs = Vec::new();
         for rule in rules {
-            let pattern = rule.pattern.to_ascii_lowercase();
-            if pattern.contains(['*', '?', '[']) {
-                globs.push((glob::Pattern::new(&pattern)?, rule.clone()));
-            } else {
-                exact.entry(pattern).or_insert_with(|| rule.clone());
+            match parse_pattern(&rule.pattern)? {
+                Pattern::Exact(key) => {
+                    exact.entry(key).or_insert_with(|| rule.clone());
+                }
+                Pattern::Glob(glob) => globs.push((glob, rule.clone())),
             }
         }
         Ok(Policy {
@@ -119,14 +208,23 @@ impl Policy {
         })
     }
 
-    /// The limits for `host`.
-    pub fn limits_for(&self, host: &str) -> HostLimits {
-        let rule = self.exact.get(host).or_else(|| {
-            self.globs
-                .iter()
-                .find(|(p, _)| p.matches(host))
-                .map(|(_, r)| r)
-        });
+    /// The limits for `host` (as the URL writes it: lower case, IPv6 in
+    /// brackets) on `port` (the URL's port, or its scheme's default).
+    pub fn limits_for(&self, host: &str, port: u16) -> HostLimits {
+        let with_port = format!("{host}:{port}");
+        let rule = self
+            .exact
+            .get(&with_port)
+            .or_else(|| self.exact.get(host))
+            .or_else(|| {
+                self.globs
+                    .iter()
+                    .find(|(g, _)| {
+                        g.pattern
+                            .matches(if g.with_port { &with_port } else { host })
+                    })
+                    .map(|(_, r)| r)
+            });
         match rule {
             None => self.default,
             Some(rule) => HostLimits {
@@ -390,13 +488,13 @@ impl Hosts {
     }
 
     /// The state of `key` (host, with its port if not the default), created
-    /// with the policy limits of `host_name` if new.
-    pub fn host(&self, key: &str, host_name: &str) -> Arc<Host> {
+    /// with the policy limits of `host_name` on `port` if new.
+    pub fn host(&self, key: &str, host_name: &str, port: u16) -> Arc<Host> {
         let mut map = self.map.lock().unwrap_or_else(PoisonError::into_inner);
         if let Some(host) = map.get(key) {
             return Arc::clone(host);
         }
-        let host = Arc::new(Host::new(key, self.policy.limits_for(host_name)));
+        let host = Arc::new(Host::new(key, self.policy.limits_for(host_name, port)));
         map.insert(key.into(), Arc::clone(&host));
         host
     }
@@ -491,18 +589,78 @@ mod tests {
         ];
         let h = hosts(8, None, &rules);
         assert_eq!(
-            h.policy.limits_for("api.example.com").rate,
+            h.policy.limits_for("api.example.com", 443).rate,
             Some(Rate { per_sec: 5.0 })
         );
-        assert_eq!(h.policy.limits_for("api.example.com").concurrency, 8);
-        assert_eq!(h.policy.limits_for("www.example.com").concurrency, 2);
-        assert_eq!(h.policy.limits_for("other.test").concurrency, 8);
+        assert_eq!(h.policy.limits_for("api.example.com", 443).concurrency, 8);
+        assert_eq!(h.policy.limits_for("www.example.com", 443).concurrency, 2);
+        assert_eq!(h.policy.limits_for("other.test", 443).concurrency, 8);
+    }
+
+    fn rule(pattern: &str, concurrency: usize) -> HostRule {
+        HostRule {
+            pattern: pattern.into(),
+            concurrency: Some(concurrency),
+            rate: None,
+        }
+    }
+
+    #[test]
+    fn rules_may_name_a_port_and_match_only_it() {
+        let rules = [
+            rule("127.0.0.1:8080", 1),
+            rule("127.0.0.*:9090", 2),
+            rule("example.com:443", 3),
+            rule("[::1]:8080", 4),
+            rule("::1", 5),
+            rule("BÜCHER.example", 6),
+        ];
+        let h = hosts(8, None, &rules);
+        let c = |host: &str, port: u16| h.policy.limits_for(host, port).concurrency;
+        assert_eq!(c("127.0.0.1", 8080), 1, "exact host:port");
+        assert_eq!(c("127.0.0.1", 8081), 8, "another port is another service");
+        assert_eq!(c("127.0.0.7", 9090), 2, "a glob with a port");
+        assert_eq!(c("127.0.0.7", 80), 8);
+        assert_eq!(c("example.com", 443), 3, "the scheme's default port counts");
+        assert_eq!(c("example.com", 80), 8);
+        assert_eq!(c("[::1]", 8080), 4, "IPv6 with a port");
+        assert_eq!(c("[::1]", 80), 5, "a bare IPv6 address matches every port");
+        assert_eq!(
+            c("xn--bcher-kva.example", 443),
+            6,
+            "IDN rules match punycode hosts"
+        );
+    }
+
+    #[test]
+    fn rules_that_can_never_match_are_refused() {
+        for bad in [
+            "http://example.com",
+            "example.com/path",
+            "user@example.com",
+            "example.com:http",
+            "example.com:0",
+            "example.com:99999",
+            "",
+            "exa mple.com",
+            "1::2::3",
+        ] {
+            let err = Policy::new(
+                HostLimits {
+                    concurrency: 1,
+                    rate: None,
+                },
+                &[rule(bad, 1)],
+            )
+            .expect_err(bad);
+            assert!(err.to_string().contains("can never match"), "{bad}: {err}");
+        }
     }
 
     #[tokio::test]
     async fn throttling_halves_concurrency_and_successes_win_it_back() {
         let h = hosts(8, Some(100.0), &[]);
-        let host = h.host("a", "a");
+        let host = h.host("a", "a", 80);
         host.feedback(Feedback::Throttled { pause: None });
         assert_eq!(host.allowed(), 4);
         assert_eq!(host.rate_now(), Some(50.0));
@@ -536,8 +694,8 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_pause_stops_the_host_but_not_others() {
         let h = hosts(4, None, &[]);
-        let a = h.host("a", "a");
-        let b = h.host("b", "b");
+        let a = h.host("a", "a", 80);
+        let b = h.host("b", "b", 80);
         a.feedback(Feedback::Throttled {
             pause: Some(Duration::from_secs(30)),
         });
@@ -554,7 +712,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn repeated_connection_failures_pause_with_growing_backoff() {
         let h = hosts(4, None, &[]);
-        let a = h.host("a", "a");
+        let a = h.host("a", "a", 80);
         a.feedback(Feedback::ConnectFailed);
         a.feedback(Feedback::ConnectFailed);
         assert!(a.paused_until().is_none());
@@ -577,8 +735,8 @@ mod tests {
     #[test]
     fn prune_keeps_hosts_with_state() {
         let h = hosts(4, None, &[]);
-        h.host("idle", "idle");
-        h.host("throttled", "throttled")
+        h.host("idle", "idle", 80);
+        h.host("throttled", "throttled", 80)
             .feedback(Feedback::Throttled { pause: None });
         h.prune();
         assert_eq!(h.len(), 1);

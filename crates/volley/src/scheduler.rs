@@ -47,7 +47,7 @@ use url::Url;
 
 use crate::RunError;
 use crate::fetch::{self, Attempt, SaveTo};
-use crate::host::{Feedback, Host, HostLimits, Hosts, Policy};
+use crate::host::{Feedback, Host, Hosts};
 use crate::outcome::{AttemptRecord, Class, NextPage, Outcome, now_ms};
 use crate::process;
 use crate::retry::{Backoff, Decision};
@@ -124,12 +124,7 @@ impl Shared {
         abandon: CancellationToken,
         deadline: CancellationToken,
     ) -> Result<Shared, SpecError> {
-        let limits = HostLimits {
-            concurrency: spec.per_host,
-            rate: spec.rate,
-        };
-        let policy = Policy::new(limits, &spec.hosts)
-            .map_err(|e| SpecError::HostPattern(e.msg.to_owned(), e.to_string()))?;
+        let policy = spec.host_policy()?;
         let hosts = Hosts::new(policy, spec.concurrency, spec.global_rate);
         Ok(Shared {
             client,
@@ -274,9 +269,11 @@ async fn run_task(
         }
     };
     let host_name = host_key(&url);
-    let host = shared
-        .hosts
-        .host(&host_name, url.host_str().unwrap_or_default());
+    let host = shared.hosts.host(
+        &host_name,
+        url.host_str().unwrap_or_default(),
+        url.port_or_known_default().unwrap_or_default(),
+    );
     let deadline_outcome = |attempts: u32, history: Vec<AttemptRecord>| {
         let mut outcome = Outcome::new(task.id, Class::Deadline);
         outcome.attempts = attempts;

@@ -129,9 +129,9 @@ pub enum SpecError {
     /// The pagination or extraction options do not fit together.
     #[error("{0}")]
     Pages(String),
-    /// A host rule's pattern is not a valid glob.
-    #[error("invalid host pattern {0:?}: {1}")]
-    HostPattern(String, String),
+    /// A host rule's pattern can never match a host.
+    #[error(transparent)]
+    HostRule(#[from] crate::host::RuleError),
     /// A header name or value HTTP does not allow.
     #[error("invalid header {0:?}: expected 'Name: value' with a valid field name and value")]
     Header(String),
@@ -164,16 +164,10 @@ impl FetchSpec {
                 max: self.backoff_max,
             });
         }
-        for rule in &self.hosts {
-            if rule.concurrency == Some(0) {
-                return Err(SpecError::Zero("a host's concurrency"));
-            }
-            if rule.pattern.contains(['*', '?', '['])
-                && let Err(e) = glob::Pattern::new(&rule.pattern)
-            {
-                return Err(SpecError::HostPattern(rule.pattern.clone(), e.to_string()));
-            }
+        if self.hosts.iter().any(|rule| rule.concurrency == Some(0)) {
+            return Err(SpecError::Zero("a host's concurrency"));
         }
+        self.host_policy()?;
         self.pages.validate().map_err(SpecError::Pages)?;
         if self.speed_window.is_zero() {
             return Err(SpecError::ZeroDuration("--speed-window"));
@@ -189,6 +183,21 @@ impl FetchSpec {
             }
         }
         Ok(())
+    }
+}
+
+impl FetchSpec {
+    /// The per-host limits: `per_host` and `rate` for every host, overridden
+    /// by the first matching rule of `hosts`.
+    ///
+    /// # Errors
+    /// [`SpecError::HostRule`] for a rule that can never match a host.
+    pub fn host_policy(&self) -> Result<crate::host::Policy, SpecError> {
+        let limits = crate::host::HostLimits {
+            concurrency: self.per_host,
+            rate: self.rate,
+        };
+        Ok(crate::host::Policy::new(limits, &self.hosts)?)
     }
 }
 
@@ -227,8 +236,9 @@ impl std::str::FromStr for Rate {
     }
 }
 
-/// Limits for the hosts matching `pattern` (a host name, or a glob such as
-/// `*.example.com`). Unset fields keep the defaults.
+/// Limits for the hosts matching `pattern`: a host, `host:port`, or a glob of
+/// either (`*.example.com`, `127.0.0.*:8080`); see [`crate::host::Policy`].
+/// Unset fields keep the defaults.
 #[derive(Debug, Clone, PartialEq)]
 pub struct HostRule {
     /// Host name or glob pattern (lower case).
