@@ -91,6 +91,26 @@ pub fn resolve(choice: SourceChoice) -> Result<Resolved, String> {
 }
 
 impl Resolved {
+    /// The size and modification time of every input file, as the job
+    /// records them to notice edits (see `Store::open_job`); `None` when an
+    /// input is stdin or a template, which cannot be read twice.
+    pub fn stamp(&self) -> Option<String> {
+        let Plan::Files(files, _) = &self.plan else {
+            return None;
+        };
+        let mut parts = Vec::new();
+        for file in files {
+            let meta = std::fs::metadata(file.as_ref()?).ok()?;
+            let modified = meta
+                .modified()
+                .ok()
+                .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+                .map_or(0, |d| d.as_nanos());
+            parts.push(format!("{}:{modified}", meta.len()));
+        }
+        Some(parts.join(","))
+    }
+
     /// Whether any input is stdin.
     pub fn reads_stdin(&self) -> bool {
         matches!(&self.plan, Plan::Files(files, _) if files.iter().any(Option::is_none))

@@ -111,7 +111,8 @@ async fn fetch(db: &Path, args: FetchArgs, file: &FileConfig) -> anyhow::Result<
     let default_name = resolved.default_name.clone();
     let name = job.unwrap_or(default_name);
     let store = Arc::new(SqliteStore::open(db)?);
-    let job = match store.open_job(&name, &recorded).await {
+    let stamp = resolved.stamp();
+    let job = match store.open_job(&name, &recorded, stamp.as_deref()).await {
         Ok(job) => job,
         Err(e) if is_usage_error(&e) => return Ok(usage(e)),
         Err(e) => return Err(e.into()),
@@ -153,6 +154,7 @@ async fn fetch(db: &Path, args: FetchArgs, file: &FileConfig) -> anyhow::Result<
         }
         Err(
             e @ (RunError::InputNeeded(_)
+            | RunError::InputChanged { .. }
             | RunError::Client(ClientError::CaRead { .. } | ClientError::CaParse { .. })),
         ) => Ok(usage(e)),
         Err(e) => Err(e.into()),

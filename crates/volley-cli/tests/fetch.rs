@@ -569,6 +569,57 @@ async fn bad_flags_and_inputs_exit_2_with_one_line() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rerun_fetches_appended_lines_and_refuses_an_edited_input() {
+    let server = Server::start().await;
+    let v = Volley::new();
+    let urls: Vec<String> = (0..5).map(|i| server.url(&format!("/ok/{i}"))).collect();
+    v.fetch_ok(&urls[..3], &[]).await;
+    assert_eq!(server.total(), 3);
+
+    // Lines appended to a finished job's file are read and fetched; the
+    // lines fetched before are not fetched again.
+    v.fetch_ok(&urls, &[]).await;
+    v.assert_one_outcome_per_task(5);
+    assert_eq!(server.total(), 5, "only the two new lines were fetched");
+    for i in 0..5 {
+        assert_eq!(server.hits(&format!("/ok/{i}")), 1);
+    }
+    // Unchanged: nothing to do, nothing fetched.
+    v.fetch_ok(&urls, &[]).await;
+    assert_eq!(server.total(), 5);
+
+    let list = v.path("urls.txt");
+    let list = list.to_str().expect("utf-8 path");
+    let mut edited = urls.clone();
+    edited[1] = server.url("/ok/changed");
+    let mut inserted = vec!["# a comment shifts every line after it".to_owned()];
+    inserted.extend(urls.iter().cloned());
+    for (what, lines, says) in [
+        ("an edited line", edited, "lines 1-5"),
+        ("an inserted line", inserted, "lines 1-5"),
+        ("a shorter file", urls[..4].to_vec(), "now ends at line 4"),
+    ] {
+        v.write_lines("urls.txt", &lines);
+        let out = v.run(&fetch_args(list, &[])).await;
+        let err = stderr(&out);
+        assert_eq!(out.status.code(), Some(2), "{what}: {err}");
+        assert!(
+            err.contains("changed since it was read")
+                && err.contains(says)
+                && err.contains("--job")
+                && err.lines().count() == 1,
+            "{what}: {err}"
+        );
+        assert_eq!(server.total(), 5, "{what}: nothing fetched");
+    }
+    v.assert_one_outcome_per_task(5);
+    // Under a new name, the edited file is a job of its own.
+    let out = v.run(&fetch_args(list, &["--job", "edited"])).await;
+    assert!(out.status.success(), "{}", stderr(&out));
+    v.assert_one_outcome_per_task(9);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn resumes_after_kill_9_without_duplicates_or_refetching_finished_urls() {
     let server = Server::start().await;
     let v = Volley::new();

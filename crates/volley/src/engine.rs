@@ -43,6 +43,18 @@ pub enum RunError {
     /// Reading the input failed.
     #[error("reading the input failed: {0}")]
     Input(std::io::Error),
+    /// The part of the input a job read before has changed since (lines
+    /// edited, inserted or removed), so its tasks no longer match it.
+    #[error(
+        "the input of job '{job}' changed since it was read: {detail}; \
+         to fetch it as it is now, pass --job NEW_NAME"
+    )]
+    InputChanged {
+        /// The job.
+        job: String,
+        /// What changed.
+        detail: String,
+    },
     /// The job's input is not fully ingested, and no input was given.
     #[error("job '{0}' has input not yet read; give its input file again to resume it")]
     InputNeeded(String),

@@ -10,19 +10,33 @@
 //!
 //! Resuming: lines up to the job's ingest cursor (`Job::ingested_lines`)
 //! were committed by an earlier run and are skipped.
+//!
+//! # The input fingerprint
+//!
+//! Each batch is committed with a fingerprint of every input through its
+//! last line: a SHA-256 over each input's line number, URL (or raw text)
+//! and metadata, in order. Blank and comment lines are not inputs, so they
+//! do not count, but they shift the numbers of the lines after them, which
+//! do. A rerun recomputes the fingerprint over the lines it skips and, where
+//! it differs from the recorded one, refuses the input
+//! ([`RunError::InputChanged`]): the tasks already made would no longer
+//! match it. Lines appended after the cursor are ingested as usual. The
+//! cost is one hash over the input as it is read, well under the cost of
+//! parsing it.
 
 use std::io;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
+use sha2::{Digest as _, Sha256};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::RunError;
 use crate::outcome::Class;
 use crate::scheduler::Frontier;
-use crate::source::InputSource;
+use crate::source::{Input, InputSource};
 use crate::stats::{Progress, Tally};
 use crate::store::{IngestBatch, Job, Store};
 
@@ -50,8 +64,11 @@ pub(crate) async fn run<S: Store>(
     stop: CancellationToken,
 ) -> Result<Tally, RunError> {
     let (tx, mut rx) = mpsc::channel(BATCH_QUEUE);
-    let skip = job.ingested_lines;
-    let reading = tokio::task::spawn_blocking(move || read_batches(source, skip, &tx));
+    let resume = Resume {
+        skip: job.ingested_lines,
+        fingerprint: job.input_fingerprint.clone(),
+    };
+    let reading = tokio::task::spawn_blocking(move || read_batches(source, &resume, &tx));
     let mut tally = Tally::default();
     loop {
         let batch = tokio::select! {
@@ -60,7 +77,13 @@ pub(crate) async fn run<S: Store>(
             batch = rx.recv() => batch,
         };
         let Some(batch) = batch else { break };
-        let batch = batch.map_err(RunError::Input)?;
+        let batch = batch.map_err(|e| match e {
+            ReadError::Io(e) => RunError::Input(e),
+            ReadError::Changed(detail) => RunError::InputChanged {
+                job: job.name.clone(),
+                detail,
+            },
+        })?;
         let complete = batch.complete;
         let report = store.ingest(job.id, batch).await?;
         tally.add_unfetched(Class::InvalidUrl, report.invalid);
@@ -86,36 +109,106 @@ pub(crate) async fn run<S: Store>(
     Ok(tally)
 }
 
+/// Where a rerun picks up: the cursor and the fingerprint through it.
+struct Resume {
+    skip: u64,
+    fingerprint: Option<String>,
+}
+
+/// Why the reader stopped early.
+enum ReadError {
+    Io(io::Error),
+    /// The part of the input read before is not what it was.
+    Changed(String),
+}
+
+/// The running fingerprint of the inputs read so far (see the module docs).
+#[derive(Clone, Default)]
+struct Fingerprint(Sha256);
+
+impl Fingerprint {
+    fn add(&mut self, input: &Input) {
+        let h = &mut self.0;
+        h.update(input.line().to_le_bytes());
+        match input {
+            Input::Url { url, meta, .. } => {
+                h.update(b"u");
+                h.update(url.as_str().as_bytes());
+                h.update([0]);
+                h.update(meta.as_deref().unwrap_or_default().as_bytes());
+            }
+            Input::Invalid { raw, malformed, .. } => {
+                h.update(if *malformed { b"m" } else { b"i" });
+                h.update(raw.as_bytes());
+            }
+        }
+        h.update([0]);
+    }
+
+    fn hex(&self) -> String {
+        hex::encode(self.0.clone().finalize())
+    }
+}
+
 /// The blocking half: reads lines and sends batches until the input ends,
-/// reading fails, or the receiver is gone.
+/// reading fails, the input proves changed, or the receiver is gone.
 fn read_batches(
     mut source: Box<dyn InputSource>,
-    skip: u64,
-    tx: &mpsc::Sender<io::Result<IngestBatch>>,
+    resume: &Resume,
+    tx: &mpsc::Sender<Result<IngestBatch, ReadError>>,
 ) {
+    let skip = resume.skip;
     let mut batch = IngestBatch::default();
     let mut last_sent = Instant::now();
+    let mut fingerprint = Fingerprint::default();
+    // Checked once, where the lines read before end.
+    let mut to_check = resume.fingerprint.as_deref().filter(|_| skip > 0);
+    let mut check = |fingerprint: &Fingerprint, read: u64| {
+        let Some(expected) = to_check.take() else {
+            return true;
+        };
+        if fingerprint.hex() == expected {
+            return true;
+        }
+        let detail = if read < skip {
+            format!("it now ends at line {read}, but {skip} lines were read before")
+        } else {
+            format!("lines 1-{skip}, read before, are not the same now")
+        };
+        let _ = tx.blocking_send(Err(ReadError::Changed(detail)));
+        false
+    };
     for item in source.by_ref() {
         let input = match item {
             Ok(input) => input,
             Err(e) => {
-                let _ = tx.blocking_send(Err(e));
+                let _ = tx.blocking_send(Err(ReadError::Io(e)));
                 return;
             }
         };
         if input.line() <= skip {
+            fingerprint.add(&input);
             continue;
         }
+        if !check(&fingerprint, skip) {
+            return;
+        }
+        fingerprint.add(&input);
         batch.through_line = input.line();
         batch.inputs.push(input);
         if batch.inputs.len() >= BATCH_LINES || last_sent.elapsed() >= BATCH_LINGER {
+            batch.fingerprint = Some(fingerprint.hex());
             if tx.blocking_send(Ok(std::mem::take(&mut batch))).is_err() {
                 return;
             }
             last_sent = Instant::now();
         }
     }
+    if !check(&fingerprint, source.consumed()) {
+        return;
+    }
     batch.through_line = source.consumed().max(skip);
     batch.complete = true;
+    batch.fingerprint = Some(fingerprint.hex());
     let _ = tx.blocking_send(Ok(batch));
 }

@@ -20,7 +20,7 @@
 //! use volley::store::{Store, sqlite::SqliteStore};
 //!
 //! let store = Arc::new(SqliteStore::open("volley.db".as_ref())?);
-//! let job = store.open_job("demo", "-").await?;
+//! let job = store.open_job("demo", "-", None).await?;
 //! let input = Box::new(volley::source::LineSource::new(std::io::Cursor::new("https://example.com/\n")));
 //! let control = volley::Control::default();
 //! let report = volley::fetch_job(store, &job, Some(input), volley::FetchSpec::default(), &control).await?;

@@ -56,6 +56,9 @@ pub struct Job {
     pub ingested_lines: u64,
     /// Whether the whole input has been ingested.
     pub ingest_complete: bool,
+    /// Hex SHA-256 over the inputs through `ingested_lines` (see
+    /// [`crate::ingest`]); `None` before the first batch.
+    pub input_fingerprint: Option<String>,
 }
 
 /// A task leased to this run for fetching.
@@ -80,6 +83,8 @@ pub struct IngestBatch {
     pub through_line: u64,
     /// Whether this is the end of the input.
     pub complete: bool,
+    /// The input fingerprint through `through_line` (see [`crate::ingest`]).
+    pub fingerprint: Option<String>,
 }
 
 /// What one ingest batch added.
@@ -179,12 +184,18 @@ pub trait Store: Send + Sync + 'static {
     /// Opens (or creates) the job `name` over `input`, and reclaims tasks a
     /// previous run left leased.
     ///
+    /// `stamp` describes the input files now (sizes and modification times);
+    /// when it differs from the one recorded, the job's ingest is reopened
+    /// so that lines added since are read. `None` (stdin, a template) keeps
+    /// the recorded state.
+    ///
     /// # Errors
     /// [`StoreError::JobInputMismatch`] when the job exists with another input.
     fn open_job(
         &self,
         name: &str,
         input: &str,
+        stamp: Option<&str>,
     ) -> impl Future<Output = Result<Job, StoreError>> + Send;
 
     /// Commits a batch of inputs as tasks, with outcomes for those that need

@@ -27,7 +27,10 @@ use crate::source::Input;
 const BUSY_TIMEOUT: Duration = Duration::from_secs(30);
 
 fn migrations() -> Migrations<'static> {
-    Migrations::new(vec![M::up(include_str!("migrations/0001_init.sql"))])
+    Migrations::new(vec![
+        M::up(include_str!("migrations/0001_init.sql")),
+        M::up(include_str!("migrations/0002_input_fingerprint.sql")),
+    ])
 }
 
 /// Opens `path`, applies the connection settings and brings the schema to
@@ -110,7 +113,10 @@ impl SqliteStore {
     }
 }
 
-/// Maps `SELECT id, name, input, ingested_lines, ingest_complete` to a [`Job`].
+/// The columns [`job_row`] reads, in its order.
+const JOB_COLUMNS: &str = "id, name, input, ingested_lines, ingest_complete, input_fingerprint";
+
+/// Maps a `SELECT {JOB_COLUMNS}` row to a [`Job`].
 fn job_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Job> {
     Ok(Job {
         id: r.get(0)?,
@@ -118,6 +124,7 @@ fn job_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Job> {
         input: r.get(2)?,
         ingested_lines: r.get(3)?,
         ingest_complete: r.get(4)?,
+        input_fingerprint: r.get(5)?,
     })
 }
 
@@ -160,15 +167,20 @@ fn insert_outcome(stmt: &mut Statement<'_>, job: i64, o: &Outcome) -> rusqlite::
     Ok(())
 }
 
-fn open_job_tx(conn: &mut Connection, name: &str, input: &str) -> Result<Job, StoreError> {
+fn open_job_tx(
+    conn: &mut Connection,
+    name: &str,
+    input: &str,
+    stamp: Option<&str>,
+) -> Result<Job, StoreError> {
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     tx.execute(
-        "INSERT INTO jobs (name, input, created_at_ms) VALUES (?1, ?2, ?3) \
+        "INSERT INTO jobs (name, input, created_at_ms, input_stamp) VALUES (?1, ?2, ?3, ?4) \
          ON CONFLICT (name) DO NOTHING",
-        params![name, input, now_ms()],
+        params![name, input, now_ms(), stamp],
     )?;
-    let job = tx.query_row(
-        "SELECT id, name, input, ingested_lines, ingest_complete FROM jobs WHERE name = ?1",
+    let mut job = tx.query_row(
+        &format!("SELECT {JOB_COLUMNS} FROM jobs WHERE name = ?1"),
         params![name],
         job_row,
     )?;
@@ -178,6 +190,18 @@ fn open_job_tx(conn: &mut Connection, name: &str, input: &str) -> Result<Job, St
             recorded: job.input,
             given: input.to_owned(),
         });
+    }
+    // Files changed since the job last read them: read on from the cursor
+    // (the fingerprint check then refuses them if the read part changed).
+    if let Some(stamp) = stamp {
+        let reopened = tx.execute(
+            "UPDATE jobs SET input_stamp = ?2, ingest_complete = 0 \
+             WHERE id = ?1 AND input_stamp IS NOT ?2",
+            params![job.id, stamp],
+        )?;
+        if reopened > 0 {
+            job.ingest_complete = false;
+        }
     }
     let reclaimed = tx.execute(
         "UPDATE tasks SET state = 'pending', lease_owner = NULL \
@@ -263,8 +287,9 @@ fn ingest_tx(
         }
         tx.execute(
             "UPDATE jobs SET ingested_lines = max(ingested_lines, ?2), \
-             ingest_complete = max(ingest_complete, ?3) WHERE id = ?1",
-            params![job, batch.through_line, batch.complete],
+             ingest_complete = max(ingest_complete, ?3), \
+             input_fingerprint = coalesce(?4, input_fingerprint) WHERE id = ?1",
+            params![job, batch.through_line, batch.complete, batch.fingerprint],
         )?;
     }
     tx.commit()?;
@@ -393,9 +418,16 @@ fn counts_query(conn: &Connection, job: i64) -> Result<JobCounts, StoreError> {
 }
 
 impl Store for SqliteStore {
-    async fn open_job(&self, name: &str, input: &str) -> Result<Job, StoreError> {
+    async fn open_job(
+        &self,
+        name: &str,
+        input: &str,
+        stamp: Option<&str>,
+    ) -> Result<Job, StoreError> {
         let (name, input) = (name.to_owned(), input.to_owned());
-        self.with_conn(move |c| open_job_tx(c, &name, &input)).await
+        let stamp = stamp.map(str::to_owned);
+        self.with_conn(move |c| open_job_tx(c, &name, &input, stamp.as_deref()))
+            .await
     }
 
     async fn ingest(&self, job: i64, batch: IngestBatch) -> Result<IngestReport, StoreError> {
@@ -518,9 +550,9 @@ impl SqliteReader {
     /// # Errors
     /// Database errors.
     pub fn jobs(&self) -> Result<Vec<JobSummary>, StoreError> {
-        let mut stmt = self.conn.prepare(
-            "SELECT id, name, input, ingested_lines, ingest_complete FROM jobs ORDER BY id",
-        )?;
+        let mut stmt = self
+            .conn
+            .prepare(&format!("SELECT {JOB_COLUMNS} FROM jobs ORDER BY id"))?;
         let jobs = stmt
             .query_map([], job_row)?
             .collect::<Result<Vec<_>, _>>()?;
@@ -550,7 +582,7 @@ impl SqliteReader {
     pub fn job(&self, name: &str) -> Result<Job, StoreError> {
         self.conn
             .query_row(
-                "SELECT id, name, input, ingested_lines, ingest_complete FROM jobs WHERE name = ?1",
+                &format!("SELECT {JOB_COLUMNS} FROM jobs WHERE name = ?1"),
                 params![name],
                 job_row,
             )
@@ -697,7 +729,7 @@ mod tests {
             Err(StoreError::Locked { .. })
         ));
 
-        let job = store.open_job("j", "in.txt").await?;
+        let job = store.open_job("j", "in.txt", None).await?;
         let batch = IngestBatch {
             inputs: vec![
                 url(1, "http://a.test/x"),
@@ -712,6 +744,7 @@ mod tests {
             ],
             through_line: 4,
             complete: true,
+            fingerprint: Some("f4".into()),
         };
         let report = store.ingest(job.id, batch.clone()).await?;
         assert_eq!(
@@ -761,8 +794,26 @@ mod tests {
         ));
 
         // A new run reclaims the task still leased.
-        let again = store.open_job("j", "in.txt").await?;
+        let again = store.open_job("j", "in.txt", None).await?;
         assert_eq!(again.id, job.id);
+        assert_eq!(
+            (again.ingest_complete, again.input_fingerprint.as_deref()),
+            (true, Some("f4"))
+        );
+        // Input files that changed reopen the ingest, once per change.
+        let changed = store.open_job("j", "in.txt", Some("10:1")).await?;
+        assert!(!changed.ingest_complete, "a new stamp reopens the ingest");
+        let again = store.open_job("j", "in.txt", Some("10:1")).await?;
+        assert!(!again.ingest_complete, "still open until read to the end");
+        let done = IngestBatch {
+            through_line: 4,
+            complete: true,
+            ..IngestBatch::default()
+        };
+        store.ingest(job.id, done).await?;
+        let again = store.open_job("j", "in.txt", Some("10:1")).await?;
+        assert!(again.ingest_complete, "the same stamp keeps it complete");
+        assert_eq!(again.input_fingerprint.as_deref(), Some("f4"));
         let counts = store.counts(job.id).await?;
         assert_eq!(
             counts,
@@ -774,7 +825,7 @@ mod tests {
             }
         );
         assert!(matches!(
-            store.open_job("j", "other.txt").await,
+            store.open_job("j", "other.txt", None).await,
             Err(StoreError::JobInputMismatch { .. })
         ));
         drop(store);
