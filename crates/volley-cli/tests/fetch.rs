@@ -519,6 +519,26 @@ async fn status_and_export_show_what_was_recorded() {
     let classes: Vec<&str> = rows.iter().filter_map(|r| r["class"].as_str()).collect();
     assert_eq!(classes, ["ok", "invalid_url", "http_5xx"]);
     assert_eq!(rows[2]["status"], 500);
+    // Headers are a nested object that jq reads (jq comes from .ci/run).
+    let mut jq = std::process::Command::new("jq")
+        .args(["-r", r#".headers["content-type"]"#])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("jq runs (apt-get install jq)");
+    {
+        use std::io::Write as _;
+        let mut stdin = jq.stdin.take().expect("jq's stdin");
+        stdin.write_all(&jsonl.stdout).expect("feed jq");
+    }
+    let read = jq.wait_with_output().expect("jq finishes");
+    assert!(read.status.success(), "{}", stderr(&read));
+    let first = String::from_utf8_lossy(&read.stdout);
+    assert_eq!(
+        first.lines().next(),
+        Some("text/plain; charset=utf-8"),
+        "{first}"
+    );
 
     let csv = v.run(&["export", "--job", "j1", "--format", "csv"]).await;
     let text = String::from_utf8_lossy(&csv.stdout);

@@ -1,4 +1,7 @@
 //! Export: a job's outcomes as JSON Lines or CSV, streamed in input order.
+//!
+//! JSON Lines nests the JSON-valued columns (`headers`, `meta`, `extracted`)
+//! as objects; CSV keeps them as JSON text in their cells.
 
 use std::io::Write;
 
@@ -43,7 +46,7 @@ pub fn export(
         Format::Jsonl => {
             let mut out = std::io::BufWriter::new(out);
             reader.for_each_outcome(job, |row: &ExportRow| {
-                serde_json::to_writer(&mut out, row).map_err(json_error)?;
+                serde_json::to_writer(&mut out, &json_row(row)?).map_err(json_error)?;
                 out.write_all(b"\n")?;
                 rows += 1;
                 Ok::<(), ExportError>(())
@@ -126,6 +129,25 @@ pub fn export_items(
         }
     }
     Ok(rows)
+}
+
+/// The fields that hold JSON objects (headers, metadata, extracted fields).
+/// CSV keeps them as JSON text in a cell; JSON Lines nests them as objects,
+/// so that `jq '.headers["content-type"]'` reads them.
+const JSON_FIELDS: [&str; 3] = ["headers", "meta", "extracted"];
+
+/// `row` as a JSON object, in field order, with [`JSON_FIELDS`] nested.
+fn json_row(row: &ExportRow) -> Result<serde_json::Value, ExportError> {
+    let mut value = serde_json::to_value(row).map_err(json_error)?;
+    for field in JSON_FIELDS {
+        if let Some(slot) = value.get_mut(field)
+            && let serde_json::Value::String(text) = slot
+            && let Ok(parsed) = serde_json::from_str::<serde_json::Value>(text)
+        {
+            *slot = parsed;
+        }
+    }
+    Ok(value)
 }
 
 /// A JSON value as a CSV cell: strings bare, null empty, the rest as JSON.

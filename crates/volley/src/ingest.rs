@@ -34,7 +34,6 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::RunError;
-use crate::outcome::Class;
 use crate::scheduler::Frontier;
 use crate::source::{Input, InputSource};
 use crate::stats::{Progress, Tally};
@@ -86,14 +85,13 @@ pub(crate) async fn run<S: Store>(
         })?;
         let complete = batch.complete;
         let report = store.ingest(job.id, batch).await?;
-        tally.add_unfetched(Class::InvalidUrl, report.invalid);
-        tally.add_unfetched(Class::Duplicate, report.duplicates);
-        Progress::add(
-            &progress.total,
-            report.pending + report.invalid + report.duplicates,
-        );
-        Progress::add(&progress.finished, report.invalid + report.duplicates);
-        Progress::add(&progress.failed, report.invalid);
+        for (class, n) in report.by_class() {
+            tally.add_unfetched(class, n);
+        }
+        let unfetched = report.failed() + report.duplicates;
+        Progress::add(&progress.total, report.pending + unfetched);
+        Progress::add(&progress.finished, unfetched);
+        Progress::add(&progress.failed, report.failed());
         if complete {
             // Before the signal wakes the scheduler: see `Frontier`.
             progress.ingest_complete.store(true, Ordering::Release);

@@ -64,6 +64,19 @@ impl Input {
         }
     }
 
+    /// The outcome class of an input that cannot be fetched: `invalid_input`
+    /// for an unreadable row, `invalid_url` for a value that is not a URL;
+    /// `None` for a URL.
+    pub fn invalid_class(&self) -> Option<crate::outcome::Class> {
+        match self {
+            Input::Url { .. } => None,
+            Input::Invalid {
+                malformed: true, ..
+            } => Some(crate::outcome::Class::InvalidInput),
+            Input::Invalid { .. } => Some(crate::outcome::Class::InvalidUrl),
+        }
+    }
+
     fn shift(mut self, by: u64, label: Option<&str>) -> Input {
         match &mut self {
             Input::Url { line, .. } => *line += by,

@@ -780,6 +780,18 @@ impl Volley {
             .collect()
     }
 
+    /// Outcomes by class, as the database holds them.
+    pub fn class_counts(&self) -> std::collections::BTreeMap<String, u64> {
+        let conn = self.conn();
+        let mut stmt = conn
+            .prepare("SELECT class, count(*) FROM outcomes GROUP BY class")
+            .expect("prepare the class query");
+        stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .expect("query classes")
+            .collect::<Result<_, _>>()
+            .expect("read classes")
+    }
+
     /// Task counts by state.
     pub fn task_states(&self) -> HashMap<String, u64> {
         let conn = self.conn();

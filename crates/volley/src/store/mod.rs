@@ -93,9 +93,28 @@ pub struct IngestReport {
     /// New tasks waiting to be fetched.
     pub pending: u64,
     /// New `invalid_url` outcomes.
-    pub invalid: u64,
+    pub invalid_url: u64,
+    /// New `invalid_input` outcomes.
+    pub invalid_input: u64,
     /// New `duplicate` outcomes.
     pub duplicates: u64,
+}
+
+impl IngestReport {
+    /// The outcomes recorded at ingest, by the class stored.
+    pub fn by_class(&self) -> [(crate::outcome::Class, u64); 3] {
+        use crate::outcome::Class;
+        [
+            (Class::InvalidUrl, self.invalid_url),
+            (Class::InvalidInput, self.invalid_input),
+            (Class::Duplicate, self.duplicates),
+        ]
+    }
+
+    /// Inputs that failed at ingest (invalid URLs and rows).
+    pub fn failed(&self) -> u64 {
+        self.invalid_url + self.invalid_input
+    }
 }
 
 /// Task counts of a job by state.

@@ -232,10 +232,7 @@ fn ingest_tx(
         for input in &batch.inputs {
             match input {
                 Input::Invalid {
-                    line,
-                    raw,
-                    reason,
-                    malformed,
+                    line, raw, reason, ..
                 } => {
                     let added = insert_task.execute(params![
                         job,
@@ -246,15 +243,14 @@ fn ingest_tx(
                         None::<&str>
                     ])?;
                     if added == 1 {
-                        let class = if *malformed {
-                            Class::InvalidInput
-                        } else {
-                            Class::InvalidUrl
-                        };
+                        let class = input.invalid_class().unwrap_or(Class::InvalidUrl);
                         let mut o = Outcome::new(tx.last_insert_rowid(), class);
                         o.message = Some(reason.clone());
                         insert_outcome(&mut outcome, job, &o)?;
-                        report.invalid += 1;
+                        match class {
+                            Class::InvalidInput => report.invalid_input += 1,
+                            _ => report.invalid_url += 1,
+                        }
                     }
                 }
                 Input::Url { line, url, meta } => {
@@ -512,11 +508,12 @@ pub struct ExportRow {
     pub body_sha256: Option<String>,
     /// Saved body path.
     pub body_path: Option<String>,
-    /// Response headers, a JSON object in a string.
+    /// Response headers, a JSON object as text (nested as an object in JSON
+    /// Lines exports).
     pub headers: Option<String>,
-    /// The input row's other columns or fields, a JSON object in a string.
+    /// The input row's other columns or fields, a JSON object as text.
     pub meta: Option<String>,
-    /// `--extract` fields, a JSON object in a string.
+    /// `--extract` fields, a JSON object as text.
     pub extracted: Option<String>,
     /// Input line of the first occurrence, for duplicates.
     pub duplicate_of_line: Option<u64>,
@@ -751,7 +748,8 @@ mod tests {
             report,
             IngestReport {
                 pending: 2,
-                invalid: 1,
+                invalid_url: 1,
+                invalid_input: 0,
                 duplicates: 1
             }
         );
