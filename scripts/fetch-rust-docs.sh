@@ -6,8 +6,9 @@
 #   scripts/fetch-rust-docs.sh           run (or resume) the job
 #   scripts/fetch-rust-docs.sh --fresh   start over
 #
-# Environment: PORT (default 18765), LIMIT (fetch only the first N files),
-# CONCURRENCY (default 64). State lives in target/demo/.
+# Environment: PORT (default 18765; a job keeps the port it started with, so
+# its URL list stays the same across resumes), LIMIT (fetch only the first N
+# files), CONCURRENCY (default 64). State lives in target/demo/.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 # shellcheck source=lib/common.sh
@@ -15,7 +16,6 @@ source "$root/scripts/lib/common.sh"
 
 fresh=0
 [ "${1:-}" = "--fresh" ] && fresh=1
-port=${PORT:-18765}
 limit=${LIMIT:-0}
 concurrency=${CONCURRENCY:-64}
 work="$root/target/demo"
@@ -31,6 +31,17 @@ volley="$root/target/release/volley"
 
 [ "$fresh" = 1 ] && rm -rf "$work"
 mkdir -p "$work"
+# The port is part of every URL: a job resumes on the port it started with.
+if [ -f "$work/port" ]; then
+    port=$(cat "$work/port")
+    if [ -n "${PORT:-}" ] && [ "$PORT" != "$port" ]; then
+        echo "this job runs on port $port (its URLs name it); PORT=$PORT applies after --fresh" >&2
+    fi
+    NGINX_PORT_HINT="the job's URLs name port $port: free it, or start over with PORT=N $0 --fresh"
+else
+    port=${PORT:-18765}
+    echo "$port" > "$work/port"
+fi
 nginx_start "$docs" "$work/nginx" "$port"
 trap nginx_stop EXIT
 

@@ -18,11 +18,14 @@ ensure_packages() {
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
 }
 
-# port_is_free PORT: true if nothing listens on 127.0.0.1:PORT.
+# port_is_free PORT: true if nothing listens on 127.0.0.1:PORT. Connections
+# of an earlier server left in TIME_WAIT do not count: nginx binds with
+# SO_REUSEADDR, and so does this check.
 port_is_free() {
     python3 - "$1" <<'PY'
 import socket, sys
 s = socket.socket()
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
 try:
     s.bind(("127.0.0.1", int(sys.argv[1])))
 except OSError:
@@ -68,7 +71,7 @@ http {
 }
 CONF
     if ! port_is_free "$port"; then
-        echo "port $port on 127.0.0.1 is in use; set another with the script's PORT variable" >&2
+        echo "port $port on 127.0.0.1 is in use by another server; stop it, or choose another port (${NGINX_PORT_HINT:-set the PORT variable})" >&2
         return 1
     fi
     "$nginx" -c "$work/nginx.conf" -e "$work/error.log" &

@@ -10,6 +10,27 @@ use volley::source::{
 
 use crate::args::{InputFormat, SourceChoice};
 
+/// Whether the start of `path` holds NUL bytes, or more than 30 % of bytes
+/// that are neither UTF-8 text nor whitespace. An unreadable file is left
+/// for the real read to report.
+fn looks_binary(path: &Path) -> bool {
+    use std::io::Read as _;
+    let mut head = Vec::with_capacity(8192);
+    let read = File::open(path).and_then(|f| f.take(8192).read_to_end(&mut head));
+    if read.is_err() || head.is_empty() {
+        return false;
+    }
+    if head.contains(&0) {
+        return true;
+    }
+    let text = String::from_utf8_lossy(&head);
+    let odd = text
+        .chars()
+        .filter(|c| *c == char::REPLACEMENT_CHARACTER || (c.is_control() && !c.is_whitespace()))
+        .count();
+    odd * 10 > text.chars().count() * 3
+}
+
 /// Bytes of input read ahead.
 const INPUT_BUFFER_BYTES: usize = 64 * 1024;
 
@@ -109,6 +130,26 @@ impl Resolved {
             parts.push(format!("{}:{modified}", meta.len()));
         }
         Some(parts.join(","))
+    }
+
+    /// Warnings about input files that look wrong before anything is read:
+    /// a file whose first 8 KiB are mostly not text (its lines would all be
+    /// `invalid_input`).
+    pub fn warnings(&self) -> Vec<String> {
+        let Plan::Files(files, _) = &self.plan else {
+            return Vec::new();
+        };
+        files
+            .iter()
+            .flatten()
+            .filter(|path| looks_binary(path))
+            .map(|path| {
+                format!(
+                    "{} does not look like text (binary data in its first 8 KiB); its lines will be recorded as invalid_input",
+                    path.display()
+                )
+            })
+            .collect()
     }
 
     /// Whether any input is stdin.

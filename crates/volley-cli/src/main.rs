@@ -58,6 +58,9 @@ fn main() -> ExitCode {
                     (None, Ok(None)) => db,
                     (None, Err(e)) => return Ok(usage(e)),
                 };
+                if let Some(refused) = refuse_postgres(&db) {
+                    return Ok(refused);
+                }
                 fetch(&db, *args, &file).await
             }
             Command::Status => status(&db),
@@ -75,9 +78,10 @@ fn say(text: std::fmt::Arguments<'_>) {
     let _ = std::io::stderr().lock().write_fmt(text);
 }
 
-/// A run failure: one line, exit 1.
+/// A run failure: one line (the error and its causes, each said once), exit 1.
 fn fail(e: &anyhow::Error) -> ExitCode {
-    say(format_args!("volley: error: {e:#}\n"));
+    let chain = volley::fetch::error_chain(e.as_ref());
+    say(format_args!("volley: error: {chain}\n"));
     ExitCode::FAILURE
 }
 
@@ -85,6 +89,17 @@ fn fail(e: &anyhow::Error) -> ExitCode {
 fn usage(message: impl std::fmt::Display) -> ExitCode {
     say(format_args!("volley: error: {message}\n"));
     ExitCode::from(2)
+}
+
+/// A usage error for a PostgreSQL URL, which this version cannot open yet
+/// (rather than a confusing failure to create `postgres://….lock`).
+fn refuse_postgres(db: &Path) -> Option<ExitCode> {
+    let text = db.to_str()?;
+    (text.starts_with("postgres://") || text.starts_with("postgresql://")).then(|| {
+        usage(format_args!(
+            "--db {text}: PostgreSQL is not supported by this version yet; give a file path for SQLite"
+        ))
+    })
 }
 
 /// Whether a store error is the user's to fix (exit 2) rather than a failure.
@@ -110,6 +125,15 @@ async fn fetch(db: &Path, args: FetchArgs, file: &FileConfig) -> anyhow::Result<
     let recorded = resolved.recorded.clone();
     let default_name = resolved.default_name.clone();
     let name = job.unwrap_or(default_name);
+    // Nothing to read and nothing to resume: say so before creating a database.
+    if resolved.reads_stdin() && std::io::stdin().is_terminal() && !db.exists() {
+        return Ok(usage(
+            "no input: give a FILE of URLs, or pipe them on stdin",
+        ));
+    }
+    for warning in resolved.warnings() {
+        say(format_args!("volley: warning: {warning}\n"));
+    }
     let store = Arc::new(SqliteStore::open(db)?);
     let stamp = resolved.stamp();
     let job = match store.open_job(&name, &recorded, stamp.as_deref()).await {
@@ -145,6 +169,12 @@ async fn fetch(db: &Path, args: FetchArgs, file: &FileConfig) -> anyhow::Result<
     signals.abort();
     match result {
         Ok(report) => {
+            if report.counts.total() == 0 {
+                say(format_args!(
+                    "volley: 0 URLs read from {}\n",
+                    recorded.replace('\n', ", ")
+                ));
+            }
             say(format_args!("{}", summary::run_summary(&job.name, &report)));
             Ok(if report.interrupted {
                 ExitCode::from(130)
@@ -185,6 +215,9 @@ async fn watch_signals(stop: CancellationToken, grace: std::time::Duration) {
 }
 
 fn status(db: &Path) -> anyhow::Result<ExitCode> {
+    if let Some(refused) = refuse_postgres(db) {
+        return Ok(refused);
+    }
     let reader = match SqliteReader::open(db) {
         Ok(r) => r,
         Err(e) if is_usage_error(&e) => return Ok(usage(e)),
@@ -198,6 +231,9 @@ fn status(db: &Path) -> anyhow::Result<ExitCode> {
 }
 
 fn export(db: &Path, args: &ExportArgs) -> anyhow::Result<ExitCode> {
+    if let Some(refused) = refuse_postgres(db) {
+        return Ok(refused);
+    }
     let reader = match SqliteReader::open(db) {
         Ok(r) => r,
         Err(e) if is_usage_error(&e) => return Ok(usage(e)),

@@ -586,6 +586,38 @@ async fn bad_flags_and_inputs_exit_2_with_one_line() {
         "{}",
         stderr(&second)
     );
+
+    // An empty input is no error, but it is said.
+    let empty = v.write_lines("empty.txt", &[]);
+    std::fs::write(&empty, "").expect("truncate");
+    let out = v
+        .run(&fetch_args(empty.to_str().expect("utf-8 path"), &[]))
+        .await;
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("0 URLs read from"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn database_errors_say_their_cause_once() {
+    let v = Volley::new();
+    let list = v.write_lines("urls.txt", &["http://127.0.0.1:9/".into()]);
+    let missing_dir = v.path("no/such/dir/volley.db");
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_volley"))
+        .arg("--db")
+        .arg(&missing_dir)
+        .args(["fetch", "--quiet"])
+        .arg(&list)
+        .output()
+        .await
+        .expect("volley runs");
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert_eq!(err.matches("No such file or directory").count(), 1, "{err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -55,6 +55,7 @@ async fn the_summary_counts_the_classes_the_database_stores() {
     assert_eq!(stored.get("invalid_input"), Some(&18), "{stored:?}");
     assert_eq!(stored.get("invalid_url"), Some(&1), "{stored:?}");
     assert_eq!(summary_classes(&err), stored, "{err}");
+    assert!(err.contains("does not look like text"), "{err}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -213,6 +214,15 @@ async fn walk(start: &str, flags: &[&str], pages: u64, items: u64) -> (Server, V
     assert_eq!(
         String::from_utf8_lossy(&exported.stdout).lines().count() as u64,
         items
+    );
+    // Every chain's last page says why the chain stopped.
+    let rows = v.rows();
+    let last = rows.last().expect("pages");
+    assert!(
+        last.message
+            .as_deref()
+            .is_some_and(|m| m.starts_with("pagination ")),
+        "{start}: the last page has no stop reason: {last:?}"
     );
     (server, v)
 }

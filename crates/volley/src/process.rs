@@ -268,6 +268,16 @@ pub fn process(
             None
         }
     };
+    if next.is_none() && out.note.is_none() {
+        out.note = Some(match paginate {
+            Paginate::Link => "pagination ended: no Link rel=\"next\" on this page".into(),
+            Paginate::JsonNext(pointer) => {
+                format!("pagination ended: no next-page URL at {pointer}")
+            }
+            Paginate::Cursor { pointer, .. } => format!("pagination ended: no cursor at {pointer}"),
+            Paginate::Page(_) | Paginate::Offset(_) => "pagination ended".into(),
+        });
+    }
     out.next = next;
     Ok(out)
 }
