@@ -64,7 +64,7 @@ http {
     uwsgi_temp_path $work/tmp/uwsgi;
     scgi_temp_path $work/tmp/scgi;
     server {
-        listen 127.0.0.1:$port;
+        listen ${NGINX_LISTEN:-127.0.0.1:$port};
         root $root;
         location = /tiny { return 200 "ok\n"; }
     }

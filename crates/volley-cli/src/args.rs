@@ -138,6 +138,10 @@ pub struct FetchArgs {
     #[arg(long, value_parser = parse_duration, value_name = "DURATION")]
     pub timeout: Option<Duration>,
 
+    /// How long an idle connection is kept open for reuse: seconds, or with a unit [default: 5s].
+    #[arg(long, value_parser = parse_duration, value_name = "DURATION")]
+    pub idle_timeout: Option<Duration>,
+
     /// Time for the whole run; tasks without an outcome by then get `deadline` [default: no limit].
     #[arg(long, value_parser = parse_duration, value_name = "DURATION")]
     pub deadline: Option<Duration>,
@@ -204,7 +208,7 @@ pub struct FetchArgs {
 }
 
 /// The keys a config file may hold, besides `[hosts]`.
-const FILE_KEYS: [&str; 36] = [
+const FILE_KEYS: [&str; 37] = [
     "db",
     "job",
     "template",
@@ -225,6 +229,7 @@ const FILE_KEYS: [&str; 36] = [
     "connect-timeout",
     "read-timeout",
     "timeout",
+    "idle-timeout",
     "deadline",
     "retries",
     "backoff-base",
@@ -434,6 +439,11 @@ impl FetchArgs {
                 self.timeout,
                 file.get("timeout", parse_duration)?,
                 d.timeout,
+            ),
+            idle_timeout: pick(
+                self.idle_timeout,
+                file.get("idle-timeout", parse_duration)?,
+                d.idle_timeout,
             ),
             retries: pick(self.retries, file.get("retries", parse_number)?, d.retries),
             backoff_base: pick(

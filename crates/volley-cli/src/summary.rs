@@ -56,7 +56,12 @@ pub fn run_summary(job: &str, report: &RunReport) -> String {
     let hosts = report.busiest_hosts(5);
     if !hosts.is_empty() {
         let list: Vec<String> = hosts.iter().map(|(h, n)| format!("{h} {n}")).collect();
-        let _ = writeln!(out, "  hosts     {}", list.join(", "));
+        let _ = writeln!(
+            out,
+            "  hosts     {} (state held for at most {} hosts at once)",
+            list.join(", "),
+            report.hosts_peak
+        );
     }
     if report.interrupted {
         let _ = writeln!(out, "  run the same command again to resume");

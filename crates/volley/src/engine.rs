@@ -182,7 +182,10 @@ pub async fn fetch_job<S: Store>(
             return Err(e.into());
         }
     };
-    let scheduled = scheduler::run(&*store, job.id, &owner, shared, frontier).await;
+    let scheduled = scheduler::run(&*store, job.id, &owner, Arc::clone(&shared), frontier).await;
+    let hosts_peak = shared.hosts.peak();
+    // Shared holds an outcome sender: drop it, or the writer never ends.
+    drop(shared);
     // Every fetch task has ended, so every outcome sender is gone and the
     // writer drains its channel and ends.
     grace_timer.abort();
@@ -214,5 +217,6 @@ pub async fn fetch_job<S: Store>(
         interrupted: counts.unfinished() > 0 || !progress.ingest_complete.load(Ordering::Acquire),
         counts,
         elapsed: started.elapsed(),
+        hosts_peak,
     })
 }

@@ -27,8 +27,8 @@ use async_compression::tokio::bufread::{BrotliDecoder, GzipDecoder, ZlibDecoder,
 use bytes::{Bytes, BytesMut};
 use futures_util::TryStreamExt as _;
 use reqwest::header::{
-    ACCEPT_ENCODING, CONTENT_ENCODING, CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue,
-    RETRY_AFTER,
+    ACCEPT_ENCODING, CONNECTION, CONTENT_ENCODING, CONTENT_TYPE, HeaderMap, HeaderName,
+    HeaderValue, RETRY_AFTER,
 };
 use tokio::io::{AsyncRead, AsyncReadExt as _};
 use url::Url;
@@ -122,7 +122,7 @@ pub fn build_client(spec: &FetchSpec) -> Result<reqwest::Client, ClientError> {
         .redirect(redirect_policy(spec.max_redirects))
         .dns_resolver(std::sync::Arc::new(crate::dns::Resolver))
         .pool_max_idle_per_host(spec.per_host)
-        .pool_idle_timeout(Duration::from_secs(30))
+        .pool_idle_timeout(spec.idle_timeout)
         .http2_max_header_list_size(MAX_HEADER_BYTES)
         .tcp_nodelay(true)
         .build()
@@ -215,6 +215,12 @@ pub struct SaveTo<'a> {
 /// The body is saved only for responses that will not be retried (a status
 /// that is not 408/429/5xx-retryable); other bodies are hashed and dropped.
 ///
+/// `keep_alive: false` asks for the connection to be closed after the
+/// response (`Connection: close`, RFC 9112 §9.6): for the last task of a
+/// host in the window, whose connection would otherwise sit idle in the
+/// pool. With millions of hosts seen once each, that is what keeps open
+/// sockets bounded by the concurrency rather than by the hosts.
+///
 /// # Errors
 /// Only local failures that must stop the run: the body could not be
 /// written to disk. Every network outcome is an `Ok(Attempt)`.
@@ -226,12 +232,17 @@ pub async fn attempt(
     url: &Url,
     spec: &FetchSpec,
     save: Option<SaveTo<'_>>,
+    keep_alive: bool,
 ) -> io::Result<Attempt> {
     let start = Instant::now();
     let mut record = Attempt::new();
+    let mut request = client.get(url.clone());
+    if !keep_alive {
+        request = request.header(CONNECTION, HeaderValue::from_static("close"));
+    }
     let result = tokio::time::timeout(
         spec.timeout,
-        exchange(client, url, spec, save, start, &mut record),
+        exchange(request, spec, save, start, &mut record),
     )
     .await;
     record.elapsed_ms = millis(start.elapsed());
@@ -253,14 +264,13 @@ pub async fn attempt(
 struct Local(io::Error);
 
 async fn exchange(
-    client: &reqwest::Client,
-    url: &Url,
+    request: reqwest::RequestBuilder,
     spec: &FetchSpec,
     save: Option<SaveTo<'_>>,
     start: Instant,
     record: &mut Attempt,
 ) -> Result<(), Local> {
-    let response = match client.get(url.clone()).send().await {
+    let response = match request.send().await {
         Ok(r) => r,
         Err(e) => {
             fail(record, &e);

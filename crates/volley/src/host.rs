@@ -32,7 +32,8 @@
 //! budget of every URL on it.
 
 use std::collections::HashMap;
-use std::num::NonZeroU32;
+use std::num::{NonZeroU32, NonZeroUsize};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
@@ -55,6 +56,13 @@ pub const RATE_MARGIN: f64 = 1.02;
 pub const CONNECT_FAILURES_BEFORE_PAUSE: u32 = 3;
 /// Longest pause after connection failures.
 pub const MAX_CONNECT_PAUSE: Duration = Duration::from_secs(60);
+/// How long a host with no work is remembered after a 429 or 503 lowered
+/// its limits; after that it starts again from the configured ceilings.
+pub const REMEMBER_THROTTLING: Duration = Duration::from_secs(600);
+/// Parsed robots.txt rules kept for hosts whose state was dropped, most
+/// recently used first; a host evicted from this cache and seen again
+/// fetches its robots.txt again.
+pub const ROBOTS_CACHE_HOSTS: usize = 4096;
 
 /// The limits of one host: ceilings for adaptive throttling.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -254,9 +262,24 @@ struct State {
     paused_until: Option<Instant>,
     /// Connection failures in a row.
     connect_failures: u32,
+    /// The last 429 or 503, if any.
+    throttled_at: Option<Instant>,
 }
 
 impl State {
+    /// Whether this state must outlive the host's work: a pause not over
+    /// yet, or limits lowered by throttling within [`REMEMBER_THROTTLING`].
+    /// A token bucket need not be kept: a new one starts "just used", so a
+    /// host forgotten and seen again waits a whole period, never less.
+    fn worth_keeping(&self, ceiling: usize, now: Instant) -> bool {
+        let lowered = self.rate_factor < 1.0 || self.allowed < ceiling;
+        self.paused_until.is_some_and(|t| t > now)
+            || (lowered
+                && self
+                    .throttled_at
+                    .is_some_and(|t| now.saturating_duration_since(t) < REMEMBER_THROTTLING))
+    }
+
     /// Pauses the host for `d` from now; a longer pause already set stays.
     fn extend_pause(&mut self, d: Duration) {
         let until = Instant::now() + d;
@@ -274,6 +297,8 @@ pub struct Host {
     gate: Arc<Semaphore>,
     state: Mutex<State>,
     limiter: Mutex<Option<Arc<DefaultDirectRateLimiter>>>,
+    /// Tasks of the window on this host (see [`HostTask`]).
+    tasks: AtomicUsize,
     /// The host's robots.txt rules, fetched once (`--respect-robots`).
     pub robots: OnceCell<Arc<Robots>>,
 }
@@ -293,8 +318,10 @@ impl Host {
                 limiter_rate: None,
                 paused_until: None,
                 connect_failures: 0,
+                throttled_at: None,
             }),
             limiter: Mutex::new(None),
+            tasks: AtomicUsize::new(0),
             robots: OnceCell::new(),
         };
         host.rebuild_limiter(&mut host.lock());
@@ -304,6 +331,20 @@ impl Host {
     /// The host name.
     pub fn name(&self) -> &str {
         &self.name
+    }
+
+    /// Tasks of the window on this host now.
+    pub fn tasks(&self) -> usize {
+        self.tasks.load(Ordering::Acquire)
+    }
+
+    /// Caps the host's rate at the `Crawl-delay` of its robots.txt rules.
+    pub fn obey_crawl_delay(&self, robots: &Robots) {
+        if let Some(delay) = robots.crawl_delay() {
+            self.cap_rate(Rate {
+                per_sec: 1.0 / delay.as_secs_f64(),
+            });
+        }
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
@@ -350,6 +391,7 @@ impl Host {
             }
             Feedback::Throttled { pause } => {
                 st.connect_failures = 0;
+                st.throttled_at = Some(Instant::now());
                 self.decrease(&mut st);
                 if let Some(pause) = pause {
                     st.extend_pause(pause);
@@ -465,13 +507,46 @@ impl Drop for Slot {
     }
 }
 
-/// All hosts of a run, created on first use.
+/// A task's hold on its host: counts the task in [`Host::tasks`] while it
+/// lives, so the host's state is kept while it has work in the window.
 #[derive(Debug)]
+pub struct HostTask(Arc<Host>);
+
+impl std::ops::Deref for HostTask {
+    type Target = Arc<Host>;
+
+    fn deref(&self) -> &Arc<Host> {
+        &self.0
+    }
+}
+
+impl Drop for HostTask {
+    fn drop(&mut self) {
+        self.0.tasks.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// The hosts of a run: those with work in the window, and those whose state
+/// must outlive their work (see [`Hosts::prune`]). Their number is bounded
+/// by the window and by recent throttling, not by the hosts a job names.
 pub struct Hosts {
     policy: Policy,
     global: Arc<Semaphore>,
     global_rate: Option<DefaultDirectRateLimiter>,
     map: Mutex<HashMap<Box<str>, Arc<Host>>>,
+    /// robots.txt rules of hosts whose state was dropped.
+    robots: Mutex<lru::LruCache<Box<str>, Arc<Robots>>>,
+    /// The most hosts held at once.
+    peak: AtomicUsize,
+}
+
+impl std::fmt::Debug for Hosts {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Hosts")
+            .field("held", &self.len())
+            .field("peak", &self.peak())
+            .finish_non_exhaustive()
+    }
 }
 
 impl Hosts {
@@ -484,19 +559,38 @@ impl Hosts {
             global: Arc::new(Semaphore::new(concurrency)),
             global_rate,
             map: Mutex::new(HashMap::new()),
+            robots: Mutex::new(lru::LruCache::new(
+                std::num::NonZeroUsize::new(ROBOTS_CACHE_HOSTS).unwrap_or(NonZeroUsize::MIN),
+            )),
+            peak: AtomicUsize::new(0),
         }
     }
 
     /// The state of `key` (host, with its port if not the default), created
-    /// with the policy limits of `host_name` on `port` if new.
-    pub fn host(&self, key: &str, host_name: &str, port: u16) -> Arc<Host> {
+    /// with the policy limits of `host_name` on `port` if new, for one task
+    /// of the window: the host is held while the returned [`HostTask`] lives.
+    pub fn host(&self, key: &str, host_name: &str, port: u16) -> HostTask {
         let mut map = self.map.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Some(host) = map.get(key) {
-            return Arc::clone(host);
-        }
-        let host = Arc::new(Host::new(key, self.policy.limits_for(host_name, port)));
-        map.insert(key.into(), Arc::clone(&host));
-        host
+        let host = match map.get(key) {
+            Some(host) => Arc::clone(host),
+            None => {
+                let host = Arc::new(Host::new(key, self.policy.limits_for(host_name, port)));
+                let remembered = self
+                    .robots
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .pop(key);
+                if let Some(robots) = remembered {
+                    host.obey_crawl_delay(&robots);
+                    let _ = host.robots.set(robots);
+                }
+                map.insert(key.into(), Arc::clone(&host));
+                self.peak.fetch_max(map.len(), Ordering::Relaxed);
+                host
+            }
+        };
+        host.tasks.fetch_add(1, Ordering::AcqRel);
+        HostTask(host)
     }
 
     /// Waits until `host` may receive a request; see the module docs.
@@ -529,24 +623,32 @@ impl Hosts {
         }
     }
 
-    /// Forgets hosts that nobody uses and that hold no state worth keeping
-    /// (no pause, no lowered limits, no robots.txt rules).
+    /// Drops the state of hosts with no work in the window and nothing worth
+    /// keeping (no pause to wait out, no limits lowered by recent
+    /// throttling). Their robots.txt rules move to a cache of
+    /// [`ROBOTS_CACHE_HOSTS`] hosts, so a host seen again obeys them without
+    /// fetching robots.txt again.
     pub fn prune(&self) {
         let now = Instant::now();
         let mut map = self.map.lock().unwrap_or_else(PoisonError::into_inner);
-        map.retain(|_, host| {
-            if Arc::strong_count(host) > 1 || host.robots.initialized() {
-                return true;
+        let mut robots = self.robots.lock().unwrap_or_else(PoisonError::into_inner);
+        map.retain(|key, host| {
+            let keep = host.tasks() > 0
+                || Arc::strong_count(host) > 1
+                || host.lock().worth_keeping(host.limits.concurrency, now);
+            if !keep && let Some(rules) = host.robots.get() {
+                robots.put(key.clone(), Arc::clone(rules));
             }
-            let st = host.lock();
-            st.paused_until.is_some_and(|t| t > now)
-                || st.allowed < host.limits.concurrency
-                || st.rate_factor < 1.0
-                || st.connect_failures > 0
+            keep
         });
     }
 
-    /// Hosts known now.
+    /// The most hosts held at once in this run.
+    pub fn peak(&self) -> usize {
+        self.peak.load(Ordering::Relaxed)
+    }
+
+    /// Hosts held now.
     pub fn len(&self) -> usize {
         self.map
             .lock()

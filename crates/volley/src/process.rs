@@ -481,9 +481,10 @@ mod tests {
             br#"{"meta":{"total":41}}"#,
         )
         .expect("processes");
+        // In the order the --extract flags gave them.
         assert_eq!(
             p.extracted.as_deref(),
-            Some(r#"{"missing":null,"total":41}"#)
+            Some(r#"{"total":41,"missing":null}"#)
         );
     }
 

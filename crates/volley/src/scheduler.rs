@@ -52,7 +52,7 @@ use crate::outcome::{AttemptRecord, Class, NextPage, Outcome, now_ms};
 use crate::process;
 use crate::retry::{Backoff, Decision};
 use crate::robots::{self, Robots};
-use crate::spec::{FetchSpec, Rate, SpecError};
+use crate::spec::{FetchSpec, SpecError};
 use crate::stats::Progress;
 use crate::store::{LeasedTask, Store};
 use crate::writer::Finished;
@@ -109,7 +109,7 @@ pub(crate) struct Shared {
     pub stop: CancellationToken,
     pub abandon: CancellationToken,
     pub deadline: CancellationToken,
-    hosts: Hosts,
+    pub hosts: Hosts,
 }
 
 impl Shared {
@@ -333,7 +333,8 @@ async fn run_task(
                 () = shared.deadline.cancelled() => {
                     return send(&shared, deadline_outcome(attempts, history), host_name).await;
                 }
-                result = fetch::attempt(&shared.client, &url, &shared.spec, save) => result,
+                // The host's last task in the window closes its connection.
+                result = fetch::attempt(&shared.client, &url, &shared.spec, save, host.tasks() > 1) => result,
             }
         };
         drop(slot);
@@ -500,11 +501,7 @@ async fn fetch_robots(shared: &Shared, host: &Arc<Host>, url: &Url) -> Arc<Robot
         match result {
             Ok((status, body)) if (200..300).contains(&status) => {
                 let robots = Robots::parse(agent, &body);
-                if let Some(delay) = robots.crawl_delay() {
-                    host.cap_rate(Rate {
-                        per_sec: 1.0 / delay.as_secs_f64(),
-                    });
-                }
+                host.obey_crawl_delay(&robots);
                 return Arc::new(robots);
             }
             Ok((status, _)) if (400..500).contains(&status) => return Arc::new(Robots::AllowAll),

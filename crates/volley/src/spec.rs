@@ -31,6 +31,9 @@ pub struct FetchSpec {
     pub read_timeout: Duration,
     /// Time allowed for one whole attempt: connect, headers and body.
     pub timeout: Duration,
+    /// How long an idle pooled connection is kept for reuse before it is
+    /// closed.
+    pub idle_timeout: Duration,
     /// Retries after the first attempt, for failures that can succeed later
     /// (see [`crate::retry`]).
     pub retries: u32,
@@ -89,6 +92,7 @@ impl Default for FetchSpec {
             connect_timeout: Duration::from_secs(10),
             read_timeout: Duration::from_secs(30),
             timeout: Duration::from_secs(60),
+            idle_timeout: Duration::from_secs(5),
             retries: 3,
             backoff_base: Duration::from_millis(500),
             backoff_max: Duration::from_secs(30),
@@ -153,6 +157,7 @@ impl FetchSpec {
             ("--connect-timeout", self.connect_timeout),
             ("--read-timeout", self.read_timeout),
             ("--timeout", self.timeout),
+            ("--idle-timeout", self.idle_timeout),
         ] {
             if d.is_zero() {
                 return Err(SpecError::ZeroDuration(name));

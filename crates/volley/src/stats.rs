@@ -10,9 +10,11 @@ use hdrhistogram::Histogram;
 use crate::outcome::{Class, Outcome};
 use crate::store::JobCounts;
 
-/// Hosts counted individually in a run's report; outcomes of further hosts
-/// are left out of the per-host table (but counted everywhere else).
-pub const MAX_HOSTS_TRACKED: usize = 100_000;
+/// Hosts counted individually in a run's report. When more are seen, the
+/// half with the fewest outcomes is dropped, so memory stays flat however
+/// many hosts a job names, and the busiest hosts keep exact counts (a host
+/// dropped and seen again counts again from 1).
+pub const MAX_HOSTS_TRACKED: usize = 2048;
 
 /// Live counters of a run, updated by the engine and read by displays.
 /// Counts cover the whole job (earlier runs included) unless noted.
@@ -126,9 +128,27 @@ impl Tally {
         self.bytes += outcome.bytes.unwrap_or(0);
         if let Some(n) = self.by_host.get_mut(host) {
             *n += 1;
-        } else if self.by_host.len() < MAX_HOSTS_TRACKED {
-            self.by_host.insert(host.into(), 1);
+            return;
         }
+        if self.by_host.len() >= MAX_HOSTS_TRACKED {
+            self.keep_busiest_half();
+        }
+        self.by_host.insert(host.into(), 1);
+    }
+
+    /// Drops the half of the hosts with the fewest outcomes (amortised over
+    /// the `MAX_HOSTS_TRACKED / 2` new hosts it makes room for).
+    fn keep_busiest_half(&mut self) {
+        let mut counts: Vec<u64> = self.by_host.values().copied().collect();
+        let keep = MAX_HOSTS_TRACKED / 2;
+        let (_, cut, _) = counts.select_nth_unstable_by(keep, |a, b| b.cmp(a));
+        let cut = *cut;
+        let mut room = self.by_host.len() - keep;
+        self.by_host.retain(|_, n| {
+            let drop = *n <= cut && room > 0;
+            room -= usize::from(drop);
+            !drop
+        });
     }
 }
 
@@ -143,6 +163,8 @@ pub struct RunReport {
     pub elapsed: Duration,
     /// Whether the run was stopped before the job finished.
     pub interrupted: bool,
+    /// The most hosts whose politeness state was held at once.
+    pub hosts_peak: usize,
 }
 
 impl RunReport {
@@ -190,6 +212,7 @@ mod tests {
             counts: JobCounts::default(),
             elapsed: Duration::from_secs(2),
             interrupted: false,
+            hosts_peak: 3,
         };
         assert_eq!(report.busiest_hosts(2), [("b", 3), ("a", 2)]);
         assert_eq!(report.tally.by_class[&Class::Ok], 6);
@@ -197,5 +220,22 @@ mod tests {
         assert!((report.requests_per_sec() - 3.0).abs() < 1e-9);
         let p50 = report.latency_ms(0.5).expect("latencies recorded");
         assert!((30..=31).contains(&p50), "p50 {p50}");
+    }
+
+    #[test]
+    fn the_host_table_stays_bounded_and_keeps_the_busiest() {
+        let mut tally = Tally::default();
+        let o = Outcome::new(1, Class::Ok);
+        for round in 0..5 {
+            for _ in 0..3 {
+                tally.add_fetched(&o, "busy");
+            }
+            for i in 0..100_000 {
+                tally.add_fetched(&o, &format!("once-{round}-{i}"));
+            }
+            assert!(tally.by_host.len() <= MAX_HOSTS_TRACKED);
+        }
+        assert_eq!(tally.by_host.get("busy"), Some(&15));
+        assert_eq!(tally.fetched, 500_015);
     }
 }
