@@ -835,12 +835,89 @@ mod tests {
     }
 
     #[test]
-    fn prune_keeps_hosts_with_state() {
+    fn prune_keeps_hosts_with_work_or_state_and_drops_the_rest() {
         let h = hosts(4, None, &[]);
+        let busy = h.host("busy", "busy", 80);
         h.host("idle", "idle", 80);
         h.host("throttled", "throttled", 80)
             .feedback(Feedback::Throttled { pause: None });
+        h.host("failing", "failing", 80)
+            .feedback(Feedback::ConnectFailed);
         h.prune();
-        assert_eq!(h.len(), 1);
+        assert_eq!(h.len(), 2, "busy (a task) and throttled (lowered limits)");
+        assert_eq!(busy.tasks(), 1);
+        drop(busy);
+        h.prune();
+        assert_eq!(h.len(), 1, "only the throttled host is remembered");
+        assert_eq!(h.peak(), 4);
+    }
+
+    #[test]
+    fn a_forgotten_host_seen_again_waits_out_its_rate() {
+        let h = hosts(4, Some(10.0), &[]);
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+            .expect("runtime");
+        rt.block_on(async {
+            let first = h.host("a", "a", 80);
+            drop(h.acquire(&first).await.expect("slot"));
+            let started = std::time::Instant::now();
+            drop(first);
+            h.prune();
+            assert_eq!(h.len(), 0, "nothing to remember: dropped");
+            let again = h.host("a", "a", 80);
+            drop(h.acquire(&again).await.expect("slot"));
+            // 10/s with the margin: 102 ms after the new bucket was made,
+            // which was after the first request.
+            let gap = started.elapsed();
+            assert!(gap >= Duration::from_millis(100), "{gap:?}");
+        });
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_forgotten_host_seen_again_keeps_its_retry_after_pause() {
+        let h = hosts(4, None, &[]);
+        let a = h.host("a", "a", 80);
+        a.feedback(Feedback::Throttled {
+            pause: Some(Duration::from_secs(30)),
+        });
+        let until = a.paused_until().expect("paused");
+        drop(a);
+        h.prune();
+        let again = h.host("a", "a", 80);
+        assert_eq!(
+            again.paused_until(),
+            Some(until),
+            "the pause outlives the work"
+        );
+        let start = Instant::now();
+        drop(h.acquire(&again).await.expect("slot"));
+        assert!(start.elapsed() >= Duration::from_secs(29));
+        drop(again);
+        // Once the pause is over and the throttling old, it is forgotten.
+        tokio::time::advance(REMEMBER_THROTTLING).await;
+        h.prune();
+        assert_eq!(h.len(), 0);
+    }
+
+    #[test]
+    fn a_forgotten_host_seen_again_obeys_its_robots_txt() {
+        let h = hosts(4, None, &[]);
+        let a = h.host("a", "a", 80);
+        let rules = Arc::new(Robots::parse(
+            "volley",
+            b"User-agent: *\nDisallow: /private\nCrawl-delay: 2\n",
+        ));
+        a.obey_crawl_delay(&rules);
+        assert!(a.robots.set(rules).is_ok());
+        drop(a);
+        h.prune();
+        assert_eq!(h.len(), 0, "the state goes, the rules stay in the cache");
+        let again = h.host("a", "a", 80);
+        let robots = again.robots.get().expect("rules remembered");
+        let private = url::Url::parse("http://a/private/x").expect("url");
+        assert!(robots.check(&private).is_err());
+        assert_eq!(again.rate_now(), Some(0.5), "Crawl-delay 2 s caps the rate");
     }
 }

@@ -109,6 +109,32 @@ impl Server {
         Server { addr, seen }
     }
 
+    /// Starts a server that answers on every loopback address (127.0.0.0/8)
+    /// at one free port: the wildcard address, bound to the `lo` device so
+    /// that nothing from outside the machine reaches it (needs root, as CI
+    /// and this project's machines are). [`Server::url`] names 127.0.0.1;
+    /// any 127.x.y.z reaches the same server.
+    pub async fn start_on_all_loopback() -> Server {
+        let seen = Arc::new(Seen::default());
+        let socket = tokio::net::TcpSocket::new_v4().expect("a TCP socket");
+        socket
+            .bind_device(Some(b"lo"))
+            .expect("bind the socket to the loopback device (SO_BINDTODEVICE needs root)");
+        socket
+            .bind(SocketAddr::from(([0, 0, 0, 0], 0)))
+            .expect("bind a port");
+        let port = socket.local_addr().expect("address").port();
+        let listener = socket.listen(4096).expect("listen");
+        let app = app(&seen);
+        tokio::spawn(async move {
+            axum::serve(listener, app).await.expect("test server runs");
+        });
+        Server {
+            addr: SocketAddr::from(([127, 0, 0, 1], port)),
+            seen,
+        }
+    }
+
     /// Starts the same routes over TLS (ALPN offers `h2` and `http/1.1`)
     /// with a fresh self-signed certificate for `127.0.0.1` and `localhost`.
     /// Returns the server and the certificate as PEM, for `--ca-cert`.
