@@ -178,6 +178,10 @@ pub struct FetchArgs {
     #[arg(long = "ca-cert", value_name = "FILE")]
     pub ca_certs: Vec<PathBuf>,
 
+    /// Name server to ask instead of the system's, as IP or IP:PORT (port 53 by default); repeatable.
+    #[arg(long = "dns-server", value_parser = parse_dns_server, value_name = "ADDR")]
+    pub dns_servers: Vec<std::net::SocketAddr>,
+
     /// Save bodies under DIR, named by their SHA-256 (DIR/ab/abcd…); otherwise bodies are hashed and dropped.
     #[arg(long, value_name = "DIR")]
     pub save_bodies: Option<PathBuf>,
@@ -208,7 +212,7 @@ pub struct FetchArgs {
 }
 
 /// The keys a config file may hold, besides `[hosts]`.
-const FILE_KEYS: [&str; 37] = [
+const FILE_KEYS: [&str; 38] = [
     "db",
     "job",
     "template",
@@ -239,6 +243,7 @@ const FILE_KEYS: [&str; 37] = [
     "header",
     "user-agent",
     "ca-cert",
+    "dns-server",
     "save-bodies",
     "max-body",
     "max-decompression-ratio",
@@ -402,6 +407,14 @@ impl FetchArgs {
         } else {
             self.headers.clone()
         };
+        let dns_servers = if self.dns_servers.is_empty() {
+            file.list("dns-server")?
+                .iter()
+                .map(|s| parse_dns_server(s).map_err(|e| format!("{}: dns-server: {e}", file.path)))
+                .collect::<Result<_, _>>()?
+        } else {
+            self.dns_servers.clone()
+        };
         let ca_certs = if self.ca_certs.is_empty() {
             file.list("ca-cert")?
                 .into_iter()
@@ -473,6 +486,7 @@ impl FetchArgs {
                 DEFAULT_USER_AGENT.to_owned(),
             ),
             ca_certs,
+            dns_servers,
             save_bodies: self
                 .save_bodies
                 .clone()
@@ -681,6 +695,17 @@ fn parse_extract(text: &str) -> Result<(String, String), String> {
             "--extract '{text}': write NAME=/json/pointer, e.g. total=/meta/total"
         )),
     }
+}
+
+/// `IP` or `IP:PORT` (port 53 when not given) for `--dns-server`.
+fn parse_dns_server(text: &str) -> Result<std::net::SocketAddr, String> {
+    let text = text.trim();
+    text.parse::<std::net::SocketAddr>()
+        .or_else(|_| {
+            text.parse::<std::net::IpAddr>()
+                .map(|ip| std::net::SocketAddr::new(ip, 53))
+        })
+        .map_err(|_| format!("'{text}' is not an IP address or IP:PORT, e.g. 127.0.0.1:5353"))
 }
 
 fn parse_header_arg(text: &str) -> Result<(String, String), String> {

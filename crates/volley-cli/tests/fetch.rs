@@ -270,6 +270,33 @@ async fn the_class_of_a_failure_does_not_depend_on_words_in_the_url() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn resolves_names_through_the_given_dns_server_and_classifies_failures_as_dns() {
+    let dns = support::Dns::start().await;
+    let server = Server::start().await;
+    let port = server.addr.port();
+    let mut urls = vec![format!("http://www.volley.test:{port}/ok/1")];
+    // Names that do not exist, some with words of other failures in them.
+    for word in ["plain", "tls", "refused", "timeout", "reset"] {
+        urls.push(format!("http://{word}.gone.test:{port}/ok/{word}"));
+    }
+    let v = Volley::new();
+    let server_arg = dns.addr.to_string();
+    v.fetch_ok(&urls, &["--dns-server", &server_arg, "--retries", "2"])
+        .await;
+    let ok = v.row(1);
+    assert_eq!((ok.class.as_str(), ok.status), ("ok", Some(200)), "{ok:?}");
+    for line in 2..=6 {
+        let row = v.row(line);
+        assert_eq!(
+            (row.class.as_str(), row.attempts),
+            ("dns", 1),
+            "a name that does not exist is dns, not retried: {row:?}"
+        );
+    }
+    assert_eq!(server.total(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn follows_redirects_up_to_the_cap_and_records_the_final_url() {
     let server = Server::start().await;
     let v = Volley::new();

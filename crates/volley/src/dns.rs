@@ -1,18 +1,31 @@
-//! Name resolution for the shared client, with failures that say so.
+//! Name resolution for the shared client: asynchronous, cached, bounded,
+//! with failures that say so.
 //!
-//! The client resolves host names through [`Resolver`] rather than its
-//! built-in resolver, so that a failed lookup reaches the classifier as a
-//! typed [`DnsError`] in the error's source chain. [`crate::fetch::classify`]
-//! finds it there by type: the `dns` class never depends on the words of an
-//! error message (which contain the URL, and so user data).
+//! With many hosts, resolution is on the critical path: a blocking
+//! `getaddrinfo` per host ties up a thread of the blocking pool for as long
+//! as the name server takes. [`Resolver`] uses hickory-resolver instead: an
+//! asynchronous stub resolver reading `/etc/resolv.conf` and `/etc/hosts`
+//! (or the name servers given with `--dns-server`), with a cache of at most
+//! [`CACHE_ENTRIES`] answers, each kept no longer than its TTL. Where the
+//! system configuration cannot be read, it falls back to the system's
+//! `getaddrinfo` on tokio's blocking pool.
 //!
-//! Lookups run the system resolver (`getaddrinfo`, which reads
-//! `/etc/hosts` and `/etc/resolv.conf`) on tokio's blocking pool. IP-literal
-//! URLs never reach a resolver: the client connects to them directly.
+//! A failed lookup reaches the classifier as a typed [`DnsError`] in the
+//! error's source chain, so [`crate::fetch::classify`] finds it by type: the
+//! `dns` class never depends on the words of an error message (which contain
+//! the URL, and so user data). IP-literal URLs never reach a resolver: the
+//! client connects to them directly.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 
+use hickory_resolver::TokioResolver;
+use hickory_resolver::config::{LookupIpStrategy, NameServerConfig, ResolverConfig};
+use hickory_resolver::net::runtime::TokioRuntimeProvider;
 use reqwest::dns::{Addrs, Name, Resolve, Resolving};
+
+/// Most answers the resolver caches (positive and negative).
+pub const CACHE_ENTRIES: u64 = 4096;
 
 /// A host name that did not resolve to any address.
 #[derive(Debug, thiserror::Error)]
@@ -24,36 +37,113 @@ pub struct DnsError {
     pub reason: String,
 }
 
-/// The client's resolver: the system's, with typed failures.
-#[derive(Debug, Default, Clone, Copy)]
-pub struct Resolver;
+/// The resolver could not be set up from the given name servers.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot set up DNS resolution: {0}")]
+pub struct DnsSetupError(String);
+
+/// The client's resolver; see the module docs.
+#[derive(Clone)]
+pub struct Resolver {
+    backend: Backend,
+}
+
+#[derive(Clone)]
+enum Backend {
+    Hickory(Arc<TokioResolver>),
+    System,
+}
+
+impl std::fmt::Debug for Resolver {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self.backend {
+            Backend::Hickory(_) => "Resolver(hickory)",
+            Backend::System => "Resolver(getaddrinfo)",
+        })
+    }
+}
+
+impl Resolver {
+    /// A resolver asking `servers` (UDP, then TCP for long answers), or the
+    /// system's name servers when `servers` is empty.
+    ///
+    /// # Errors
+    /// [`DnsSetupError`] when the resolver cannot be built from `servers`.
+    pub fn new(servers: &[SocketAddr]) -> Result<Resolver, DnsSetupError> {
+        let provider = TokioRuntimeProvider::default();
+        let mut builder = if servers.is_empty() {
+            match TokioResolver::builder_tokio() {
+                Ok(builder) => builder,
+                Err(e) => {
+                    tracing::warn!(
+                        "cannot read the system DNS configuration ({e}); using getaddrinfo"
+                    );
+                    return Ok(Resolver {
+                        backend: Backend::System,
+                    });
+                }
+            }
+        } else {
+            let name_servers = servers
+                .iter()
+                .map(|addr| {
+                    let mut server = NameServerConfig::udp_and_tcp(addr.ip());
+                    for connection in &mut server.connections {
+                        connection.port = addr.port();
+                    }
+                    server
+                })
+                .collect();
+            let config = ResolverConfig::from_name_servers(name_servers);
+            TokioResolver::builder_with_config(config, provider)
+        };
+        let options = builder.options_mut();
+        options.cache_size = CACHE_ENTRIES;
+        options.ip_strategy = LookupIpStrategy::Ipv4AndIpv6;
+        let resolver = builder.build().map_err(|e| DnsSetupError(e.to_string()))?;
+        Ok(Resolver {
+            backend: Backend::Hickory(Arc::new(resolver)),
+        })
+    }
+
+    /// Resolves `host` to its addresses (port 0).
+    ///
+    /// # Errors
+    /// [`DnsError`] when the name does not resolve, or resolves to nothing.
+    pub async fn lookup(&self, host: &str) -> Result<Vec<SocketAddr>, DnsError> {
+        let fail = |reason: String| DnsError {
+            name: host.to_owned(),
+            reason,
+        };
+        let addrs: Vec<SocketAddr> = match &self.backend {
+            Backend::Hickory(resolver) => resolver
+                .lookup_ip(host)
+                .await
+                .map_err(|e| fail(e.to_string()))?
+                .iter()
+                .map(|ip| SocketAddr::new(ip, 0))
+                .collect(),
+            Backend::System => tokio::net::lookup_host((host, 0))
+                .await
+                .map_err(|e| fail(e.to_string()))?
+                .collect(),
+        };
+        if addrs.is_empty() {
+            return Err(fail("no addresses".into()));
+        }
+        Ok(addrs)
+    }
+}
 
 impl Resolve for Resolver {
     fn resolve(&self, name: Name) -> Resolving {
+        let resolver = self.clone();
         let host = name.as_str().to_owned();
         Box::pin(async move {
-            // Port 0: the client puts the URL's port in.
-            let found = tokio::net::lookup_host((host.as_str(), 0))
-                .await
-                .map(Iterator::collect::<Vec<SocketAddr>>);
-            let addrs = match found {
-                Ok(addrs) => addrs,
-                Err(e) => {
-                    return Err(Box::new(DnsError {
-                        name: host,
-                        reason: e.to_string(),
-                    })
-                        as Box<dyn std::error::Error + Send + Sync>);
-                }
-            };
-            if addrs.is_empty() {
-                return Err(Box::new(DnsError {
-                    name: host,
-                    reason: "no addresses".into(),
-                })
-                    as Box<dyn std::error::Error + Send + Sync>);
+            match resolver.lookup(&host).await {
+                Ok(addrs) => Ok(Box::new(addrs.into_iter()) as Addrs),
+                Err(e) => Err(Box::new(e) as Box<dyn std::error::Error + Send + Sync>),
             }
-            Ok(Box::new(addrs.into_iter()) as Addrs)
         })
     }
 }

@@ -72,6 +72,9 @@ pub enum ClientError {
         /// The parse error.
         source: reqwest::Error,
     },
+    /// The DNS resolver could not be set up.
+    #[error(transparent)]
+    Dns(#[from] crate::dns::DnsSetupError),
     /// The TLS or connection set-up failed.
     #[error("cannot build the HTTP client: {0}")]
     Build(reqwest::Error),
@@ -120,7 +123,7 @@ pub fn build_client(spec: &FetchSpec) -> Result<reqwest::Client, ClientError> {
         .connect_timeout(spec.connect_timeout)
         .read_timeout(spec.read_timeout)
         .redirect(redirect_policy(spec.max_redirects))
-        .dns_resolver(std::sync::Arc::new(crate::dns::Resolver))
+        .dns_resolver(Arc::new(crate::dns::Resolver::new(&spec.dns_servers)?))
         .pool_max_idle_per_host(spec.per_host)
         .pool_idle_timeout(spec.idle_timeout)
         .http2_max_header_list_size(MAX_HEADER_BYTES)

@@ -53,6 +53,8 @@ pub struct FetchSpec {
     /// PEM files of extra certificate authorities to trust, besides the
     /// system's (for internal or test servers).
     pub ca_certs: Vec<PathBuf>,
+    /// Name servers to ask instead of the system's (`/etc/resolv.conf`).
+    pub dns_servers: Vec<std::net::SocketAddr>,
     /// Where to save bodies, named by SHA-256; `None` hashes and drops them.
     pub save_bodies: Option<PathBuf>,
     /// Largest decoded body read, in bytes; past it the outcome is
@@ -101,6 +103,7 @@ impl Default for FetchSpec {
             headers: Vec::new(),
             user_agent: DEFAULT_USER_AGENT.to_owned(),
             ca_certs: Vec::new(),
+            dns_servers: Vec::new(),
             save_bodies: None,
             max_body_bytes: None,
             max_decompression_ratio: 200,

@@ -636,6 +636,70 @@ async fn echo(State(seen): State<Arc<Seen>>, headers: HeaderMap) -> &'static str
     "echo"
 }
 
+/// A real DNS server on loopback: Debian's dnsmasq (package dnsmasq-base,
+/// which `.ci/run` installs), answering `*.volley.test` with 127.0.0.1 and
+/// NXDOMAIN for `*.gone.test`, and nothing else (no upstream, no hosts
+/// file). Stopped when dropped.
+pub struct Dns {
+    pub addr: SocketAddr,
+    child: tokio::process::Child,
+}
+
+impl Dns {
+    pub async fn start() -> Dns {
+        use tokio::io::AsyncBufReadExt as _;
+        let port = std::net::UdpSocket::bind("127.0.0.1:0")
+            .and_then(|s| s.local_addr())
+            .expect("a free UDP port")
+            .port();
+        let mut child = tokio::process::Command::new("dnsmasq")
+            .args([
+                "--keep-in-foreground",
+                "--conf-file=/dev/null",
+                "--no-resolv",
+                "--no-hosts",
+                "--bind-interfaces",
+                "--listen-address=127.0.0.1",
+                "--user=root",
+                "--pid-file=",
+                "--log-facility=-",
+                "--address=/volley.test/127.0.0.1",
+                "--address=/gone.test/",
+            ])
+            .arg(format!("--port={port}"))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("dnsmasq runs (apt-get install dnsmasq-base)");
+        // dnsmasq logs "started" once it listens.
+        let stderr = child.stderr.take().expect("dnsmasq's stderr");
+        let mut lines = tokio::io::BufReader::new(stderr).lines();
+        let started = tokio::time::timeout(Duration::from_secs(10), async {
+            while let Ok(Some(line)) = lines.next_line().await {
+                if line.contains("started") {
+                    return true;
+                }
+            }
+            false
+        })
+        .await;
+        assert_eq!(started, Ok(true), "dnsmasq did not start");
+        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+        Dns {
+            addr: SocketAddr::from(([127, 0, 0, 1], port)),
+            child,
+        }
+    }
+}
+
+impl Drop for Dns {
+    fn drop(&mut self) {
+        let _ = self.child.start_kill();
+    }
+}
+
 /// A throwaway directory with a database, and the real `volley` binary.
 pub struct Volley {
     pub dir: tempfile::TempDir,
