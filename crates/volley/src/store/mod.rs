@@ -17,15 +17,18 @@
 //!   mid-ingest resumes at the first uncommitted line. Lines that need no
 //!   fetch (invalid URLs, repeats of an earlier URL) get their outcome in the
 //!   same transaction as their task.
-//! * **Lease** moves a page of pending tasks to `leased` in one statement.
-//!   The frontier lives here, not in memory: the engine holds only the
-//!   leased page.
+//! * **Lease** hands a page of pending tasks to a run. The frontier lives
+//!   here, not in memory: the engine holds only the leased page. Where
+//!   several processes share a database, a lease is a write that moves the
+//!   tasks to `leased`; with SQLite, whose run lock admits one process, the
+//!   lease is kept in memory and the tasks stay `pending` until recorded
+//!   ([`sqlite::SqliteStore`]).
 //! * **Record** inserts an outcome and moves its task from `leased` to `done`
 //!   or `failed` in the *same transaction*, together with the page's items
 //!   and the task for the next page of its pagination chain. A crash can
 //!   therefore never lose a chain's next page, nor create it twice. `outcomes.task_id` is the primary
-//!   key, so a second outcome for a task cannot exist, and a task that is not
-//!   leased cannot be recorded.
+//!   key, so a second outcome for a task cannot exist, and a task that is
+//!   already final cannot be recorded again.
 //! * **Reclaim**: a run that stops without recording a leased task (Ctrl-C
 //!   after the grace period, kill -9, a crash) leaves it `leased`. The next
 //!   run of the job returns such tasks to `pending` before it leases

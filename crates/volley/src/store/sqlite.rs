@@ -49,8 +49,16 @@ fn connect(path: &Path) -> Result<Connection, StoreError> {
 
 /// The SQLite [`Store`] used by a run. Holds the database's run lock for as
 /// long as it lives.
+///
+/// Leases live in memory: the run lock already makes this process the only
+/// one working on the database, so handing a task out needs no write. The
+/// store remembers, per job, the last task id handed out; tasks it holds stay
+/// `pending` in the table until their outcome makes them `done` or `failed`.
+/// A process that dies holds nothing, so there is nothing to reclaim (rows
+/// left `leased` by earlier versions are reclaimed when a job is opened).
 pub struct SqliteStore {
     conn: Arc<Mutex<Connection>>,
+    lease_cursor: Mutex<std::collections::HashMap<i64, i64>>,
     _lock: File,
 }
 
@@ -91,8 +99,27 @@ impl SqliteStore {
         let conn = connect(path)?;
         Ok(SqliteStore {
             conn: Arc::new(Mutex::new(conn)),
+            lease_cursor: Mutex::new(std::collections::HashMap::new()),
             _lock: lock,
         })
+    }
+
+    /// The last task id of `job` handed out by [`Store::lease`] (0 for none).
+    fn leased_through(&self, job: i64) -> i64 {
+        self.lease_cursor
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(&job)
+            .copied()
+            .unwrap_or(0)
+    }
+
+    /// Starts handing out `job`'s pending tasks from the first again.
+    fn forget_leases(&self, job: i64) {
+        self.lease_cursor
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .remove(&job);
     }
 
     /// Runs `f` with the connection on the blocking pool.
@@ -292,21 +319,24 @@ fn ingest_tx(
     Ok(report)
 }
 
-fn lease_tx(
+/// Hands out up to `limit` pending tasks of `job` after `after` (a task id),
+/// oldest first. With SQLite, the run lock makes this process the only one
+/// working on the database, so a lease needs no write: the tasks stay
+/// `pending` in the table and the store remembers how far it has handed
+/// them out (see [`SqliteStore`]).
+fn lease_query(
     conn: &mut Connection,
     job: i64,
-    owner: &str,
+    after: i64,
     limit: usize,
 ) -> Result<Vec<LeasedTask>, StoreError> {
-    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-    let mut tasks = {
-        let mut stmt = tx.prepare_cached(
-            "UPDATE tasks SET state = 'leased', lease_owner = ?3 WHERE id IN \
-             (SELECT id FROM tasks WHERE job_id = ?1 AND state = 'pending' ORDER BY id LIMIT ?2) \
-             RETURNING id, line, url, page",
-        )?;
-        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-        stmt.query_map(params![job, limit, owner], |r| {
+    let mut stmt = conn.prepare_cached(
+        "SELECT id, line, url, page FROM tasks \
+         WHERE job_id = ?1 AND state = 'pending' AND id > ?2 ORDER BY id LIMIT ?3",
+    )?;
+    let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+    let tasks = stmt
+        .query_map(params![job, after, limit], |r| {
             Ok(LeasedTask {
                 id: r.get(0)?,
                 line: r.get(1)?,
@@ -314,10 +344,7 @@ fn lease_tx(
                 page: r.get(3)?,
             })
         })?
-        .collect::<Result<Vec<_>, _>>()?
-    };
-    tx.commit()?;
-    tasks.sort_unstable_by_key(|t| t.id);
+        .collect::<Result<Vec<_>, _>>()?;
     Ok(tasks)
 }
 
@@ -334,9 +361,11 @@ fn record_tx(conn: &mut Connection, job: i64, outcomes: &[Outcome]) -> Result<u6
             "INSERT INTO tasks (job_id, line, url, host, state, parent_id, page) \
              VALUES (?1, NULL, ?2, ?3, 'pending', ?4, ?5)",
         )?;
+        // A task this run holds is still 'pending' (see `lease_query`); one
+        // with an outcome is not, so a second outcome is refused here.
         let mut finish = tx.prepare_cached(
             "UPDATE tasks SET state = ?2, lease_owner = NULL \
-             WHERE id = ?1 AND job_id = ?3 AND state = 'leased'",
+             WHERE id = ?1 AND job_id = ?3 AND state IN ('pending', 'leased')",
         )?;
         for o in outcomes {
             let state = if o.class.is_success() {
@@ -422,8 +451,11 @@ impl Store for SqliteStore {
     ) -> Result<Job, StoreError> {
         let (name, input) = (name.to_owned(), input.to_owned());
         let stamp = stamp.map(str::to_owned);
-        self.with_conn(move |c| open_job_tx(c, &name, &input, stamp.as_deref()))
-            .await
+        let job = self
+            .with_conn(move |c| open_job_tx(c, &name, &input, stamp.as_deref()))
+            .await?;
+        self.forget_leases(job.id);
+        Ok(job)
     }
 
     async fn ingest(&self, job: i64, batch: IngestBatch) -> Result<IngestReport, StoreError> {
@@ -433,12 +465,20 @@ impl Store for SqliteStore {
     async fn lease(
         &self,
         job: i64,
-        owner: &str,
+        _owner: &str,
         limit: usize,
     ) -> Result<Vec<LeasedTask>, StoreError> {
-        let owner = owner.to_owned();
-        self.with_conn(move |c| lease_tx(c, job, &owner, limit))
-            .await
+        let after = self.leased_through(job);
+        let tasks = self
+            .with_conn(move |c| lease_query(c, job, after, limit))
+            .await?;
+        if let Some(last) = tasks.last() {
+            self.lease_cursor
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .insert(job, last.id);
+        }
+        Ok(tasks)
     }
 
     async fn record(&self, job: i64, outcomes: Vec<Outcome>) -> Result<u64, StoreError> {
@@ -446,6 +486,7 @@ impl Store for SqliteStore {
     }
 
     async fn release(&self, job: i64) -> Result<u64, StoreError> {
+        self.forget_leases(job);
         self.with_conn(move |c| {
             let n = c.execute(
                 "UPDATE tasks SET state = 'pending', lease_owner = NULL \
