@@ -1,20 +1,19 @@
-//! The command line: every flag defined once, with its unit in its help,
-//! and turned into the plain [`FetchSpec`] the engine takes.
+//! The command line: each verb's flags, with units in their help.
 //!
-//! Every `fetch` flag can also be set in a TOML file (`--config`), under the
-//! flag's long name (`per-host = 4`, `rate = "5/s"`, `header = ["A: b"]`),
-//! plus `[hosts."PATTERN"]` tables with `rate` and `concurrency` for hosts
-//! matching a name or glob. A flag given on the command line wins over the
-//! file; the file wins over the defaults. File values go through the same
-//! parsers as flags, so they accept the same forms.
+//! The fetch options themselves are defined once, by the engine's
+//! `FetchSpec` and its serde form: here they are taken as text and handed,
+//! as one layer, to `volley::options::resolve`, together with the config
+//! file's layer (`--config`, TOML, keys are the flags' long names, plus
+//! `[hosts."PATTERN"]` tables) and the `VOLLEY_*` environment
+//! (`VOLLEY_PER_HOST=4`). Flags win over the environment, the environment
+//! over the file, the file over the defaults; every layer goes through the
+//! same parsers, so they accept the same forms.
 
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use volley::FetchSpec;
-use volley::process::{PageRules, Paginate};
-use volley::spec::{DEFAULT_USER_AGENT, HostRule, Rate, parse_header};
+use volley::options::{Layer, Source};
 
 /// Fetch very many URLs concurrently and politely; record one outcome per input.
 #[derive(Debug, Parser)]
@@ -50,29 +49,52 @@ pub enum Command {
     Export(ExportArgs),
 }
 
-/// `volley fetch`. Options without a value here take the config file's, then
-/// the default shown in their help.
-#[derive(Debug, Args)]
+/// `volley fetch`. Fetch options are text here, parsed in one place with
+/// those of the config file and the environment (`volley::options`): an
+/// option without a value here takes the environment's, then the file's,
+/// then the default shown in its help.
+#[derive(Debug, Args, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
 pub struct FetchArgs {
     /// Inputs to read, in order: files, or `-` for stdin (nothing reads stdin).
     #[arg(value_name = "FILE|-")]
+    #[serde(skip)]
     pub inputs: Vec<PathBuf>,
 
     /// Expand a URL template instead of reading files: {1..100} ranges (zero-padded as written) and {a,b,c} lists.
     #[arg(long, value_name = "TEMPLATE", conflicts_with = "inputs")]
+    #[serde(skip)]
     pub template: Option<String>,
 
     /// Read CSV (TSV for .tsv files or with --tsv) and take the URL from this column; the other columns are kept as metadata.
     #[arg(long, value_name = "NAME", conflicts_with = "field")]
+    #[serde(skip)]
     pub column: Option<String>,
 
     /// With --column: the input is tab-separated.
     #[arg(long, requires = "column")]
+    #[serde(skip)]
     pub tsv: bool,
 
     /// Read JSON Lines and take the URL at this JSON pointer (e.g. /links/self); the object is kept as metadata.
     #[arg(long, value_name = "POINTER")]
+    #[serde(skip)]
     pub field: Option<String>,
+
+    /// TOML file with defaults for these options and per-host limits.
+    #[arg(long, value_name = "FILE")]
+    #[serde(skip)]
+    pub config: Option<PathBuf>,
+
+    /// Job name [default: the input's file name, or `stdin`].
+    #[arg(long, value_name = "NAME")]
+    #[serde(skip)]
+    pub job: Option<String>,
+
+    /// No progress bar or progress lines (the summary is still printed).
+    #[arg(short, long)]
+    #[serde(skip)]
+    pub quiet: bool,
 
     /// Follow pagination: link (RFC 8288 Link rel=next), json-next=/ptr, cursor=/ptr (with --cursor-param), page=NAME, offset=NAME (with --page-size).
     #[arg(long, value_name = "STYLE")]
@@ -84,91 +106,84 @@ pub struct FetchArgs {
 
     /// Items per page: --paginate offset= advances by it; a shorter page ends page=/offset= chains.
     #[arg(long, value_name = "N")]
-    pub page_size: Option<u64>,
+    pub page_size: Option<String>,
 
     /// Most pages followed in one chain [default: no limit].
     #[arg(long, value_name = "N")]
-    pub max_pages: Option<u32>,
+    pub max_pages: Option<String>,
 
     /// Record each element of the JSON array at this pointer as an item (see `volley export --items`); an empty array ends a chain.
     #[arg(long, value_name = "POINTER")]
     pub items: Option<String>,
 
     /// Keep a field of each JSON page in its outcome, as NAME=/pointer; repeatable.
-    #[arg(long, value_name = "NAME=POINTER", value_parser = parse_extract)]
-    pub extract: Vec<(String, String)>,
-
-    /// TOML file with defaults for these options and per-host limits.
-    #[arg(long, value_name = "FILE")]
-    pub config: Option<PathBuf>,
-
-    /// Job name [default: the input's file name, or `stdin`].
-    #[arg(long, value_name = "NAME")]
-    pub job: Option<String>,
+    #[arg(long, value_name = "NAME=POINTER")]
+    pub extract: Vec<String>,
 
     /// Most requests in flight at once, over all hosts [default: 64].
     #[arg(long, value_name = "N")]
-    pub concurrency: Option<usize>,
+    pub concurrency: Option<String>,
 
     /// Most requests in flight at once to one host [default: 8].
     #[arg(long, value_name = "N")]
-    pub per_host: Option<usize>,
+    pub per_host: Option<String>,
 
     /// Most requests started per second to one host, as N/s, N/m or N/h [default: no limit].
-    #[arg(long, value_parser = parse_rate, value_name = "RATE")]
-    pub rate: Option<Rate>,
+    #[arg(long, value_name = "RATE")]
+    pub rate: Option<String>,
 
     /// Most requests started per second over all hosts, as N/s, N/m or N/h [default: no limit].
-    #[arg(long, value_parser = parse_rate, value_name = "RATE")]
-    pub global_rate: Option<Rate>,
+    #[arg(long, value_name = "RATE")]
+    pub global_rate: Option<String>,
 
     /// Fetch each host's robots.txt first; disallowed URLs get robots_denied, Crawl-delay caps the rate.
     #[arg(long)]
     pub respect_robots: bool,
 
     /// Time to establish a connection: seconds, or with a unit (500ms, 2m) [default: 10s].
-    #[arg(long, value_parser = parse_duration, value_name = "DURATION")]
-    pub connect_timeout: Option<Duration>,
+    #[arg(long, value_name = "DURATION")]
+    pub connect_timeout: Option<String>,
 
     /// Longest silence while waiting for headers or body data: seconds, or with a unit [default: 30s].
-    #[arg(long, value_parser = parse_duration, value_name = "DURATION")]
-    pub read_timeout: Option<Duration>,
+    #[arg(long, value_name = "DURATION")]
+    pub read_timeout: Option<String>,
 
     /// Time for one whole attempt (connect, headers, body): seconds, or with a unit [default: 60s].
-    #[arg(long, value_parser = parse_duration, value_name = "DURATION")]
-    pub timeout: Option<Duration>,
+    #[arg(long, value_name = "DURATION")]
+    pub timeout: Option<String>,
 
     /// How long an idle connection is kept open for reuse: seconds, or with a unit [default: 5s].
-    #[arg(long, value_parser = parse_duration, value_name = "DURATION")]
-    pub idle_timeout: Option<Duration>,
+    #[arg(long, value_name = "DURATION")]
+    pub idle_timeout: Option<String>,
 
     /// Time for the whole run; tasks without an outcome by then get `deadline` [default: no limit].
-    #[arg(long, value_parser = parse_duration, value_name = "DURATION")]
-    pub deadline: Option<Duration>,
+    #[arg(long, value_name = "DURATION")]
+    pub deadline: Option<String>,
 
     /// Retries after the first attempt, for connect errors, timeouts, resets and 408/429/500/502/503/504 [default: 3].
     #[arg(long, value_name = "N")]
-    pub retries: Option<u32>,
+    pub retries: Option<String>,
 
     /// First backoff ceiling (doubles per retry, full jitter): seconds, or with a unit [default: 500ms].
-    #[arg(long, value_parser = parse_duration, value_name = "DURATION")]
-    pub backoff_base: Option<Duration>,
+    #[arg(long, value_name = "DURATION")]
+    pub backoff_base: Option<String>,
 
     /// Highest backoff ceiling: seconds, or with a unit [default: 30s].
-    #[arg(long, value_parser = parse_duration, value_name = "DURATION")]
-    pub backoff_max: Option<Duration>,
+    #[arg(long, value_name = "DURATION")]
+    pub backoff_max: Option<String>,
 
     /// Longest Retry-After honoured (and longest host pause); a server asking for more is not retried [default: 120s].
-    #[arg(long, value_parser = parse_duration, value_name = "DURATION")]
-    pub max_retry_after: Option<Duration>,
+    #[arg(long, value_name = "DURATION")]
+    pub max_retry_after: Option<String>,
 
     /// Redirects followed before the outcome is too_many_redirects [default: 10].
     #[arg(long, value_name = "N")]
-    pub max_redirects: Option<usize>,
+    pub max_redirects: Option<String>,
 
     /// Extra request header, as 'Name: value'; repeatable (replaces the config file's list).
-    #[arg(short = 'H', long = "header", value_parser = parse_header_arg, value_name = "HEADER")]
-    pub headers: Vec<(String, String)>,
+    #[arg(short = 'H', long = "header", value_name = "HEADER")]
+    #[serde(rename = "header")]
+    pub headers: Vec<String>,
 
     /// User-Agent header [default: volley/<version>].
     #[arg(long, value_name = "STRING")]
@@ -176,95 +191,57 @@ pub struct FetchArgs {
 
     /// Extra certificate authority to trust (PEM file), besides the system's; repeatable.
     #[arg(long = "ca-cert", value_name = "FILE")]
-    pub ca_certs: Vec<PathBuf>,
+    #[serde(rename = "ca-cert")]
+    pub ca_certs: Vec<String>,
 
     /// Name server to ask instead of the system's, as IP or IP:PORT (port 53 by default); repeatable.
-    #[arg(long = "dns-server", value_parser = parse_dns_server, value_name = "ADDR")]
-    pub dns_servers: Vec<std::net::SocketAddr>,
+    #[arg(long = "dns-server", value_name = "ADDR")]
+    #[serde(rename = "dns-server")]
+    pub dns_servers: Vec<String>,
 
     /// Save bodies under DIR, named by their SHA-256 (DIR/ab/abcd…); otherwise bodies are hashed and dropped.
     #[arg(long, value_name = "DIR")]
-    pub save_bodies: Option<PathBuf>,
+    pub save_bodies: Option<String>,
 
     /// Largest decoded body, in bytes (suffixes K, M, G = 1024-based); larger is body_too_large [default: no limit].
-    #[arg(long, value_parser = parse_bytes, value_name = "BYTES")]
-    pub max_body: Option<u64>,
+    #[arg(long, value_name = "BYTES")]
+    pub max_body: Option<String>,
 
     /// Largest ratio of decoded to received bytes (past 1 MiB decoded); larger is decompression_bomb [default: 200].
     #[arg(long, value_name = "N")]
-    pub max_decompression_ratio: Option<u64>,
+    pub max_decompression_ratio: Option<String>,
 
     /// Slowest body transfer allowed, in bytes per second over --speed-window; slower is too_slow [default: no limit].
-    #[arg(long, value_parser = parse_bytes, value_name = "BYTES")]
-    pub min_speed: Option<u64>,
+    #[arg(long, value_name = "BYTES")]
+    pub min_speed: Option<String>,
 
     /// The window over which --min-speed is measured: seconds, or with a unit [default: 30s].
-    #[arg(long, value_parser = parse_duration, value_name = "DURATION")]
-    pub speed_window: Option<Duration>,
+    #[arg(long, value_name = "DURATION")]
+    pub speed_window: Option<String>,
 
     /// After Ctrl-C, how long requests in flight may finish: seconds, or with a unit [default: 5s].
-    #[arg(long, value_parser = parse_duration, value_name = "DURATION")]
-    pub grace: Option<Duration>,
-
-    /// No progress bar or progress lines (the summary is still printed).
-    #[arg(short, long)]
-    pub quiet: bool,
+    #[arg(long, value_name = "DURATION")]
+    pub grace: Option<String>,
 }
 
-/// The keys a config file may hold, besides `[hosts]`.
-const FILE_KEYS: [&str; 38] = [
-    "db",
-    "job",
-    "template",
-    "column",
-    "tsv",
-    "field",
-    "paginate",
-    "cursor-param",
-    "page-size",
-    "max-pages",
-    "items",
-    "extract",
-    "concurrency",
-    "per-host",
-    "rate",
-    "global-rate",
-    "respect-robots",
-    "connect-timeout",
-    "read-timeout",
-    "timeout",
-    "idle-timeout",
-    "deadline",
-    "retries",
-    "backoff-base",
-    "backoff-max",
-    "max-retry-after",
-    "max-redirects",
-    "header",
-    "user-agent",
-    "ca-cert",
-    "dns-server",
-    "save-bodies",
-    "max-body",
-    "max-decompression-ratio",
-    "min-speed",
-    "speed-window",
-    "grace",
-    "quiet",
-];
+/// Config-file keys that are not fetch options but choices of the command
+/// line: where the inputs come from, the job, the database, the display.
+const COMMAND_KEYS: [&str; 7] = ["db", "job", "template", "column", "tsv", "field", "quiet"];
 
-/// A parsed `--config` file.
+/// A parsed `--config` file: the command's own keys, and a layer of fetch
+/// options (checked by `volley::options::resolve`).
 #[derive(Debug, Default)]
 pub struct FileConfig {
     path: String,
-    values: toml::Table,
+    command: toml::Table,
+    options: Option<Layer>,
 }
 
 impl FileConfig {
-    /// Reads and checks `path`.
+    /// Reads `path`.
     ///
     /// # Errors
-    /// A one-line message: unreadable, not TOML, or an unknown key.
+    /// A one-line message: unreadable, or not TOML.
     pub fn load(path: &Path) -> Result<FileConfig, String> {
         let shown = path.display().to_string();
         let text =
@@ -272,102 +249,35 @@ impl FileConfig {
         let values: toml::Table = text
             .parse()
             .map_err(|e: toml::de::Error| format!("{shown} is not valid TOML: {}", e.message()))?;
-        for key in values.keys() {
-            if key != "hosts" && !FILE_KEYS.contains(&key.as_str()) {
-                return Err(format!(
-                    "{shown}: unknown key '{key}'; keys are the long names of `volley fetch` flags, and [hosts.\"PATTERN\"]"
-                ));
-            }
-        }
+        let (command, options): (toml::Table, toml::Table) = values
+            .into_iter()
+            .partition(|(key, _)| COMMAND_KEYS.contains(&key.as_str()));
+        let options = match serde_json::to_value(options) {
+            Ok(serde_json::Value::Object(values)) => values,
+            _ => return Err(format!("{shown}: cannot read its values")),
+        };
         Ok(FileConfig {
+            options: Some(Layer {
+                source: Source::File(shown.clone()),
+                values: options,
+            }),
             path: shown,
-            values,
+            command,
         })
     }
 
-    /// The value of `key`, parsed as its flag would be.
-    fn get<T>(
-        &self,
-        key: &str,
-        parse: impl Fn(&str) -> Result<T, String>,
-    ) -> Result<Option<T>, String> {
-        match self.values.get(key) {
+    /// The text of the command key `key`, if set.
+    fn get(&self, key: &str) -> Result<Option<String>, String> {
+        match self.command.get(key) {
             None => Ok(None),
-            Some(value) => {
-                let text = scalar(value).ok_or_else(|| {
-                    format!("{}: '{key}' must be a string or a number", self.path)
-                })?;
-                parse(&text)
-                    .map(Some)
-                    .map_err(|e| format!("{}: '{key}': {e}", self.path))
-            }
+            Some(toml::Value::String(s)) => Ok(Some(s.clone())),
+            Some(_) => Err(format!("{}: '{key}' must be a string", self.path)),
         }
     }
 
-    /// A list value (`["a", "b"]`, or one string).
-    fn list(&self, key: &str) -> Result<Vec<String>, String> {
-        match self.values.get(key) {
-            None => Ok(Vec::new()),
-            Some(toml::Value::Array(items)) => items
-                .iter()
-                .map(|v| {
-                    scalar(v).ok_or_else(|| format!("{}: '{key}' must hold strings", self.path))
-                })
-                .collect(),
-            Some(v) => scalar(v)
-                .map(|s| vec![s])
-                .ok_or_else(|| format!("{}: '{key}' must be a list of strings", self.path)),
-        }
-    }
-
-    /// The `[hosts."PATTERN"]` tables, in file order.
-    fn hosts(&self) -> Result<Vec<HostRule>, String> {
-        let Some(hosts) = self.values.get("hosts") else {
-            return Ok(Vec::new());
-        };
-        let table = hosts.as_table().ok_or_else(|| {
-            format!(
-                "{}: 'hosts' must be a table of [hosts.\"PATTERN\"]",
-                self.path
-            )
-        })?;
-        table
-            .iter()
-            .map(|(pattern, limits)| {
-                let at = format!("{}: [hosts.\"{pattern}\"]", self.path);
-                let limits = limits
-                    .as_table()
-                    .ok_or_else(|| format!("{at} must be a table with rate and concurrency"))?;
-                for key in limits.keys() {
-                    if key != "rate" && key != "concurrency" {
-                        return Err(format!(
-                            "{at}: unknown key '{key}'; use rate and concurrency"
-                        ));
-                    }
-                }
-                let field = |key: &str| limits.get(key).and_then(scalar);
-                let rate = field("rate")
-                    .map(|r| parse_rate(&r))
-                    .transpose()
-                    .map_err(|e| format!("{at}: rate: {e}"))?;
-                let concurrency = field("concurrency")
-                    .map(|c| {
-                        c.parse::<usize>()
-                            .map_err(|_| format!("{at}: concurrency must be a whole number"))
-                    })
-                    .transpose()?;
-                Ok(HostRule {
-                    pattern: pattern.to_ascii_lowercase(),
-                    concurrency,
-                    rate,
-                })
-            })
-            .collect()
-    }
-
-    /// `true`/`false` for a flag that takes no value.
+    /// `true`/`false` for a command key that takes no value.
     fn flag(&self, key: &str) -> Result<bool, String> {
-        match self.values.get(key) {
+        match self.command.get(key) {
             None => Ok(false),
             Some(toml::Value::Boolean(b)) => Ok(*b),
             Some(_) => Err(format!("{}: '{key}' must be true or false", self.path)),
@@ -375,179 +285,54 @@ impl FileConfig {
     }
 }
 
-/// A TOML scalar as the text a flag would take.
-fn scalar(value: &toml::Value) -> Option<String> {
-    match value {
-        toml::Value::String(s) => Some(s.clone()),
-        toml::Value::Integer(i) => Some(i.to_string()),
-        toml::Value::Float(f) => Some(f.to_string()),
-        toml::Value::Boolean(b) => Some(b.to_string()),
-        _ => None,
-    }
-}
-
-fn parse_number<T: std::str::FromStr>(text: &str) -> Result<T, String> {
-    text.trim()
-        .parse()
-        .map_err(|_| format!("'{text}' is not a whole number"))
-}
-
 impl FetchArgs {
-    /// The engine's view of these flags over `file` over the defaults.
+    /// The engine's options: these flags over `VOLLEY_*` variables over
+    /// `file` over the defaults.
     ///
     /// # Errors
-    /// A one-line message naming the file key that does not parse.
-    pub fn spec(&self, file: &FileConfig) -> Result<FetchSpec, String> {
-        let d = FetchSpec::default();
-        let headers = if self.headers.is_empty() {
-            file.list("header")?
-                .iter()
-                .map(|h| parse_header_arg(h).map_err(|e| format!("{}: header: {e}", file.path)))
-                .collect::<Result<_, _>>()?
-        } else {
-            self.headers.clone()
-        };
-        let dns_servers = if self.dns_servers.is_empty() {
-            file.list("dns-server")?
-                .iter()
-                .map(|s| parse_dns_server(s).map_err(|e| format!("{}: dns-server: {e}", file.path)))
-                .collect::<Result<_, _>>()?
-        } else {
-            self.dns_servers.clone()
-        };
-        let ca_certs = if self.ca_certs.is_empty() {
-            file.list("ca-cert")?
-                .into_iter()
-                .map(PathBuf::from)
-                .collect()
-        } else {
-            self.ca_certs.clone()
-        };
-        Ok(FetchSpec {
-            concurrency: pick(
-                self.concurrency,
-                file.get("concurrency", parse_number)?,
-                d.concurrency,
-            ),
-            per_host: pick(
-                self.per_host,
-                file.get("per-host", parse_number)?,
-                d.per_host,
-            ),
-            rate: self.rate.or(file.get("rate", parse_rate)?),
-            global_rate: self.global_rate.or(file.get("global-rate", parse_rate)?),
-            hosts: file.hosts()?,
-            respect_robots: self.respect_robots || file.flag("respect-robots")?,
-            connect_timeout: pick(
-                self.connect_timeout,
-                file.get("connect-timeout", parse_duration)?,
-                d.connect_timeout,
-            ),
-            read_timeout: pick(
-                self.read_timeout,
-                file.get("read-timeout", parse_duration)?,
-                d.read_timeout,
-            ),
-            timeout: pick(
-                self.timeout,
-                file.get("timeout", parse_duration)?,
-                d.timeout,
-            ),
-            idle_timeout: pick(
-                self.idle_timeout,
-                file.get("idle-timeout", parse_duration)?,
-                d.idle_timeout,
-            ),
-            retries: pick(self.retries, file.get("retries", parse_number)?, d.retries),
-            backoff_base: pick(
-                self.backoff_base,
-                file.get("backoff-base", parse_duration)?,
-                d.backoff_base,
-            ),
-            backoff_max: pick(
-                self.backoff_max,
-                file.get("backoff-max", parse_duration)?,
-                d.backoff_max,
-            ),
-            max_retry_after: pick(
-                self.max_retry_after,
-                file.get("max-retry-after", parse_duration)?,
-                d.max_retry_after,
-            ),
-            max_redirects: pick(
-                self.max_redirects,
-                file.get("max-redirects", parse_number)?,
-                d.max_redirects,
-            ),
-            headers,
-            user_agent: pick(
-                self.user_agent.clone(),
-                file.get("user-agent", |s| Ok(s.to_owned()))?,
-                DEFAULT_USER_AGENT.to_owned(),
-            ),
-            ca_certs,
-            dns_servers,
-            save_bodies: self
-                .save_bodies
-                .clone()
-                .or(file.get("save-bodies", |s| Ok(PathBuf::from(s)))?),
-            max_body_bytes: self.max_body.or(file.get("max-body", parse_bytes)?),
-            max_decompression_ratio: pick(
-                self.max_decompression_ratio,
-                file.get("max-decompression-ratio", parse_number)?,
-                d.max_decompression_ratio,
-            ),
-            min_speed_bytes: self.min_speed.or(file.get("min-speed", parse_bytes)?),
-            speed_window: pick(
-                self.speed_window,
-                file.get("speed-window", parse_duration)?,
-                d.speed_window,
-            ),
-            deadline: self.deadline.or(file.get("deadline", parse_duration)?),
-            pages: self.pages(file)?,
-            grace: pick(self.grace, file.get("grace", parse_duration)?, d.grace),
-        })
+    /// A one-line message naming the option and where it came from.
+    pub fn spec(
+        &self,
+        file: &FileConfig,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<FetchSpec, String> {
+        let mut layers: Vec<Layer> = file.options.iter().cloned().collect();
+        layers.push(Layer::environment(env));
+        layers.push(self.flags()?);
+        volley::options::resolve(&layers).map_err(|e| e.to_string())
     }
 
-    /// The page rules: pagination, items and extraction.
-    fn pages(&self, file: &FileConfig) -> Result<PageRules, String> {
-        let text = |s: &str| Ok(s.to_owned());
-        let cursor_param = self
-            .cursor_param
-            .clone()
-            .or(file.get("cursor-param", text)?);
-        let paginate = match self.paginate.clone().or(file.get("paginate", text)?) {
-            Some(style) => Some(Paginate::parse(&style, cursor_param.as_deref())?),
-            None => None,
+    /// The option flags given, as a layer: the serialised flags without the
+    /// ones not given (null, false, empty lists).
+    fn flags(&self) -> Result<Layer, String> {
+        let values = match serde_json::to_value(self) {
+            Ok(serde_json::Value::Object(values)) => values,
+            _ => return Err("cannot read the flags".into()),
         };
-        let extract = if self.extract.is_empty() {
-            file.list("extract")?
-                .iter()
-                .map(|e| parse_extract(e).map_err(|err| format!("{}: extract: {err}", file.path)))
-                .collect::<Result<_, _>>()?
-        } else {
-            self.extract.clone()
-        };
-        Ok(PageRules {
-            paginate,
-            items: self.items.clone().or(file.get("items", text)?),
-            extract,
-            page_size: self.page_size.or(file.get("page-size", parse_number)?),
-            max_pages: self.max_pages.or(file.get("max-pages", parse_number)?),
+        let values = values
+            .into_iter()
+            .filter(|(_, v)| match v {
+                serde_json::Value::Null | serde_json::Value::Bool(false) => false,
+                serde_json::Value::Array(items) => !items.is_empty(),
+                _ => true,
+            })
+            .collect();
+        Ok(Layer {
+            source: Source::Flags,
+            values,
         })
     }
 
     /// Where the inputs come from, flags over the file.
     pub fn source(&self, file: &FileConfig) -> Result<SourceChoice, String> {
-        let text = |s: &str| Ok(s.to_owned());
-        if let Some(template) = self.template.clone().or(file.get("template", text)?) {
+        if let Some(template) = self.template.clone().or(file.get("template")?) {
             if !self.inputs.is_empty() {
                 return Err("give either input files or --template, not both".into());
             }
             return Ok(SourceChoice::Template(template));
         }
-        let column = self.column.clone().or(file.get("column", text)?);
-        let field = self.field.clone().or(file.get("field", text)?);
+        let column = self.column.clone().or(file.get("column")?);
+        let field = self.field.clone().or(file.get("field")?);
         let format = match (column, field) {
             (Some(_), Some(_)) => {
                 return Err("give either --column (CSV) or --field (JSON Lines), not both".into());
@@ -572,7 +357,7 @@ impl FetchArgs {
 
     /// `--job`, or the config file's `job`.
     pub fn job(&self, file: &FileConfig) -> Result<Option<String>, String> {
-        Ok(self.job.clone().or(file.get("job", |s| Ok(s.to_owned()))?))
+        Ok(self.job.clone().or(file.get("job")?))
     }
 
     /// `--quiet`, or the config file's `quiet`.
@@ -613,12 +398,7 @@ pub enum InputFormat {
 
 /// The config file's `db`, if the flag is not given.
 pub fn db_from(file: &FileConfig) -> Result<Option<PathBuf>, String> {
-    file.get("db", |s| Ok(PathBuf::from(s)))
-}
-
-/// The flag's value, else the file's, else the default.
-fn pick<T>(flag: Option<T>, file: Option<T>, default: T) -> T {
-    flag.or(file).unwrap_or(default)
+    Ok(file.get("db")?.map(PathBuf::from))
 }
 
 /// `volley export`.
@@ -646,95 +426,13 @@ pub enum ExportFormat {
     Csv,
 }
 
-/// Seconds (`30`, `0.5`) or a duration with units (`500ms`, `2m`, `1h 30m`).
-fn parse_duration(text: &str) -> Result<Duration, String> {
-    let text = text.trim();
-    if let Ok(secs) = text.parse::<f64>() {
-        return Duration::try_from_secs_f64(secs)
-            .map_err(|_| format!("'{text}' is not a duration of 0 seconds or more"));
-    }
-    humantime::parse_duration(text).map_err(|e| {
-        format!("'{text}' is not a duration ({e}); use seconds or a unit: 500ms, 10s, 2m")
-    })
-}
-
-/// Bytes, with an optional 1024-based suffix: `1048576`, `512K`, `10M`, `2G`, `10MiB`.
-fn parse_bytes(text: &str) -> Result<u64, String> {
-    let text = text.trim();
-    let digits = text
-        .find(|c: char| !c.is_ascii_digit())
-        .unwrap_or(text.len());
-    let (number, unit) = text.split_at(digits);
-    let number: u64 = number
-        .parse()
-        .map_err(|_| format!("'{text}' is not a byte count; use e.g. 1048576, 512K, 10M, 2G"))?;
-    let shift = match unit.trim().to_ascii_uppercase().as_str() {
-        "" | "B" => 0,
-        "K" | "KB" | "KIB" => 10,
-        "M" | "MB" | "MIB" => 20,
-        "G" | "GB" | "GIB" => 30,
-        "T" | "TB" | "TIB" => 40,
-        _ => return Err(format!("'{text}': unknown unit '{unit}'; use K, M, G or T")),
-    };
-    number
-        .checked_mul(1 << shift)
-        .ok_or_else(|| format!("'{text}' is too large"))
-}
-
-fn parse_rate(text: &str) -> Result<Rate, String> {
-    text.parse()
-}
-
-/// `NAME=/pointer` for `--extract`.
-fn parse_extract(text: &str) -> Result<(String, String), String> {
-    match text.split_once('=') {
-        Some((name, pointer)) if !name.trim().is_empty() && pointer.trim().starts_with('/') => {
-            Ok((name.trim().to_owned(), pointer.trim().to_owned()))
-        }
-        _ => Err(format!(
-            "--extract '{text}': write NAME=/json/pointer, e.g. total=/meta/total"
-        )),
-    }
-}
-
-/// `IP` or `IP:PORT` (port 53 when not given) for `--dns-server`.
-fn parse_dns_server(text: &str) -> Result<std::net::SocketAddr, String> {
-    let text = text.trim();
-    text.parse::<std::net::SocketAddr>()
-        .or_else(|_| {
-            text.parse::<std::net::IpAddr>()
-                .map(|ip| std::net::SocketAddr::new(ip, 53))
-        })
-        .map_err(|_| format!("'{text}' is not an IP address or IP:PORT, e.g. 127.0.0.1:5353"))
-}
-
-fn parse_header_arg(text: &str) -> Result<(String, String), String> {
-    parse_header(text).map_err(|e| e.to_string())
-}
-
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
+    use volley::spec::{HostRule, Rate};
+
     use super::*;
-
-    #[test]
-    fn durations_take_seconds_or_units() {
-        assert_eq!(parse_duration("30"), Ok(Duration::from_secs(30)));
-        assert_eq!(parse_duration("0.25"), Ok(Duration::from_millis(250)));
-        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
-        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
-        assert!(parse_duration("-1").is_err());
-        assert!(parse_duration("soon").is_err());
-    }
-
-    #[test]
-    fn byte_counts_take_binary_suffixes() {
-        assert_eq!(parse_bytes("1024"), Ok(1024));
-        assert_eq!(parse_bytes("512K"), Ok(512 * 1024));
-        assert_eq!(parse_bytes("10MiB"), Ok(10 << 20));
-        assert_eq!(parse_bytes("2g"), Ok(2 << 30));
-        assert!(parse_bytes("10X").is_err());
-        assert!(parse_bytes("M").is_err());
-    }
 
     #[test]
     fn the_command_line_definition_is_consistent() {
@@ -751,26 +449,37 @@ mod tests {
         loaded
     }
 
+    fn fetch_args(flags: &[&str]) -> Result<FetchArgs, String> {
+        let cli = Cli::try_parse_from(["volley", "fetch", "-"].iter().chain(flags))
+            .map_err(|e| e.to_string())?;
+        match cli.command {
+            Command::Fetch(args) => Ok(*args),
+            _ => Err("expected fetch".into()),
+        }
+    }
+
     #[test]
-    fn flags_win_over_the_file_and_the_file_over_defaults() -> Result<(), String> {
+    fn flags_win_over_the_environment_the_file_and_the_defaults() -> Result<(), String> {
         let cfg = file(
-            "per-host = 2\nrate = \"120/m\"\ntimeout = \"5s\"\nheader = [\"X-A: 1\"]\n\
+            "per-host = 2\nrate = \"120/m\"\ntimeout = \"5s\"\nheader = [\"X-A: 1\"]\njob = \"j\"\n\
              [hosts.\"*.example.com\"]\nrate = \"5/s\"\nconcurrency = 1\n",
         )?;
-        let cli = Cli::try_parse_from(["volley", "fetch", "-", "--per-host", "3"])
-            .map_err(|e| e.to_string())?;
-        let Command::Fetch(args) = cli.command else {
-            return Err("expected fetch".into());
-        };
-        let spec = args.spec(&cfg)?;
+        let args = fetch_args(&["--per-host", "3", "--max-body", "1M"])?;
+        let env = [("VOLLEY_TIMEOUT".to_owned(), "9s".to_owned())];
+        let spec = args.spec(&cfg, env)?;
         assert_eq!(spec.per_host, 3, "the flag wins");
+        assert_eq!(
+            spec.timeout,
+            Duration::from_secs(9),
+            "the environment wins over the file"
+        );
         assert_eq!(
             spec.rate,
             Some(Rate { per_sec: 2.0 }),
             "the file wins over the default"
         );
-        assert_eq!(spec.timeout, Duration::from_secs(5));
         assert_eq!(spec.concurrency, 64, "the default");
+        assert_eq!(spec.max_body_bytes, Some(1 << 20));
         assert_eq!(spec.headers, [("X-A".to_owned(), "1".to_owned())]);
         assert_eq!(
             spec.hosts,
@@ -780,22 +489,46 @@ mod tests {
                 rate: Some(Rate { per_sec: 5.0 })
             }]
         );
+        assert_eq!(
+            args.job(&cfg)?,
+            Some("j".to_owned()),
+            "a command key of the file"
+        );
         Ok(())
     }
 
     #[test]
-    fn bad_config_files_say_what_to_fix() {
-        let unknown = file("concurency = 3\n").expect_err("unknown key");
-        assert!(unknown.contains("unknown key 'concurency'"), "{unknown}");
-        let cfg = file("timeout = \"soon\"\n").expect("valid TOML");
-        let cli = Cli::try_parse_from(["volley", "fetch", "-"]).expect("valid flags");
-        let Command::Fetch(args) = cli.command else {
-            panic!("expected fetch");
-        };
-        let err = args.spec(&cfg).expect_err("bad duration");
+    fn bad_options_say_what_to_fix_and_where() -> Result<(), String> {
+        let args = fetch_args(&[])?;
+        let unknown = args
+            .spec(&file("concurency = 3\n")?, [])
+            .expect_err("unknown key");
+        assert!(
+            unknown.contains("'concurency': unknown option"),
+            "{unknown}"
+        );
+        let err = args
+            .spec(&file("timeout = \"soon\"\n")?, [])
+            .expect_err("bad duration");
         assert!(err.contains("'timeout'") && err.contains("soon"), "{err}");
-        let bad_host = file("[hosts.\"a.test\"]\nrte = \"5/s\"\n").expect("valid TOML");
-        let err = args.spec(&bad_host).expect_err("unknown host key");
-        assert!(err.contains("unknown key 'rte'"), "{err}");
+        let bad_host = args
+            .spec(&file("[hosts.\"a.test\"]\nrte = \"5/s\"\n")?, [])
+            .expect_err("unknown host key");
+        assert!(bad_host.contains("rte"), "{bad_host}");
+        let flag = fetch_args(&["--timeout", "soon"])?
+            .spec(&FileConfig::default(), [])
+            .expect_err("bad flag");
+        assert!(
+            flag.starts_with("--timeout: 'soon' is not a duration"),
+            "{flag}"
+        );
+        let env = fetch_args(&[])?
+            .spec(
+                &FileConfig::default(),
+                [("VOLLEY_RETRIES".to_owned(), "many".to_owned())],
+            )
+            .expect_err("bad environment variable");
+        assert!(env.starts_with("VOLLEY_RETRIES: 'many'"), "{env}");
+        Ok(())
     }
 }

@@ -111,7 +111,11 @@ fn is_usage_error(e: &StoreError) -> bool {
 }
 
 async fn fetch(db: &Path, args: FetchArgs, file: &FileConfig) -> anyhow::Result<ExitCode> {
-    let (spec, job, quiet) = match (args.spec(file), args.job(file), args.quiet(file)) {
+    let (spec, job, quiet) = match (
+        args.spec(file, std::env::vars()),
+        args.job(file),
+        args.quiet(file),
+    ) {
         (Ok(spec), Ok(job), Ok(quiet)) => (spec, job, quiet),
         (Err(e), _, _) | (_, Err(e), _) | (_, _, Err(e)) => return Ok(usage(e)),
     };

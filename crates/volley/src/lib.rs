@@ -35,6 +35,7 @@ pub mod export;
 pub mod fetch;
 pub mod host;
 pub mod ingest;
+pub mod options;
 pub mod outcome;
 pub mod process;
 pub mod retry;

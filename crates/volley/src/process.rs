@@ -91,10 +91,95 @@ impl Paginate {
     fn needs_json(&self) -> bool {
         matches!(self, Paginate::JsonNext(_) | Paginate::Cursor { .. })
     }
+
+    /// The text [`Paginate::parse`] reads back (the cursor's parameter is a
+    /// separate option).
+    pub fn text(&self) -> String {
+        match self {
+            Paginate::Link => "link".into(),
+            Paginate::JsonNext(pointer) => format!("json-next={pointer}"),
+            Paginate::Cursor { pointer, .. } => format!("cursor={pointer}"),
+            Paginate::Page(name) => format!("page={name}"),
+            Paginate::Offset(name) => format!("offset={name}"),
+        }
+    }
+}
+
+/// The text form of [`PageRules`], as options write it: `paginate`,
+/// `cursor-param`, `items`, `extract` (`NAME=/pointer` strings),
+/// `page-size`, `max-pages`.
+#[derive(Debug, Default, serde::Serialize, serde::Deserialize)]
+#[serde(default, rename_all = "kebab-case")]
+struct PageText {
+    paginate: Option<String>,
+    cursor_param: Option<String>,
+    items: Option<String>,
+    #[serde(with = "crate::options::text::strings")]
+    extract: Vec<String>,
+    #[serde(with = "crate::options::text::opt_count")]
+    page_size: Option<u64>,
+    #[serde(with = "crate::options::text::opt_count")]
+    max_pages: Option<u32>,
+}
+
+impl TryFrom<PageText> for PageRules {
+    type Error = String;
+
+    fn try_from(t: PageText) -> Result<PageRules, String> {
+        let paginate = t
+            .paginate
+            .map(|style| Paginate::parse(&style, t.cursor_param.as_deref()))
+            .transpose()?;
+        let extract = t
+            .extract
+            .iter()
+            .map(|e| parse_extract(e))
+            .collect::<Result<_, _>>()?;
+        Ok(PageRules {
+            paginate,
+            items: t.items,
+            extract,
+            page_size: t.page_size,
+            max_pages: t.max_pages,
+        })
+    }
+}
+
+impl From<PageRules> for PageText {
+    fn from(r: PageRules) -> PageText {
+        let cursor_param = match &r.paginate {
+            Some(Paginate::Cursor { param, .. }) => Some(param.clone()),
+            _ => None,
+        };
+        PageText {
+            paginate: r.paginate.as_ref().map(Paginate::text),
+            cursor_param,
+            items: r.items,
+            extract: r.extract.iter().map(|(n, p)| format!("{n}={p}")).collect(),
+            page_size: r.page_size,
+            max_pages: r.max_pages,
+        }
+    }
+}
+
+/// `NAME=/pointer`, as `--extract` takes it.
+///
+/// # Errors
+/// A one-line message with an example.
+pub fn parse_extract(text: &str) -> Result<(String, String), String> {
+    match text.split_once('=') {
+        Some((name, pointer)) if !name.trim().is_empty() && pointer.trim().starts_with('/') => {
+            Ok((name.trim().to_owned(), pointer.trim().to_owned()))
+        }
+        _ => Err(format!(
+            "--extract '{text}': write NAME=/json/pointer, e.g. total=/meta/total"
+        )),
+    }
 }
 
 /// What to do with each fetched page.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(try_from = "PageText", into = "PageText")]
 pub struct PageRules {
     /// How to find the next page, if paginating.
     pub paginate: Option<Paginate>,

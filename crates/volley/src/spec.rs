@@ -9,75 +9,116 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 /// How to fetch: limits, timeouts, retries and what to keep.
-#[derive(Debug, Clone)]
+///
+/// This is the one definition of the job options. Its serde form is what
+/// the config file, `VOLLEY_*` variables, the command line and a stored job
+/// all speak: keys are the options' long names (`per-host`, `max-body`),
+/// values their text forms (`"500ms"`, `"5/s"`, `"10M"`, or plain numbers);
+/// [`crate::options`] layers them over [`FetchSpec::default`]. Adding an
+/// option is adding a field here, with its default and its doc comment.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+#[serde(default, rename_all = "kebab-case")]
 pub struct FetchSpec {
     /// Global cap on requests in flight at once.
+    #[serde(with = "text::count")]
     pub concurrency: usize,
     /// Cap on requests in flight to one host at once. With HTTP/1.1 this also
     /// bounds the connections open to that host.
+    #[serde(with = "text::count")]
     pub per_host: usize,
     /// Most requests started per second to one host, if limited.
+    #[serde(with = "text::opt_rate")]
     pub rate: Option<Rate>,
     /// Most requests started per second over all hosts, if limited.
+    #[serde(with = "text::opt_rate")]
     pub global_rate: Option<Rate>,
     /// Per-host overrides of `per_host` and `rate`, first match wins (exact
-    /// names before glob patterns).
+    /// names before glob patterns). In text: a table of patterns, each with
+    /// `rate` and `concurrency` (`[hosts."*.example.com"] rate = "5/s"`).
+    #[serde(with = "text::hosts")]
     pub hosts: Vec<HostRule>,
     /// Fetch each host's robots.txt first and skip what it disallows.
+    #[serde(with = "text::flag")]
     pub respect_robots: bool,
     /// Time allowed to establish a connection (TCP and TLS).
+    #[serde(with = "text::duration")]
     pub connect_timeout: Duration,
     /// Longest silence allowed while waiting for headers or body data.
+    #[serde(with = "text::duration")]
     pub read_timeout: Duration,
     /// Time allowed for one whole attempt: connect, headers and body.
+    #[serde(with = "text::duration")]
     pub timeout: Duration,
     /// How long an idle pooled connection is kept for reuse before it is
     /// closed.
+    #[serde(with = "text::duration")]
     pub idle_timeout: Duration,
     /// Retries after the first attempt, for failures that can succeed later
     /// (see [`crate::retry`]).
+    #[serde(with = "text::count")]
     pub retries: u32,
     /// The first backoff ceiling; the ceiling doubles with each retry.
+    #[serde(with = "text::duration")]
     pub backoff_base: Duration,
     /// The highest backoff ceiling.
+    #[serde(with = "text::duration")]
     pub backoff_max: Duration,
     /// The longest `Retry-After` volley waits for. A server that asks for
     /// more gets no retry: the outcome is its last response.
+    #[serde(with = "text::duration")]
     pub max_retry_after: Duration,
     /// Redirects followed before giving up with `too_many_redirects`.
+    #[serde(with = "text::count")]
     pub max_redirects: usize,
-    /// Extra request headers, `(name, value)`, sent with every request.
+    /// Extra request headers, `(name, value)`, sent with every request. In
+    /// text: `"Name: value"` strings, as curl's `-H` takes them.
+    #[serde(rename = "header", with = "text::headers")]
     pub headers: Vec<(String, String)>,
     /// The `User-Agent` header.
     pub user_agent: String,
     /// PEM files of extra certificate authorities to trust, besides the
     /// system's (for internal or test servers).
+    #[serde(rename = "ca-cert", with = "text::paths")]
     pub ca_certs: Vec<PathBuf>,
-    /// Name servers to ask instead of the system's (`/etc/resolv.conf`).
+    /// Name servers to ask instead of the system's (`/etc/resolv.conf`). In
+    /// text: `IP` or `IP:PORT` (port 53 by default).
+    #[serde(rename = "dns-server", with = "text::dns_servers")]
     pub dns_servers: Vec<std::net::SocketAddr>,
     /// Where to save bodies, named by SHA-256; `None` hashes and drops them.
     pub save_bodies: Option<PathBuf>,
     /// Largest decoded body read, in bytes; past it the outcome is
-    /// `body_too_large`. `None` for no limit.
+    /// `body_too_large`. `None` for no limit. In text: a count with an
+    /// optional 1024-based suffix (`512K`, `10M`, `2G`).
+    #[serde(rename = "max-body", with = "text::opt_bytes")]
     pub max_body_bytes: Option<u64>,
     /// Largest ratio of decoded to received bytes, checked once a body has
     /// decoded to more than 1 MiB; past it the outcome is
     /// `decompression_bomb`.
+    #[serde(with = "text::count")]
     pub max_decompression_ratio: u64,
     /// Slowest body transfer allowed: fewer than `min_speed_bytes` bytes per
     /// second over a whole `speed_window` is `too_slow`. `None` for no limit.
+    #[serde(rename = "min-speed", with = "text::opt_bytes")]
     pub min_speed_bytes: Option<u64>,
     /// The window over which `min_speed_bytes` is measured.
+    #[serde(with = "text::duration")]
     pub speed_window: Duration,
     /// Time allowed for the whole run; tasks without an outcome by then get
     /// `deadline`. `None` for no limit.
+    #[serde(with = "text::opt_duration")]
     pub deadline: Option<Duration>,
-    /// Pagination, items and extraction for each fetched page.
+    /// Pagination, items and extraction for each fetched page (keys
+    /// `paginate`, `cursor-param`, `items`, `extract`, `page-size`,
+    /// `max-pages`).
+    #[serde(flatten)]
     pub pages: crate::process::PageRules,
     /// After a graceful stop is asked for, how long requests in flight may
     /// run before they are abandoned (and left for the next run).
+    #[serde(with = "text::duration")]
     pub grace: Duration,
 }
+
+use crate::options::text;
 
 /// The default `User-Agent`: `volley/<version>`.
 pub const DEFAULT_USER_AGENT: &str = concat!("volley/", env!("CARGO_PKG_VERSION"));
@@ -139,6 +180,10 @@ pub enum SpecError {
     /// A host rule's pattern can never match a host.
     #[error(transparent)]
     HostRule(#[from] crate::host::RuleError),
+    /// An option that does not parse or does not exist, named with where it
+    /// came from (see [`crate::options`]).
+    #[error("{0}")]
+    Option(String),
     /// A header name or value HTTP does not allow.
     #[error("invalid header {0:?}: expected 'Name: value' with a valid field name and value")]
     Header(String),

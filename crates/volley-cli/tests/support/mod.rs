@@ -872,26 +872,22 @@ impl Volley {
 
     /// Outcomes by class, as the database holds them.
     pub fn class_counts(&self) -> std::collections::BTreeMap<String, u64> {
-        let conn = self.conn();
-        let mut stmt = conn
-            .prepare("SELECT class, count(*) FROM outcomes GROUP BY class")
-            .expect("prepare the class query");
-        stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
-            .expect("query classes")
-            .collect::<Result<_, _>>()
-            .expect("read classes")
+        self.counts_by("SELECT class, count(*) FROM outcomes GROUP BY class")
     }
 
     /// Task counts by state.
     pub fn task_states(&self) -> HashMap<String, u64> {
+        self.counts_by("SELECT state, count(*) FROM tasks GROUP BY state")
+    }
+
+    /// The rows of a `SELECT key, count(*) … GROUP BY key` query.
+    fn counts_by<C: FromIterator<(String, u64)>>(&self, sql: &str) -> C {
         let conn = self.conn();
-        let mut stmt = conn
-            .prepare("SELECT state, count(*) FROM tasks GROUP BY state")
-            .expect("prepare the state query");
+        let mut stmt = conn.prepare(sql).expect("prepare the count query");
         stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
-            .expect("query states")
-            .collect::<Result<_, _>>()
-            .expect("read states")
+            .expect("run the count query")
+            .collect::<Result<C, _>>()
+            .expect("read the counts")
     }
 
     /// Checks the central promise: every task has exactly one outcome, and
