@@ -299,6 +299,8 @@ pub struct Host {
     limiter: Mutex<Option<Arc<DefaultDirectRateLimiter>>>,
     /// Tasks of the window on this host (see [`HostTask`]).
     tasks: AtomicUsize,
+    /// Tasks that have taken this host since its state was made.
+    visits: AtomicUsize,
     /// The host's robots.txt rules, fetched once (`--respect-robots`).
     pub robots: OnceCell<Arc<Robots>>,
 }
@@ -322,6 +324,7 @@ impl Host {
             }),
             limiter: Mutex::new(None),
             tasks: AtomicUsize::new(0),
+            visits: AtomicUsize::new(0),
             robots: OnceCell::new(),
         };
         host.rebuild_limiter(&mut host.lock());
@@ -336,6 +339,18 @@ impl Host {
     /// Tasks of the window on this host now.
     pub fn tasks(&self) -> usize {
         self.tasks.load(Ordering::Acquire)
+    }
+
+    /// Whether a request should leave its connection open for reuse: yes
+    /// when another task of the window is on the host, or when the host has
+    /// had work before while its state lived (a pagination chain, a host
+    /// that keeps coming back). No for a host seen once, its only task in
+    /// the window: its connection would idle in the pool, and with millions
+    /// of such hosts, idle connections would pile up. A host's state lives
+    /// while it has work or something to remember, so "seen before" never
+    /// outlasts that.
+    pub fn keep_alive(&self) -> bool {
+        self.tasks() > 1 || self.visits.load(Ordering::Relaxed) > 1
     }
 
     /// Caps the host's rate at the `Crawl-delay` of its robots.txt rules.
@@ -590,6 +605,7 @@ impl Hosts {
             }
         };
         host.tasks.fetch_add(1, Ordering::AcqRel);
+        host.visits.fetch_add(1, Ordering::Relaxed);
         HostTask(host)
     }
 
@@ -850,6 +866,24 @@ mod tests {
         h.prune();
         assert_eq!(h.len(), 1, "only the throttled host is remembered");
         assert_eq!(h.peak(), 4);
+    }
+
+    #[test]
+    fn only_a_host_seen_once_closes_its_connection() {
+        let h = hosts(4, None, &[]);
+        let once = h.host("once", "once", 80);
+        assert!(!once.keep_alive(), "its only task, first visit: close");
+        let first = h.host("busy", "busy", 80);
+        let second = h.host("busy", "busy", 80);
+        assert!(
+            first.keep_alive() && second.keep_alive(),
+            "two tasks in the window"
+        );
+        drop(second);
+        assert!(
+            first.keep_alive(),
+            "seen before: a chain's next page reuses it"
+        );
     }
 
     #[test]

@@ -47,7 +47,7 @@ use url::Url;
 
 use crate::RunError;
 use crate::fetch::{self, Attempt, SaveTo};
-use crate::host::{Feedback, Host, Hosts};
+use crate::host::{Feedback, Host, HostTask, Hosts};
 use crate::outcome::{AttemptRecord, Class, NextPage, Outcome, now_ms};
 use crate::process;
 use crate::retry::{Backoff, Decision};
@@ -209,10 +209,14 @@ pub(crate) async fn run<S: Store>(
                     );
                     break;
                 };
+                // The task holds its host from now, so the prune below
+                // cannot drop the state of a host that just got work.
+                let target = Target::of(&shared, &task.url);
                 tasks.spawn(run_task(
                     Arc::clone(&shared),
                     Arc::clone(&frontier),
                     task,
+                    target,
                     slot,
                 ));
             }
@@ -252,28 +256,52 @@ impl Drop for InFlight<'_> {
 
 /// Runs one task through its attempts and sends its outcome; returns
 /// without an outcome if the run stops first.
+/// A leased task's parsed URL and the hold on its host.
+struct Target {
+    url: Url,
+    host_name: Box<str>,
+    host: HostTask,
+}
+
+impl Target {
+    /// Parses `url` and takes its host for a task of the window; the error
+    /// is the parse failure (only a database edited by hand holds such a URL).
+    fn of(shared: &Shared, url: &str) -> Result<Target, url::ParseError> {
+        let url = Url::parse(url)?;
+        let host_name = host_key(&url);
+        let host = shared.hosts.host(
+            &host_name,
+            url.host_str().unwrap_or_default(),
+            url.port_or_known_default().unwrap_or_default(),
+        );
+        Ok(Target {
+            url,
+            host_name,
+            host,
+        })
+    }
+}
+
 async fn run_task(
     shared: Arc<Shared>,
     frontier: Arc<Frontier>,
     task: LeasedTask,
+    target: Result<Target, url::ParseError>,
     _window: OwnedSemaphorePermit,
 ) -> Result<(), RunError> {
     let started_at = now_ms();
-    let url = match Url::parse(&task.url) {
-        Ok(url) => url,
+    let Target {
+        url,
+        host_name,
+        host,
+    } = match target {
+        Ok(target) => target,
         Err(e) => {
-            // Only a database edited by hand can hold such a URL.
             let mut outcome = Outcome::new(task.id, Class::InvalidUrl);
             outcome.message = Some(format!("stored URL does not parse: {e}"));
             return send(&shared, outcome, "".into()).await;
         }
     };
-    let host_name = host_key(&url);
-    let host = shared.hosts.host(
-        &host_name,
-        url.host_str().unwrap_or_default(),
-        url.port_or_known_default().unwrap_or_default(),
-    );
     let deadline_outcome = |attempts: u32, history: Vec<AttemptRecord>| {
         let mut outcome = Outcome::new(task.id, Class::Deadline);
         outcome.attempts = attempts;
@@ -333,8 +361,7 @@ async fn run_task(
                 () = shared.deadline.cancelled() => {
                     return send(&shared, deadline_outcome(attempts, history), host_name).await;
                 }
-                // The host's last task in the window closes its connection.
-                result = fetch::attempt(&shared.client, &url, &shared.spec, save, host.tasks() > 1) => result,
+                result = fetch::attempt(&shared.client, &url, &shared.spec, save, host.keep_alive()) => result,
             }
         };
         drop(slot);
