@@ -17,8 +17,8 @@ port=${PORT:-18783}
 concurrency=${CONCURRENCY:-64}
 work="$root/target/bench-hosts"
 ensure_packages nginx-light time curl sqlite3
-(cd "$root" && cargo build --release --locked -p volley-cli)
-volley="$root/target/release/volley"
+build_volley "$root"
+volley=$VOLLEY
 rm -rf "$work" && mkdir -p "$work"
 # Listening on the wildcard address reaches every 127.x.y.z; only loopback
 # addresses are ever asked.
@@ -37,8 +37,7 @@ for n in "$@"; do
     peak=$(python3 "$root/bench/peak_sockets.py" "$pid")
     wait "$pid"
     rss_kb=$(awk -F': ' '/Maximum resident/ {print $2}' "$work/time-$n.txt")
-    wall=$(awk '/this run/ {for (i=1;i<=NF;i++) if ($i=="in") {sub("s,","",$(i+1)); print $(i+1)}}' "$work/summary-$n.txt")
-    rate=$(awk '/this run/ {for (i=1;i<=NF;i++) if ($i ~ /requests\/s/) print $(i-1)}' "$work/summary-$n.txt")
+    read -r wall rate <<< "$(summary_figures "$work/summary-$n.txt")"
     outcomes=$(sqlite3 "$work/volley.db" "SELECT class || ' ' || count(*) FROM outcomes GROUP BY class" | paste -sd, -)
     printf '%10s  %8s  %12s  %12.1f  %12s  %s\n' "$n" "$wall" "$rate" "$(echo "$rss_kb / 1024" | bc -l)" "$peak" "$outcomes"
 done

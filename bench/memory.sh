@@ -15,8 +15,8 @@ port=${PORT:-18766}
 concurrency=${CONCURRENCY:-64}
 work="$root/target/bench-memory"
 ensure_packages nginx-light time curl bc sqlite3
-(cd "$root" && cargo build --release --locked -p volley-cli)
-volley="$root/target/release/volley"
+build_volley "$root"
+volley=$VOLLEY
 rm -rf "$work" && mkdir -p "$work"
 nginx_start "$work" "$work/nginx" "$port"
 trap nginx_stop EXIT
@@ -30,8 +30,7 @@ for n in "$@"; do
     /usr/bin/time -v -o "$work/time-$n.txt" "$volley" --db "$work/volley.db" fetch "$urls" \
         --quiet --concurrency "$concurrency" --per-host "$concurrency" 2> "$work/summary-$n.txt"
     rss_kb=$(awk -F': ' '/Maximum resident/ {print $2}' "$work/time-$n.txt")
-    wall=$(awk '/this run/ {for (i=1;i<=NF;i++) if ($i=="in") {sub("s,","",$(i+1)); print $(i+1)}}' "$work/summary-$n.txt")
-    rate=$(awk '/this run/ {for (i=1;i<=NF;i++) if ($i ~ /requests\/s/) print $(i-1)}' "$work/summary-$n.txt")
+    read -r wall rate <<< "$(summary_figures "$work/summary-$n.txt")"
     outcomes=$(sqlite3 "$work/volley.db" "SELECT class || ' ' || count(*) FROM outcomes GROUP BY class" 2>/dev/null | paste -sd, - || echo "?")
     printf '%10s  %10s  %12s  %12.1f  %s\n' "$n" "$wall" "$rate" "$(echo "$rss_kb / 1024" | bc -l)" "$outcomes"
 done

@@ -16,8 +16,8 @@ pages=${1:-5000}
 port=${PORT:-18767}
 work="$root/target/bench-paginate"
 ensure_packages nginx-light time curl sqlite3
-(cd "$root" && cargo build --release --locked -p volley-cli)
-volley="$root/target/release/volley"
+build_volley "$root"
+volley=$VOLLEY
 rm -rf "$work" && mkdir -p "$work/www/api"
 python3 - "$work/www/api" "$pages" <<'PY'
 import json, sys

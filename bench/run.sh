@@ -11,7 +11,7 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 # shellcheck source=../scripts/lib/common.sh
 source "$root/scripts/lib/common.sh"
 ensure_packages nginx-light libnginx-mod-http-echo wrk curl time
-(cd "$root" && cargo build --release --locked -p volley-cli)
+build_volley "$root"
 venv="$root/target/bench-venv"
 if [ ! -x "$venv/bin/scrapy" ]; then
     python3 -m venv "$venv"

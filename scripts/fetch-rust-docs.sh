@@ -26,8 +26,8 @@ if [ ! -d "$docs" ]; then
 fi
 
 ensure_packages nginx-light time curl
-(cd "$root" && cargo build --release --locked -p volley-cli)
-volley="$root/target/release/volley"
+build_volley "$root"
+volley=$VOLLEY
 
 [ "$fresh" = 1 ] && rm -rf "$work"
 mkdir -p "$work"

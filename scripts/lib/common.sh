@@ -18,6 +18,19 @@ ensure_packages() {
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
 }
 
+# build_volley ROOT: builds the release binary of the checkout at ROOT and
+# sets VOLLEY to its path.
+build_volley() {
+    (cd "$1" && cargo build --release --locked -p volley-cli)
+    VOLLEY="$1/target/release/volley"
+}
+
+# summary_figures FILE: "WALL_S REQUESTS_PER_S" from a `volley fetch`
+# summary's "this run" line.
+summary_figures() {
+    awk '/this run/ {for (i=1;i<=NF;i++) { if ($i=="in") {w=$(i+1); sub("s,","",w)} if ($i ~ /requests\/s/) r=$(i-1) } print w, r}' "$1"
+}
+
 # port_is_free PORT: true if nothing listens on 127.0.0.1:PORT. Connections
 # of an earlier server left in TIME_WAIT do not count: nginx binds with
 # SO_REUSEADDR, and so does this check.

@@ -430,8 +430,6 @@ pub enum ExportFormat {
 mod tests {
     use std::time::Duration;
 
-    use volley::spec::{HostRule, Rate};
-
     use super::*;
 
     #[test]
@@ -459,12 +457,14 @@ mod tests {
     }
 
     #[test]
-    fn flags_win_over_the_environment_the_file_and_the_defaults() -> Result<(), String> {
+    fn flags_become_the_top_layer_over_the_environment_and_the_file() -> Result<(), String> {
+        // The merge itself is tested in volley::options; this pins what the
+        // command line adds: its flags as a layer, lists replacing the
+        // file's, switches, and the file's own command keys set apart.
         let cfg = file(
-            "per-host = 2\nrate = \"120/m\"\ntimeout = \"5s\"\nheader = [\"X-A: 1\"]\njob = \"j\"\n\
-             [hosts.\"*.example.com\"]\nrate = \"5/s\"\nconcurrency = 1\n",
+            "per-host = 2\ntimeout = \"5s\"\nheader = [\"X-A: 1\"]\njob = \"j\"\nquiet = true\n",
         )?;
-        let args = fetch_args(&["--per-host", "3", "--max-body", "1M"])?;
+        let args = fetch_args(&["--per-host", "3", "-H", "X-B: 2", "--respect-robots"])?;
         let env = [("VOLLEY_TIMEOUT".to_owned(), "9s".to_owned())];
         let spec = args.spec(&cfg, env)?;
         assert_eq!(spec.per_host, 3, "the flag wins");
@@ -474,26 +474,17 @@ mod tests {
             "the environment wins over the file"
         );
         assert_eq!(
-            spec.rate,
-            Some(Rate { per_sec: 2.0 }),
-            "the file wins over the default"
+            spec.headers,
+            [("X-B".to_owned(), "2".to_owned())],
+            "-H replaces the file's list"
         );
-        assert_eq!(spec.concurrency, 64, "the default");
-        assert_eq!(spec.max_body_bytes, Some(1 << 20));
-        assert_eq!(spec.headers, [("X-A".to_owned(), "1".to_owned())]);
-        assert_eq!(
-            spec.hosts,
-            [HostRule {
-                pattern: "*.example.com".into(),
-                concurrency: Some(1),
-                rate: Some(Rate { per_sec: 5.0 })
-            }]
-        );
+        assert!(spec.respect_robots);
         assert_eq!(
             args.job(&cfg)?,
             Some("j".to_owned()),
             "a command key of the file"
         );
+        assert!(args.quiet(&cfg)?);
         Ok(())
     }
 
