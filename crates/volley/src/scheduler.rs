@@ -254,8 +254,6 @@ impl Drop for InFlight<'_> {
     }
 }
 
-/// Runs one task through its attempts and sends its outcome; returns
-/// without an outcome if the run stops first.
 /// A leased task's parsed URL and the hold on its host.
 struct Target {
     url: Url,
@@ -282,6 +280,8 @@ impl Target {
     }
 }
 
+/// Runs one task through its attempts and sends its outcome; returns
+/// without an outcome if the run stops first.
 async fn run_task(
     shared: Arc<Shared>,
     frontier: Arc<Frontier>,
