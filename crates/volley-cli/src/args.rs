@@ -19,8 +19,8 @@ use volley::options::{Layer, Source};
 #[derive(Debug, Parser)]
 #[command(name = "volley", version, about, long_about = None)]
 pub struct Cli {
-    /// SQLite database holding jobs, tasks and outcomes [default: volley.db].
-    #[arg(long, global = true, value_name = "PATH")]
+    /// Database holding jobs, tasks and outcomes: a SQLite file path, or a postgres://user@host:port/dbname URL (also VOLLEY_DB) [default: volley.db].
+    #[arg(long, global = true, value_name = "PATH|URL")]
     pub db: Option<PathBuf>,
 
     #[command(subcommand)]
@@ -28,11 +28,20 @@ pub struct Cli {
 }
 
 impl Cli {
-    /// The database path (the default when `--db` is not given).
+    /// `--db`, else `VOLLEY_DB`, else `volley.db` (a config file's `db`
+    /// comes between the variable and the default: see `main`).
     pub fn db(&self) -> PathBuf {
         self.db
             .clone()
+            .or_else(|| std::env::var_os("VOLLEY_DB").map(PathBuf::from))
             .unwrap_or_else(|| PathBuf::from("volley.db"))
+    }
+
+    /// `--db` or `VOLLEY_DB`, if either is set.
+    pub fn db_given(&self) -> Option<PathBuf> {
+        self.db
+            .clone()
+            .or_else(|| std::env::var_os("VOLLEY_DB").map(PathBuf::from))
     }
 }
 
@@ -47,6 +56,34 @@ pub enum Command {
     Status,
     /// Write a job's outcomes to stdout, in input line order.
     Export(ExportArgs),
+    /// PostgreSQL: work on jobs other processes created, alongside any
+    /// number of other workers, until they are done.
+    Work(Box<WorkArgs>),
+}
+
+/// `volley work`: a worker with no input of its own.
+#[derive(Debug, Args)]
+pub struct WorkArgs {
+    /// The jobs to work on; repeatable [default: every unfinished job].
+    #[arg(long, value_name = "NAME")]
+    pub job: Vec<String>,
+
+    /// When there is no work, wait for more instead of exiting.
+    #[arg(long)]
+    pub wait: bool,
+
+    /// TOML file with defaults for the fetch options (politeness keys come from the job).
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+
+    /// No progress bar or progress lines (the summaries are still printed).
+    #[arg(short, long)]
+    pub quiet: bool,
+
+    /// The fetch options, over the job's own. Per-host limits, rates,
+    /// host rules and robots.txt always come from the job.
+    #[command(flatten)]
+    pub options: OptionArgs,
 }
 
 /// `volley fetch`. Fetch options are text here, parsed in one place with
@@ -95,6 +132,22 @@ pub struct FetchArgs {
     #[arg(short, long)]
     #[serde(skip)]
     pub quiet: bool,
+
+    /// The fetch options.
+    #[command(flatten)]
+    #[serde(flatten)]
+    pub options: OptionArgs,
+}
+
+/// The fetch options as flags (`volley fetch`, `volley work`). Each is
+/// defined by `volley::FetchSpec`; here it is only text.
+#[derive(Debug, Args, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct OptionArgs {
+    /// PostgreSQL only: how long this worker's leases on hosts and tasks outlive its last heartbeat; must exceed --timeout [default: --timeout + 30s].
+    #[arg(long, value_name = "DURATION")]
+    #[serde(skip)]
+    pub lease: Option<String>,
 
     /// Follow pagination: link (RFC 8288 Link rel=next), json-next=/ptr, cursor=/ptr (with --cursor-param), page=NAME, offset=NAME (with --page-size).
     #[arg(long, value_name = "STYLE")]
@@ -285,21 +338,63 @@ impl FileConfig {
     }
 }
 
-impl FetchArgs {
+/// Options that set politeness: a job keeps the ones it was created with,
+/// so that every worker applies the same ones.
+pub const POLITENESS_KEYS: [&str; 5] =
+    ["per-host", "rate", "global-rate", "hosts", "respect-robots"];
+
+impl OptionArgs {
     /// The engine's options: these flags over `VOLLEY_*` variables over
-    /// `file` over the defaults.
+    /// `file` over `base` (a stored job's options) over the defaults.
     ///
     /// # Errors
     /// A one-line message naming the option and where it came from.
     pub fn spec(
         &self,
+        base: Option<Layer>,
         file: &FileConfig,
         env: impl IntoIterator<Item = (String, String)>,
     ) -> Result<FetchSpec, String> {
+        let mut layers: Vec<Layer> = base.into_iter().collect();
+        layers.extend(self.layers(file, env)?);
+        volley::options::resolve(&layers).map_err(|e| e.to_string())
+    }
+
+    /// The layers this command gives: `file`, then `VOLLEY_*` variables,
+    /// then these flags.
+    ///
+    /// # Errors
+    /// When the flags cannot be read.
+    pub fn layers(
+        &self,
+        file: &FileConfig,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Vec<Layer>, String> {
         let mut layers: Vec<Layer> = file.options.iter().cloned().collect();
         layers.push(Layer::environment(env));
         layers.push(self.flags()?);
-        volley::options::resolve(&layers).map_err(|e| e.to_string())
+        Ok(layers)
+    }
+
+    /// The PostgreSQL lease: `--lease`, or the per-attempt timeout plus 30 s.
+    ///
+    /// # Errors
+    /// A one-line message when it does not parse or is not longer than
+    /// the timeout.
+    pub fn lease(&self, spec: &FetchSpec) -> Result<std::time::Duration, String> {
+        let lease = match &self.lease {
+            Some(text) => volley::options::text::parse_duration(text)
+                .map_err(|e| format!("--lease {text}: {e}"))?,
+            None => spec.timeout + std::time::Duration::from_secs(30),
+        };
+        if lease <= spec.timeout {
+            return Err(format!(
+                "--lease {}s must be longer than --timeout {}s, so a worker that lost its lease is no longer fetching",
+                lease.as_secs_f64(),
+                spec.timeout.as_secs_f64()
+            ));
+        }
+        Ok(lease)
     }
 
     /// The option flags given, as a layer: the serialised flags without the
@@ -321,6 +416,20 @@ impl FetchArgs {
             source: Source::Flags,
             values,
         })
+    }
+}
+
+impl FetchArgs {
+    /// See [`OptionArgs::spec`] (a new job has no stored options).
+    ///
+    /// # Errors
+    /// A one-line message naming the option and where it came from.
+    pub fn spec(
+        &self,
+        file: &FileConfig,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<FetchSpec, String> {
+        self.options.spec(None, file, env)
     }
 
     /// Where the inputs come from, flags over the file.

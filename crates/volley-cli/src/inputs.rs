@@ -35,6 +35,7 @@ fn looks_binary(path: &Path) -> bool {
 const INPUT_BUFFER_BYTES: usize = 64 * 1024;
 
 /// The inputs of a run, checked but not yet opened.
+#[derive(Clone)]
 pub struct Resolved {
     /// What the job records as its input; a rerun must give the same.
     pub recorded: String,
@@ -43,6 +44,7 @@ pub struct Resolved {
     plan: Plan,
 }
 
+#[derive(Clone)]
 enum Plan {
     /// Files in order; `None` is stdin.
     Files(Vec<Option<PathBuf>>, InputFormat),

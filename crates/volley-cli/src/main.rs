@@ -19,10 +19,12 @@ use tokio_util::sync::CancellationToken;
 use volley::RunError;
 use volley::export::{ExportError, Format};
 use volley::fetch::ClientError;
+use volley::store::postgres::{PgOptions, PgReader, PgStore, is_postgres_url};
 use volley::store::sqlite::{SqliteReader, SqliteStore};
-use volley::store::{Store as _, StoreError};
+use volley::store::{Job, Reader, Store, StoreError};
+use volley::{FetchSpec, options};
 
-use crate::args::{Cli, Command, ExportArgs, ExportFormat, FetchArgs, FileConfig};
+use crate::args::{Cli, Command, ExportArgs, ExportFormat, FetchArgs, FileConfig, WorkArgs};
 use crate::progress::Display;
 
 fn main() -> ExitCode {
@@ -41,30 +43,32 @@ fn main() -> ExitCode {
         Ok(rt) => rt,
         Err(e) => return fail(&anyhow::anyhow!("cannot start the async runtime: {e}")),
     };
-    let db = cli.db();
+    let db = Db::of(cli.db());
+    let given = cli.db_given();
     let result = runtime.block_on(async {
         match cli.command {
             Command::Fetch(args) => {
-                let file = match &args.config {
-                    Some(path) => match FileConfig::load(path) {
-                        Ok(file) => file,
-                        Err(e) => return Ok(usage(e)),
-                    },
-                    None => FileConfig::default(),
+                let file = match load_config(args.config.as_deref()) {
+                    Ok(file) => file,
+                    Err(e) => return Ok(usage(e)),
                 };
-                let db = match (cli.db, args::db_from(&file)) {
-                    (Some(flag), _) => flag,
-                    (None, Ok(Some(from_file))) => from_file,
+                let db = match (given, args::db_from(&file)) {
+                    (Some(given), _) => Db::of(given),
+                    (None, Ok(Some(from_file))) => Db::of(from_file),
                     (None, Ok(None)) => db,
                     (None, Err(e)) => return Ok(usage(e)),
                 };
-                if let Some(refused) = refuse_postgres(&db) {
-                    return Ok(refused);
-                }
                 fetch(&db, *args, &file).await
             }
-            Command::Status => status(&db),
-            Command::Export(args) => export(&db, &args),
+            Command::Work(args) => match &db {
+                Db::Postgres(url) => work(url, *args).await,
+                Db::Sqlite(path) => Ok(usage(format_args!(
+                    "volley work needs a shared database: --db postgres://… (with SQLite {} one process runs a job: use volley fetch)",
+                    path.display()
+                ))),
+            },
+            Command::Status => status(&db).await,
+            Command::Export(args) => export(&db, &args).await,
         }
     });
     match result {
@@ -91,26 +95,43 @@ fn usage(message: impl std::fmt::Display) -> ExitCode {
     ExitCode::from(2)
 }
 
-/// A usage error for a PostgreSQL URL, which this version cannot open yet
-/// (rather than a confusing failure to create `postgres://….lock`).
-fn refuse_postgres(db: &Path) -> Option<ExitCode> {
-    let text = db.to_str()?;
-    (text.starts_with("postgres://") || text.starts_with("postgresql://")).then(|| {
-        usage(format_args!(
-            "--db {text}: PostgreSQL is not supported by this version yet; give a file path for SQLite"
-        ))
-    })
+/// Which database `--db` names.
+enum Db {
+    /// A SQLite file.
+    Sqlite(std::path::PathBuf),
+    /// A PostgreSQL URL.
+    Postgres(String),
+}
+
+impl Db {
+    fn of(given: std::path::PathBuf) -> Db {
+        match given.to_str() {
+            Some(text) if is_postgres_url(text) => Db::Postgres(text.to_owned()),
+            _ => Db::Sqlite(given),
+        }
+    }
+}
+
+/// The `--config` file, or an empty one.
+fn load_config(path: Option<&Path>) -> Result<FileConfig, String> {
+    match path {
+        Some(path) => FileConfig::load(path),
+        None => Ok(FileConfig::default()),
+    }
 }
 
 /// Whether a store error is the user's to fix (exit 2) rather than a failure.
 fn is_usage_error(e: &StoreError) -> bool {
     matches!(
         e,
-        StoreError::JobInputMismatch { .. } | StoreError::NoSuchJob(_) | StoreError::Missing(_)
+        StoreError::JobInputMismatch { .. }
+            | StoreError::NoSuchJob(_)
+            | StoreError::Missing(_)
+            | StoreError::BadUrl { .. }
     )
 }
 
-async fn fetch(db: &Path, args: FetchArgs, file: &FileConfig) -> anyhow::Result<ExitCode> {
+async fn fetch(db: &Db, args: FetchArgs, file: &FileConfig) -> anyhow::Result<ExitCode> {
     let (spec, job, quiet) = match (
         args.spec(file, std::env::vars()),
         args.job(file),
@@ -126,11 +147,13 @@ async fn fetch(db: &Path, args: FetchArgs, file: &FileConfig) -> anyhow::Result<
         Ok(resolved) => resolved,
         Err(e) => return Ok(usage(e)),
     };
-    let recorded = resolved.recorded.clone();
-    let default_name = resolved.default_name.clone();
-    let name = job.unwrap_or(default_name);
+    let name = job.unwrap_or_else(|| resolved.default_name.clone());
+    let no_database = match db {
+        Db::Sqlite(path) => !path.exists(),
+        Db::Postgres(_) => false,
+    };
     // Nothing to read and nothing to resume: say so before creating a database.
-    if resolved.reads_stdin() && std::io::stdin().is_terminal() && !db.exists() {
+    if resolved.reads_stdin() && std::io::stdin().is_terminal() && no_database {
         return Ok(usage(
             "no input: give a FILE of URLs, or pipe them on stdin",
         ));
@@ -138,13 +161,65 @@ async fn fetch(db: &Path, args: FetchArgs, file: &FileConfig) -> anyhow::Result<
     for warning in resolved.warnings() {
         say(format_args!("volley: warning: {warning}\n"));
     }
-    let store = Arc::new(SqliteStore::open(db)?);
+    match db {
+        Db::Sqlite(path) => {
+            let store = Arc::new(SqliteStore::open(path)?);
+            fetch_with(store, &name, &resolved, spec, quiet, |_| async { Ok(()) }).await
+        }
+        Db::Postgres(url) => {
+            let lease = match args.options.lease(&spec) {
+                Ok(lease) => lease,
+                Err(e) => return Ok(usage(e)),
+            };
+            let store = match PgStore::connect(url, pg_options(lease, &spec)).await {
+                Ok(store) => Arc::new(store),
+                Err(e) if is_usage_error(&e) => return Ok(usage(e)),
+                Err(e) => return Err(e.into()),
+            };
+            let options = serde_json::to_string(&spec).context("serialising the job options")?;
+            let kept = Arc::clone(&store);
+            let code = fetch_with(
+                Arc::clone(&store),
+                &name,
+                &resolved,
+                spec,
+                quiet,
+                |job| async move { kept.keep_options(job, &options).await },
+            )
+            .await;
+            store.close().await?;
+            code
+        }
+    }
+}
+
+/// The pool and lease of a PostgreSQL worker.
+fn pg_options(lease: std::time::Duration, spec: &FetchSpec) -> PgOptions {
+    PgOptions {
+        lease,
+        // Lease, record, ingest and heartbeat each get a connection.
+        pool_size: 4 + spec.concurrency / 256,
+    }
+}
+
+/// `volley fetch` on an open store: opens the job (calling `opened` with
+/// its id), ingests and works on it.
+async fn fetch_with<S: Store, F: Future<Output = Result<(), StoreError>>>(
+    store: Arc<S>,
+    name: &str,
+    resolved: &inputs::Resolved,
+    spec: FetchSpec,
+    quiet: bool,
+    opened: impl FnOnce(i64) -> F,
+) -> anyhow::Result<ExitCode> {
+    let recorded = resolved.recorded.clone();
     let stamp = resolved.stamp();
-    let job = match store.open_job(&name, &recorded, stamp.as_deref()).await {
+    let job = match store.open_job(name, &recorded, stamp.as_deref()).await {
         Ok(job) => job,
         Err(e) if is_usage_error(&e) => return Ok(usage(e)),
         Err(e) => return Err(e.into()),
     };
+    opened(job.id).await?;
     let reader = if job.ingest_complete {
         None
     } else {
@@ -153,23 +228,14 @@ async fn fetch(db: &Path, args: FetchArgs, file: &FileConfig) -> anyhow::Result<
                 "no input: give a FILE of URLs, or pipe them on stdin",
             ));
         }
-        match resolved.open() {
+        match resolved.clone().open() {
             Ok(source) => Some(source),
             Err(e) => return Ok(usage(e)),
         }
     };
-
-    let control = volley::Control::default();
-    let signals = tokio::spawn(watch_signals(control.stop.clone(), spec.grace));
-    let shown = CancellationToken::new();
-    let display = tokio::spawn(progress::show(
-        Display::choose(quiet),
-        Arc::clone(&control.progress),
-        shown.clone(),
-    ));
-    let result = volley::fetch_job(store, &job, reader, spec, &control).await;
-    shown.cancel();
-    let _ = display.await;
+    let stop = CancellationToken::new();
+    let signals = tokio::spawn(watch_signals(stop.clone(), spec.grace));
+    let result = run_job(store, &job, reader, spec, quiet, &stop).await;
     signals.abort();
     match result {
         Ok(report) => {
@@ -179,19 +245,158 @@ async fn fetch(db: &Path, args: FetchArgs, file: &FileConfig) -> anyhow::Result<
                     recorded.replace('\n', ", ")
                 ));
             }
-            say(format_args!("{}", summary::run_summary(&job.name, &report)));
-            Ok(if report.interrupted {
-                ExitCode::from(130)
-            } else {
-                ExitCode::SUCCESS
-            })
+            Ok(finished(&job, &report))
         }
-        Err(
-            e @ (RunError::InputNeeded(_)
-            | RunError::InputChanged { .. }
-            | RunError::Client(ClientError::CaRead { .. } | ClientError::CaParse { .. })),
-        ) => Ok(usage(e)),
-        Err(e) => Err(e.into()),
+        Err(e) => run_failed(e),
+    }
+}
+
+/// Runs one job with a progress display.
+async fn run_job<S: Store>(
+    store: Arc<S>,
+    job: &Job,
+    reader: Option<Box<dyn volley::source::InputSource>>,
+    spec: FetchSpec,
+    quiet: bool,
+    stop: &CancellationToken,
+) -> Result<volley::RunReport, RunError> {
+    let control = volley::Control {
+        stop: stop.clone(),
+        progress: Arc::default(),
+    };
+    let shown = CancellationToken::new();
+    let display = tokio::spawn(progress::show(
+        Display::choose(quiet),
+        Arc::clone(&control.progress),
+        shown.clone(),
+    ));
+    let result = volley::fetch_job(store, job, reader, spec, &control).await;
+    shown.cancel();
+    let _ = display.await;
+    result
+}
+
+/// Prints a run's summary; exit 0, or 130 if it was interrupted.
+fn finished(job: &Job, report: &volley::RunReport) -> ExitCode {
+    say(format_args!("{}", summary::run_summary(&job.name, report)));
+    if report.interrupted {
+        ExitCode::from(130)
+    } else {
+        ExitCode::SUCCESS
+    }
+}
+
+/// A run that failed: a usage error (exit 2) or a failure (exit 1).
+fn run_failed(e: RunError) -> anyhow::Result<ExitCode> {
+    match e {
+        e @ (RunError::InputNeeded(_)
+        | RunError::InputChanged { .. }
+        | RunError::Client(ClientError::CaRead { .. } | ClientError::CaParse { .. })) => {
+            Ok(usage(e))
+        }
+        e => Err(e.into()),
+    }
+}
+
+/// `volley work`: works on unfinished jobs of a PostgreSQL database until
+/// they are done (or, with `--wait`, until stopped).
+async fn work(url: &str, args: WorkArgs) -> anyhow::Result<ExitCode> {
+    let file = match load_config(args.config.as_deref()) {
+        Ok(file) => file,
+        Err(e) => return Ok(usage(e)),
+    };
+    let layers = match args.options.layers(&file, std::env::vars()) {
+        Ok(layers) => layers,
+        Err(e) => return Ok(usage(e)),
+    };
+    for layer in &layers {
+        if let Some(key) = args::POLITENESS_KEYS
+            .iter()
+            .find(|k| layer.values.contains_key(**k))
+        {
+            return Ok(usage(format_args!(
+                "{}: politeness options come from the job, so that every worker applies the same ones; give them to the volley fetch that creates the job",
+                layer.source.describe(key)
+            )));
+        }
+    }
+    // The worker's own view, for its lease (each job's options come later).
+    let own = match options::resolve(&layers) {
+        Ok(spec) => spec,
+        Err(e) => return Ok(usage(e)),
+    };
+    let lease = match args.options.lease(&own) {
+        Ok(lease) => lease,
+        Err(e) => return Ok(usage(e)),
+    };
+    let store = match PgStore::connect(url, pg_options(lease, &own)).await {
+        Ok(store) => Arc::new(store),
+        Err(e) if is_usage_error(&e) => return Ok(usage(e)),
+        Err(e) => return Err(e.into()),
+    };
+    let stop = CancellationToken::new();
+    let signals = tokio::spawn(watch_signals(stop.clone(), own.grace));
+    let result = work_on(&store, &args, &layers, &stop).await;
+    signals.abort();
+    store.close().await?;
+    result
+}
+
+async fn work_on(
+    store: &Arc<PgStore>,
+    args: &WorkArgs,
+    layers: &[options::Layer],
+    stop: &CancellationToken,
+) -> anyhow::Result<ExitCode> {
+    loop {
+        let mut jobs = store.unfinished_jobs().await?;
+        if !args.job.is_empty() {
+            jobs.retain(|j| args.job.contains(&j.name));
+            if !args.wait {
+                for name in &args.job {
+                    if let Err(e @ StoreError::NoSuchJob(_)) = store.job(name).await {
+                        return Ok(usage(e));
+                    }
+                }
+            }
+        }
+        if jobs.is_empty() {
+            if !args.wait {
+                say(format_args!("volley: no unfinished jobs left\n"));
+                return Ok(ExitCode::SUCCESS);
+            }
+            tokio::select! {
+                () = stop.cancelled() => return Ok(ExitCode::from(130)),
+                () = tokio::time::sleep(std::time::Duration::from_secs(1)) => continue,
+            }
+        }
+        for job in jobs {
+            let base = match store.job_options(job.id).await? {
+                Some(text) => match serde_json::from_str(&text) {
+                    Ok(serde_json::Value::Object(values)) => Some(options::Layer {
+                        source: options::Source::Named(format!("job '{}'", job.name)),
+                        values,
+                    }),
+                    _ => anyhow::bail!("job '{}' has unreadable stored options", job.name),
+                },
+                None => None,
+            };
+            let mut all: Vec<options::Layer> = base.into_iter().collect();
+            all.extend(layers.iter().cloned());
+            let spec = match options::resolve(&all) {
+                Ok(spec) => spec,
+                Err(e) => return Ok(usage(e)),
+            };
+            match run_job(Arc::clone(store), &job, None, spec, args.quiet, stop).await {
+                Ok(report) => {
+                    let code = finished(&job, &report);
+                    if stop.is_cancelled() {
+                        return Ok(code);
+                    }
+                }
+                Err(e) => return run_failed(e),
+            }
+        }
     }
 }
 
@@ -218,31 +423,45 @@ async fn watch_signals(stop: CancellationToken, grace: std::time::Duration) {
     std::process::exit(130);
 }
 
-fn status(db: &Path) -> anyhow::Result<ExitCode> {
-    if let Some(refused) = refuse_postgres(db) {
-        return Ok(refused);
-    }
-    let reader = match SqliteReader::open(db) {
-        Ok(r) => r,
-        Err(e) if is_usage_error(&e) => return Ok(usage(e)),
-        Err(e) => return Err(e.into()),
+async fn status(db: &Db) -> anyhow::Result<ExitCode> {
+    let text = match db {
+        Db::Sqlite(path) => match SqliteReader::open(path) {
+            Ok(reader) => summary::status_table(&reader.jobs()?),
+            Err(e) if is_usage_error(&e) => return Ok(usage(e)),
+            Err(e) => return Err(e.into()),
+        },
+        Db::Postgres(url) => match PgReader::connect(url).await {
+            Ok(reader) => {
+                let mut text = summary::status_table(&reader.jobs()?);
+                text.push_str(&summary::workers_table(&reader.workers()?));
+                text
+            }
+            Err(e) if is_usage_error(&e) => return Ok(usage(e)),
+            Err(e) => return Err(e.into()),
+        },
     };
-    let jobs = reader.jobs()?;
     let mut out = std::io::stdout().lock();
-    out.write_all(summary::status_table(&jobs).as_bytes())
+    out.write_all(text.as_bytes())
         .context("writing to stdout")?;
     Ok(ExitCode::SUCCESS)
 }
 
-fn export(db: &Path, args: &ExportArgs) -> anyhow::Result<ExitCode> {
-    if let Some(refused) = refuse_postgres(db) {
-        return Ok(refused);
+async fn export(db: &Db, args: &ExportArgs) -> anyhow::Result<ExitCode> {
+    match db {
+        Db::Sqlite(path) => match SqliteReader::open(path) {
+            Ok(reader) => export_from(&reader, &path.display().to_string(), args),
+            Err(e) if is_usage_error(&e) => Ok(usage(e)),
+            Err(e) => Err(e.into()),
+        },
+        Db::Postgres(url) => match PgReader::connect(url).await {
+            Ok(reader) => export_from(&reader, &volley::store::postgres::redact(url), args),
+            Err(e) if is_usage_error(&e) => Ok(usage(e)),
+            Err(e) => Err(e.into()),
+        },
     }
-    let reader = match SqliteReader::open(db) {
-        Ok(r) => r,
-        Err(e) if is_usage_error(&e) => return Ok(usage(e)),
-        Err(e) => return Err(e.into()),
-    };
+}
+
+fn export_from(reader: &impl Reader, db: &str, args: &ExportArgs) -> anyhow::Result<ExitCode> {
     let job = match &args.job {
         Some(name) => match reader.job(name) {
             Ok(job) => job,
@@ -253,9 +472,8 @@ fn export(db: &Path, args: &ExportArgs) -> anyhow::Result<ExitCode> {
             let mut jobs = reader.jobs()?;
             if jobs.len() != 1 {
                 return Ok(usage(format_args!(
-                    "{} jobs in {}; choose one with --job NAME (`volley status` lists them)",
+                    "{} jobs in {db}; choose one with --job NAME (`volley status` lists them)",
                     jobs.len(),
-                    db.display()
                 )));
             }
             jobs.remove(0).job
@@ -267,9 +485,9 @@ fn export(db: &Path, args: &ExportArgs) -> anyhow::Result<ExitCode> {
     };
     let out = std::io::stdout().lock();
     let written = if args.items {
-        volley::export::export_items(&reader, job.id, format, out)
+        volley::export::export_items(reader, job.id, format, out)
     } else {
-        volley::export::export(&reader, job.id, format, out)
+        volley::export::export(reader, job.id, format, out)
     };
     match written {
         Ok(_) => Ok(ExitCode::SUCCESS),

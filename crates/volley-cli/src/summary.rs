@@ -3,7 +3,8 @@
 use std::fmt::Write as _;
 
 use volley::RunReport;
-use volley::store::sqlite::JobSummary;
+use volley::store::JobSummary;
+use volley::store::postgres::WorkerRow;
 
 /// The summary printed after `volley fetch`.
 pub fn run_summary(job: &str, report: &RunReport) -> String {
@@ -63,6 +64,13 @@ pub fn run_summary(job: &str, report: &RunReport) -> String {
             report.hosts_peak
         );
     }
+    if report.fenced > 0 {
+        let _ = writeln!(
+            out,
+            "  fenced    {} late outcomes dropped: this worker's lease had expired and other workers took those tasks",
+            report.fenced
+        );
+    }
     if report.interrupted {
         let _ = writeln!(out, "  run the same command again to resume");
     }
@@ -106,6 +114,34 @@ pub fn status_table(jobs: &[JobSummary]) -> String {
             let list: Vec<String> = j.classes.iter().map(|(k, n)| format!("{k} {n}")).collect();
             let _ = writeln!(out, "{:<width$}  classes: {}", "", list.join(", "));
         }
+    }
+    out
+}
+
+/// The live workers of a shared database, as `volley status` lists them
+/// after the jobs.
+pub fn workers_table(workers: &[WorkerRow]) -> String {
+    if workers.is_empty() {
+        return "\nno live workers\n".to_owned();
+    }
+    let mut out = format!(
+        "\n{:<6}  {:<24}  {:<16}  {:>9}  {:>6}  {:>6}  {:>9}  {:>6}  {:>8}\n",
+        "WORKER", "NAME", "JOB", "HEARTBEAT", "TASKS", "HOSTS", "RECORDED", "FENCED", "REQ/S"
+    );
+    for w in workers {
+        let _ = writeln!(
+            out,
+            "{:<6}  {:<24}  {:<16}  {:>8.1}s  {:>6}  {:>6}  {:>9}  {:>6}  {:>8.1}",
+            w.id,
+            w.name,
+            w.job.as_deref().unwrap_or("-"),
+            w.heartbeat_age_s,
+            w.tasks_held,
+            w.hosts_held,
+            w.recorded,
+            w.fenced,
+            w.requests_per_s
+        );
     }
     out
 }

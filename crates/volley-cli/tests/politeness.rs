@@ -7,7 +7,7 @@ mod support;
 use std::time::{Duration, Instant};
 
 use support::hostile::Hostile;
-use support::{Server, Volley, fetch_args, stderr};
+use support::{Server, Volley, fetch_args, max_per_second, stderr};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hostile_servers_get_classified_outcomes_in_bounded_time() {
@@ -175,19 +175,6 @@ async fn a_flapping_503_is_retried_to_success_and_logged_per_attempt() {
 /// Distinct loopback addresses for the fleet tests.
 fn fleet_ips(n: u8) -> Vec<String> {
     (2..2 + n).map(|i| format!("127.0.0.{i}")).collect()
-}
-
-/// The most arrivals in any one-second window starting at an arrival.
-fn max_per_second(arrivals: &[Instant]) -> usize {
-    (0..arrivals.len())
-        .map(|i| {
-            arrivals[i..]
-                .iter()
-                .take_while(|t| **t - arrivals[i] < Duration::from_secs(1))
-                .count()
-        })
-        .max()
-        .unwrap_or(0)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

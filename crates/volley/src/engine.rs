@@ -19,7 +19,6 @@ use std::time::Instant;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use crate::outcome::now_ms;
 use crate::scheduler::{self, Frontier, Shared};
 use crate::source::InputSource;
 use crate::spec::{FetchSpec, SpecError};
@@ -117,11 +116,13 @@ pub async fn fetch_job<S: Store>(
         .finished
         .store(counts.done + counts.failed, Ordering::Relaxed);
     progress.failed.store(counts.failed, Ordering::Relaxed);
-    let owner = format!("pid{}-{}", std::process::id(), now_ms());
 
     let frontier = Arc::new(Frontier::default());
     let ingesting = if job.ingest_complete {
         progress.ingest_complete.store(true, Ordering::Release);
+        None
+    } else if input.is_none() && S::SHARED {
+        // Another process ingests; the scheduler watches the job row.
         None
     } else {
         let reader = input.ok_or_else(|| RunError::InputNeeded(job.name.clone()))?;
@@ -182,7 +183,19 @@ pub async fn fetch_job<S: Store>(
             return Err(e.into());
         }
     };
-    let scheduled = scheduler::run(&*store, job.id, &owner, Arc::clone(&shared), frontier).await;
+    // A lost lease (shared stores) stops the run at once: other workers
+    // may already hold its tasks, so nothing in flight may go on.
+    let lost = store.lease_lost();
+    let lost_watch = tokio::spawn({
+        let (lost, stop, abandon) = (lost.clone(), stop.clone(), shared.abandon.clone());
+        async move {
+            lost.cancelled().await;
+            stop.cancel();
+            abandon.cancel();
+        }
+    });
+    let scheduled = scheduler::run(&*store, job.id, Arc::clone(&shared), frontier).await;
+    lost_watch.abort();
     let hosts_peak = shared.hosts.peak();
     // Shared holds an outcome sender: drop it, or the writer never ends.
     drop(shared);
@@ -204,6 +217,9 @@ pub async fn fetch_job<S: Store>(
         None => Ok(Tally::default()),
     };
     store.release(job.id).await?;
+    if lost.is_cancelled() {
+        return Err(StoreError::LeaseLost.into());
+    }
     // The cause comes first: a store failure explains the rest.
     let mut tally = written?;
     let from_ingest = ingested?;
@@ -218,5 +234,6 @@ pub async fn fetch_job<S: Store>(
         counts,
         elapsed: started.elapsed(),
         hosts_peak,
+        fenced: progress.fenced.load(Ordering::Relaxed),
     })
 }

@@ -6,7 +6,7 @@
 use std::io::Write;
 
 use crate::store::StoreError;
-use crate::store::sqlite::{ExportRow, ItemRow, SqliteReader};
+use crate::store::{ExportRow, ItemRow, Reader};
 
 /// An export format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -36,7 +36,7 @@ pub enum ExportError {
 /// # Errors
 /// See [`ExportError`].
 pub fn export(
-    reader: &SqliteReader,
+    reader: &impl Reader,
     job: i64,
     format: Format,
     out: impl Write,
@@ -77,7 +77,7 @@ pub fn export(
 /// # Errors
 /// See [`ExportError`].
 pub fn export_items(
-    reader: &SqliteReader,
+    reader: &impl Reader,
     job: i64,
     format: Format,
     out: impl Write,

@@ -42,7 +42,9 @@ pub enum Source {
 }
 
 impl Source {
-    fn describe(&self, key: &str) -> String {
+    /// Where `key` of this layer was set, as a user would look for it
+    /// (`--per-host`, `VOLLEY_PER_HOST`, `file.toml: 'per-host'`).
+    pub fn describe(&self, key: &str) -> String {
         match self {
             Source::File(path) => format!("{path}: '{key}'"),
             Source::Environment => format!("VOLLEY_{}", key.replace('-', "_").to_uppercase()),

@@ -54,7 +54,7 @@ use crate::retry::{Backoff, Decision};
 use crate::robots::{self, Robots};
 use crate::spec::{FetchSpec, SpecError};
 use crate::stats::Progress;
-use crate::store::{LeasedTask, Store};
+use crate::store::{LeasedTask, Store, Want};
 use crate::writer::Finished;
 
 /// Tasks held in memory for a given global concurrency: four per request
@@ -62,6 +62,23 @@ use crate::writer::Finished;
 /// the others of work.
 pub fn window_for(concurrency: usize) -> usize {
     concurrency.saturating_mul(4).max(1024)
+}
+
+/// How often a run on a shared store looks again for work it cannot be
+/// told about: tasks ingested by another process, hosts freed by a worker
+/// that left or died.
+pub const SHARED_POLL: Duration = Duration::from_millis(250);
+
+/// Most tasks of one host a run holds at once (with host affinity): four
+/// per request the host may have in flight, so it never waits for a lease,
+/// within `[8, window / 2]` so one host cannot fill the window.
+fn per_host_hold(spec: &FetchSpec, window: usize) -> usize {
+    let most = spec
+        .hosts
+        .iter()
+        .filter_map(|rule| rule.concurrency)
+        .fold(spec.per_host, usize::max);
+    most.saturating_mul(4).clamp(8, (window / 2).max(8))
 }
 
 /// Tells the scheduler that the frontier grew: ingest committed input, or
@@ -142,6 +159,11 @@ impl Shared {
 /// Leases and runs tasks of `job` until none is pending, ingest is done and
 /// no discovered page waits to be committed, or `stop` fires.
 ///
+/// On a shared store ([`Store::SHARED`]) other processes ingest and finish
+/// tasks too: when a lease comes back short it leases again after
+/// [`SHARED_POLL`], and the run ends when the job row says the input is
+/// all read and no task of the job is without an outcome.
+///
 /// # Errors
 /// The first store error, or a local failure of a task (a body that could
 /// not be written). The scheduler stops taking tasks at the first error and
@@ -149,11 +171,13 @@ impl Shared {
 pub(crate) async fn run<S: Store>(
     store: &S,
     job: i64,
-    owner: &str,
     shared: Arc<Shared>,
     frontier: Arc<Frontier>,
 ) -> Result<(), RunError> {
     let window_size = window_for(shared.spec.concurrency);
+    let per_host = per_host_hold(&shared.spec, window_size);
+    // When the last lease came back short (shared stores only).
+    let mut short_at: Option<tokio::time::Instant> = None;
     let window = Arc::new(Semaphore::new(window_size));
     let lease_at = window_size / 4;
     let mut tasks: JoinSet<Result<(), RunError>> = JoinSet::new();
@@ -190,9 +214,16 @@ pub(crate) async fn run<S: Store>(
             seen = version;
             drained = false;
         }
+        if S::SHARED && short_at.is_some_and(|at| at.elapsed() >= SHARED_POLL) {
+            drained = false;
+        }
         let free = window.available_permits();
         if !drained && free >= lease_at.max(1) {
-            let leased = match store.lease(job, owner, free).await {
+            let want = Want {
+                limit: free,
+                per_host,
+            };
+            let leased = match store.lease(job, want).await {
                 Ok(leased) => leased,
                 Err(e) => {
                     note(Ok(Err(e.into())), &shared);
@@ -200,6 +231,7 @@ pub(crate) async fn run<S: Store>(
                 }
             };
             drained = leased.len() < free;
+            short_at = drained.then(tokio::time::Instant::now);
             for task in leased {
                 let Ok(slot) = Arc::clone(&window).try_acquire_owned() else {
                     // Cannot happen: we leased no more than was free.
@@ -223,13 +255,40 @@ pub(crate) async fn run<S: Store>(
             shared.hosts.prune();
             continue;
         }
-        if drained && ingest_done && pages_pending == 0 && tasks.is_empty() {
+        if S::SHARED && drained && pages_pending == 0 && tasks.is_empty() {
+            // Holding nothing: is the job done, or is there work elsewhere?
+            let finished = async {
+                if !ingest_done && store.reload_job(job).await?.ingest_complete {
+                    shared
+                        .progress
+                        .ingest_complete
+                        .store(true, Ordering::Release);
+                    return Ok::<_, RunError>(store.unfinished(job).await? == 0);
+                }
+                Ok(ingest_done && store.unfinished(job).await? == 0)
+            };
+            match finished.await {
+                Ok(true) => break,
+                Ok(false) => {}
+                Err(e) => {
+                    note(Ok(Err(e)), &shared);
+                    break;
+                }
+            }
+        } else if drained && ingest_done && pages_pending == 0 && tasks.is_empty() {
             break;
         }
+        let poll = async {
+            match short_at {
+                Some(at) if S::SHARED => tokio::time::sleep_until(at + SHARED_POLL).await,
+                _ => std::future::pending().await,
+            }
+        };
         tokio::select! {
             () = shared.stop.cancelled() => break,
             Some(done) = tasks.join_next(), if !tasks.is_empty() => note(done, &shared),
             () = &mut grew => {}
+            () = poll => {}
         }
     }
     while let Some(done) = tasks.join_next().await {

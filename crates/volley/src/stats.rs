@@ -34,6 +34,9 @@ pub struct Progress {
     pub bytes: AtomicU64,
     /// Whether the whole input is ingested (so `total` is final).
     pub ingest_complete: AtomicBool,
+    /// Outcomes dropped at commit because this run no longer held their
+    /// task (see [`crate::store::Recorded::fenced`]).
+    pub fenced: AtomicU64,
 }
 
 /// A consistent-enough copy of [`Progress`] for one display refresh.
@@ -165,6 +168,9 @@ pub struct RunReport {
     pub interrupted: bool,
     /// The most hosts whose politeness state was held at once.
     pub hosts_peak: usize,
+    /// Late outcomes dropped because the run's lease on their task had
+    /// been lost (shared stores; see [`crate::store::Recorded::fenced`]).
+    pub fenced: u64,
 }
 
 impl RunReport {
@@ -213,6 +219,7 @@ mod tests {
             elapsed: Duration::from_secs(2),
             interrupted: false,
             hosts_peak: 3,
+            fenced: 0,
         };
         assert_eq!(report.busiest_hosts(2), [("b", 3), ("a", 2)]);
         assert_eq!(report.tally.by_class[&Class::Ok], 6);

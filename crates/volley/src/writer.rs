@@ -84,13 +84,14 @@ pub(crate) async fn run<S: Store>(
             .collect();
         let n = outcomes.len() as u64;
         let with_pages = outcomes.iter().filter(|o| o.next_page.is_some()).count() as u64;
-        let pages = store.record(job, outcomes).await?;
-        Progress::add(&progress.total, pages);
-        if pages > 0 {
+        let recorded = store.record(job, outcomes).await?;
+        Progress::add(&progress.total, recorded.pages);
+        if recorded.pages > 0 {
             frontier.grew();
         }
         frontier.pages_committed(with_pages);
-        Progress::add(&progress.finished, n);
+        Progress::add(&progress.finished, n - recorded.fenced);
+        Progress::add(&progress.fenced, recorded.fenced);
         Progress::add(&progress.failed, failed);
         Progress::add(&progress.bytes, bytes);
     }

@@ -36,6 +36,7 @@
 #![allow(dead_code)]
 
 pub mod hostile;
+pub mod pg;
 
 use std::collections::HashMap;
 use std::io::Write as _;
@@ -936,6 +937,19 @@ pub fn path_of(url: &str) -> String {
     let after_host = url.splitn(4, '/').nth(3).unwrap_or("");
     let path = after_host.split('?').next().unwrap_or("");
     format!("/{path}")
+}
+
+/// The most arrivals in any one-second window starting at an arrival.
+pub fn max_per_second(arrivals: &[Instant]) -> usize {
+    (0..arrivals.len())
+        .map(|i| {
+            arrivals[i..]
+                .iter()
+                .take_while(|t| **t - arrivals[i] < Duration::from_secs(1))
+                .count()
+        })
+        .max()
+        .unwrap_or(0)
 }
 
 /// Sends `signal` to process `pid`.

@@ -39,9 +39,12 @@
 //! which the operating system drops when the process dies, however it dies.
 //! That lock is what makes reclaiming every `leased` task safe.
 
+pub mod postgres;
 pub mod sqlite;
 
 use std::future::Future;
+
+use tokio_util::sync::CancellationToken;
 
 use crate::outcome::Outcome;
 use crate::source::Input;
@@ -75,6 +78,30 @@ pub struct LeasedTask {
     pub url: String,
     /// Its position in its pagination chain (1 for inputs).
     pub page: u32,
+}
+
+/// What a [`Store::lease`] call asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Want {
+    /// Most tasks to hand out.
+    pub limit: usize,
+    /// Most tasks of one host this run should hold at once (leased and not
+    /// yet recorded), so that one host cannot fill the window. Stores
+    /// without host affinity (SQLite) ignore it.
+    pub per_host: usize,
+}
+
+/// What one [`Store::record`] call committed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Recorded {
+    /// Outcomes committed.
+    pub outcomes: u64,
+    /// Pages found by pagination that became new tasks.
+    pub pages: u64,
+    /// Outcomes dropped because this run no longer held their task: its
+    /// lease had expired and another worker claimed it (fencing), or it
+    /// already had an outcome.
+    pub fenced: u64,
 }
 
 /// A batch of inputs to commit as tasks, in one transaction.
@@ -145,6 +172,120 @@ impl JobCounts {
     }
 }
 
+/// One job as `volley status` shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JobSummary {
+    /// The job row.
+    pub job: Job,
+    /// Its tasks by state.
+    pub counts: JobCounts,
+    /// Its outcomes by class, most frequent first.
+    pub classes: Vec<(String, u64)>,
+}
+
+/// One exported outcome with its task: a row of `volley export`.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct ExportRow {
+    /// Input ordinal (line number across inputs); `None` for discovered pages.
+    pub line: Option<u64>,
+    /// Position in its pagination chain.
+    pub page: u32,
+    /// The URL as fetched (the raw line for `invalid_url`).
+    pub url: String,
+    /// Outcome class.
+    pub class: String,
+    /// Final HTTP status.
+    pub status: Option<u16>,
+    /// HTTP version of the final response.
+    pub http_version: Option<String>,
+    /// Failure detail.
+    pub message: Option<String>,
+    /// Requests made.
+    pub attempts: u32,
+    /// Decoded body bytes.
+    pub bytes: Option<u64>,
+    /// Body bytes on the wire.
+    pub wire_bytes: Option<u64>,
+    /// Final attempt duration (ms).
+    pub elapsed_ms: Option<u64>,
+    /// Final attempt time to headers (ms).
+    pub ttfb_ms: Option<u64>,
+    /// URL after redirects.
+    pub final_url: Option<String>,
+    /// `Content-Type`.
+    pub content_type: Option<String>,
+    /// Hex SHA-256 of the body.
+    pub body_sha256: Option<String>,
+    /// Saved body path.
+    pub body_path: Option<String>,
+    /// Response headers, a JSON object as text (nested as an object in JSON
+    /// Lines exports).
+    pub headers: Option<String>,
+    /// The input row's other columns or fields, a JSON object as text.
+    pub meta: Option<String>,
+    /// `--extract` fields, a JSON object as text.
+    pub extracted: Option<String>,
+    /// Input line of the first occurrence, for duplicates.
+    pub duplicate_of_line: Option<u64>,
+    /// First attempt start (Unix ms).
+    pub started_at_ms: Option<i64>,
+    /// Outcome time (Unix ms).
+    pub finished_at_ms: i64,
+}
+
+/// One `--items` element with its page: a row of `volley export --items`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ItemRow {
+    /// The page's input ordinal; `None` for a discovered page.
+    pub line: Option<u64>,
+    /// The page's position in its chain.
+    pub page: u32,
+    /// The page's URL.
+    pub url: String,
+    /// 0-based position in the page's array.
+    pub idx: u64,
+    /// The element as JSON text.
+    pub item: String,
+}
+
+/// Read-only access to a database for `volley status` and `volley export`;
+/// takes no lock and works while runs go on.
+pub trait Reader {
+    /// Every job with its counts, oldest first.
+    ///
+    /// # Errors
+    /// Database errors.
+    fn jobs(&self) -> Result<Vec<JobSummary>, StoreError>;
+
+    /// Finds a job by name.
+    ///
+    /// # Errors
+    /// [`StoreError::NoSuchJob`]; database errors.
+    fn job(&self, name: &str) -> Result<Job, StoreError>;
+
+    /// Calls `each` for every outcome of `job`, in task order, streaming
+    /// (one row in memory at a time).
+    ///
+    /// # Errors
+    /// Database errors, or the first error `each` returns.
+    fn for_each_outcome<E: From<StoreError>>(
+        &self,
+        job: i64,
+        each: impl FnMut(&ExportRow) -> Result<(), E>,
+    ) -> Result<(), E>;
+
+    /// Calls `each` for every item of `job`, page by page in task order,
+    /// streaming.
+    ///
+    /// # Errors
+    /// Database errors, or the first error `each` returns.
+    fn for_each_item<E: From<StoreError>>(
+        &self,
+        job: i64,
+        each: impl FnMut(&ItemRow) -> Result<(), E>,
+    ) -> Result<(), E>;
+}
+
 /// Errors of the store. Every one of them stops the run: an outcome that
 /// cannot be recorded must not be reported as recorded.
 #[derive(Debug, thiserror::Error)]
@@ -152,6 +293,29 @@ pub enum StoreError {
     /// The database reported an error.
     #[error("database error: {0}")]
     Sqlite(#[from] rusqlite::Error),
+    /// PostgreSQL reported an error, or the connection failed.
+    #[error("PostgreSQL: {0}")]
+    Postgres(#[from] tokio_postgres::Error),
+    /// No PostgreSQL connection could be had from the pool.
+    #[error("PostgreSQL connection pool: {0}")]
+    Pool(String),
+    /// The PostgreSQL schema could not be brought to the current version.
+    #[error("PostgreSQL migration failed: {0}")]
+    PgMigration(#[from] refinery_core::Error),
+    /// The `--db` URL is not a PostgreSQL URL that can be used.
+    #[error("--db {url}: {why}")]
+    BadUrl {
+        /// The URL given, with any password removed.
+        url: String,
+        /// What is wrong with it.
+        why: String,
+    },
+    /// This worker's leases expired (it could not renew them in time, or
+    /// it stalled): other workers may now hold its tasks, so it stops.
+    #[error(
+        "this worker's leases expired (no heartbeat for longer than the lease); its tasks went back to the others"
+    )]
+    LeaseLost,
     /// The schema could not be brought to the current version.
     #[error("database migration failed: {0}")]
     Migration(#[from] rusqlite_migration::Error),
@@ -189,9 +353,6 @@ pub enum StoreError {
     /// No job of that name exists.
     #[error("no job named '{0}'; `volley status` lists the jobs")]
     NoSuchJob(String),
-    /// An outcome was offered for a task this run does not hold.
-    #[error("task {0} is not leased; refusing to record a second outcome")]
-    NotLeased(i64),
     /// A database worker thread panicked or was cancelled.
     #[error("database worker failed: {0}")]
     Worker(String),
@@ -203,6 +364,11 @@ pub enum StoreError {
 /// database requires. Cancellation: dropping a returned future does not
 /// cancel the transaction, which still commits or rolls back as a whole.
 pub trait Store: Send + Sync + 'static {
+    /// Whether other processes may work on the same job at the same time
+    /// (PostgreSQL). The scheduler then polls for work it cannot see
+    /// coming: tasks ingested or freed by other processes.
+    const SHARED: bool = false;
+
     /// Opens (or creates) the job `name` over `input`, and reclaims tasks a
     /// previous run left leased.
     ///
@@ -228,31 +394,49 @@ pub trait Store: Send + Sync + 'static {
         batch: IngestBatch,
     ) -> impl Future<Output = Result<IngestReport, StoreError>> + Send;
 
-    /// Leases up to `limit` pending tasks of `job` to `owner`, oldest first.
+    /// Leases up to `want.limit` pending tasks of `job` to this run, oldest
+    /// first (by host first, where the store has host affinity).
     fn lease(
         &self,
         job: i64,
-        owner: &str,
-        limit: usize,
+        want: Want,
     ) -> impl Future<Output = Result<Vec<LeasedTask>, StoreError>> + Send;
 
     /// Records outcomes of leased tasks of `job` and marks them final, with
     /// their items and, in the same transaction, their next pages as pending
     /// tasks (unless a next page's URL is already in the job: then the chain
-    /// stops and the outcome's message says so). Returns the pages added.
+    /// stops and the outcome's message says so).
     ///
-    /// # Errors
-    /// [`StoreError::NotLeased`] if any task is not leased; nothing of the
-    /// batch is recorded then.
+    /// An outcome for a task this run does not hold (its lease was lost and
+    /// the task claimed again, or it already has an outcome) is dropped and
+    /// counted in [`Recorded::fenced`]: exactly one outcome per task holds
+    /// whatever the timing.
     fn record(
         &self,
         job: i64,
         outcomes: Vec<Outcome>,
-    ) -> impl Future<Output = Result<u64, StoreError>> + Send;
+    ) -> impl Future<Output = Result<Recorded, StoreError>> + Send;
 
-    /// Returns every leased task of `job` to `pending`; returns how many.
+    /// Returns every task of `job` this run holds to `pending` (and, with
+    /// host affinity, the hosts it holds); returns how many tasks.
     fn release(&self, job: i64) -> impl Future<Output = Result<u64, StoreError>> + Send;
 
     /// Counts the tasks of `job` by state.
     fn counts(&self, job: i64) -> impl Future<Output = Result<JobCounts, StoreError>> + Send;
+
+    /// Tasks of `job` without an outcome. Cheaper than [`Store::counts`]
+    /// where the store keeps a running count.
+    fn unfinished(&self, job: i64) -> impl Future<Output = Result<u64, StoreError>> + Send {
+        async move { Ok(self.counts(job).await?.unfinished()) }
+    }
+
+    /// Reads the job row again (another process may have ingested more).
+    fn reload_job(&self, job: i64) -> impl Future<Output = Result<Job, StoreError>> + Send;
+
+    /// Fires when this run's leases are lost (a shared store whose
+    /// heartbeat failed for longer than the lease): the run must stop at
+    /// once. Never fires for a store with no leases to lose.
+    fn lease_lost(&self) -> CancellationToken {
+        CancellationToken::new()
+    }
 }

@@ -1,0 +1,400 @@
+//! PostgreSQL and several workers, end to end: the store contract on both
+//! stores, workers killed and stalled mid-run, and per-host limits that
+//! hold for the whole cluster. Runs against a real PostgreSQL server
+//! (`support::pg`).
+
+mod support;
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use support::{Server, Volley, max_per_second, pg, signal, stderr};
+use volley::outcome::{Class, NextPage, Outcome};
+use volley::source::{Input, parse_url};
+use volley::store::postgres::{PgOptions, PgReader, PgStore};
+use volley::store::sqlite::{SqliteReader, SqliteStore};
+use volley::store::{IngestBatch, IngestReport, JobCounts, Reader, Recorded, Store, Want};
+
+fn url(line: u64, s: &str) -> Input {
+    Input::Url {
+        line,
+        url: parse_url(s).expect("test URL parses"),
+        meta: None,
+    }
+}
+
+const WANT: Want = Want {
+    limit: 10,
+    per_host: 8,
+};
+
+/// The store contract, one body for both stores: ingest with repeats and
+/// invalid lines, lease, record with items and a next page in the same
+/// transaction, a pagination loop, a second outcome refused (fenced), and
+/// a released task leased again.
+async fn contract<S: Store>(
+    store: &S,
+    reader: impl FnOnce() -> Box<dyn FnOnce() -> Vec<(Option<u64>, String, Option<u64>)>>,
+) {
+    let job = store.open_job("j", "in.txt", None).await.expect("open");
+    let batch = IngestBatch {
+        inputs: vec![
+            url(1, "http://a.test/x"),
+            Input::Invalid {
+                line: 2,
+                raw: "nope".into(),
+                reason: "line 2: not a URL".into(),
+                malformed: false,
+            },
+            url(3, "http://a.test/x"),
+            url(4, "http://b.test/y"),
+        ],
+        through_line: 4,
+        complete: true,
+        fingerprint: Some("f4".into()),
+    };
+    let report = store.ingest(job.id, batch.clone()).await.expect("ingest");
+    assert_eq!(
+        report,
+        IngestReport {
+            pending: 2,
+            invalid_url: 1,
+            invalid_input: 0,
+            duplicates: 1
+        }
+    );
+    assert_eq!(
+        store.ingest(job.id, batch).await.expect("ingest again"),
+        IngestReport::default(),
+        "re-ingesting the same lines adds nothing"
+    );
+    let leased = store.lease(job.id, WANT).await.expect("lease");
+    assert_eq!(
+        leased.iter().map(|t| t.line).collect::<Vec<_>>(),
+        [Some(1), Some(4)]
+    );
+    assert!(store.lease(job.id, WANT).await.expect("lease").is_empty());
+
+    let mut ok = Outcome::new(leased[0].id, Class::Ok);
+    ok.status = Some(200);
+    ok.items = vec!["{\"n\":1}".into(), "{\"n\":2}".into()];
+    ok.next_page = Some(NextPage {
+        url: "http://a.test/x?page=2".into(),
+        host: "a.test".into(),
+        page: 2,
+    });
+    assert_eq!(
+        store
+            .record(job.id, vec![ok.clone()])
+            .await
+            .expect("record"),
+        Recorded {
+            outcomes: 1,
+            pages: 1,
+            fenced: 0
+        },
+        "the next page is a new task, in the same transaction"
+    );
+    let page2 = store.lease(job.id, WANT).await.expect("lease page 2");
+    assert_eq!(
+        page2.iter().map(|t| (t.line, t.page)).collect::<Vec<_>>(),
+        [(None, 2)]
+    );
+    let mut looped = Outcome::new(page2[0].id, Class::Ok);
+    looped.next_page = Some(NextPage {
+        url: "http://a.test/x".into(),
+        host: "a.test".into(),
+        page: 3,
+    });
+    assert_eq!(
+        store
+            .record(job.id, vec![looped])
+            .await
+            .expect("record")
+            .pages,
+        0,
+        "a next page already in the job is a loop"
+    );
+    assert_eq!(
+        store.record(job.id, vec![ok]).await.expect("record again"),
+        Recorded {
+            outcomes: 0,
+            pages: 0,
+            fenced: 1
+        },
+        "a second outcome for a task is dropped and counted"
+    );
+    // The task of line 4 is still held: release it and lease it again.
+    store.release(job.id).await.expect("release");
+    assert_eq!(
+        store.counts(job.id).await.expect("counts"),
+        JobCounts {
+            pending: 1,
+            leased: 0,
+            done: 3,
+            failed: 1
+        }
+    );
+    assert_eq!(store.unfinished(job.id).await.expect("unfinished"), 1);
+    let again = store.lease(job.id, WANT).await.expect("lease again");
+    assert_eq!(again.iter().map(|t| t.line).collect::<Vec<_>>(), [Some(4)]);
+    store
+        .record(job.id, vec![Outcome::new(again[0].id, Class::Ok)])
+        .await
+        .expect("record line 4");
+    assert_eq!(store.unfinished(job.id).await.expect("unfinished"), 0);
+
+    let rows = reader()();
+    assert_eq!(
+        rows,
+        [
+            (Some(1), "ok".to_owned(), None),
+            (Some(2), "invalid_url".to_owned(), None),
+            (Some(3), "duplicate".to_owned(), Some(1)),
+            (Some(4), "ok".to_owned(), None),
+            (None, "ok".to_owned(), None),
+        ]
+    );
+}
+
+fn summary(reader: &impl Reader) -> Vec<(Option<u64>, String, Option<u64>)> {
+    let job = reader.job("j").expect("the job");
+    let mut rows = Vec::new();
+    reader
+        .for_each_outcome::<volley::store::StoreError>(job.id, |r| {
+            rows.push((r.line, r.class.clone(), r.duplicate_of_line));
+            Ok(())
+        })
+        .expect("read outcomes");
+    rows
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn both_stores_keep_the_same_contract() {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let db = dir.path().join("c.db");
+    let sqlite = SqliteStore::open(&db).expect("open SQLite");
+    let path = db.clone();
+    contract(&sqlite, move || {
+        Box::new(move || summary(&SqliteReader::open(&path).expect("reader")))
+    })
+    .await;
+
+    let url = pg::database().await;
+    let postgres = PgStore::connect(&url, PgOptions::default())
+        .await
+        .expect("connect to PostgreSQL");
+    let reader = PgReader::connect(&url).await.expect("PG reader");
+    contract(&postgres, move || Box::new(move || summary(&reader))).await;
+    postgres.close().await.expect("close");
+}
+
+/// Starts `volley` with `args` in `v`'s directory, output piped.
+fn spawn(v: &Volley, args: &[&str]) -> tokio::process::Child {
+    let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_volley"));
+    cmd.args(args)
+        .current_dir(v.dir.path())
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true);
+    cmd.spawn().expect("start volley")
+}
+
+async fn finish(child: tokio::process::Child) -> std::process::Output {
+    tokio::time::timeout(Duration::from_secs(120), child.wait_with_output())
+        .await
+        .expect("volley finished within 120 s")
+        .expect("volley ran")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_workers_and_a_sigkill_leave_exactly_one_outcome_per_input() {
+    let server = Server::start_on_all_loopback().await;
+    let port = server.addr.port();
+    let hosts = 40;
+    let urls: Vec<String> = (0..20_000)
+        .map(|i| format!("http://127.0.1.{}:{port}/ok/{i}", 1 + i % hosts))
+        .collect();
+    let v = Volley::new();
+    let list = v.write_lines("urls.txt", &urls);
+    let db = pg::database().await;
+    let common = [
+        "--quiet",
+        "--lease",
+        "3s",
+        "--timeout",
+        "2s",
+        "--concurrency",
+        "16",
+    ];
+    let mut args = vec![
+        "--db",
+        &db,
+        "fetch",
+        list.to_str().expect("utf-8"),
+        "--job",
+        "big",
+    ];
+    args.extend(common);
+    let ingester = spawn(&v, &args);
+    server.wait_for_requests(1).await;
+    let mut work = vec!["--db", db.as_str(), "work", "--job", "big"];
+    work.extend(common);
+    let workers: Vec<_> = (0..3).map(|_| spawn(&v, &work)).collect();
+    // Kill one worker once the cluster is well under way.
+    server.wait_for_requests(6_000).await;
+    let victim = workers[0].id().expect("a running worker");
+    signal(victim, libc::SIGKILL);
+    let mut outs = vec![finish(ingester).await];
+    for w in workers {
+        outs.push(finish(w).await);
+    }
+    assert!(
+        !outs[1].status.success(),
+        "the killed worker did not exit 0"
+    );
+    for (i, out) in outs.iter().enumerate().filter(|(i, _)| *i != 1) {
+        assert!(out.status.success(), "process {i}: {}", stderr(out));
+    }
+    let (tasks, outcomes, distinct, orphans) = pg::outcome_counts(&db).await;
+    assert_eq!(
+        (tasks, outcomes, distinct, orphans),
+        (20_000, 20_000, 20_000, 0),
+        "every input has exactly one outcome"
+    );
+    // Only requests in flight at the kill may be made twice: at most the
+    // killed worker's concurrency, and none more than twice.
+    let mut repeated = 0;
+    for i in 0..20_000 {
+        let hits = server.hits(&format!("/ok/{i}"));
+        assert!(hits >= 1, "/ok/{i} was never requested");
+        assert!(hits <= 2, "/ok/{i} requested {hits} times");
+        repeated += usize::from(hits == 2);
+    }
+    eprintln!("requests made twice (in flight at the kill): {repeated}");
+    assert!(repeated <= 16, "{repeated} URLs requested twice");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_stalled_past_its_lease_records_no_second_outcome() {
+    let server = Server::start().await;
+    let urls: Vec<String> = (0..40)
+        .map(|i| server.url(&format!("/ok/{i}?ms=300")))
+        .collect();
+    let v = Volley::new();
+    let list = v.write_lines("urls.txt", &urls);
+    let db = pg::database().await;
+    let common = [
+        "--quiet",
+        "--lease",
+        "2s",
+        "--timeout",
+        "1s",
+        "--concurrency",
+        "4",
+    ];
+    // The process to stall ingests (one batch, so the job's input is all
+    // read before its first lease) and fetches.
+    let mut fetch = vec![
+        "--db",
+        db.as_str(),
+        "fetch",
+        list.to_str().expect("utf-8"),
+        "--job",
+        "slow",
+    ];
+    fetch.extend(common);
+    let mut work = vec!["--db", db.as_str(), "work", "--job", "slow"];
+    work.extend(common);
+    let stalled = spawn(&v, &fetch);
+    server.wait_for_requests(2).await;
+    let pid = stalled.id().expect("a running worker");
+    signal(pid, libc::SIGSTOP);
+    let stopped_at = Instant::now();
+    // Another worker takes over once the stalled one's lease expires, and
+    // finishes the job: the stalled worker's tasks included.
+    let rescuer = finish(spawn(&v, &work)).await;
+    assert!(rescuer.status.success(), "{}", stderr(&rescuer));
+    assert!(
+        stopped_at.elapsed() >= Duration::from_secs(2),
+        "the rescuer waited out the lease"
+    );
+    signal(pid, libc::SIGCONT);
+    let stalled = finish(stalled).await;
+    assert!(
+        !stalled.status.success(),
+        "the stalled worker must stop: {}",
+        stderr(&stalled)
+    );
+    assert!(stderr(&stalled).contains("lease"), "{}", stderr(&stalled));
+    let (tasks, outcomes, distinct, orphans) = pg::outcome_counts(&db).await;
+    assert_eq!((tasks, outcomes, distinct, orphans), (40, 40, 40, 0));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn per_host_limits_hold_across_four_workers() {
+    let mut servers = Vec::new();
+    for i in 0..10 {
+        servers.push(Server::start_on(&format!("127.0.2.{}", 1 + i)).await);
+    }
+    let per_host_urls = 80;
+    let mut urls = Vec::new();
+    for i in 0..per_host_urls {
+        for s in &servers {
+            urls.push(s.url(&format!("/ok/{i}?ms=100")));
+        }
+    }
+    let v = Volley::new();
+    let list = v.write_lines("urls.txt", &urls);
+    let db = pg::database().await;
+    let limits = ["--rate", "20/s", "--per-host", "4"];
+    let mut args = vec![
+        "--db",
+        db.as_str(),
+        "fetch",
+        list.to_str().expect("utf-8"),
+        "--job",
+        "polite",
+        "--quiet",
+    ];
+    args.extend(limits);
+    let ingester = spawn(&v, &args);
+    // The job exists once its first request is made.
+    servers[0].wait_for_requests(1).await;
+    let work = ["--db", db.as_str(), "work", "--job", "polite", "--quiet"];
+    let workers: Vec<_> = (0..3).map(|_| spawn(&v, &work)).collect();
+    let mut outs = vec![finish(ingester).await];
+    for w in workers {
+        outs.push(finish(w).await);
+    }
+    for out in &outs {
+        assert!(out.status.success(), "{}", stderr(out));
+    }
+    let (tasks, outcomes, _, orphans) = pg::outcome_counts(&db).await;
+    assert_eq!((tasks, outcomes, orphans), (800, 800, 0));
+    let mut by_host = HashMap::new();
+    for (i, server) in servers.iter().enumerate() {
+        let arrivals = server.arrivals_under("/ok/");
+        assert_eq!(arrivals.len(), per_host_urls, "host {i}");
+        let peak = max_per_second(&arrivals);
+        let span = (arrivals[arrivals.len() - 1] - arrivals[0]).as_secs_f64();
+        let achieved = (arrivals.len() - 1) as f64 / span;
+        by_host.insert(i, (peak, server.max_in_flight(), achieved));
+        assert!(peak <= 20, "host {i}: {peak} requests in one second");
+        assert!(
+            server.max_in_flight() <= 4,
+            "host {i}: {} in flight",
+            server.max_in_flight()
+        );
+        assert!(
+            achieved >= 18.0,
+            "host {i}: only {achieved:.1} requests/s of 20"
+        );
+    }
+    eprintln!("per host (busiest second, most in flight, requests/s): {by_host:?}");
+    // Politeness flags on a worker are refused: they come from the job.
+    let refused = finish(spawn(&v, &["--db", db.as_str(), "work", "--rate", "80/s"])).await;
+    assert_eq!(refused.status.code(), Some(2), "{}", stderr(&refused));
+    assert!(stderr(&refused).contains("--rate"), "{}", stderr(&refused));
+}

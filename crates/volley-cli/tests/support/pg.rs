@@ -1,0 +1,85 @@
+//! A real PostgreSQL server for the tests: `VOLLEY_TEST_DATABASE_URL` when
+//! set, else one throwaway server per test binary, started on first use by
+//! `scripts/pg.sh` (initdb and pg_ctl from Debian's postgresql, on a free
+//! loopback port) and stopped when the test binary exits. Each test gets a
+//! database of its own on it.
+
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU32, Ordering};
+
+/// The server's URL (its `volley` database).
+fn server() -> &'static str {
+    static URL: OnceLock<String> = OnceLock::new();
+    URL.get_or_init(|| {
+        if let Ok(url) = std::env::var("VOLLEY_TEST_DATABASE_URL") {
+            return url;
+        }
+        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../../scripts/pg.sh");
+        let out = std::process::Command::new(script)
+            .args([
+                "start",
+                "--fast",
+                "--until",
+                &std::process::id().to_string(),
+            ])
+            .output()
+            .expect("run scripts/pg.sh");
+        assert!(
+            out.status.success(),
+            "scripts/pg.sh start failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).trim().to_owned()
+    })
+}
+
+/// `url` with its database name replaced by `name`.
+fn with_database(url: &str, name: &str) -> String {
+    let (base, query) = match url.split_once('?') {
+        Some((base, query)) => (base, format!("?{query}")),
+        None => (url, String::new()),
+    };
+    let (server, _) = base.rsplit_once('/').expect("a database URL has a path");
+    format!("{server}/{name}{query}")
+}
+
+/// A client of `url`, its connection driven on the current runtime.
+pub async fn connect(url: &str) -> tokio_postgres::Client {
+    let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+        .await
+        .expect("connect to the test PostgreSQL server");
+    tokio::spawn(connection);
+    client
+}
+
+/// A new, empty database on the test server; returns its URL.
+pub async fn database() -> String {
+    static N: AtomicU32 = AtomicU32::new(0);
+    let name = format!(
+        "t{}_{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    );
+    let admin = connect(server()).await;
+    admin
+        .batch_execute(&format!("CREATE DATABASE {name}"))
+        .await
+        .expect("create a test database");
+    with_database(server(), &name)
+}
+
+/// (tasks, outcomes, tasks with an outcome, tasks without one) of every job.
+pub async fn outcome_counts(url: &str) -> (i64, i64, i64, i64) {
+    let row = connect(url)
+        .await
+        .query_one(
+            "SELECT (SELECT count(*) FROM tasks), (SELECT count(*) FROM outcomes), \
+             (SELECT count(DISTINCT task_id) FROM outcomes), \
+             (SELECT count(*) FROM tasks t WHERE NOT EXISTS \
+                (SELECT 1 FROM outcomes o WHERE o.task_id = t.id))",
+            &[],
+        )
+        .await
+        .expect("count tasks and outcomes");
+    (row.get(0), row.get(1), row.get(2), row.get(3))
+}

@@ -1,0 +1,1337 @@
+//! The shared store: PostgreSQL, for several workers on one job.
+//!
+//! Any number of processes (`volley fetch` ingesting and working, `volley
+//! work` working) may share a job. Each registers a **worker** row and
+//! renews its lease on it by heartbeat ([`PgOptions::lease`]). There is no
+//! run lock: leases are the whole story.
+//!
+//! # Host affinity
+//!
+//! A worker first leases **hosts** (`hosts.owner`), then claims a few tasks
+//! of each host it holds, so a host's tasks are fetched by one worker at a
+//! time and the per-host limits, rate limits, robots.txt and `Retry-After`
+//! pauses of [`crate::host`] hold for the whole cluster at no database cost
+//! per request. A worker keeps a host while it has work there and gives it
+//! back when it has none; a dead worker's hosts are claimable once its
+//! lease has expired.
+//!
+//! # Claims and fencing
+//!
+//! A task claim sets `lease_owner` and adds one to `claim` (a per-claim
+//! counter, the fencing token) with a locking CTE (`WITH c AS (SELECT … FOR
+//! UPDATE SKIP LOCKED LIMIT n) UPDATE … FROM c`), so the subquery runs once
+//! and never claims more than asked. Neither column is indexed, so a claim
+//! is a HOT update. [`Store::record`] finishes a task only if its `claim`
+//! is still the one this worker got: a worker that stalled past its lease
+//! (its task re-claimed by another) has its late outcome dropped and
+//! counted, never recorded a second time.
+//!
+//! A worker whose heartbeat has not succeeded for a whole lease stops on
+//! its own ([`Store::lease_lost`]), and a heartbeat never revives an
+//! expired worker row: once expired, its leases stay void.
+//!
+//! # Writes
+//!
+//! Ingest and record are one transaction per batch, with one statement per
+//! table (`unnest` of one array per column), under a per-job advisory lock
+//! so that duplicate and pagination-loop checks see every committed task
+//! and host counters never deadlock.
+
+use std::collections::{HashMap, HashSet};
+use std::str::FromStr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
+use futures_util::TryStreamExt as _;
+use tokio_postgres::NoTls;
+use tokio_postgres::types::ToSql;
+use tokio_util::sync::CancellationToken;
+
+use super::{
+    ExportRow, IngestBatch, IngestReport, ItemRow, Job, JobCounts, JobSummary, LeasedTask, Reader,
+    Recorded, Store, StoreError, Want,
+};
+use crate::outcome::{Class, Outcome, now_ms};
+use crate::source::Input;
+
+/// The advisory lock (two-key form) held while migrating the schema, so
+/// that workers starting together migrate once.
+const MIGRATION_LOCK: (i32, i32) = (0x766f_6c6c, 1);
+
+/// Most hosts one lease call claims.
+const HOSTS_PER_CLAIM: i64 = 256;
+
+/// Whether `db` names a PostgreSQL database rather than a SQLite file.
+pub fn is_postgres_url(db: &str) -> bool {
+    db.starts_with("postgres://") || db.starts_with("postgresql://")
+}
+
+/// `url` with its password replaced by `***`, for messages.
+pub fn redact(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut parsed) if parsed.password().is_some() => {
+            let _ = parsed.set_password(Some("***"));
+            parsed.to_string()
+        }
+        _ => url.to_owned(),
+    }
+}
+
+/// Settings of a [`PgStore`].
+#[derive(Debug, Clone)]
+pub struct PgOptions {
+    /// How long this worker's leases (on hosts and tasks) outlive its last
+    /// successful heartbeat. Heartbeats go every third of it. Must exceed
+    /// the per-attempt timeout, so a worker that lost its lease is not
+    /// still fetching.
+    pub lease: Duration,
+    /// Connections kept open to the server.
+    pub pool_size: usize,
+}
+
+impl Default for PgOptions {
+    fn default() -> Self {
+        PgOptions {
+            lease: Duration::from_secs(30),
+            pool_size: 4,
+        }
+    }
+}
+
+/// What this worker holds of one job.
+#[derive(Debug, Default)]
+struct Held {
+    /// Task id → (host, claim).
+    tasks: HashMap<i64, (Arc<str>, i64)>,
+    /// Host → tasks held there.
+    hosts: HashMap<Arc<str>, usize>,
+}
+
+/// Counters the heartbeat publishes in the worker row.
+#[derive(Debug, Default)]
+struct Counters {
+    recorded: AtomicU64,
+    fenced: AtomicU64,
+}
+
+struct Inner {
+    pool: Pool,
+    worker: i64,
+    options: PgOptions,
+    held: Mutex<HashMap<i64, Held>>,
+    job: AtomicU64,
+    counters: Counters,
+    lost: CancellationToken,
+}
+
+/// The PostgreSQL [`Store`]: one worker of a possibly shared job.
+pub struct PgStore {
+    inner: Arc<Inner>,
+    heartbeat: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for PgStore {
+    fn drop(&mut self) {
+        self.heartbeat.abort();
+    }
+}
+
+/// A pool over `url` (a libpq-style URL).
+fn pool(url: &str, size: usize) -> Result<Pool, StoreError> {
+    let config = tokio_postgres::Config::from_str(url).map_err(|e| StoreError::BadUrl {
+        url: redact(url),
+        why: e.to_string(),
+    })?;
+    let manager = Manager::from_config(
+        config,
+        NoTls,
+        ManagerConfig {
+            recycling_method: RecyclingMethod::Fast,
+        },
+    );
+    Pool::builder(manager)
+        .max_size(size.max(1))
+        .build()
+        .map_err(|e| StoreError::Pool(e.to_string()))
+}
+
+async fn client(pool: &Pool) -> Result<deadpool_postgres::Object, StoreError> {
+    pool.get().await.map_err(|e| match e {
+        deadpool_postgres::PoolError::Backend(e) => StoreError::Postgres(e),
+        other => StoreError::Pool(other.to_string()),
+    })
+}
+
+/// Brings the schema to the current version, once for workers starting
+/// together.
+async fn migrate(pool: &Pool) -> Result<(), StoreError> {
+    let mut conn = client(pool).await?;
+    conn.execute(
+        "SELECT pg_advisory_lock($1, $2)",
+        &[&MIGRATION_LOCK.0, &MIGRATION_LOCK.1],
+    )
+    .await?;
+    let migrations = [refinery_core::Migration::unapplied(
+        "V1__init",
+        include_str!("migrations/postgres/V1__init.sql"),
+    )?];
+    let client: &mut tokio_postgres::Client = &mut conn;
+    let result = refinery_core::Runner::new(&migrations)
+        .set_migration_table_name("volley_schema_history")
+        .run_async(client)
+        .await;
+    conn.execute(
+        "SELECT pg_advisory_unlock($1, $2)",
+        &[&MIGRATION_LOCK.0, &MIGRATION_LOCK.1],
+    )
+    .await?;
+    result?;
+    Ok(())
+}
+
+fn lease_ms(options: &PgOptions) -> i64 {
+    i64::try_from(options.lease.as_millis()).unwrap_or(i64::MAX)
+}
+
+impl PgStore {
+    /// Connects to `url`, migrates the schema and registers this process as
+    /// a worker, renewing its lease from now on.
+    ///
+    /// # Errors
+    /// [`StoreError::BadUrl`] for a URL that does not parse;
+    /// [`StoreError::Postgres`] when the server cannot be reached;
+    /// [`StoreError::PgMigration`] when the schema cannot be migrated.
+    pub async fn connect(url: &str, options: PgOptions) -> Result<PgStore, StoreError> {
+        let pool = pool(url, options.pool_size)?;
+        migrate(&pool).await?;
+        let name = format!(
+            "{}:{}",
+            std::fs::read_to_string("/proc/sys/kernel/hostname")
+                .map(|h| h.trim().to_owned())
+                .unwrap_or_else(|_| "localhost".into()),
+            std::process::id()
+        );
+        let worker: i64 = client(&pool)
+            .await?
+            .query_one(
+                "INSERT INTO workers (name, lease_expires_at) \
+                 VALUES ($1, now() + $2::int8 * interval '1 millisecond') RETURNING id",
+                &[&name, &lease_ms(&options)],
+            )
+            .await?
+            .get(0);
+        let inner = Arc::new(Inner {
+            pool,
+            worker,
+            options,
+            held: Mutex::new(HashMap::new()),
+            job: AtomicU64::new(0),
+            counters: Counters::default(),
+            lost: CancellationToken::new(),
+        });
+        let heartbeat = tokio::spawn(heartbeat(Arc::clone(&inner)));
+        Ok(PgStore { inner, heartbeat })
+    }
+
+    /// This worker's id (`workers.id`).
+    pub fn worker_id(&self) -> i64 {
+        self.inner.worker
+    }
+
+    /// Ends this worker: gives back what it holds and marks its row
+    /// expired, so `volley status` stops listing it at once.
+    ///
+    /// # Errors
+    /// Database errors.
+    pub async fn close(&self) -> Result<(), StoreError> {
+        self.heartbeat.abort();
+        let jobs: Vec<i64> = self.held().keys().copied().collect();
+        for job in jobs {
+            self.release(job).await?;
+        }
+        client(&self.inner.pool)
+            .await?
+            .execute(
+                "UPDATE workers SET lease_expires_at = now(), heartbeat_at = now() WHERE id = $1",
+                &[&self.inner.worker],
+            )
+            .await?;
+        Ok(())
+    }
+
+    /// Jobs with tasks still to fetch, or input still to ingest, oldest first.
+    ///
+    /// # Errors
+    /// Database errors.
+    pub async fn unfinished_jobs(&self) -> Result<Vec<Job>, StoreError> {
+        let rows = client(&self.inner.pool)
+            .await?
+            .query(
+                &format!(
+                    "SELECT {JOB_COLUMNS} FROM jobs j WHERE NOT j.ingest_complete \
+                     OR EXISTS (SELECT 1 FROM hosts h WHERE h.job_id = j.id AND h.open > 0) \
+                     ORDER BY id"
+                ),
+                &[],
+            )
+            .await?;
+        rows.iter().map(job_row).collect()
+    }
+
+    /// The job called `name`.
+    ///
+    /// # Errors
+    /// [`StoreError::NoSuchJob`]; database errors.
+    pub async fn job(&self, name: &str) -> Result<Job, StoreError> {
+        find_job(&self.inner.pool, name).await
+    }
+
+    /// Stores `options` (the JSON of a [`crate::FetchSpec`]) as `job`'s
+    /// options, unless it has some already: a job keeps the options it was
+    /// created with, so every worker applies the same ones.
+    ///
+    /// # Errors
+    /// Database errors.
+    pub async fn keep_options(&self, job: i64, options: &str) -> Result<(), StoreError> {
+        client(&self.inner.pool)
+            .await?
+            .execute(
+                "UPDATE jobs SET options = $2 WHERE id = $1 AND options IS NULL",
+                &[&job, &options],
+            )
+            .await?;
+        Ok(())
+    }
+
+    /// The options `job` was created with (see [`PgStore::keep_options`]).
+    ///
+    /// # Errors
+    /// Database errors.
+    pub async fn job_options(&self, job: i64) -> Result<Option<String>, StoreError> {
+        Ok(client(&self.inner.pool)
+            .await?
+            .query_one("SELECT options FROM jobs WHERE id = $1", &[&job])
+            .await?
+            .get(0))
+    }
+
+    fn held(&self) -> std::sync::MutexGuard<'_, HashMap<i64, Held>> {
+        self.inner
+            .held
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    async fn claim_tasks(
+        &self,
+        job: i64,
+        hosts: &[(Arc<str>, i64)],
+        limit: usize,
+    ) -> Result<Vec<LeasedTask>, StoreError> {
+        if hosts.is_empty() || limit == 0 {
+            return Ok(Vec::new());
+        }
+        let names: Vec<&str> = hosts.iter().map(|(h, _)| &**h).collect();
+        let rooms: Vec<i64> = hosts.iter().map(|(_, r)| *r).collect();
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let conn = client(&self.inner.pool).await?;
+        let stmt = conn
+            .prepare_cached(
+                "WITH c AS ( \
+                   SELECT t.id FROM unnest($2::text[], $3::int8[]) AS h(host, room) \
+                   CROSS JOIN LATERAL ( \
+                     SELECT id FROM tasks \
+                     WHERE job_id = $1 AND host = h.host AND state = 'pending' \
+                       AND lease_owner IS DISTINCT FROM $4 \
+                     ORDER BY id LIMIT h.room FOR UPDATE SKIP LOCKED) t \
+                   LIMIT $5) \
+                 UPDATE tasks SET lease_owner = $4, claim = tasks.claim + 1 \
+                 FROM c WHERE tasks.id = c.id \
+                 RETURNING tasks.id, tasks.line, tasks.url, tasks.page, tasks.host, tasks.claim",
+            )
+            .await?;
+        let rows = conn
+            .query(&stmt, &[&job, &names, &rooms, &self.inner.worker, &limit])
+            .await?;
+        let mut tasks = Vec::with_capacity(rows.len());
+        let mut held = self.held();
+        let held = held.entry(job).or_default();
+        for row in rows {
+            let id: i64 = row.get(0);
+            let host: String = row.get(4);
+            let host: Arc<str> = match held.hosts.get_key_value(host.as_str()) {
+                Some((k, _)) => Arc::clone(k),
+                None => host.into(),
+            };
+            *held.hosts.entry(Arc::clone(&host)).or_default() += 1;
+            held.tasks.insert(id, (host, row.get(5)));
+            tasks.push(LeasedTask {
+                id,
+                line: row.get::<_, Option<i64>>(1).map(|l| l as u64),
+                url: row.get(2),
+                page: u32::try_from(row.get::<_, i32>(3)).unwrap_or(1),
+            });
+        }
+        tasks.sort_by_key(|t| t.id);
+        Ok(tasks)
+    }
+
+    /// Claims up to `n` hosts of `job` with open tasks that no live worker
+    /// holds, and no more than this worker's fair share: the hosts with
+    /// open tasks divided among the live workers, so that workers joining
+    /// later find hosts to work on.
+    async fn claim_hosts(&self, job: i64, n: i64) -> Result<Vec<Arc<str>>, StoreError> {
+        let conn = client(&self.inner.pool).await?;
+        let share = conn
+            .query_one(
+                "SELECT (SELECT count(*) FROM hosts WHERE job_id = $1 AND open > 0),                  (SELECT count(*) FROM workers WHERE lease_expires_at > now())",
+                &[&job],
+            )
+            .await?;
+        let (open_hosts, live): (i64, i64) = (share.get(0), share.get(1));
+        let fair = (open_hosts + live.max(1) - 1) / live.max(1);
+        let holding = self.held().get(&job).map_or(0, |h| h.hosts.len()) as i64;
+        let n = n.min(fair - holding);
+        if n <= 0 {
+            return Ok(Vec::new());
+        }
+        let stmt = conn
+            .prepare_cached(
+                "WITH c AS ( \
+                   SELECT h.host FROM hosts h \
+                   WHERE h.job_id = $1 AND h.open > 0 AND (h.owner IS NULL OR NOT EXISTS ( \
+                     SELECT 1 FROM workers w WHERE w.id = h.owner AND w.lease_expires_at > now())) \
+                   LIMIT $3 FOR UPDATE SKIP LOCKED) \
+                 UPDATE hosts SET owner = $2 FROM c \
+                 WHERE hosts.job_id = $1 AND hosts.host = c.host RETURNING hosts.host",
+            )
+            .await?;
+        let rows = conn.query(&stmt, &[&job, &self.inner.worker, &n]).await?;
+        let hosts: Vec<Arc<str>> = rows
+            .iter()
+            .map(|r| Arc::from(r.get::<_, &str>(0)))
+            .collect();
+        let mut held = self.held();
+        let held = held.entry(job).or_default();
+        for host in &hosts {
+            held.hosts.entry(Arc::clone(host)).or_insert(0);
+        }
+        Ok(hosts)
+    }
+
+    /// Gives back hosts of `job` where this worker holds no task.
+    async fn release_hosts(&self, job: i64, hosts: Vec<Arc<str>>) -> Result<(), StoreError> {
+        if hosts.is_empty() {
+            return Ok(());
+        }
+        {
+            let mut held = self.held();
+            let held = held.entry(job).or_default();
+            for host in &hosts {
+                held.hosts.remove(host);
+            }
+        }
+        let names: Vec<&str> = hosts.iter().map(|h| &**h).collect();
+        client(&self.inner.pool)
+            .await?
+            .execute(
+                "UPDATE hosts SET owner = NULL \
+                 WHERE job_id = $1 AND host = ANY($2) AND owner = $3",
+                &[&job, &names, &self.inner.worker],
+            )
+            .await?;
+        Ok(())
+    }
+}
+
+/// Renews this worker's lease every third of it; cancels
+/// [`Inner::lost`] once the lease has run out without a renewal (the
+/// database unreachable, or the process stalled), and never renews an
+/// expired lease.
+async fn heartbeat(inner: Arc<Inner>) {
+    let every = inner.options.lease / 3;
+    let mut last_ok = Instant::now();
+    let mut last_recorded = 0;
+    let mut ticks = tokio::time::interval(every);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticks.tick().await;
+        let since = last_ok.elapsed();
+        if since >= inner.options.lease {
+            tracing::error!(
+                worker = inner.worker,
+                ?since,
+                "this worker's lease ran out before it could be renewed; stopping"
+            );
+            inner.lost.cancel();
+            return;
+        }
+        let (tasks, hosts) = {
+            let held = inner
+                .held
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            held.values().fold((0i32, 0i32), |(t, h), j| {
+                (t + j.tasks.len() as i32, h + j.hosts.len() as i32)
+            })
+        };
+        let recorded = inner.counters.recorded.load(Ordering::Relaxed);
+        let rate = (recorded - last_recorded) as f32 / since.as_secs_f32().max(0.001);
+        let job = inner.job.load(Ordering::Relaxed) as i64;
+        let renewed = async {
+            client(&inner.pool)
+                .await?
+                .execute(
+                    "UPDATE workers SET heartbeat_at = now(), \
+                     lease_expires_at = now() + $2::int8 * interval '1 millisecond', \
+                     tasks_held = $3, hosts_held = $4, recorded = $5, fenced = $6, \
+                     requests_per_s = $7, job_id = nullif($8::int8, 0) \
+                     WHERE id = $1 AND lease_expires_at > now()",
+                    &[
+                        &inner.worker,
+                        &lease_ms(&inner.options),
+                        &tasks,
+                        &hosts,
+                        &(recorded as i64),
+                        &(inner.counters.fenced.load(Ordering::Relaxed) as i64),
+                        &rate,
+                        &job,
+                    ],
+                )
+                .await
+                .map_err(StoreError::from)
+        };
+        match tokio::time::timeout(every, renewed).await {
+            Ok(Ok(1)) => {
+                last_ok = Instant::now();
+                last_recorded = recorded;
+            }
+            Ok(Ok(_)) => {
+                tracing::error!(
+                    worker = inner.worker,
+                    "this worker's lease expired before it was renewed; stopping"
+                );
+                inner.lost.cancel();
+                return;
+            }
+            Ok(Err(e)) => tracing::warn!(worker = inner.worker, "heartbeat failed: {e}"),
+            Err(_) => tracing::warn!(worker = inner.worker, "heartbeat timed out"),
+        }
+    }
+}
+
+/// The columns [`job_row`] reads, in its order.
+const JOB_COLUMNS: &str = "id, name, input, ingested_lines, ingest_complete, input_fingerprint";
+
+fn job_row(r: &tokio_postgres::Row) -> Result<Job, StoreError> {
+    Ok(Job {
+        id: r.try_get(0)?,
+        name: r.try_get(1)?,
+        input: r.try_get(2)?,
+        ingested_lines: u64::try_from(r.try_get::<_, i64>(3)?).unwrap_or(0),
+        ingest_complete: r.try_get(4)?,
+        input_fingerprint: r.try_get(5)?,
+    })
+}
+
+async fn find_job(pool: &Pool, name: &str) -> Result<Job, StoreError> {
+    let row = client(pool)
+        .await?
+        .query_opt(
+            &format!("SELECT {JOB_COLUMNS} FROM jobs WHERE name = $1"),
+            &[&name],
+        )
+        .await?;
+    match row {
+        Some(row) => job_row(&row),
+        None => Err(StoreError::NoSuchJob(name.to_owned())),
+    }
+}
+
+fn opt_i64(v: Option<u64>) -> Option<i64> {
+    v.map(|v| i64::try_from(v).unwrap_or(i64::MAX))
+}
+
+/// Inserts `outcomes` of `job` with one statement (one array per column).
+async fn insert_outcomes(
+    tx: &tokio_postgres::Transaction<'_>,
+    job: i64,
+    outcomes: &[&Outcome],
+) -> Result<(), StoreError> {
+    if outcomes.is_empty() {
+        return Ok(());
+    }
+    let col = |f: &dyn Fn(&Outcome) -> Option<String>| -> Vec<Option<String>> {
+        outcomes.iter().map(|o| f(o)).collect()
+    };
+    let task_id: Vec<i64> = outcomes.iter().map(|o| o.task_id).collect();
+    let class: Vec<&str> = outcomes.iter().map(|o| o.class.as_str()).collect();
+    let status: Vec<Option<i32>> = outcomes.iter().map(|o| o.status.map(i32::from)).collect();
+    let http_version = col(&|o| o.http_version.clone());
+    let message = col(&|o| o.message.clone());
+    let attempts: Vec<i32> = outcomes
+        .iter()
+        .map(|o| i32::try_from(o.attempts).unwrap_or(i32::MAX))
+        .collect();
+    let bytes: Vec<Option<i64>> = outcomes.iter().map(|o| opt_i64(o.bytes)).collect();
+    let wire: Vec<Option<i64>> = outcomes.iter().map(|o| opt_i64(o.wire_bytes)).collect();
+    let elapsed: Vec<Option<i64>> = outcomes.iter().map(|o| opt_i64(o.elapsed_ms)).collect();
+    let ttfb: Vec<Option<i64>> = outcomes.iter().map(|o| opt_i64(o.ttfb_ms)).collect();
+    let final_url = col(&|o| o.final_url.clone());
+    let content_type = col(&|o| o.content_type.clone());
+    let sha = col(&|o| o.body_sha256.clone());
+    let path = col(&|o| o.body_path.clone());
+    let headers = col(&|o| o.headers.clone());
+    let extracted = col(&|o| o.extracted.clone());
+    let duplicate_of: Vec<Option<i64>> = outcomes.iter().map(|o| o.duplicate_of).collect();
+    let started: Vec<Option<i64>> = outcomes.iter().map(|o| o.started_at_ms).collect();
+    let finished: Vec<i64> = outcomes.iter().map(|o| o.finished_at_ms).collect();
+    let params: [&(dyn ToSql + Sync); 20] = [
+        &job,
+        &task_id,
+        &class,
+        &status,
+        &http_version,
+        &message,
+        &attempts,
+        &bytes,
+        &wire,
+        &elapsed,
+        &ttfb,
+        &final_url,
+        &content_type,
+        &sha,
+        &path,
+        &headers,
+        &extracted,
+        &duplicate_of,
+        &started,
+        &finished,
+    ];
+    tx.execute(
+        "INSERT INTO outcomes (job_id, task_id, class, status, http_version, message, attempts, \
+         bytes, wire_bytes, elapsed_ms, ttfb_ms, final_url, content_type, body_sha256, body_path, \
+         headers, extracted, duplicate_of, started_at_ms, finished_at_ms) \
+         SELECT $1, * FROM unnest($2::int8[], $3::text[], $4::int4[], $5::text[], $6::text[], \
+         $7::int4[], $8::int8[], $9::int8[], $10::int8[], $11::int8[], $12::text[], $13::text[], \
+         $14::text[], $15::text[], $16::text[], $17::text[], $18::int8[], $19::int8[], $20::int8[])",
+        &params,
+    )
+    .await?;
+    let (mut item_task, mut item_idx, mut item) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut a_task, mut a_attempt, mut a_class, mut a_status, mut a_message) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let (mut a_started, mut a_elapsed, mut a_delay) = (Vec::new(), Vec::new(), Vec::new());
+    for o in outcomes {
+        for (idx, it) in o.items.iter().enumerate() {
+            item_task.push(o.task_id);
+            item_idx.push(i32::try_from(idx).unwrap_or(i32::MAX));
+            item.push(it.as_str());
+        }
+        for r in &o.attempt_log {
+            a_task.push(o.task_id);
+            a_attempt.push(i32::try_from(r.attempt).unwrap_or(i32::MAX));
+            a_class.push(r.class.as_str());
+            a_status.push(r.status.map(i32::from));
+            a_message.push(r.message.as_deref());
+            a_started.push(r.started_at_ms);
+            a_elapsed.push(i64::try_from(r.elapsed_ms).unwrap_or(i64::MAX));
+            a_delay.push(opt_i64(r.retry_delay_ms));
+        }
+    }
+    if !item.is_empty() {
+        tx.execute(
+            "INSERT INTO items (task_id, idx, item) \
+             SELECT * FROM unnest($1::int8[], $2::int4[], $3::text[])",
+            &[&item_task, &item_idx, &item],
+        )
+        .await?;
+    }
+    if !a_task.is_empty() {
+        tx.execute(
+            "INSERT INTO attempts (task_id, attempt, class, status, message, started_at_ms, \
+             elapsed_ms, retry_delay_ms) SELECT * FROM unnest($1::int8[], $2::int4[], $3::text[], \
+             $4::int4[], $5::text[], $6::int8[], $7::int8[], $8::int8[])",
+            &[
+                &a_task, &a_attempt, &a_class, &a_status, &a_message, &a_started, &a_elapsed,
+                &a_delay,
+            ],
+        )
+        .await?;
+    }
+    Ok(())
+}
+
+/// Adds `deltas` to the open-task counts of hosts of `job`, creating rows.
+async fn add_open(
+    tx: &tokio_postgres::Transaction<'_>,
+    job: i64,
+    deltas: HashMap<&str, i64>,
+) -> Result<(), StoreError> {
+    if deltas.is_empty() {
+        return Ok(());
+    }
+    let mut pairs: Vec<(&str, i64)> = deltas.into_iter().filter(|(_, d)| *d != 0).collect();
+    pairs.sort_unstable();
+    let (hosts, counts): (Vec<&str>, Vec<i64>) = pairs.into_iter().unzip();
+    tx.execute(
+        "INSERT INTO hosts (job_id, host, open) SELECT $1, * FROM unnest($2::text[], $3::int8[]) \
+         ON CONFLICT (job_id, host) DO UPDATE SET open = hosts.open + excluded.open",
+        &[&job, &hosts, &counts],
+    )
+    .await?;
+    Ok(())
+}
+
+/// The first task of `job` for each of `urls` (for duplicates and loops).
+async fn first_with_urls(
+    tx: &tokio_postgres::Transaction<'_>,
+    job: i64,
+    urls: &[&str],
+) -> Result<HashMap<String, i64>, StoreError> {
+    if urls.is_empty() {
+        return Ok(HashMap::new());
+    }
+    let rows = tx
+        .query(
+            "SELECT url, min(id) FROM tasks \
+             WHERE job_id = $1 AND host IS NOT NULL AND url = ANY($2) GROUP BY url",
+            &[&job, &urls],
+        )
+        .await?;
+    Ok(rows.into_iter().map(|r| (r.get(0), r.get(1))).collect())
+}
+
+impl Store for PgStore {
+    const SHARED: bool = true;
+
+    async fn open_job(
+        &self,
+        name: &str,
+        input: &str,
+        stamp: Option<&str>,
+    ) -> Result<Job, StoreError> {
+        let mut conn = client(&self.inner.pool).await?;
+        let tx = conn.transaction().await?;
+        tx.execute(
+            "INSERT INTO jobs (name, input, created_at_ms, input_stamp) VALUES ($1, $2, $3, $4) \
+             ON CONFLICT (name) DO NOTHING",
+            &[&name, &input, &now_ms(), &stamp],
+        )
+        .await?;
+        let row = tx
+            .query_one(
+                &format!("SELECT {JOB_COLUMNS} FROM jobs WHERE name = $1 FOR UPDATE"),
+                &[&name],
+            )
+            .await?;
+        let mut job = job_row(&row)?;
+        if job.input != input {
+            return Err(StoreError::JobInputMismatch {
+                job: job.name,
+                recorded: job.input,
+                given: input.to_owned(),
+            });
+        }
+        if let Some(stamp) = stamp {
+            let reopened = tx
+                .execute(
+                    "UPDATE jobs SET input_stamp = $2, ingest_complete = false \
+                     WHERE id = $1 AND input_stamp IS DISTINCT FROM $2",
+                    &[&job.id, &stamp],
+                )
+                .await?;
+            if reopened > 0 {
+                job.ingest_complete = false;
+            }
+        }
+        tx.commit().await?;
+        self.inner.job.store(job.id as u64, Ordering::Relaxed);
+        Ok(job)
+    }
+
+    async fn ingest(&self, job: i64, batch: IngestBatch) -> Result<IngestReport, StoreError> {
+        let mut conn = client(&self.inner.pool).await?;
+        let tx = conn.transaction().await?;
+        tx.execute("SELECT pg_advisory_xact_lock($1)", &[&job])
+            .await?;
+        let urls: Vec<&str> = batch
+            .inputs
+            .iter()
+            .filter_map(|i| match i {
+                Input::Url { url, .. } => Some(url.as_str()),
+                Input::Invalid { .. } => None,
+            })
+            .collect();
+        let earlier = first_with_urls(&tx, job, &urls).await?;
+        // What each input becomes: (line, url, host, state, meta), and for
+        // a repeat, the earlier task (by id) or the earlier line of the batch.
+        enum Dup {
+            Id(i64),
+            Line(i64),
+        }
+        let mut first_line: HashMap<&str, i64> = HashMap::new();
+        let mut dup_of: HashMap<i64, Dup> = HashMap::new();
+        let (mut lines, mut texts, mut hosts, mut states, mut metas) =
+            (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        for input in &batch.inputs {
+            match input {
+                Input::Invalid { line, raw, .. } => {
+                    lines.push(*line as i64);
+                    texts.push(raw.as_str());
+                    hosts.push(None);
+                    states.push("failed");
+                    metas.push(None);
+                }
+                Input::Url { line, url, meta } => {
+                    let line = *line as i64;
+                    let text = url.as_str();
+                    let state = if let Some(id) = earlier.get(text) {
+                        dup_of.insert(line, Dup::Id(*id));
+                        "done"
+                    } else if let Some(first) = first_line.get(text) {
+                        dup_of.insert(line, Dup::Line(*first));
+                        "done"
+                    } else {
+                        first_line.insert(text, line);
+                        "pending"
+                    };
+                    lines.push(line);
+                    texts.push(text);
+                    hosts.push(url.host_str());
+                    states.push(state);
+                    metas.push(meta.as_deref());
+                }
+            }
+        }
+        let rows = tx
+            .query(
+                "INSERT INTO tasks (job_id, line, url, host, state, meta) \
+                 SELECT $1, * FROM unnest($2::int8[], $3::text[], $4::text[], $5::text[], $6::text[]) \
+                 ON CONFLICT (job_id, line) DO NOTHING RETURNING id, line",
+                &[&job, &lines, &texts, &hosts, &states, &metas],
+            )
+            .await?;
+        let added: HashMap<i64, i64> = rows.iter().map(|r| (r.get(1), r.get(0))).collect();
+        let mut report = IngestReport::default();
+        let mut outcomes = Vec::new();
+        let mut open: HashMap<&str, i64> = HashMap::new();
+        for input in &batch.inputs {
+            match input {
+                Input::Invalid { line, reason, .. } => {
+                    let Some(id) = added.get(&(*line as i64)) else {
+                        continue;
+                    };
+                    let class = input.invalid_class().unwrap_or(Class::InvalidUrl);
+                    let mut o = Outcome::new(*id, class);
+                    o.message = Some(reason.clone());
+                    match class {
+                        Class::InvalidInput => report.invalid_input += 1,
+                        _ => report.invalid_url += 1,
+                    }
+                    outcomes.push(o);
+                }
+                Input::Url { line, url, .. } => {
+                    let line = *line as i64;
+                    let Some(id) = added.get(&line) else {
+                        continue;
+                    };
+                    match dup_of.get(&line) {
+                        None => {
+                            report.pending += 1;
+                            *open.entry(url.host_str().unwrap_or_default()).or_default() += 1;
+                        }
+                        Some(dup) => {
+                            let first = match dup {
+                                Dup::Id(id) => Some(*id),
+                                Dup::Line(l) => added.get(l).copied(),
+                            };
+                            let mut o = Outcome::new(*id, Class::Duplicate);
+                            o.duplicate_of = first;
+                            outcomes.push(o);
+                            report.duplicates += 1;
+                        }
+                    }
+                }
+            }
+        }
+        let refs: Vec<&Outcome> = outcomes.iter().collect();
+        insert_outcomes(&tx, job, &refs).await?;
+        add_open(&tx, job, open).await?;
+        tx.execute(
+            "UPDATE jobs SET ingested_lines = greatest(ingested_lines, $2), \
+             ingest_complete = ingest_complete OR $3, \
+             input_fingerprint = coalesce($4, input_fingerprint) WHERE id = $1",
+            &[
+                &job,
+                &(batch.through_line as i64),
+                &batch.complete,
+                &batch.fingerprint,
+            ],
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(report)
+    }
+
+    async fn lease(&self, job: i64, want: Want) -> Result<Vec<LeasedTask>, StoreError> {
+        if self.inner.lost.is_cancelled() {
+            return Err(StoreError::LeaseLost);
+        }
+        self.inner.job.store(job as u64, Ordering::Relaxed);
+        let per_host = want.per_host.max(1);
+        let rooms: Vec<(Arc<str>, i64)> = {
+            let mut held = self.held();
+            let held = held.entry(job).or_default();
+            held.hosts
+                .iter()
+                .filter(|(_, n)| **n < per_host)
+                .map(|(h, n)| (Arc::clone(h), (per_host - n) as i64))
+                .collect()
+        };
+        let mut tasks = self.claim_tasks(job, &rooms, want.limit).await?;
+        let mut tried: HashSet<Arc<str>> = rooms.into_iter().map(|(h, _)| h).collect();
+        if tasks.len() < want.limit {
+            let missing = want.limit - tasks.len();
+            let n = (missing.div_ceil(per_host) as i64).clamp(1, HOSTS_PER_CLAIM);
+            let hosts = self.claim_hosts(job, n).await?;
+            let rooms: Vec<(Arc<str>, i64)> =
+                hosts.into_iter().map(|h| (h, per_host as i64)).collect();
+            tasks.extend(self.claim_tasks(job, &rooms, missing).await?);
+            tried.extend(rooms.into_iter().map(|(h, _)| h));
+        }
+        // Hosts where this worker now holds nothing had nothing to give:
+        // let them go, for whoever gets work there next.
+        let idle: Vec<Arc<str>> = {
+            let mut held = self.held();
+            let held = held.entry(job).or_default();
+            held.hosts
+                .iter()
+                .filter(|(h, n)| **n == 0 && tried.contains(*h))
+                .map(|(h, _)| Arc::clone(h))
+                .collect()
+        };
+        self.release_hosts(job, idle).await?;
+        Ok(tasks)
+    }
+
+    async fn record(&self, job: i64, outcomes: Vec<Outcome>) -> Result<Recorded, StoreError> {
+        let mut recorded = Recorded::default();
+        // Each outcome with the claim this worker holds on its task.
+        let (mut mine, mut hosts_of) = (Vec::with_capacity(outcomes.len()), HashMap::new());
+        {
+            let held = self.held();
+            let held = held.get(&job);
+            for o in &outcomes {
+                match held.and_then(|h| h.tasks.get(&o.task_id)) {
+                    Some((host, claim)) => {
+                        hosts_of.insert(o.task_id, Arc::clone(host));
+                        mine.push((o, *claim));
+                    }
+                    None => recorded.fenced += 1,
+                }
+            }
+        }
+        let mut conn = client(&self.inner.pool).await?;
+        let tx = conn.transaction().await?;
+        tx.execute("SELECT pg_advisory_xact_lock($1)", &[&job])
+            .await?;
+        let ids: Vec<i64> = mine.iter().map(|(o, _)| o.task_id).collect();
+        let claims: Vec<i64> = mine.iter().map(|(_, c)| *c).collect();
+        let states: Vec<&str> = mine
+            .iter()
+            .map(|(o, _)| {
+                if o.class.is_success() {
+                    "done"
+                } else {
+                    "failed"
+                }
+            })
+            .collect();
+        let rows = tx
+            .query(
+                "UPDATE tasks t SET state = u.state, lease_owner = NULL \
+                 FROM unnest($1::int8[], $2::int8[], $3::text[]) AS u(id, claim, state) \
+                 WHERE t.id = u.id AND t.claim = u.claim AND t.state = 'pending' \
+                 RETURNING t.id",
+                &[&ids, &claims, &states],
+            )
+            .await?;
+        let accepted: HashSet<i64> = rows.iter().map(|r| r.get(0)).collect();
+        recorded.fenced += (mine.len() - accepted.len()) as u64;
+        let accepted: Vec<&Outcome> = mine
+            .iter()
+            .map(|(o, _)| *o)
+            .filter(|o| accepted.contains(&o.task_id))
+            .collect();
+        // Pagination: next pages not yet in the job become tasks; one that
+        // is already there is a loop and ends its chain.
+        let next_urls: Vec<&str> = accepted
+            .iter()
+            .filter_map(|o| o.next_page.as_ref().map(|n| n.url.as_str()))
+            .collect();
+        let seen = first_with_urls(&tx, job, &next_urls).await?;
+        let mut new_urls: HashSet<&str> = HashSet::new();
+        let mut open: HashMap<&str, i64> = HashMap::new();
+        let (mut p_url, mut p_host, mut p_parent, mut p_page) =
+            (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        let mut noted: Vec<Outcome> = Vec::new();
+        let mut plain: Vec<&Outcome> = Vec::new();
+        for o in &accepted {
+            if let Some(host) = hosts_of.get(&o.task_id) {
+                *open.entry(host).or_default() -= 1;
+            }
+            let Some(next) = &o.next_page else {
+                plain.push(o);
+                continue;
+            };
+            if seen.contains_key(&next.url) || !new_urls.insert(next.url.as_str()) {
+                let note = format!(
+                    "pagination stopped: the next page {} was already in this job (a loop)",
+                    next.url
+                );
+                let mut o = (*o).clone();
+                o.message = Some(match o.message.take() {
+                    Some(m) => format!("{m}; {note}"),
+                    None => note,
+                });
+                noted.push(o);
+                continue;
+            }
+            p_url.push(next.url.as_str());
+            p_host.push(next.host.as_str());
+            p_parent.push(o.task_id);
+            p_page.push(i32::try_from(next.page).unwrap_or(i32::MAX));
+            *open.entry(next.host.as_str()).or_default() += 1;
+            plain.push(o);
+        }
+        if !p_url.is_empty() {
+            tx.execute(
+                "INSERT INTO tasks (job_id, url, host, parent_id, page) \
+                 SELECT $1, * FROM unnest($2::text[], $3::text[], $4::int8[], $5::int4[])",
+                &[&job, &p_url, &p_host, &p_parent, &p_page],
+            )
+            .await?;
+        }
+        plain.extend(noted.iter());
+        insert_outcomes(&tx, job, &plain).await?;
+        add_open(&tx, job, open).await?;
+        tx.commit().await?;
+        recorded.outcomes = accepted.len() as u64;
+        recorded.pages = p_url.len() as u64;
+        {
+            let mut held = self.held();
+            let held = held.entry(job).or_default();
+            for o in &outcomes {
+                if let Some((host, _)) = held.tasks.remove(&o.task_id)
+                    && let Some(n) = held.hosts.get_mut(&host)
+                {
+                    *n = n.saturating_sub(1);
+                }
+            }
+        }
+        let counters = &self.inner.counters;
+        counters
+            .recorded
+            .fetch_add(recorded.outcomes, Ordering::Relaxed);
+        counters
+            .fenced
+            .fetch_add(recorded.fenced, Ordering::Relaxed);
+        if recorded.fenced > 0 {
+            tracing::warn!(
+                fenced = recorded.fenced,
+                "dropped outcomes of tasks this worker no longer held (its lease had expired and another worker claimed them)"
+            );
+        }
+        Ok(recorded)
+    }
+
+    async fn release(&self, job: i64) -> Result<u64, StoreError> {
+        let held = self.held().remove(&job).unwrap_or_default();
+        let ids: Vec<i64> = held.tasks.keys().copied().collect();
+        let conn = client(&self.inner.pool).await?;
+        let n = conn
+            .execute(
+                "UPDATE tasks SET lease_owner = NULL \
+                 WHERE id = ANY($1) AND lease_owner = $2 AND state = 'pending'",
+                &[&ids, &self.inner.worker],
+            )
+            .await?;
+        conn.execute(
+            "UPDATE hosts SET owner = NULL WHERE job_id = $1 AND owner = $2",
+            &[&job, &self.inner.worker],
+        )
+        .await?;
+        Ok(n)
+    }
+
+    async fn counts(&self, job: i64) -> Result<JobCounts, StoreError> {
+        counts_query(&self.inner.pool, job).await
+    }
+
+    async fn unfinished(&self, job: i64) -> Result<u64, StoreError> {
+        let row = client(&self.inner.pool)
+            .await?
+            .query_one(
+                "SELECT coalesce(sum(open), 0)::int8 FROM hosts WHERE job_id = $1 AND open > 0",
+                &[&job],
+            )
+            .await?;
+        Ok(u64::try_from(row.get::<_, i64>(0)).unwrap_or(0))
+    }
+
+    async fn reload_job(&self, job: i64) -> Result<Job, StoreError> {
+        let row = client(&self.inner.pool)
+            .await?
+            .query_one(
+                &format!("SELECT {JOB_COLUMNS} FROM jobs WHERE id = $1"),
+                &[&job],
+            )
+            .await?;
+        job_row(&row)
+    }
+
+    fn lease_lost(&self) -> CancellationToken {
+        self.inner.lost.clone()
+    }
+}
+
+async fn counts_query(pool: &Pool, job: i64) -> Result<JobCounts, StoreError> {
+    let row = client(pool)
+        .await?
+        .query_one(
+            "SELECT count(*) FILTER (WHERE state = 'pending' AND lease_owner IS NULL), \
+             count(*) FILTER (WHERE state = 'pending' AND lease_owner IS NOT NULL), \
+             count(*) FILTER (WHERE state = 'done'), count(*) FILTER (WHERE state = 'failed') \
+             FROM tasks WHERE job_id = $1",
+            &[&job],
+        )
+        .await?;
+    let n = |i: usize| u64::try_from(row.get::<_, i64>(i)).unwrap_or(0);
+    Ok(JobCounts {
+        pending: n(0),
+        leased: n(1),
+        done: n(2),
+        failed: n(3),
+    })
+}
+
+/// A live worker as `volley status` shows it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct WorkerRow {
+    /// `workers.id`.
+    pub id: i64,
+    /// `hostname:pid`.
+    pub name: String,
+    /// The job it works on, by name.
+    pub job: Option<String>,
+    /// Seconds since its last heartbeat.
+    pub heartbeat_age_s: f64,
+    /// Tasks it holds (leased, without an outcome yet).
+    pub tasks_held: i32,
+    /// Hosts it holds.
+    pub hosts_held: i32,
+    /// Outcomes it has committed.
+    pub recorded: i64,
+    /// Late outcomes it dropped (fenced).
+    pub fenced: i64,
+    /// Outcomes committed per second over its last heartbeat interval.
+    pub requests_per_s: f32,
+}
+
+/// Read-only access for `volley status` and `volley export`.
+///
+/// Its methods block the calling thread (they run the queries on the
+/// current tokio runtime with `block_in_place`), so they must be called
+/// from a multi-threaded runtime's worker thread.
+pub struct PgReader {
+    pool: Pool,
+}
+
+fn block<F: std::future::Future>(f: F) -> F::Output {
+    tokio::task::block_in_place(|| tokio::runtime::Handle::current().block_on(f))
+}
+
+impl PgReader {
+    /// Connects to `url` (no migration: a database volley never wrote has
+    /// no jobs).
+    ///
+    /// # Errors
+    /// [`StoreError::BadUrl`]; [`StoreError::Postgres`] when the server
+    /// cannot be reached.
+    pub async fn connect(url: &str) -> Result<PgReader, StoreError> {
+        let pool = pool(url, 2)?;
+        let conn = client(&pool).await?;
+        let exists: bool = conn
+            .query_one("SELECT to_regclass('jobs') IS NOT NULL", &[])
+            .await?
+            .get(0);
+        drop(conn);
+        if !exists {
+            return Err(StoreError::Missing(redact(url)));
+        }
+        Ok(PgReader { pool })
+    }
+
+    /// The live workers: those whose lease has not expired.
+    ///
+    /// # Errors
+    /// Database errors.
+    pub fn workers(&self) -> Result<Vec<WorkerRow>, StoreError> {
+        block(async {
+            let rows = client(&self.pool)
+                .await?
+                .query(
+                    "SELECT w.id, w.name, j.name, \
+                     extract(epoch FROM now() - w.heartbeat_at)::float8, w.tasks_held, \
+                     w.hosts_held, w.recorded, w.fenced, w.requests_per_s \
+                     FROM workers w LEFT JOIN jobs j ON j.id = w.job_id \
+                     WHERE w.lease_expires_at > now() ORDER BY w.id",
+                    &[],
+                )
+                .await?;
+            Ok(rows
+                .iter()
+                .map(|r| WorkerRow {
+                    id: r.get(0),
+                    name: r.get(1),
+                    job: r.get(2),
+                    heartbeat_age_s: r.get(3),
+                    tasks_held: r.get(4),
+                    hosts_held: r.get(5),
+                    recorded: r.get(6),
+                    fenced: r.get(7),
+                    requests_per_s: r.get(8),
+                })
+                .collect())
+        })
+    }
+}
+
+impl Reader for PgReader {
+    fn jobs(&self) -> Result<Vec<JobSummary>, StoreError> {
+        block(async {
+            let conn = client(&self.pool).await?;
+            let rows = conn
+                .query(&format!("SELECT {JOB_COLUMNS} FROM jobs ORDER BY id"), &[])
+                .await?;
+            let mut jobs = Vec::with_capacity(rows.len());
+            for row in rows {
+                let job = job_row(&row)?;
+                let counts = counts_query(&self.pool, job.id).await?;
+                let classes = conn
+                    .query(
+                        "SELECT class, count(*) FROM outcomes WHERE job_id = $1 \
+                         GROUP BY class ORDER BY count(*) DESC, class",
+                        &[&job.id],
+                    )
+                    .await?
+                    .iter()
+                    .map(|r| (r.get(0), u64::try_from(r.get::<_, i64>(1)).unwrap_or(0)))
+                    .collect();
+                jobs.push(JobSummary {
+                    job,
+                    counts,
+                    classes,
+                });
+            }
+            Ok(jobs)
+        })
+    }
+
+    fn job(&self, name: &str) -> Result<Job, StoreError> {
+        block(find_job(&self.pool, name))
+    }
+
+    fn for_each_outcome<E: From<StoreError>>(
+        &self,
+        job: i64,
+        mut each: impl FnMut(&ExportRow) -> Result<(), E>,
+    ) -> Result<(), E> {
+        block(async {
+            let conn = client(&self.pool).await?;
+            let stream = conn
+                .query_raw(
+                    "SELECT t.line, t.url, o.class, o.status, o.http_version, o.message, \
+                     o.attempts, o.bytes, o.wire_bytes, o.elapsed_ms, o.ttfb_ms, o.final_url, \
+                     o.content_type, o.body_sha256, o.body_path, o.headers, d.line, \
+                     o.started_at_ms, o.finished_at_ms, t.page, t.meta, o.extracted \
+                     FROM tasks t JOIN outcomes o ON o.task_id = t.id \
+                     LEFT JOIN tasks d ON d.id = o.duplicate_of \
+                     WHERE t.job_id = $1 ORDER BY t.id",
+                    [job],
+                )
+                .await
+                .map_err(StoreError::from)?;
+            futures_util::pin_mut!(stream);
+            while let Some(r) = stream.try_next().await.map_err(StoreError::from)? {
+                let row = export_row(&r).map_err(StoreError::from)?;
+                each(&row)?;
+            }
+            Ok(())
+        })
+    }
+
+    fn for_each_item<E: From<StoreError>>(
+        &self,
+        job: i64,
+        mut each: impl FnMut(&ItemRow) -> Result<(), E>,
+    ) -> Result<(), E> {
+        block(async {
+            let conn = client(&self.pool).await?;
+            let stream = conn
+                .query_raw(
+                    "SELECT t.line, t.page, t.url, i.idx, i.item FROM tasks t \
+                     JOIN items i ON i.task_id = t.id WHERE t.job_id = $1 ORDER BY t.id, i.idx",
+                    [job],
+                )
+                .await
+                .map_err(StoreError::from)?;
+            futures_util::pin_mut!(stream);
+            while let Some(r) = stream.try_next().await.map_err(StoreError::from)? {
+                let row = ItemRow {
+                    line: r
+                        .try_get::<_, Option<i64>>(0)
+                        .map_err(StoreError::from)?
+                        .map(|l| l as u64),
+                    page: r.try_get::<_, i32>(1).map_err(StoreError::from)? as u32,
+                    url: r.try_get(2).map_err(StoreError::from)?,
+                    idx: r.try_get::<_, i32>(3).map_err(StoreError::from)? as u64,
+                    item: r.try_get(4).map_err(StoreError::from)?,
+                };
+                each(&row)?;
+            }
+            Ok(())
+        })
+    }
+}
+
+fn export_row(r: &tokio_postgres::Row) -> Result<ExportRow, tokio_postgres::Error> {
+    let u = |v: Option<i64>| v.map(|v| v as u64);
+    Ok(ExportRow {
+        line: u(r.try_get(0)?),
+        url: r.try_get(1)?,
+        class: r.try_get(2)?,
+        status: r.try_get::<_, Option<i32>>(3)?.map(|s| s as u16),
+        http_version: r.try_get(4)?,
+        message: r.try_get(5)?,
+        attempts: r.try_get::<_, i32>(6)? as u32,
+        bytes: u(r.try_get(7)?),
+        wire_bytes: u(r.try_get(8)?),
+        elapsed_ms: u(r.try_get(9)?),
+        ttfb_ms: u(r.try_get(10)?),
+        final_url: r.try_get(11)?,
+        content_type: r.try_get(12)?,
+        body_sha256: r.try_get(13)?,
+        body_path: r.try_get(14)?,
+        headers: r.try_get(15)?,
+        duplicate_of_line: u(r.try_get(16)?),
+        started_at_ms: r.try_get(17)?,
+        finished_at_ms: r.try_get(18)?,
+        page: r.try_get::<_, i32>(19)? as u32,
+        meta: r.try_get(20)?,
+        extracted: r.try_get(21)?,
+    })
+}
