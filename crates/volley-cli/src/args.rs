@@ -31,9 +31,7 @@ impl Cli {
     /// `--db`, else `VOLLEY_DB`, else `volley.db` (a config file's `db`
     /// comes between the variable and the default: see `main`).
     pub fn db(&self) -> PathBuf {
-        self.db
-            .clone()
-            .or_else(|| std::env::var_os("VOLLEY_DB").map(PathBuf::from))
+        self.db_given()
             .unwrap_or_else(|| PathBuf::from("volley.db"))
     }
 

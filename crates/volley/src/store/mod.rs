@@ -248,6 +248,25 @@ pub struct ItemRow {
     pub item: String,
 }
 
+/// The `jobs` columns both stores read into a [`Job`], in its field order.
+pub(crate) const JOB_COLUMNS: &str =
+    "id, name, input, ingested_lines, ingest_complete, input_fingerprint";
+
+/// The rows of [`Reader::for_each_outcome`], in [`ExportRow`] order, for the
+/// job bound to `$1` (SQLite reads `$1` as its first parameter too).
+pub(crate) const EXPORT_OUTCOMES: &str = "SELECT t.line, t.url, o.class, o.status, \
+     o.http_version, o.message, o.attempts, o.bytes, o.wire_bytes, o.elapsed_ms, o.ttfb_ms, \
+     o.final_url, o.content_type, o.body_sha256, o.body_path, o.headers, d.line, \
+     o.started_at_ms, o.finished_at_ms, t.page, t.meta, o.extracted \
+     FROM tasks t JOIN outcomes o ON o.task_id = t.id \
+     LEFT JOIN tasks d ON d.id = o.duplicate_of \
+     WHERE t.job_id = $1 ORDER BY t.id";
+
+/// The rows of [`Reader::for_each_item`], in [`ItemRow`] order, for the job
+/// bound to `$1`.
+pub(crate) const EXPORT_ITEMS: &str = "SELECT t.line, t.page, t.url, i.idx, i.item FROM tasks t \
+     JOIN items i ON i.task_id = t.id WHERE t.job_id = $1 ORDER BY t.id, i.idx";
+
 /// Read-only access to a database for `volley status` and `volley export`;
 /// takes no lock and works while runs go on.
 pub trait Reader {

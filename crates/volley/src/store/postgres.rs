@@ -50,8 +50,8 @@ use tokio_postgres::types::ToSql;
 use tokio_util::sync::CancellationToken;
 
 use super::{
-    ExportRow, IngestBatch, IngestReport, ItemRow, Job, JobCounts, JobSummary, LeasedTask, Reader,
-    Recorded, Store, StoreError, Want,
+    EXPORT_ITEMS, EXPORT_OUTCOMES, ExportRow, IngestBatch, IngestReport, ItemRow, JOB_COLUMNS, Job,
+    JobCounts, JobSummary, LeasedTask, Reader, Recorded, Store, StoreError, Want,
 };
 use crate::outcome::{Class, Outcome, now_ms};
 use crate::source::Input;
@@ -521,9 +521,6 @@ async fn heartbeat(inner: Arc<Inner>) {
         }
     }
 }
-
-/// The columns [`job_row`] reads, in its order.
-const JOB_COLUMNS: &str = "id, name, input, ingested_lines, ingest_complete, input_fingerprint";
 
 fn job_row(r: &tokio_postgres::Row) -> Result<Job, StoreError> {
     Ok(Job {
@@ -1253,16 +1250,7 @@ impl Reader for PgReader {
         block(async {
             let conn = client(&self.pool).await?;
             let stream = conn
-                .query_raw(
-                    "SELECT t.line, t.url, o.class, o.status, o.http_version, o.message, \
-                     o.attempts, o.bytes, o.wire_bytes, o.elapsed_ms, o.ttfb_ms, o.final_url, \
-                     o.content_type, o.body_sha256, o.body_path, o.headers, d.line, \
-                     o.started_at_ms, o.finished_at_ms, t.page, t.meta, o.extracted \
-                     FROM tasks t JOIN outcomes o ON o.task_id = t.id \
-                     LEFT JOIN tasks d ON d.id = o.duplicate_of \
-                     WHERE t.job_id = $1 ORDER BY t.id",
-                    [job],
-                )
+                .query_raw(EXPORT_OUTCOMES, [job])
                 .await
                 .map_err(StoreError::from)?;
             futures_util::pin_mut!(stream);
@@ -1282,11 +1270,7 @@ impl Reader for PgReader {
         block(async {
             let conn = client(&self.pool).await?;
             let stream = conn
-                .query_raw(
-                    "SELECT t.line, t.page, t.url, i.idx, i.item FROM tasks t \
-                     JOIN items i ON i.task_id = t.id WHERE t.job_id = $1 ORDER BY t.id, i.idx",
-                    [job],
-                )
+                .query_raw(EXPORT_ITEMS, [job])
                 .await
                 .map_err(StoreError::from)?;
             futures_util::pin_mut!(stream);

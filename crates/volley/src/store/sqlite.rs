@@ -20,8 +20,8 @@ use rusqlite::{Connection, OptionalExtension, Statement, TransactionBehavior, pa
 use rusqlite_migration::{M, Migrations};
 
 use super::{
-    ExportRow, IngestBatch, IngestReport, ItemRow, Job, JobCounts, JobSummary, LeasedTask, Reader,
-    Recorded, Store, StoreError, Want,
+    EXPORT_ITEMS, EXPORT_OUTCOMES, ExportRow, IngestBatch, IngestReport, ItemRow, JOB_COLUMNS, Job,
+    JobCounts, JobSummary, LeasedTask, Reader, Recorded, Store, StoreError, Want,
 };
 use crate::outcome::{Class, Outcome, now_ms};
 use crate::source::Input;
@@ -142,9 +142,6 @@ impl SqliteStore {
         .map_err(|e| StoreError::Worker(e.to_string()))?
     }
 }
-
-/// The columns [`job_row`] reads, in its order.
-const JOB_COLUMNS: &str = "id, name, input, ingested_lines, ingest_complete, input_fingerprint";
 
 /// Maps a `SELECT {JOB_COLUMNS}` row to a [`Job`].
 fn job_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Job> {
@@ -587,15 +584,7 @@ impl Reader for SqliteReader {
     ) -> Result<(), E> {
         let mut stmt = self
             .conn
-            .prepare(
-                "SELECT t.line, t.url, o.class, o.status, o.http_version, o.message, o.attempts, \
-                 o.bytes, o.wire_bytes, o.elapsed_ms, o.ttfb_ms, o.final_url, o.content_type, o.body_sha256, \
-                 o.body_path, o.headers, d.line, o.started_at_ms, o.finished_at_ms, t.page, t.meta, \
-                 o.extracted \
-                 FROM tasks t JOIN outcomes o ON o.task_id = t.id \
-                 LEFT JOIN tasks d ON d.id = o.duplicate_of \
-                 WHERE t.job_id = ?1 ORDER BY t.id",
-            )
+            .prepare(EXPORT_OUTCOMES)
             .map_err(StoreError::from)?;
         let mut rows = stmt.query(params![job]).map_err(StoreError::from)?;
         while let Some(r) = rows.next().map_err(StoreError::from)? {
@@ -610,13 +599,7 @@ impl Reader for SqliteReader {
         job: i64,
         mut each: impl FnMut(&ItemRow) -> Result<(), E>,
     ) -> Result<(), E> {
-        let mut stmt = self
-            .conn
-            .prepare(
-                "SELECT t.line, t.page, t.url, i.idx, i.item FROM tasks t \
-                 JOIN items i ON i.task_id = t.id WHERE t.job_id = ?1 ORDER BY t.id, i.idx",
-            )
-            .map_err(StoreError::from)?;
+        let mut stmt = self.conn.prepare(EXPORT_ITEMS).map_err(StoreError::from)?;
         let mut rows = stmt.query(params![job]).map_err(StoreError::from)?;
         while let Some(r) = rows.next().map_err(StoreError::from)? {
             let row = (|| {
