@@ -33,7 +33,7 @@
 
 use std::collections::HashMap;
 use std::num::{NonZeroU32, NonZeroUsize};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
@@ -553,6 +553,9 @@ pub struct Hosts {
     robots: Mutex<lru::LruCache<Box<str>, Arc<Robots>>>,
     /// The most hosts held at once.
     peak: AtomicUsize,
+    /// Whether a request waited for a free slot of the global concurrency
+    /// since [`Hosts::take_busy`] was last called.
+    busy: AtomicBool,
 }
 
 impl std::fmt::Debug for Hosts {
@@ -578,7 +581,15 @@ impl Hosts {
                 std::num::NonZeroUsize::new(ROBOTS_CACHE_HOSTS).unwrap_or(NonZeroUsize::MIN),
             )),
             peak: AtomicUsize::new(0),
+            busy: AtomicBool::new(false),
         }
+    }
+
+    /// Whether any request had to wait for a slot of the global
+    /// concurrency since the last call: the run is bounded by its own
+    /// budget, not by its hosts' limits. Clears the flag.
+    pub fn take_busy(&self) -> bool {
+        self.busy.swap(false, Ordering::Relaxed)
     }
 
     /// The state of `key` (host, with its port if not the default), created
@@ -630,7 +641,13 @@ impl Hosts {
             if let Some(limiter) = &self.global_rate {
                 limiter.until_ready().await;
             }
-            let global = Arc::clone(&self.global).acquire_owned().await.ok()?;
+            let global = match Arc::clone(&self.global).try_acquire_owned() {
+                Ok(global) => global,
+                Err(_) => {
+                    self.busy.store(true, Ordering::Relaxed);
+                    Arc::clone(&self.global).acquire_owned().await.ok()?
+                }
+            };
             return Some(Slot {
                 host: Arc::clone(host),
                 permit: Some(permit),

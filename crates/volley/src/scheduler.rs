@@ -81,6 +81,20 @@ fn per_host_hold(spec: &FetchSpec, window: usize) -> usize {
     most.saturating_mul(4).clamp(8, (window / 2).max(8))
 }
 
+/// How long another worker must wait before starting on a host this run
+/// gives back: one interval of the slowest per-host rate limit, the job's
+/// `--rate` or a host rule's (zero when no rate limit is set).
+fn handover_gap(spec: &FetchSpec) -> Duration {
+    let slowest = spec
+        .hosts
+        .iter()
+        .filter_map(|rule| rule.rate)
+        .chain(spec.rate)
+        .map(|rate| rate.per_sec)
+        .fold(f64::INFINITY, f64::min);
+    Duration::try_from_secs_f64(1.0 / slowest).unwrap_or(Duration::ZERO)
+}
+
 /// Tells the scheduler that the frontier grew: ingest committed input, or
 /// the writer committed pages found by pagination.
 ///
@@ -176,6 +190,7 @@ pub(crate) async fn run<S: Store>(
 ) -> Result<(), RunError> {
     let window_size = window_for(shared.spec.concurrency);
     let per_host = per_host_hold(&shared.spec, window_size);
+    let handover = handover_gap(&shared.spec);
     // When the last lease came back short (shared stores only).
     let mut short_at: Option<tokio::time::Instant> = None;
     let window = Arc::new(Semaphore::new(window_size));
@@ -222,6 +237,8 @@ pub(crate) async fn run<S: Store>(
             let want = Want {
                 limit: free,
                 per_host,
+                handover,
+                busy: shared.hosts.take_busy(),
             };
             let leased = match store.lease(job, want).await {
                 Ok(leased) => leased,

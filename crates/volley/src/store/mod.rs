@@ -43,6 +43,7 @@ pub mod postgres;
 pub mod sqlite;
 
 use std::future::Future;
+use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
@@ -89,6 +90,18 @@ pub struct Want {
     /// yet recorded), so that one host cannot fill the window. Stores
     /// without host affinity (SQLite) ignore it.
     pub per_host: usize,
+    /// How long after this run gives a host back another worker may start
+    /// on it: one interval of the slowest per-host rate limit (zero without
+    /// one), so that the host never sees two workers' requests closer
+    /// together than its rate allows. Stores without host affinity ignore
+    /// it.
+    pub handover: Duration,
+    /// Whether this run's requests waited for a slot of its global
+    /// concurrency since its last lease. Only a busy worker hands hosts
+    /// above its fair share to other workers: one whose hosts are held
+    /// back by their own limits would gain nothing, and each handover
+    /// pauses the host for a moment.
+    pub busy: bool,
 }
 
 /// What one [`Store::record`] call committed.

@@ -15,6 +15,14 @@
 //! back when it has none; a dead worker's hosts are claimable once its
 //! lease has expired.
 //!
+//! A worker claims no more than its fair share of hosts (hosts with work /
+//! live workers). When workers join later, a worker above its share that
+//! is busy (its requests wait for its global concurrency) hands hosts back:
+//! it claims no new tasks there and releases each host once its last task
+//! is recorded, with `free_at` one interval of the slowest per-host rate
+//! later, so two workers' requests never reach a host closer together than
+//! its rate allows.
+//!
 //! # Claims and fencing
 //!
 //! A task claim sets `lease_owner` and adds one to `claim` (a per-claim
@@ -63,6 +71,10 @@ const MIGRATION_LOCK: (i32, i32) = (0x766f_6c6c, 1);
 /// Most hosts one lease call claims.
 const HOSTS_PER_CLAIM: i64 = 256;
 
+/// How long a worker trusts its count of the fair share of hosts (hosts
+/// with work / live workers) before counting again.
+const FAIR_SHARE_TTL: Duration = Duration::from_secs(1);
+
 /// Whether `db` names a PostgreSQL database rather than a SQLite file.
 pub fn is_postgres_url(db: &str) -> bool {
     db.starts_with("postgres://") || db.starts_with("postgresql://")
@@ -107,6 +119,15 @@ struct Held {
     tasks: HashMap<i64, (Arc<str>, i64)>,
     /// Host → tasks held there.
     hosts: HashMap<Arc<str>, usize>,
+    /// Hosts being handed back (this worker held more than its fair
+    /// share): no new tasks are claimed there, and the host is released
+    /// once its last task is recorded.
+    draining: HashSet<Arc<str>>,
+    /// This worker's fair share of the job's hosts, and when it was
+    /// counted.
+    fair: Option<(Instant, i64)>,
+    /// The last [`Want::handover`] asked for.
+    handover: Duration,
 }
 
 /// Counters the heartbeat publishes in the worker row.
@@ -173,10 +194,16 @@ async fn migrate(pool: &Pool) -> Result<(), StoreError> {
         &[&MIGRATION_LOCK.0, &MIGRATION_LOCK.1],
     )
     .await?;
-    let migrations = [refinery_core::Migration::unapplied(
-        "V1__init",
-        include_str!("migrations/postgres/V1__init.sql"),
-    )?];
+    let migrations = [
+        refinery_core::Migration::unapplied(
+            "V1__init",
+            include_str!("migrations/postgres/V1__init.sql"),
+        )?,
+        refinery_core::Migration::unapplied(
+            "V2__host_handover",
+            include_str!("migrations/postgres/V2__host_handover.sql"),
+        )?,
+    ];
     let client: &mut tokio_postgres::Client = &mut conn;
     let result = refinery_core::Runner::new(&migrations)
         .set_migration_table_name("volley_schema_history")
@@ -241,7 +268,8 @@ impl PgStore {
     }
 
     /// Ends this worker: gives back what it holds and marks its row
-    /// expired, so `volley status` stops listing it at once.
+    /// expired with its final counts, so `volley status` stops listing it
+    /// at once and the row tells what it did.
     ///
     /// # Errors
     /// Database errors.
@@ -254,8 +282,14 @@ impl PgStore {
         client(&self.inner.pool)
             .await?
             .execute(
-                "UPDATE workers SET lease_expires_at = now(), heartbeat_at = now() WHERE id = $1",
-                &[&self.inner.worker],
+                "UPDATE workers SET lease_expires_at = least(lease_expires_at, now()), \
+                 heartbeat_at = now(), tasks_held = 0, hosts_held = 0, \
+                 recorded = $2, fenced = $3 WHERE id = $1",
+                &[
+                    &self.inner.worker,
+                    &(self.inner.counters.recorded.load(Ordering::Relaxed) as i64),
+                    &(self.inner.counters.fenced.load(Ordering::Relaxed) as i64),
+                ],
             )
             .await?;
         Ok(())
@@ -378,33 +412,51 @@ impl PgStore {
         Ok(tasks)
     }
 
-    /// Claims up to `n` hosts of `job` with open tasks that no live worker
-    /// holds, and no more than this worker's fair share: the hosts with
-    /// open tasks divided among the live workers, so that workers joining
-    /// later find hosts to work on.
-    async fn claim_hosts(&self, job: i64, n: i64) -> Result<Vec<Arc<str>>, StoreError> {
-        let conn = client(&self.inner.pool).await?;
-        let share = conn
+    /// This worker's fair share of `job`'s hosts: the hosts with open
+    /// tasks divided among the live workers, rounded up, so that workers
+    /// joining later find hosts to work on. Counted again after
+    /// [`FAIR_SHARE_TTL`].
+    async fn fair_share(&self, job: i64) -> Result<i64, StoreError> {
+        if let Some((at, fair)) = self.held().get(&job).and_then(|h| h.fair)
+            && at.elapsed() < FAIR_SHARE_TTL
+        {
+            return Ok(fair);
+        }
+        let share = client(&self.inner.pool)
+            .await?
             .query_one(
-                "SELECT (SELECT count(*) FROM hosts WHERE job_id = $1 AND open > 0),                  (SELECT count(*) FROM workers WHERE lease_expires_at > now())",
+                "SELECT (SELECT count(*) FROM hosts WHERE job_id = $1 AND open > 0), \
+                        (SELECT count(*) FROM workers WHERE lease_expires_at > now())",
                 &[&job],
             )
             .await?;
         let (open_hosts, live): (i64, i64) = (share.get(0), share.get(1));
         let fair = (open_hosts + live.max(1) - 1) / live.max(1);
+        self.held().entry(job).or_default().fair = Some((Instant::now(), fair.max(1)));
+        Ok(fair.max(1))
+    }
+
+    /// Claims up to `n` hosts of `job` with open tasks that no live worker
+    /// holds and that their last holder has handed over (`free_at`), and no
+    /// more than this worker's [`fair share`](Self::fair_share).
+    async fn claim_hosts(&self, job: i64, n: i64, fair: i64) -> Result<Vec<Arc<str>>, StoreError> {
         let holding = self.held().get(&job).map_or(0, |h| h.hosts.len()) as i64;
         let n = n.min(fair - holding);
         if n <= 0 {
             return Ok(Vec::new());
         }
+        let conn = client(&self.inner.pool).await?;
         let stmt = conn
             .prepare_cached(
                 "WITH c AS ( \
                    SELECT h.host FROM hosts h \
-                   WHERE h.job_id = $1 AND h.open > 0 AND (h.owner IS NULL OR NOT EXISTS ( \
-                     SELECT 1 FROM workers w WHERE w.id = h.owner AND w.lease_expires_at > now())) \
+                   WHERE h.job_id = $1 AND h.open > 0 \
+                     AND (h.free_at IS NULL OR h.free_at <= now()) \
+                     AND (h.owner IS NULL OR NOT EXISTS ( \
+                       SELECT 1 FROM workers w \
+                       WHERE w.id = h.owner AND w.lease_expires_at > now())) \
                    LIMIT $3 FOR UPDATE SKIP LOCKED) \
-                 UPDATE hosts SET owner = $2 FROM c \
+                 UPDATE hosts SET owner = $2, free_at = NULL FROM c \
                  WHERE hosts.job_id = $1 AND hosts.host = c.host RETURNING hosts.host",
             )
             .await?;
@@ -421,29 +473,37 @@ impl PgStore {
         Ok(hosts)
     }
 
-    /// Gives back hosts of `job` where this worker holds no task.
+    /// Gives back hosts of `job` where this worker holds no task; another
+    /// worker may claim them once the last [`Want::handover`] has passed.
     async fn release_hosts(&self, job: i64, hosts: Vec<Arc<str>>) -> Result<(), StoreError> {
         if hosts.is_empty() {
             return Ok(());
         }
-        {
+        let handover = {
             let mut held = self.held();
             let held = held.entry(job).or_default();
             for host in &hosts {
                 held.hosts.remove(host);
+                held.draining.remove(host);
             }
-        }
+            held.handover
+        };
         let names: Vec<&str> = hosts.iter().map(|h| &**h).collect();
         client(&self.inner.pool)
             .await?
             .execute(
-                "UPDATE hosts SET owner = NULL \
+                "UPDATE hosts SET owner = NULL, \
+                 free_at = now() + $4::int8 * interval '1 microsecond' \
                  WHERE job_id = $1 AND host = ANY($2) AND owner = $3",
-                &[&job, &names, &self.inner.worker],
+                &[&job, &names, &self.inner.worker, &micros(handover)],
             )
             .await?;
         Ok(())
     }
+}
+
+fn micros(d: Duration) -> i64 {
+    i64::try_from(d.as_micros()).unwrap_or(i64::MAX)
 }
 
 /// Renews this worker's lease every third of it; cancels
@@ -879,12 +939,33 @@ impl Store for PgStore {
         }
         self.inner.job.store(job as u64, Ordering::Relaxed);
         let per_host = want.per_host.max(1);
+        let fair = self.fair_share(job).await?;
         let rooms: Vec<(Arc<str>, i64)> = {
             let mut held = self.held();
             let held = held.entry(job).or_default();
+            held.handover = want.handover;
+            // Busy and above the fair share (workers joined since these
+            // hosts were claimed): hand back the hosts with the fewest
+            // tasks here.
+            let keeping = held.hosts.len() - held.draining.len();
+            let excess = keeping.saturating_sub(usize::try_from(fair).unwrap_or(usize::MAX));
+            if want.busy && excess > 0 {
+                let mut by_load: Vec<(&Arc<str>, &usize)> = held
+                    .hosts
+                    .iter()
+                    .filter(|(h, _)| !held.draining.contains(*h))
+                    .collect();
+                by_load.sort_by_key(|(_, n)| **n);
+                let give: Vec<Arc<str>> = by_load
+                    .into_iter()
+                    .take(excess)
+                    .map(|(h, _)| Arc::clone(h))
+                    .collect();
+                held.draining.extend(give);
+            }
             held.hosts
                 .iter()
-                .filter(|(_, n)| **n < per_host)
+                .filter(|(h, n)| **n < per_host && !held.draining.contains(*h))
                 .map(|(h, n)| (Arc::clone(h), (per_host - n) as i64))
                 .collect()
         };
@@ -893,20 +974,20 @@ impl Store for PgStore {
         if tasks.len() < want.limit {
             let missing = want.limit - tasks.len();
             let n = (missing.div_ceil(per_host) as i64).clamp(1, HOSTS_PER_CLAIM);
-            let hosts = self.claim_hosts(job, n).await?;
+            let hosts = self.claim_hosts(job, n, fair).await?;
             let rooms: Vec<(Arc<str>, i64)> =
                 hosts.into_iter().map(|h| (h, per_host as i64)).collect();
             tasks.extend(self.claim_tasks(job, &rooms, missing).await?);
             tried.extend(rooms.into_iter().map(|(h, _)| h));
         }
-        // Hosts where this worker now holds nothing had nothing to give:
-        // let them go, for whoever gets work there next.
+        // Hosts where this worker now holds nothing had nothing to give, or
+        // are being handed back: let them go, for whoever works there next.
         let idle: Vec<Arc<str>> = {
             let mut held = self.held();
             let held = held.entry(job).or_default();
             held.hosts
                 .iter()
-                .filter(|(h, n)| **n == 0 && tried.contains(*h))
+                .filter(|(h, n)| **n == 0 && (tried.contains(*h) || held.draining.contains(*h)))
                 .map(|(h, _)| Arc::clone(h))
                 .collect()
         };
@@ -1057,8 +1138,10 @@ impl Store for PgStore {
             )
             .await?;
         conn.execute(
-            "UPDATE hosts SET owner = NULL WHERE job_id = $1 AND owner = $2",
-            &[&job, &self.inner.worker],
+            "UPDATE hosts SET owner = NULL, \
+             free_at = now() + $3::int8 * interval '1 microsecond' \
+             WHERE job_id = $1 AND owner = $2",
+            &[&job, &self.inner.worker, &micros(held.handover)],
         )
         .await?;
         Ok(n)
