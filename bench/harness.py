@@ -11,6 +11,10 @@ Run it through bench/run.sh, which installs what it needs. Workloads:
   W7  many hosts: 30,000 and 200,000 URLs each on its own loopback address
       (volley, aiohttp, curl at 30,000; volley alone beyond), peak RSS and
       the most sockets open at once
+  W8  PostgreSQL: 50,000 tiny responses on 50 hosts (per-host limit 8),
+      tasks recorded/s for SQLite (1 process), PostgreSQL with 1 worker and
+      with 4 workers, and how the 2 cores were split between volley,
+      PostgreSQL and nginx
 """
 import argparse
 import collections
@@ -18,6 +22,7 @@ import json
 import os
 import platform
 import re
+import resource
 import shutil
 import signal
 import statistics
@@ -244,7 +249,7 @@ def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--quick", action="store_true", help="smaller inputs, one run: a smoke test")
-    parser.add_argument("--only", default="W1,W2,W3,W4,W5,W6,W7")
+    parser.add_argument("--only", default="W1,W2,W3,W4,W5,W6,W7,W8")
     parser.add_argument("--report-only", action="store_true",
                         help="rewrite RESULTS.md from the last run's target/bench/report.json")
     args = parser.parse_args()
@@ -259,7 +264,7 @@ def main():
     peers = ["volley", "aiohttp", "aiohttp+uvloop", "httpx", "scrapy", "curl --parallel"]
     report = {"runs": runs, "quick": args.quick}
     previous = WORK / "report.json"
-    partial = only != {"W1", "W2", "W3", "W4", "W5", "W6", "W7"}
+    partial = only != {"W1", "W2", "W3", "W4", "W5", "W6", "W7", "W8"}
     if partial and previous.exists():
         # A partial re-run updates the last full report, and says so.
         report = json.loads(previous.read_text())
@@ -349,6 +354,8 @@ def main():
             print(f"W6: {median}", flush=True)
         if "W7" in only:
             report["W7"] = many_hosts(args.quick, runs)
+        if "W8" in only:
+            report["W8"] = postgres_scaling(nginx, args.quick, runs)
     finally:
         nginx.stop()
     commit = report.get("machine", {}).get("commit")
@@ -392,6 +399,105 @@ def many_hosts(quick, runs):
             print(f"W7 {n} URLs on one host: volley {peak:.0f} MB", flush=True)
         rows.append(row)
     return rows
+
+
+def cpu_seconds(pid):
+    """CPU seconds (user + system) of process `pid` and its children, the
+    children that exited included (reaped: in `pid`'s cutime and cstime)."""
+    tick = os.sysconf("SC_CLK_TCK")
+
+    def stat(p):
+        try:
+            text = Path(f"/proc/{p}/stat").read_text()
+        except OSError:
+            return None
+        fields = text.rsplit(")", 1)[1].split()
+        return int(fields[1]), [int(x) for x in fields[11:15]]  # ppid; utime stime cutime cstime
+
+    total = sum(stat(pid)[1]) if stat(pid) else 0
+    for entry in os.listdir("/proc"):
+        if entry.isdigit() and int(entry) != pid:
+            st = stat(entry)
+            if st and st[0] == pid:
+                total += st[1][0] + st[1][1]
+    return total / tick
+
+
+def children_cpu():
+    r = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return r.ru_utime + r.ru_stime
+
+
+def postgres_scaling(nginx, quick, runs):
+    """W8: the same job (tiny responses on 50 hosts, per-host limit 8,
+    concurrency 64 per process) on SQLite, on PostgreSQL with one process,
+    and on PostgreSQL with four (`fetch` ingesting and working, three `work`
+    joining as soon as the job exists). Tasks recorded per second are inputs
+    divided by the wall time from the first process's start to the last
+    one's exit. PostgreSQL runs with its durable defaults (fsync on)."""
+    n = 10000 if quick else 50000
+    urls = write_urls("w8-urls.txt", [f"http://{FLEET[i % len(FLEET)]}:{PORT}/w8/{i}" for i in range(n)])
+    pg_dir = Path("/tmp/volley-bench-pg")
+    if pg_dir.exists():
+        subprocess.run([ROOT / "scripts" / "pg.sh", "stop", pg_dir], check=False)
+    url = sh([ROOT / "scripts" / "pg.sh", "start", pg_dir])
+    postmaster = int((pg_dir / "data" / "postmaster.pid").read_text().split()[0])
+    common = ["--quiet", "--concurrency", "64"]
+    fresh = iter(range(1, 1000))
+
+    def database():
+        name = f"w8_{next(fresh)}"
+        sh(["psql", url, "-qAtc", f"CREATE DATABASE {name}"])
+        return url.rsplit("/", 1)[0] + "/" + name
+
+    def sqlite():
+        started = time.monotonic()
+        measure(volley_cmd(urls, 64, per_host=8))
+        return time.monotonic() - started
+
+    def postgres(workers):
+        db = database()
+        started = time.monotonic()
+        procs = [subprocess.Popen([VOLLEY, "--db", db, "fetch", urls, "--job", "w8", "--per-host", "8", *common],
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)]
+        if workers > 1:
+            # The job exists once the first process has migrated the schema
+            # and opened it.
+            while subprocess.run(["psql", db, "-qAtc", "SELECT count(*) FROM jobs WHERE name = 'w8'"],
+                                 capture_output=True, text=True).stdout.strip() != "1":
+                time.sleep(0.02)
+            procs += [subprocess.Popen([VOLLEY, "--db", db, "work", "--job", "w8", *common],
+                                       stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+                      for _ in range(workers - 1)]
+        for p in procs:
+            _, err = p.communicate()
+            if p.returncode != 0:
+                raise RuntimeError(f"volley exited {p.returncode}: {err[-2000:]}")
+        wall = time.monotonic() - started
+        got = sh(["psql", db, "-qAtc", "SELECT count(*) FROM outcomes"])
+        if int(got) != n:
+            raise RuntimeError(f"W8: {got} outcomes for {n} inputs")
+        return wall
+
+    configs = {"SQLite, 1 process": sqlite, "PostgreSQL, 1 worker": lambda: postgres(1),
+               "PostgreSQL, 4 workers": lambda: postgres(4)}
+    rows = {}
+    try:
+        for name, run in configs.items():
+            walls, split = [], []
+            for _ in range(runs):
+                before = (children_cpu(), cpu_seconds(postmaster), cpu_seconds(nginx.proc.pid))
+                wall = run()
+                after = (children_cpu(), cpu_seconds(postmaster), cpu_seconds(nginx.proc.pid))
+                walls.append(wall)
+                split.append([(a - b) / (wall * os.cpu_count()) for a, b in zip(after, before)])
+            mid = sorted(range(runs), key=lambda i: walls[i])[runs // 2]
+            rows[name] = {"rps": n / walls[mid], "runs": [round(n / w) for w in walls],
+                          "cpu": {"volley": split[mid][0], "postgres": split[mid][1], "nginx": split[mid][2]}}
+            print(f"W8 {name}: {rows[name]['rps']:.0f} tasks/s, cpu {rows[name]['cpu']}", flush=True)
+    finally:
+        subprocess.run([ROOT / "scripts" / "pg.sh", "stop", pg_dir], check=False)
+    return {"inputs": n, "rows": rows}
 
 
 def machine():
@@ -530,6 +636,28 @@ def write_results(r):
                              rss <= 100 and rss <= 1.5 * one))
         socks = max(x["volley"]["sockets"] for x in r["W7"])
         verdicts.append(("W7 sockets ≤ 1,000 at concurrency 64", f"at most {socks:,}", socks <= 1000))
+    if "W8" in r:
+        res = r["W8"]
+        rows = res["rows"]
+        lines.extend([f"## W8: PostgreSQL, {res['inputs']:,} tiny responses on 50 hosts (per-host limit 8, "
+                      "concurrency 64 per process)", "",
+                      "Tasks recorded/s: inputs over wall time, first process start to last exit. CPU: share of "
+                      "the machine's cores used by each, over that wall time.", "",
+                      "| store | tasks recorded/s | × SQLite | CPU volley | CPU PostgreSQL | CPU nginx | runs |",
+                      "|---|---|---|---|---|---|---|"])
+        base = rows["SQLite, 1 process"]["rps"]
+        for name, v in rows.items():
+            c = v["cpu"]
+            lines.append(f"| {name} | {v['rps']:,.0f} | {v['rps'] / base:.2f} | {100 * c['volley']:.0f} % | "
+                         f"{100 * c['postgres']:.0f} % | {100 * c['nginx']:.0f} % | "
+                         f"{', '.join(f'{x:,}' for x in v['runs'])} |")
+        lines.append("")
+        if "latency" in res:
+            lines.extend([res["latency"], ""])
+        one, four = rows["PostgreSQL, 1 worker"]["rps"], rows["PostgreSQL, 4 workers"]["rps"]
+        verdicts.append(("W8 PostgreSQL 1 worker ≥ 0.5 × SQLite", f"{one / base:.2f} ×", one >= 0.5 * base))
+        verdicts.append(("W8 PostgreSQL 4 workers ≥ 1 worker and ≥ 5,000 tasks/s",
+                         f"{four:,.0f} tasks/s, {four / one:.2f} × 1 worker", four >= one and four >= 5000))
     lines.extend(["## Targets", "", "| target | measured | met |", "|---|---|---|"])
     lines.extend(f"| {t} | {m} | {'yes' if ok else '**no**'} |" for t, m, ok in verdicts)
     lines.append("")

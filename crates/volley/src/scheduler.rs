@@ -71,14 +71,16 @@ pub const SHARED_POLL: Duration = Duration::from_millis(250);
 
 /// Most tasks of one host a run holds at once (with host affinity): four
 /// per request the host may have in flight, so it never waits for a lease,
-/// within `[8, window / 2]` so one host cannot fill the window.
+/// within `[8, window / 2]` so one host cannot fill the window; and as
+/// many again for the fetched tasks whose outcomes are on their way to the
+/// store (they have left the window, but stay leased until committed).
 fn per_host_hold(spec: &FetchSpec, window: usize) -> usize {
     let most = spec
         .hosts
         .iter()
         .filter_map(|rule| rule.concurrency)
         .fold(spec.per_host, usize::max);
-    most.saturating_mul(4).clamp(8, (window / 2).max(8))
+    most.saturating_mul(4).clamp(8, (window / 2).max(8)) * 2
 }
 
 /// How long another worker must wait before starting on a host this run

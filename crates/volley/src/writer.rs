@@ -86,7 +86,11 @@ pub(crate) async fn run<S: Store>(
         let with_pages = outcomes.iter().filter(|o| o.next_page.is_some()).count() as u64;
         let recorded = store.record(job, outcomes).await?;
         Progress::add(&progress.total, recorded.pages);
-        if recorded.pages > 0 {
+        // New pages are new tasks. On a shared store a commit also gives
+        // back room: a worker holds a few tasks per host (host affinity)
+        // until their outcomes commit, so a lease that came back short may
+        // find more now.
+        if recorded.pages > 0 || (S::SHARED && recorded.outcomes > 0) {
             frontier.grew();
         }
         frontier.pages_committed(with_pages);

@@ -41,9 +41,11 @@
 //! # Writes
 //!
 //! Ingest and record are one transaction per batch, with one statement per
-//! table (`unnest` of one array per column), under a per-job advisory lock
-//! so that duplicate and pagination-loop checks see every committed task
-//! and host counters never deadlock.
+//! table (`unnest` of one array per column). Ingest, and a record that adds
+//! pages, hold a per-job advisory lock so that duplicate and pagination-loop
+//! checks see every committed task; other records run side by side (their
+//! task rows are their own claims). Host counters change by increments
+//! taken in host order, so concurrent batches never deadlock.
 
 use std::collections::{HashMap, HashSet};
 use std::str::FromStr;
@@ -431,7 +433,13 @@ impl PgStore {
             )
             .await?;
         let (open_hosts, live): (i64, i64) = (share.get(0), share.get(1));
-        let fair = (open_hosts + live.max(1) - 1) / live.max(1);
+        // Alone, a worker may hold every host, including hosts whose
+        // first tasks are still being ingested.
+        let fair = if live <= 1 {
+            i64::MAX
+        } else {
+            (open_hosts + live - 1) / live
+        };
         self.held().entry(job).or_default().fair = Some((Instant::now(), fair.max(1)));
         Ok(fair.max(1))
     }
@@ -938,6 +946,7 @@ impl Store for PgStore {
             return Err(StoreError::LeaseLost);
         }
         self.inner.job.store(job as u64, Ordering::Relaxed);
+        let started = Instant::now();
         let per_host = want.per_host.max(1);
         let fair = self.fair_share(job).await?;
         let rooms: Vec<(Arc<str>, i64)> = {
@@ -992,10 +1001,12 @@ impl Store for PgStore {
                 .collect()
         };
         self.release_hosts(job, idle).await?;
+        tracing::debug!(asked = want.limit, got = tasks.len(), elapsed = ?started.elapsed(), "lease");
         Ok(tasks)
     }
 
     async fn record(&self, job: i64, outcomes: Vec<Outcome>) -> Result<Recorded, StoreError> {
+        let started = Instant::now();
         let mut recorded = Recorded::default();
         // Each outcome with the claim this worker holds on its task.
         let (mut mine, mut hosts_of) = (Vec::with_capacity(outcomes.len()), HashMap::new());
@@ -1014,8 +1025,15 @@ impl Store for PgStore {
         }
         let mut conn = client(&self.inner.pool).await?;
         let tx = conn.transaction().await?;
-        tx.execute("SELECT pg_advisory_xact_lock($1)", &[&job])
-            .await?;
+        // Only a batch that adds pages needs the job's lock (its loop check
+        // must see every committed task). Without pages, workers commit
+        // side by side, and their commits share WAL flushes: the task rows
+        // are this worker's claims, and host counters change by atomic
+        // increments taken in host order.
+        if mine.iter().any(|(o, _)| o.next_page.is_some()) {
+            tx.execute("SELECT pg_advisory_xact_lock($1)", &[&job])
+                .await?;
+        }
         let ids: Vec<i64> = mine.iter().map(|(o, _)| o.task_id).collect();
         let claims: Vec<i64> = mine.iter().map(|(_, c)| *c).collect();
         let states: Vec<&str> = mine
@@ -1110,6 +1128,7 @@ impl Store for PgStore {
                 }
             }
         }
+        tracing::debug!(outcomes = outcomes.len(), elapsed = ?started.elapsed(), "record");
         let counters = &self.inner.counters;
         counters
             .recorded
