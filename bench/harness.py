@@ -652,8 +652,9 @@ def write_results(r):
                          f"{100 * c['postgres']:.0f} % | {100 * c['nginx']:.0f} % | "
                          f"{', '.join(f'{x:,}' for x in v['runs'])} |")
         lines.append("")
-        if "latency" in res:
-            lines.extend([res["latency"], ""])
+        latency = ROOT / "bench" / "lease-latency.md"  # bench/pg-lease-latency.sh
+        if latency.exists():
+            lines.append(latency.read_text())
         one, four = rows["PostgreSQL, 1 worker"]["rps"], rows["PostgreSQL, 4 workers"]["rps"]
         verdicts.append(("W8 PostgreSQL 1 worker ≥ 0.5 × SQLite", f"{one / base:.2f} ×", one >= 0.5 * base))
         verdicts.append(("W8 PostgreSQL 4 workers ≥ 1 worker and ≥ 5,000 tasks/s",
