@@ -40,7 +40,10 @@ const WANT: Want = Want {
 type Failure = Box<dyn std::error::Error>;
 
 fn main() -> Result<(), Failure> {
-    let args: Vec<String> = std::env::args().skip(1).filter(|a| a != "--bench").collect();
+    let args: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| a != "--bench")
+        .collect();
     let Some(url) = args.first() else {
         return Err("usage: pg_lease_latency URL [TASKS] [HOSTS]".into());
     };
@@ -97,7 +100,9 @@ async fn run(url: &str, tasks: u64, hosts: u64) -> Result<(), Failure> {
         tasks as f64 / ingest_s
     );
     println!("Lease and record latency, {tasks} tasks on {hosts} hosts, {ROUNDS} rounds of 256:\n");
-    println!("| when | lease p50 ms | lease p95 ms | lease max ms | record p50 ms | record p95 ms | record max ms |");
+    println!(
+        "| when | lease p50 ms | lease p95 ms | lease max ms | record p50 ms | record p95 ms | record max ms |"
+    );
     println!("|---|---|---|---|---|---|---|");
     rounds(&store, job, "start").await?;
     let finish = Instant::now();
