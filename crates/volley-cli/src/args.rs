@@ -250,6 +250,14 @@ pub struct OptionArgs {
     #[serde(rename = "dns-server")]
     pub dns_servers: Vec<String>,
 
+    /// Refuse loopback, private, link-local and other special addresses (checked after DNS and on every redirect); such URLs get forbidden_address.
+    #[arg(long)]
+    pub deny_private: bool,
+
+    /// With --deny-private: a range to allow anyway, as CIDR (127.0.0.0/8); repeatable.
+    #[arg(long, value_name = "CIDR")]
+    pub allow_private: Vec<String>,
+
     /// Save bodies under DIR, named by their SHA-256 (DIR/ab/abcd…); otherwise bodies are hashed and dropped.
     #[arg(long, value_name = "DIR")]
     pub save_bodies: Option<String>,

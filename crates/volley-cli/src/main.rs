@@ -263,6 +263,7 @@ async fn run_job<S: Store>(
     let control = volley::Control {
         stop: stop.clone(),
         progress: Arc::default(),
+        budget: None,
     };
     let shown = CancellationToken::new();
     let display = tokio::spawn(progress::show(

@@ -854,3 +854,48 @@ async fn wait_for_line(
     assert_eq!(found, Ok(true), "volley printed a line with {needle:?}");
     lines
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deny_private_refuses_loopback_literals_names_and_redirects() {
+    // Two loopback hosts: 127.0.0.2 is opened on purpose, 127.0.0.1 is not.
+    let target = Server::start().await;
+    let allowed = Server::start_on("127.0.0.2").await;
+    let v = Volley::new();
+    let port = target.addr.port();
+    let hop = format!("http://127.0.0.1:{port}/ok/hop");
+    let urls = [
+        target.url("/ok/literal"),
+        format!("http://[::ffff:127.0.0.1]:{port}/ok/mapped"),
+        format!("http://localhost:{port}/ok/name"),
+        allowed.url(&format!("/to?url={hop}")),
+        allowed.url("/ok/fine"),
+    ];
+    v.fetch_ok(
+        &urls,
+        &["--deny-private", "--allow-private", "127.0.0.2/32"],
+    )
+    .await;
+    for line in 1..=4 {
+        let row = v.row(line);
+        assert_eq!(
+            row.class, "forbidden_address",
+            "line {line}: {:?}",
+            row.message
+        );
+        assert!(
+            row.message
+                .as_deref()
+                .unwrap_or_default()
+                .contains("loopback"),
+            "line {line}: {:?}",
+            row.message
+        );
+    }
+    assert_eq!(v.row(5).class, "ok");
+    assert_eq!(target.total(), 0, "the refused host saw no request");
+    assert_eq!(allowed.hits("/to"), 1);
+    // Without the flag the CLI fetches loopback as before.
+    let open = Volley::new();
+    open.fetch_ok(&urls[..1], &[]).await;
+    assert_eq!(open.row(1).class, "ok");
+}

@@ -24,6 +24,8 @@ use hickory_resolver::config::{LookupIpStrategy, NameServerConfig, ResolverConfi
 use hickory_resolver::net::runtime::TokioRuntimeProvider;
 use reqwest::dns::{Addrs, Name, Resolve, Resolving};
 
+use crate::guard::AddressRules;
+
 /// Most answers the resolver caches (positive and negative).
 pub const CACHE_ENTRIES: u64 = 4096;
 
@@ -46,6 +48,9 @@ pub struct DnsSetupError(String);
 #[derive(Clone)]
 pub struct Resolver {
     backend: Backend,
+    /// Addresses refused (the SSRF guard): a name with any refused address
+    /// fails as a whole with [`crate::guard::Forbidden`].
+    rules: Arc<AddressRules>,
 }
 
 #[derive(Clone)]
@@ -80,6 +85,7 @@ impl Resolver {
                     );
                     return Ok(Resolver {
                         backend: Backend::System,
+                        rules: Arc::default(),
                     });
                 }
             }
@@ -103,7 +109,15 @@ impl Resolver {
         let resolver = builder.build().map_err(|e| DnsSetupError(e.to_string()))?;
         Ok(Resolver {
             backend: Backend::Hickory(Arc::new(resolver)),
+            rules: Arc::default(),
         })
+    }
+
+    /// This resolver, failing every name that resolves to an address
+    /// `rules` refuse (see [`crate::guard`]).
+    pub fn with_rules(mut self, rules: AddressRules) -> Resolver {
+        self.rules = Arc::new(rules);
+        self
     }
 
     /// Resolves `host` to its addresses (port 0).
@@ -140,10 +154,16 @@ impl Resolve for Resolver {
         let resolver = self.clone();
         let host = name.as_str().to_owned();
         Box::pin(async move {
-            match resolver.lookup(&host).await {
-                Ok(addrs) => Ok(Box::new(addrs.into_iter()) as Addrs),
-                Err(e) => Err(Box::new(e) as Box<dyn std::error::Error + Send + Sync>),
-            }
+            let addrs = resolver
+                .lookup(&host)
+                .await
+                .map_err(|e| Box::new(e) as Box<dyn std::error::Error + Send + Sync>)?;
+            // Every address, not just the first: the connector may try any.
+            resolver
+                .rules
+                .check_resolved(&host, addrs.iter().map(SocketAddr::ip))
+                .map_err(|e| Box::new(e) as Box<dyn std::error::Error + Send + Sync>)?;
+            Ok(Box::new(addrs.into_iter()) as Addrs)
         })
     }
 }

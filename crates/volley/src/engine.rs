@@ -82,6 +82,11 @@ pub struct Control {
     pub stop: CancellationToken,
     /// Live counters, for progress displays.
     pub progress: Arc<Progress>,
+    /// Politeness shared with the other runs of this process, if any: per
+    /// host limits and one global concurrency for all of them (`volley
+    /// serve` runs many jobs on one budget). The run's own limits apply
+    /// too, so a job can be stricter than the budget, never looser.
+    pub budget: Option<Arc<crate::host::Hosts>>,
 }
 
 /// Runs `job` to completion (or until stopped), fetching with `spec`.
@@ -177,7 +182,10 @@ pub async fn fetch_job<S: Store>(
         abandon,
         deadline,
     ) {
-        Ok(shared) => Arc::new(shared),
+        Ok(shared) => Arc::new(Shared {
+            budget: control.budget.clone(),
+            ..shared
+        }),
         Err(e) => {
             stop.cancel();
             return Err(e.into());

@@ -35,6 +35,7 @@ use url::Url;
 
 use crate::body::{BodySink, header_text};
 use crate::dns::DnsError;
+use crate::guard::AddressRules;
 use crate::outcome::Class;
 use crate::retry::{is_retryable_class, is_retryable_status, parse_retry_after, rate_limit_reset};
 use crate::spec::FetchSpec;
@@ -78,6 +79,9 @@ pub enum ClientError {
     /// The TLS or connection set-up failed.
     #[error("cannot build the HTTP client: {0}")]
     Build(reqwest::Error),
+    /// An `--allow-private` range does not parse.
+    #[error(transparent)]
+    Range(#[from] crate::spec::SpecError),
 }
 
 /// Builds the shared client from `spec`.
@@ -117,13 +121,19 @@ pub fn build_client(spec: &FetchSpec) -> Result<reqwest::Client, ClientError> {
             builder = builder.add_root_certificate(cert);
         }
     }
+    let rules = spec.address_rules()?;
+    if !rules.is_open() {
+        // A proxy resolves and connects on its own: no rule would hold.
+        builder = builder.no_proxy();
+    }
+    let resolver = crate::dns::Resolver::new(&spec.dns_servers)?.with_rules(rules.clone());
     builder
         .user_agent(spec.user_agent.clone())
         .default_headers(headers)
         .connect_timeout(spec.connect_timeout)
         .read_timeout(spec.read_timeout)
-        .redirect(redirect_policy(spec.max_redirects))
-        .dns_resolver(Arc::new(crate::dns::Resolver::new(&spec.dns_servers)?))
+        .redirect(redirect_policy(spec.max_redirects, rules))
+        .dns_resolver(Arc::new(resolver))
         .pool_max_idle_per_host(spec.per_host)
         .pool_idle_timeout(spec.idle_timeout)
         .http2_max_header_list_size(MAX_HEADER_BYTES)
@@ -559,6 +569,9 @@ fn fail(record: &mut Attempt, err: &reqwest::Error) {
 /// Never by the words of a message: those include the URL, so the class
 /// (and with it whether the request is retried) would depend on user data.
 pub fn classify(err: &reqwest::Error) -> Class {
+    if chain(err).any(|e| e.is::<crate::guard::Forbidden>()) {
+        return Class::ForbiddenAddress;
+    }
     if err.is_redirect() || chain(err).any(|e| e.is::<RedirectError>()) {
         return Class::TooManyRedirects;
     }
@@ -575,6 +588,9 @@ pub fn classify(err: &reqwest::Error) -> Class {
     for e in chain(err) {
         if e.is::<DnsError>() {
             return Class::Dns;
+        }
+        if e.is::<crate::guard::Forbidden>() {
+            return Class::ForbiddenAddress;
         }
         if e.is::<rustls::Error>() {
             return Class::Tls;
@@ -685,8 +701,12 @@ pub enum RedirectError {
 
 /// The redirect policy: follow up to `max` redirects, refusing loops, with
 /// errors that say how many and where to ([`RedirectError`]).
-fn redirect_policy(max: usize) -> reqwest::redirect::Policy {
+fn redirect_policy(max: usize, rules: AddressRules) -> reqwest::redirect::Policy {
     reqwest::redirect::Policy::custom(move |attempt| {
+        // IP-literal hops never reach the resolver's check.
+        if let Err(forbidden) = rules.check_url(attempt.url()) {
+            return attempt.error(forbidden);
+        }
         // `previous` holds every URL requested so far, the first included.
         let followed = attempt.previous().len().saturating_sub(1);
         let last = || attempt.url().to_string();

@@ -497,6 +497,27 @@ impl Host {
     }
 }
 
+/// Waits until `host` is unpaused and has a free permit, and its rate
+/// allows a request; returns the permit.
+async fn host_permit(host: &Arc<Host>) -> Option<OwnedSemaphorePermit> {
+    loop {
+        if let Some(until) = host.paused_until() {
+            tokio::time::sleep_until(until).await;
+            continue;
+        }
+        let permit = Arc::clone(&host.gate).acquire_owned().await.ok()?;
+        if host.paused_until().is_some() {
+            // Paused while we waited: give the permit back and wait it out.
+            host.release(permit);
+            continue;
+        }
+        if let Some(limiter) = host.current_limiter() {
+            limiter.until_ready().await;
+        }
+        return Some(permit);
+    }
+}
+
 /// A token bucket of `per_sec` requests per second, burst 1, with
 /// [`RATE_MARGIN`]; `None` for a rate too small to represent.
 fn bucket(per_sec: f64) -> Option<DefaultDirectRateLimiter> {
@@ -511,13 +532,21 @@ fn bucket(per_sec: f64) -> Option<DefaultDirectRateLimiter> {
 pub struct Slot {
     host: Arc<Host>,
     permit: Option<OwnedSemaphorePermit>,
+    /// The same host in a shared budget ([`Hosts::acquire_within`]).
+    outer: Option<(Arc<Host>, Option<OwnedSemaphorePermit>)>,
     _global: OwnedSemaphorePermit,
+    _outer_global: Option<OwnedSemaphorePermit>,
 }
 
 impl Drop for Slot {
     fn drop(&mut self) {
         if let Some(permit) = self.permit.take() {
             self.host.release(permit);
+        }
+        if let Some((host, permit)) = &mut self.outer
+            && let Some(permit) = permit.take()
+        {
+            host.release(permit);
         }
     }
 }
@@ -624,35 +653,56 @@ impl Hosts {
     ///
     /// Cancellation safe: dropping the future gives back any permit taken.
     pub async fn acquire(&self, host: &Arc<Host>) -> Option<Slot> {
-        loop {
-            if let Some(until) = host.paused_until() {
-                tokio::time::sleep_until(until).await;
-                continue;
+        self.acquire_within(host, None).await
+    }
+
+    /// [`Hosts::acquire`] within a budget shared with other runs (`volley
+    /// serve`): `outer` is the budget and the same host in it. The request
+    /// needs both hosts' gates (pause, permit, rate), then this run's global
+    /// permit (its own `concurrency`), then the budget's. Waiting for a host
+    /// holds no global permit of either, and the budget's global semaphore
+    /// is first come, first served, so each run gets a share in proportion
+    /// to the requests it has ready, at most its own concurrency: a large
+    /// run cannot starve a small one.
+    ///
+    /// Cancellation safe: dropping the future gives back any permit taken.
+    pub async fn acquire_within(
+        &self,
+        host: &Arc<Host>,
+        outer: Option<(&Hosts, &Arc<Host>)>,
+    ) -> Option<Slot> {
+        let permit = host_permit(host).await?;
+        let outer_permit = match outer {
+            Some((_, outer_host)) => {
+                Some((Arc::clone(outer_host), Some(host_permit(outer_host).await?)))
             }
-            let permit = Arc::clone(&host.gate).acquire_owned().await.ok()?;
-            if host.paused_until().is_some() {
-                // Paused while we waited: give the permit back and wait it out.
-                host.release(permit);
-                continue;
+            None => None,
+        };
+        let global = self.global_permit().await?;
+        let outer_global = match outer {
+            Some((budget, _)) => Some(budget.global_permit().await?),
+            None => None,
+        };
+        Some(Slot {
+            host: Arc::clone(host),
+            permit: Some(permit),
+            outer: outer_permit,
+            _global: global,
+            _outer_global: outer_global,
+        })
+    }
+
+    /// A slot of the global rate and concurrency.
+    async fn global_permit(&self) -> Option<OwnedSemaphorePermit> {
+        if let Some(limiter) = &self.global_rate {
+            limiter.until_ready().await;
+        }
+        match Arc::clone(&self.global).try_acquire_owned() {
+            Ok(global) => Some(global),
+            Err(_) => {
+                self.busy.store(true, Ordering::Relaxed);
+                Arc::clone(&self.global).acquire_owned().await.ok()
             }
-            if let Some(limiter) = host.current_limiter() {
-                limiter.until_ready().await;
-            }
-            if let Some(limiter) = &self.global_rate {
-                limiter.until_ready().await;
-            }
-            let global = match Arc::clone(&self.global).try_acquire_owned() {
-                Ok(global) => global,
-                Err(_) => {
-                    self.busy.store(true, Ordering::Relaxed);
-                    Arc::clone(&self.global).acquire_owned().await.ok()?
-                }
-            };
-            return Some(Slot {
-                host: Arc::clone(host),
-                permit: Some(permit),
-                _global: global,
-            });
         }
     }
 

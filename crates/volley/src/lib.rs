@@ -33,6 +33,7 @@ pub mod dns;
 pub mod engine;
 pub mod export;
 pub mod fetch;
+pub mod guard;
 pub mod host;
 pub mod ingest;
 pub mod options;

@@ -66,13 +66,20 @@ pub enum Class {
     RobotsDenied,
     /// The run's `--deadline` passed before the task finished.
     Deadline,
+    /// The URL (or a redirect on its way) leads to an address the address
+    /// rules refuse: loopback, private, link-local, ... (`--deny-private`,
+    /// on by default in `volley serve`); nothing was sent to it.
+    ForbiddenAddress,
+    /// The job was cancelled (`POST /v1/jobs/{name}/cancel`) before the task
+    /// was fetched.
+    Cancelled,
     /// Any failure that fits no other class; the message says what it was.
     Other,
 }
 
 impl Class {
     /// Every class, in documentation order.
-    pub const ALL: [Class; 25] = [
+    pub const ALL: [Class; 27] = [
         Class::Ok,
         Class::Duplicate,
         Class::InvalidUrl,
@@ -97,6 +104,8 @@ impl Class {
         Class::DecompressionBomb,
         Class::RobotsDenied,
         Class::Deadline,
+        Class::ForbiddenAddress,
+        Class::Cancelled,
         Class::Other,
     ];
 
@@ -127,6 +136,8 @@ impl Class {
             Class::DecompressionBomb => "decompression_bomb",
             Class::RobotsDenied => "robots_denied",
             Class::Deadline => "deadline",
+            Class::ForbiddenAddress => "forbidden_address",
+            Class::Cancelled => "cancelled",
             Class::Other => "other",
         }
     }

@@ -143,6 +143,11 @@ pub(crate) struct Shared {
     pub abandon: CancellationToken,
     pub deadline: CancellationToken,
     pub hosts: Hosts,
+    /// Politeness shared with other runs of this process (`volley serve`):
+    /// every request also passes the budget's host and global gates.
+    pub budget: Option<Arc<Hosts>>,
+    /// Which addresses may be fetched ([`crate::guard`]).
+    pub rules: crate::guard::AddressRules,
 }
 
 impl Shared {
@@ -158,6 +163,7 @@ impl Shared {
         deadline: CancellationToken,
     ) -> Result<Shared, SpecError> {
         let policy = spec.host_policy()?;
+        let rules = spec.address_rules()?;
         let hosts = Hosts::new(policy, spec.concurrency, spec.global_rate);
         Ok(Shared {
             client,
@@ -168,6 +174,8 @@ impl Shared {
             abandon,
             deadline,
             hosts,
+            budget: None,
+            rules,
         })
     }
 }
@@ -272,6 +280,9 @@ pub(crate) async fn run<S: Store>(
                 ));
             }
             shared.hosts.prune();
+            if let Some(budget) = &shared.budget {
+                budget.prune();
+            }
             continue;
         }
         if S::SHARED && drained && pages_pending == 0 && tasks.is_empty() {
@@ -332,11 +343,13 @@ impl Drop for InFlight<'_> {
     }
 }
 
-/// A leased task's parsed URL and the hold on its host.
+/// A leased task's parsed URL and the hold on its host (and on the same
+/// host in the shared budget, if any).
 struct Target {
     url: Url,
     host_name: Box<str>,
     host: HostTask,
+    outer: Option<HostTask>,
 }
 
 impl Target {
@@ -345,15 +358,20 @@ impl Target {
     fn of(shared: &Shared, url: &str) -> Result<Target, url::ParseError> {
         let url = Url::parse(url)?;
         let host_name = host_key(&url);
-        let host = shared.hosts.host(
-            &host_name,
+        let (name, port) = (
             url.host_str().unwrap_or_default(),
             url.port_or_known_default().unwrap_or_default(),
         );
+        let host = shared.hosts.host(&host_name, name, port);
+        let outer = shared
+            .budget
+            .as_ref()
+            .map(|budget| budget.host(&host_name, name, port));
         Ok(Target {
             url,
             host_name,
             host,
+            outer,
         })
     }
 }
@@ -372,6 +390,7 @@ async fn run_task(
         url,
         host_name,
         host,
+        outer,
     } = match target {
         Ok(target) => target,
         Err(e) => {
@@ -391,6 +410,12 @@ async fn run_task(
         outcome.attempt_log = history;
         outcome
     };
+    if let Err(forbidden) = shared.rules.check_url(&url) {
+        // An IP literal never reaches the resolver's check: refuse it here.
+        let mut outcome = Outcome::new(task.id, Class::ForbiddenAddress);
+        outcome.message = Some(forbidden.to_string());
+        return send(&shared, outcome, host_name).await;
+    }
     if shared.spec.respect_robots {
         let robots = tokio::select! {
             biased;
@@ -398,7 +423,7 @@ async fn run_task(
             () = shared.deadline.cancelled() => {
                 return send(&shared, deadline_outcome(0, Vec::new()), host_name).await;
             }
-            robots = host.robots.get_or_init(|| fetch_robots(&shared, &host, &url)) => Arc::clone(robots),
+            robots = host.robots.get_or_init(|| fetch_robots(&shared, &host, outer.as_deref(), &url)) => Arc::clone(robots),
         };
         if let Err(why) = robots.check(&url) {
             let mut outcome = Outcome::new(task.id, Class::RobotsDenied);
@@ -417,7 +442,7 @@ async fn run_task(
             () = shared.deadline.cancelled() => {
                 return send(&shared, deadline_outcome(attempts, history), host_name).await;
             }
-            slot = shared.hosts.acquire(&host) => slot,
+            slot = acquire(&shared, &host, outer.as_deref()) => slot,
         };
         let Some(slot) = slot else {
             return Ok(());
@@ -444,7 +469,11 @@ async fn run_task(
         };
         drop(slot);
         let attempt = result.map_err(RunError::BodyIo)?;
-        host.feedback(feedback_of(&attempt, shared.spec.max_retry_after));
+        let feedback = feedback_of(&attempt, shared.spec.max_retry_after);
+        host.feedback(feedback);
+        if let Some(outer) = &outer {
+            outer.feedback(feedback);
+        }
         let decision = backoff.decide(attempt.is_retryable(), attempt.retry_after);
         history.push(AttemptRecord {
             attempt: attempts,
@@ -584,15 +613,31 @@ fn feedback_of(attempt: &Attempt, max_pause: Duration) -> Feedback {
     }
 }
 
+/// A slot for a request to `host` (and to `outer`, the same host in the
+/// shared budget).
+async fn acquire(
+    shared: &Shared,
+    host: &Arc<Host>,
+    outer: Option<&Arc<Host>>,
+) -> Option<crate::host::Slot> {
+    let within = shared.budget.as_deref().zip(outer);
+    shared.hosts.acquire_within(host, within).await
+}
+
 /// Fetches `host`'s robots.txt through the host's gate; see [`crate::robots`].
-async fn fetch_robots(shared: &Shared, host: &Arc<Host>, url: &Url) -> Arc<Robots> {
+async fn fetch_robots(
+    shared: &Shared,
+    host: &Arc<Host>,
+    outer: Option<&Arc<Host>>,
+    url: &Url,
+) -> Arc<Robots> {
     let Some(robots_url) = robots::robots_url(url) else {
         return Arc::new(Robots::AllowAll);
     };
     let agent = robots::agent_token(&shared.spec.user_agent);
     let mut last = String::new();
     for attempt in 1..=robots::ATTEMPTS {
-        let Some(slot) = shared.hosts.acquire(host).await else {
+        let Some(slot) = acquire(shared, host, outer).await else {
             return Arc::new(Robots::AllowAll);
         };
         let result = fetch::fetch_small(

@@ -84,6 +84,15 @@ pub struct FetchSpec {
     /// text: `IP` or `IP:PORT` (port 53 by default).
     #[serde(rename = "dns-server", with = "text::dns_servers")]
     pub dns_servers: Vec<std::net::SocketAddr>,
+    /// Refuse requests to loopback, private, link-local and other special
+    /// addresses (the SSRF guard, [`crate::guard`]); the outcome is
+    /// `forbidden_address`. On by default in `volley serve`.
+    #[serde(with = "text::flag")]
+    pub deny_private: bool,
+    /// Ranges opened on purpose when `deny_private` is on (CIDR texts,
+    /// `127.0.0.0/8`).
+    #[serde(with = "text::strings")]
+    pub allow_private: Vec<String>,
     /// Where to save bodies, named by SHA-256; `None` hashes and drops them.
     pub save_bodies: Option<PathBuf>,
     /// Largest decoded body read, in bytes; past it the outcome is
@@ -145,6 +154,8 @@ impl Default for FetchSpec {
             user_agent: DEFAULT_USER_AGENT.to_owned(),
             ca_certs: Vec::new(),
             dns_servers: Vec::new(),
+            deny_private: false,
+            allow_private: Vec::new(),
             save_bodies: None,
             max_body_bytes: None,
             max_decompression_ratio: 200,
@@ -184,12 +195,29 @@ pub enum SpecError {
     /// came from (see [`crate::options`]).
     #[error("{0}")]
     Option(String),
+    /// An `--allow-private` range that does not parse.
+    #[error(transparent)]
+    Range(#[from] crate::guard::BadRange),
     /// A header name or value HTTP does not allow.
     #[error("invalid header {0:?}: expected 'Name: value' with a valid field name and value")]
     Header(String),
 }
 
 impl FetchSpec {
+    /// The address rules these options ask for: open, or the private
+    /// ranges refused except the allowed ones.
+    ///
+    /// # Errors
+    /// [`SpecError::Range`] for an allowed range that does not parse.
+    pub fn address_rules(&self) -> Result<crate::guard::AddressRules, SpecError> {
+        if !self.deny_private {
+            return Ok(crate::guard::AddressRules::open());
+        }
+        Ok(crate::guard::AddressRules::deny_private(
+            &self.allow_private,
+        )?)
+    }
+
     /// Checks that the values can work together.
     ///
     /// # Errors
@@ -221,6 +249,7 @@ impl FetchSpec {
             return Err(SpecError::Zero("a host's concurrency"));
         }
         self.host_policy()?;
+        self.address_rules()?;
         self.pages.validate().map_err(SpecError::Pages)?;
         if self.speed_window.is_zero() {
             return Err(SpecError::ZeroDuration("--speed-window"));

@@ -19,6 +19,7 @@
 //!   this server gets 429 with `Retry-After`; every later one 200.
 //! - `/flap/{n}` — 503 and 200 in turn, over all `/flap` requests.
 //! - `/loop` — a redirect to itself.
+//! - `/to?url=U` — 302 to `U` (anywhere: for the address rules' redirect check).
 //! - `/bomb` — 16 MiB of zeros, gzip-encoded (about 16 KiB on the wire).
 //! - `/private/{n}` — 200 (for robots.txt tests).
 //! - `/robots.txt` — what [`Server::set_robots`] set; 404 by default.
@@ -293,6 +294,7 @@ fn app(seen: &Arc<Seen>) -> Router {
         .route("/storm/{n}", get(storm))
         .route("/flap/{n}", get(flap))
         .route("/loop", get(redirect_loop))
+        .route("/to", get(redirect_to))
         .route("/bomb", get(bomb))
         .route("/private/{n}", get(|| async { "private" }))
         .route("/robots.txt", get(robots))
@@ -350,6 +352,11 @@ async fn flap(State(seen): State<Arc<Seen>>) -> Response {
         return (StatusCode::SERVICE_UNAVAILABLE, "flap").into_response();
     }
     "flop".into_response()
+}
+
+async fn redirect_to(Query(q): Query<HashMap<String, String>>) -> Response {
+    let to = q.get("url").cloned().unwrap_or_default();
+    (StatusCode::FOUND, [(header::LOCATION, to)]).into_response()
 }
 
 async fn redirect_loop() -> Response {
