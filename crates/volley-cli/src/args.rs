@@ -57,6 +57,30 @@ pub enum Command {
     /// PostgreSQL: work on jobs other processes created, alongside any
     /// number of other workers, until they are done.
     Work(Box<WorkArgs>),
+    /// Serve the engine over HTTP: a JSON API under /v1 (jobs, outcomes,
+    /// live events), /metrics and a dashboard at /. Jobs share one
+    /// politeness budget (these options' concurrency, per-host and rate
+    /// limits) and are refused private addresses unless --allow-private.
+    Serve(Box<ServeArgs>),
+}
+
+/// `volley serve`'s flags.
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Address to listen on; a non-loopback address needs a token.
+    #[arg(long, value_name = "ADDR:PORT", default_value = "127.0.0.1:8080")]
+    pub listen: std::net::SocketAddr,
+
+    /// File holding the bearer token every /v1 request must send (also VOLLEY_TOKEN).
+    #[arg(long, value_name = "FILE")]
+    pub token_file: Option<PathBuf>,
+
+    /// TOML file of option defaults for every job and the shared budget (as fetch's --config).
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+
+    #[command(flatten)]
+    pub options: OptionArgs,
 }
 
 /// `volley work`: a worker with no input of its own.

@@ -24,7 +24,9 @@ use volley::store::sqlite::{SqliteReader, SqliteStore};
 use volley::store::{Job, Reader, Store, StoreError};
 use volley::{FetchSpec, options};
 
-use crate::args::{Cli, Command, ExportArgs, ExportFormat, FetchArgs, FileConfig, WorkArgs};
+use crate::args::{
+    Cli, Command, ExportArgs, ExportFormat, FetchArgs, FileConfig, ServeArgs, WorkArgs,
+};
 use crate::progress::Display;
 
 fn main() -> ExitCode {
@@ -66,6 +68,12 @@ fn main() -> ExitCode {
                     "volley work needs a shared database: --db postgres://… (with SQLite {} one process runs a job: use volley fetch)",
                     path.display()
                 ))),
+            },
+            Command::Serve(args) => match &db {
+                Db::Sqlite(path) => serve(path, *args).await,
+                Db::Postgres(_) => Ok(usage(
+                    "volley serve runs on SQLite for now: give --db PATH (PostgreSQL workers keep using volley work)",
+                )),
             },
             Command::Status => status(&db).await,
             Command::Export(args) => export(&db, &args).await,
@@ -264,6 +272,7 @@ async fn run_job<S: Store>(
         stop: stop.clone(),
         progress: Arc::default(),
         budget: None,
+        observer: None,
     };
     let shown = CancellationToken::new();
     let display = tokio::spawn(progress::show(
@@ -399,6 +408,98 @@ async fn work_on(
             }
         }
     }
+}
+
+/// `volley serve`: the API over a SQLite database until SIGTERM or Ctrl-C,
+/// then a drain: exit 0 after SIGTERM, 130 after Ctrl-C.
+async fn serve(db: &Path, args: ServeArgs) -> anyhow::Result<ExitCode> {
+    let file = match load_config(args.config.as_deref()) {
+        Ok(file) => file,
+        Err(e) => return Ok(usage(e)),
+    };
+    let layers = match args.options.layers(&file, std::env::vars()) {
+        Ok(layers) => layers,
+        Err(e) => return Ok(usage(e)),
+    };
+    let spec = match options::resolve(&layers) {
+        Ok(spec) => spec,
+        Err(e) => return Ok(usage(e)),
+    };
+    let token = match (&args.token_file, std::env::var("VOLLEY_TOKEN")) {
+        (Some(path), _) => match std::fs::read_to_string(path) {
+            Ok(text) if !text.trim().is_empty() => Some(text.trim().to_owned()),
+            Ok(_) => {
+                return Ok(usage(format_args!(
+                    "--token-file {}: the file is empty",
+                    path.display()
+                )));
+            }
+            Err(e) => return Ok(usage(format_args!("--token-file {}: {e}", path.display()))),
+        },
+        (None, Ok(text)) if !text.trim().is_empty() => Some(text.trim().to_owned()),
+        (None, _) => None,
+    };
+    if token.is_none() && !volley_serve::is_loopback(&args.listen) {
+        return Ok(usage(format_args!(
+            "--listen {} is not a loopback address: give a token (--token-file FILE or VOLLEY_TOKEN) so that only its holders can use the API",
+            args.listen
+        )));
+    }
+    let config = volley_serve::ServeConfig {
+        db: db.to_owned(),
+        token,
+        layers,
+        allow_private: spec.allow_private.clone(),
+    };
+    let app = match volley_serve::App::open(config) {
+        Ok(app) => app,
+        Err(volley_serve::ServeError::Store(e))
+            if is_usage_error(&e) || matches!(e, StoreError::Locked { .. }) =>
+        {
+            return Ok(usage(e));
+        }
+        Err(volley_serve::ServeError::Options(e)) => return Ok(usage(e)),
+        Err(e) => return Err(e.into()),
+    };
+    let listener = match tokio::net::TcpListener::bind(args.listen).await {
+        Ok(listener) => listener,
+        Err(e) => return Ok(usage(format_args!("--listen {}: {e}", args.listen))),
+    };
+    let shown = listener.local_addr().unwrap_or(args.listen);
+    say(format_args!(
+        "volley: serving {} on http://{shown}/ (API under /v1, dashboard at /)\n",
+        db.display()
+    ));
+    let shutdown = CancellationToken::new();
+    let interrupted = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let signals = tokio::spawn({
+        let (shutdown, interrupted) = (shutdown.clone(), Arc::clone(&interrupted));
+        async move {
+            let mut term =
+                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => interrupted.store(true, std::sync::atomic::Ordering::Relaxed),
+                Some(()) = async { match term.as_mut() { Some(t) => t.recv().await, None => std::future::pending().await } } => {}
+            }
+            say(format_args!(
+                "\nvolley: stopping: no new requests or work; runs get their grace period\n"
+            ));
+            shutdown.cancel();
+            let _ = tokio::signal::ctrl_c().await;
+            say(format_args!(
+                "volley: quitting at once; unfinished jobs resume when the server starts again\n"
+            ));
+            std::process::exit(130);
+        }
+    });
+    let served = volley_serve::serve(app, listener, shutdown).await;
+    signals.abort();
+    served?;
+    Ok(if interrupted.load(std::sync::atomic::Ordering::Relaxed) {
+        ExitCode::from(130)
+    } else {
+        ExitCode::SUCCESS
+    })
 }
 
 /// First Ctrl-C or SIGTERM: stop gracefully. Second: exit at once, leaving

@@ -87,6 +87,8 @@ pub struct Control {
     /// serve` runs many jobs on one budget). The run's own limits apply
     /// too, so a job can be stricter than the budget, never looser.
     pub budget: Option<Arc<crate::host::Hosts>>,
+    /// Told of every committed batch of outcomes (metrics), if set.
+    pub observer: Option<Arc<dyn crate::stats::Observer>>,
 }
 
 /// Runs `job` to completion (or until stopped), fetching with `spec`.
@@ -154,6 +156,7 @@ pub async fn fetch_job<S: Store>(
         outcomes_rx,
         Arc::clone(&progress),
         Arc::clone(&frontier),
+        control.observer.clone(),
     ));
     let deadline = CancellationToken::new();
     let deadline_timer = spec.deadline.map(|after| {

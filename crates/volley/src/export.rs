@@ -137,7 +137,7 @@ pub fn export_items(
 const JSON_FIELDS: [&str; 3] = ["headers", "meta", "extracted"];
 
 /// `row` as a JSON object, in field order, with [`JSON_FIELDS`] nested.
-fn json_row(row: &ExportRow) -> Result<serde_json::Value, ExportError> {
+pub fn json_row(row: &ExportRow) -> Result<serde_json::Value, ExportError> {
     let mut value = serde_json::to_value(row).map_err(json_error)?;
     for field in JSON_FIELDS {
         if let Some(slot) = value.get_mut(field)

@@ -48,6 +48,26 @@ pub const BATCH_QUEUE: usize = 2;
 /// Longest time a partial batch waits for more lines.
 pub const BATCH_LINGER: Duration = Duration::from_millis(200);
 
+/// Streams all of `source` into `job`'s tasks without fetching anything:
+/// for a server that takes a job's input (an upload) before it runs the
+/// job. Memory stays bounded as in a run; the job's ingest cursor moves
+/// with each batch, so an interrupted upload sent again resumes after the
+/// lines already stored. Returns the outcomes recorded at ingest (invalid
+/// lines, duplicates) by class.
+///
+/// # Errors
+/// [`RunError::Input`] when reading fails, [`RunError::InputChanged`] when
+/// a resumed upload differs from the part already stored; store errors.
+pub async fn ingest_only<S: Store>(
+    store: Arc<S>,
+    job: &Job,
+    source: Box<dyn InputSource>,
+    stop: CancellationToken,
+) -> Result<Tally, RunError> {
+    let progress = Arc::new(Progress::default());
+    run(store, job, source, progress, Arc::default(), stop).await
+}
+
 /// Streams `source` into `job`'s tasks. Tells `frontier` after each commit so
 /// the scheduler leases the new tasks, and stops early when `stop` fires
 /// (the cursor then says where to resume).

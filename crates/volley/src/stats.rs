@@ -16,6 +16,26 @@ use crate::store::JobCounts;
 /// dropped and seen again counts again from 1).
 pub const MAX_HOSTS_TRACKED: usize = 2048;
 
+/// One recorded outcome as an [`Observer`] sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Observed {
+    /// Its class.
+    pub class: crate::outcome::Class,
+    /// Its final HTTP status, if a response came.
+    pub status: Option<u16>,
+    /// The final attempt's duration (ms), if a request was made.
+    pub elapsed_ms: Option<u64>,
+    /// Decoded body bytes.
+    pub bytes: Option<u64>,
+}
+
+/// Watches a run's commits, for metrics (`volley serve`'s `/metrics`).
+pub trait Observer: Send + Sync + std::fmt::Debug {
+    /// A batch of outcomes was committed, taking `took` (the store's
+    /// transaction, start to commit).
+    fn committed(&self, batch: &[Observed], took: std::time::Duration);
+}
+
 /// Live counters of a run, updated by the engine and read by displays.
 /// Counts cover the whole job (earlier runs included) unless noted.
 #[derive(Debug, Default)]

@@ -23,7 +23,7 @@ use tokio::sync::mpsc::error::TryRecvError;
 
 use crate::outcome::Outcome;
 use crate::scheduler::Frontier;
-use crate::stats::{Progress, Tally};
+use crate::stats::{Observed, Observer, Progress, Tally};
 use crate::store::{Store, StoreError};
 
 /// Most outcomes committed in one transaction.
@@ -51,6 +51,7 @@ pub(crate) async fn run<S: Store>(
     mut rx: mpsc::Receiver<Finished>,
     progress: Arc<Progress>,
     frontier: Arc<Frontier>,
+    observer: Option<Arc<dyn Observer>>,
 ) -> Result<Tally, StoreError> {
     let mut tally = Tally::default();
     while let Some(first) = rx.recv().await {
@@ -84,7 +85,23 @@ pub(crate) async fn run<S: Store>(
             .collect();
         let n = outcomes.len() as u64;
         let with_pages = outcomes.iter().filter(|o| o.next_page.is_some()).count() as u64;
+        let observed: Vec<Observed> = match &observer {
+            Some(_) => outcomes
+                .iter()
+                .map(|o| Observed {
+                    class: o.class,
+                    status: o.status,
+                    elapsed_ms: o.elapsed_ms,
+                    bytes: o.bytes,
+                })
+                .collect(),
+            None => Vec::new(),
+        };
+        let started = std::time::Instant::now();
         let recorded = store.record(job, outcomes).await?;
+        if let Some(observer) = &observer {
+            observer.committed(&observed, started.elapsed());
+        }
         Progress::add(&progress.total, recorded.pages);
         // New pages are new tasks. On a shared store a commit also gives
         // back room: a worker holds a few tasks per host (host affinity)

@@ -41,6 +41,7 @@
 
 pub mod postgres;
 pub mod sqlite;
+mod sqlite_admin;
 
 use std::future::Future;
 use std::time::Duration;
@@ -261,6 +262,67 @@ pub struct ItemRow {
     pub item: String,
 }
 
+/// What a job's owner asked for (`jobs.state`); whether it is running,
+/// done or waiting for input follows from its tasks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum JobState {
+    /// Fetch it.
+    Active,
+    /// Hold it: nothing is leased until it is resumed.
+    Paused,
+    /// Its unfinished tasks got a `cancelled` outcome.
+    Cancelled,
+}
+
+impl JobState {
+    /// The name stored in `jobs.state`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            JobState::Active => "active",
+            JobState::Paused => "paused",
+            JobState::Cancelled => "cancelled",
+        }
+    }
+
+    /// Parses a stored name; anything unknown reads as `Active`.
+    pub fn parse(text: &str) -> JobState {
+        match text {
+            "paused" => JobState::Paused,
+            "cancelled" => JobState::Cancelled,
+            _ => JobState::Active,
+        }
+    }
+}
+
+/// A job as the API shows it: its row, counts and classes, with what its
+/// owner asked for and its stored options.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JobRecord {
+    /// The job with its counts by state and by class.
+    pub summary: JobSummary,
+    /// What its owner asked for.
+    pub state: JobState,
+    /// Its fetch options (JSON, [`crate::FetchSpec`]'s serde form), if stored.
+    pub options: Option<String>,
+    /// When it was created (Unix ms).
+    pub created_at_ms: i64,
+    /// When its first and last outcomes were recorded (Unix ms), if any.
+    pub first_outcome_ms: Option<i64>,
+    /// See `first_outcome_ms`.
+    pub last_outcome_ms: Option<i64>,
+}
+
+/// One outcome row with the task id that orders it (the keyset cursor of
+/// `GET /v1/jobs/{name}/outcomes?after=`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutcomeEntry {
+    /// `tasks.id`.
+    pub task_id: i64,
+    /// The row as `volley export` writes it.
+    pub row: ExportRow,
+}
+
 /// The `jobs` columns both stores read into a [`Job`], in its field order.
 pub(crate) const JOB_COLUMNS: &str =
     "id, name, input, ingested_lines, ingest_complete, input_fingerprint";
@@ -385,6 +447,9 @@ pub enum StoreError {
     /// No job of that name exists.
     #[error("no job named '{0}'; `volley status` lists the jobs")]
     NoSuchJob(String),
+    /// A job of that name exists already.
+    #[error("a job named '{0}' exists already; choose another name")]
+    JobExists(String),
     /// A database worker thread panicked or was cancelled.
     #[error("database worker failed: {0}")]
     Worker(String),

@@ -33,6 +33,7 @@ fn migrations() -> Migrations<'static> {
     Migrations::new(vec![
         M::up(include_str!("migrations/0001_init.sql")),
         M::up(include_str!("migrations/0002_input_fingerprint.sql")),
+        M::up(include_str!("migrations/0003_job_state.sql")),
     ])
 }
 
@@ -126,7 +127,7 @@ impl SqliteStore {
     }
 
     /// Runs `f` with the connection on the blocking pool.
-    async fn with_conn<T, F>(&self, f: F) -> Result<T, StoreError>
+    pub(super) async fn with_conn<T, F>(&self, f: F) -> Result<T, StoreError>
     where
         T: Send + 'static,
         F: FnOnce(&mut Connection) -> Result<T, StoreError> + Send + 'static,
@@ -144,7 +145,7 @@ impl SqliteStore {
 }
 
 /// Maps a `SELECT {JOB_COLUMNS}` row to a [`Job`].
-fn job_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Job> {
+pub(super) fn job_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Job> {
     Ok(Job {
         id: r.get(0)?,
         name: r.get(1)?,
@@ -433,7 +434,7 @@ fn record_tx(
     Ok(recorded)
 }
 
-fn counts_query(conn: &Connection, job: i64) -> Result<JobCounts, StoreError> {
+pub(super) fn counts_query(conn: &Connection, job: i64) -> Result<JobCounts, StoreError> {
     let mut stmt =
         conn.prepare_cached("SELECT state, count(*) FROM tasks WHERE job_id = ?1 GROUP BY state")?;
     let mut counts = JobCounts::default();
@@ -537,6 +538,10 @@ impl SqliteReader {
             conn: connect(path)?,
         })
     }
+
+    pub(super) fn conn(&self) -> &Connection {
+        &self.conn
+    }
 }
 
 impl Reader for SqliteReader {
@@ -618,7 +623,7 @@ impl Reader for SqliteReader {
     }
 }
 
-fn export_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<ExportRow> {
+pub(super) fn export_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<ExportRow> {
     Ok(ExportRow {
         line: r.get(0)?,
         url: r.get(1)?,

@@ -1,0 +1,381 @@
+//! End-to-end tests of `volley serve`: the real binary on a loopback port,
+//! driven over HTTP, fetching from real loopback servers into a real
+//! SQLite file.
+
+mod support;
+
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use support::{Server, Volley, signal};
+use tokio::io::AsyncBufReadExt as _;
+
+const TOKEN: &str = "test-token-0123456789";
+
+/// A running `volley serve`.
+struct Serve {
+    child: tokio::process::Child,
+    base: String,
+    http: reqwest::Client,
+}
+
+impl Serve {
+    /// Starts `volley serve` on a free loopback port with the test token.
+    async fn start(v: &Volley, extra: &[&str]) -> Serve {
+        let token = v.path("token");
+        std::fs::write(&token, TOKEN).expect("write the token file");
+        let token = token.display().to_string();
+        let mut args = vec![
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--token-file",
+            token.as_str(),
+        ];
+        args.extend_from_slice(extra);
+        let mut child = v.command(&args).spawn().expect("volley serve starts");
+        let stderr = child.stderr.take().expect("stderr is piped");
+        let mut lines = tokio::io::BufReader::new(stderr).lines();
+        let base = tokio::time::timeout(Duration::from_secs(30), async {
+            while let Ok(Some(line)) = lines.next_line().await {
+                if let Some(rest) = line.split("on http://").nth(1) {
+                    let addr = rest.split('/').next().unwrap_or_default();
+                    return format!("http://{addr}");
+                }
+            }
+            panic!("volley serve ended before saying where it listens");
+        })
+        .await
+        .expect("volley serve says where it listens within 30 s");
+        // Keep draining stderr so the server never blocks on a full pipe.
+        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+        let http = reqwest::Client::builder()
+            .no_proxy()
+            .build()
+            .expect("a client");
+        Serve { child, base, http }
+    }
+
+    fn request(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
+        self.http
+            .request(method, format!("{}{path}", self.base))
+            .bearer_auth(TOKEN)
+    }
+
+    async fn json(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> (u16, Value) {
+        let mut request = self.request(method, path);
+        if let Some(body) = body {
+            request = request
+                .header("content-type", "application/json")
+                .body(body.to_string());
+        }
+        let response = request.send().await.expect("the server answers");
+        let status = response.status().as_u16();
+        let bytes = response.bytes().await.expect("a body");
+        (
+            status,
+            serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+        )
+    }
+
+    async fn get(&self, path: &str) -> Value {
+        let (status, body) = self.json(reqwest::Method::GET, path, None).await;
+        assert_eq!(status, 200, "GET {path}: {body}");
+        body
+    }
+
+    async fn post(&self, path: &str, body: Option<Value>) -> (u16, Value) {
+        self.json(reqwest::Method::POST, path, body).await
+    }
+
+    /// Reads the job's event stream to its `done` event; returns the
+    /// events as (kind, data).
+    async fn events_until_done(&self, job: &str) -> Vec<(String, Value)> {
+        let mut response = self
+            .request(reqwest::Method::GET, &format!("/v1/jobs/{job}/events"))
+            .send()
+            .await
+            .expect("the event stream opens");
+        assert_eq!(response.status().as_u16(), 200);
+        let mut text = String::new();
+        let mut events = Vec::new();
+        tokio::time::timeout(Duration::from_secs(60), async {
+            while let Some(chunk) = response.chunk().await.expect("the stream reads") {
+                text.push_str(&String::from_utf8_lossy(&chunk));
+                while let Some(end) = text.find("\n\n") {
+                    let block: String = text.drain(..end + 2).collect();
+                    let kind = block.lines().find_map(|l| l.strip_prefix("event: "));
+                    let data = block.lines().find_map(|l| l.strip_prefix("data: "));
+                    if let (Some(kind), Some(data)) = (kind, data) {
+                        let data: Value = serde_json::from_str(data).expect("event data is JSON");
+                        events.push((kind.to_owned(), data));
+                    }
+                }
+                if events.last().is_some_and(|(k, _)| k == "done") {
+                    return;
+                }
+            }
+        })
+        .await
+        .expect("the job is done within 60 s");
+        events
+    }
+}
+
+fn urls(server: &Server, n: usize, query: &str) -> Vec<String> {
+    (0..n)
+        .map(|i| server.url(&format!("/ok/{i}{query}")))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_submitted_over_http_runs_to_done_with_events_pages_and_ndjson() {
+    let upstream = Server::start().await;
+    let v = Volley::new();
+    let serve = Serve::start(&v, &["--allow-private", "127.0.0.0/8"]).await;
+    let list = urls(&upstream, 60, "?ms=30");
+    let mut with_bad = list.clone();
+    with_bad.push("not a url".into());
+    let response = serve
+        .request(reqwest::Method::POST, "/v1/jobs")
+        .header("content-type", "application/json")
+        .body(json!({"name": "docs", "urls": with_bad, "options": {"per_host": 4}}).to_string())
+        .send()
+        .await
+        .expect("submit");
+    assert_eq!(response.status().as_u16(), 201);
+    assert_eq!(
+        response
+            .headers()
+            .get("location")
+            .and_then(|l| l.to_str().ok()),
+        Some("/v1/jobs/docs")
+    );
+    let events = serve.events_until_done("docs").await;
+    let progress: Vec<u64> = events
+        .iter()
+        .filter(|(k, _)| k == "progress")
+        .map(|(_, d)| d["counts"]["done"].as_u64().unwrap_or(0))
+        .collect();
+    assert!(progress.len() >= 2, "progress events: {progress:?}");
+    assert!(
+        progress.windows(2).all(|w| w[0] <= w[1]),
+        "progress only grows: {progress:?}"
+    );
+    let (_, done) = events.last().expect("a done event");
+    assert_eq!(done["state"], "done");
+    assert_eq!(done["counts"]["total"], 61);
+    assert_eq!(done["classes"], json!({"ok": 60, "invalid_url": 1}));
+
+    // Keyset pages of 25: every outcome once, in input order.
+    let mut seen = Vec::new();
+    let mut after = 0;
+    loop {
+        let page = serve
+            .get(&format!("/v1/jobs/docs/outcomes?limit=25&after={after}"))
+            .await;
+        for row in page["outcomes"].as_array().expect("outcomes") {
+            seen.push(row["line"].as_u64().expect("line"));
+        }
+        match page["next"].as_i64() {
+            Some(next) => after = next,
+            None => break,
+        }
+    }
+    assert_eq!(seen, (1..=61).collect::<Vec<u64>>());
+    let only_bad = serve.get("/v1/jobs/docs/outcomes?class=invalid_url").await;
+    assert_eq!(only_bad["outcomes"].as_array().map(Vec::len), Some(1));
+
+    // The whole result as NDJSON.
+    let text = serve
+        .request(reqwest::Method::GET, "/v1/jobs/docs/outcomes")
+        .header("accept", "application/x-ndjson")
+        .send()
+        .await
+        .expect("NDJSON")
+        .text()
+        .await
+        .expect("NDJSON body");
+    let rows: Vec<Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("each line is JSON"))
+        .collect();
+    assert_eq!(rows.len(), 61);
+    assert_eq!(rows[0]["class"], "ok");
+    assert_eq!(
+        rows[0]["headers"]["content-type"],
+        "text/plain; charset=utf-8"
+    );
+
+    let job = serve.get("/v1/jobs/docs").await;
+    assert!(
+        job["latency_ms"]["p50"].as_u64().is_some_and(|p| p >= 30),
+        "{job}"
+    );
+    let metrics = serve
+        .request(reqwest::Method::GET, "/metrics")
+        .send()
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("metrics text");
+    assert!(
+        metrics.contains("volley_outcomes_total{class=\"ok\",status=\"200\"} 60"),
+        "{metrics}"
+    );
+    for url in &list {
+        assert_eq!(upstream.hits(&support::path_of(url)), 1, "{url} once");
+    }
+    v.assert_one_outcome_per_task(61);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_api_needs_the_token_and_a_public_listen_needs_one() {
+    let v = Volley::new();
+    let serve = Serve::start(&v, &[]).await;
+    for token in [None, Some("wrong")] {
+        let mut request = serve.http.get(format!("{}/v1/jobs", serve.base));
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        let response = request.send().await.expect("an answer");
+        assert_eq!(response.status().as_u16(), 401, "token {token:?}");
+        assert!(response.headers().contains_key("www-authenticate"));
+    }
+    assert_eq!(serve.get("/v1/jobs").await, json!({"jobs": []}));
+    // Without a token, only loopback.
+    let open = Volley::new();
+    let out = open.run(&["serve", "--listen", "0.0.0.0:0"]).await;
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        support::stderr(&out).contains("token"),
+        "{}",
+        support::stderr(&out)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_address_rules_refuse_loopback_by_literal_name_and_redirect() {
+    let target = Server::start().await;
+    let redirector = Server::start_on("127.0.0.2").await;
+    let v = Volley::new();
+    let serve = Serve::start(&v, &["--allow-private", "127.0.0.2/32"]).await;
+    let port = target.addr.port();
+    let job = json!({"name": "ssrf", "urls": [
+        target.url("/ok/literal"),
+        format!("http://localhost:{port}/ok/name"),
+        redirector.url(&format!("/to?url=http://127.0.0.1:{port}/ok/hop")),
+        format!("http://[::ffff:127.0.0.1]:{port}/ok/mapped"),
+        "http://169.254.169.254/latest/meta-data/",
+    ]});
+    let (status, body) = serve.post("/v1/jobs", Some(job)).await;
+    assert_eq!(status, 201, "{body}");
+    let events = serve.events_until_done("ssrf").await;
+    let (_, done) = events.last().expect("done");
+    assert_eq!(done["classes"], json!({"forbidden_address": 5}), "{done}");
+    assert_eq!(target.total(), 0, "the loopback server saw no request");
+    assert_eq!(redirector.hits("/to"), 1, "the allowed host was asked once");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pause_resume_and_cancel_keep_one_outcome_per_input() {
+    let upstream = Server::start().await;
+    let v = Volley::new();
+    let serve = Serve::start(&v, &["--allow-private", "127.0.0.0/8", "--per-host", "2"]).await;
+    let (status, _) = serve
+        .post(
+            "/v1/jobs",
+            Some(json!({"name": "slow", "urls": urls(&upstream, 40, "?ms=100")})),
+        )
+        .await;
+    assert_eq!(status, 201);
+    upstream.wait_for_requests(4).await;
+    let (status, paused) = serve.post("/v1/jobs/slow/pause", None).await;
+    assert_eq!(
+        (status, paused["state"].as_str()),
+        (200, Some("paused")),
+        "{paused}"
+    );
+    // The run has stopped when pause answers: nothing more is requested.
+    let at_pause = upstream.total();
+    assert!(at_pause < 40, "paused before the end: {at_pause}");
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert_eq!(upstream.total(), at_pause, "no request while paused");
+    let (status, resumed) = serve.post("/v1/jobs/slow/resume", None).await;
+    assert_eq!((status, resumed["state"].as_str()), (200, Some("running")));
+    let events = serve.events_until_done("slow").await;
+    assert_eq!(events.last().expect("done").1["classes"], json!({"ok": 40}));
+
+    let (status, _) = serve
+        .post(
+            "/v1/jobs",
+            Some(json!({"name": "dropped", "urls": urls(&upstream, 30, "?ms=300&j=2")})),
+        )
+        .await;
+    assert_eq!(status, 201);
+    upstream.wait_for_requests(41).await;
+    let (status, cancelled) = serve.post("/v1/jobs/dropped/cancel", None).await;
+    assert_eq!(status, 200, "{cancelled}");
+    assert_eq!(cancelled["state"], "cancelled");
+    let n = cancelled["cancelled"].as_u64().expect("cancelled count");
+    assert!(n > 0 && n < 30, "some tasks were cancelled: {n}");
+    assert_eq!(cancelled["classes"]["cancelled"], n);
+    assert_eq!(cancelled["counts"]["total"], 30);
+    assert_eq!(cancelled["counts"]["pending"], 0);
+    v.assert_one_outcome_per_task(70);
+    let (status, _) = serve
+        .json(reqwest::Method::DELETE, "/v1/jobs/dropped", None)
+        .await;
+    assert_eq!(status, 204);
+    v.assert_one_outcome_per_task(40);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn jobs_share_one_host_budget() {
+    let upstream = Server::start().await;
+    let v = Volley::new();
+    let serve = Serve::start(&v, &["--allow-private", "127.0.0.0/8", "--per-host", "2"]).await;
+    for (name, tag) in [("one", "a"), ("two", "b")] {
+        let job = json!({"name": name, "urls": urls(&upstream, 20, &format!("?ms=50&j={tag}")), "options": {"per_host": 8}});
+        assert_eq!(serve.post("/v1/jobs", Some(job)).await.0, 201);
+    }
+    for name in ["one", "two"] {
+        serve.events_until_done(name).await;
+    }
+    assert_eq!(upstream.total(), 40);
+    assert_eq!(
+        upstream.max_in_flight(),
+        2,
+        "two jobs on one host share its limit of 2"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_server_resumes_its_jobs_on_restart() {
+    let upstream = Server::start().await;
+    let v = Volley::new();
+    let args = ["--allow-private", "127.0.0.0/8", "--per-host", "4"];
+    let mut serve = Serve::start(&v, &args).await;
+    let list = urls(&upstream, 200, "?ms=20");
+    let job = json!({"name": "big", "urls": list.clone()});
+    assert_eq!(serve.post("/v1/jobs", Some(job)).await.0, 201);
+    upstream.wait_for_requests(30).await;
+    signal(serve.child.id().expect("server pid"), libc::SIGKILL);
+    let _ = serve.child.wait().await;
+    let serve = Serve::start(&v, &args).await;
+    let events = serve.events_until_done("big").await;
+    assert_eq!(
+        events.last().expect("done").1["classes"],
+        json!({"ok": 200})
+    );
+    v.assert_one_outcome_per_task(200);
+    // Requests whose outcomes were not committed at the kill (in flight, or
+    // on their way to the store) are made again, once; no other.
+    for url in &list {
+        let hits = upstream.hits(&support::path_of(url));
+        assert!((1..=2).contains(&hits), "{url}: {hits} requests");
+    }
+    let repeats = upstream.total() - 200;
+    eprintln!("requests made again after the kill: {repeats}");
+}

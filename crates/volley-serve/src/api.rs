@@ -1,0 +1,596 @@
+//! The `/v1` routes for jobs, their JSON, and the small routes around them
+//! (`/healthz`, `/readyz`, `/metrics`, the dashboard page).
+//!
+//! Errors are JSON, `{"error": "…", "field": "…"}` (the field only where
+//! one option or field is to blame), with a 4xx status for anything the
+//! request got wrong: 400 unreadable, 404 no such job, 409 a conflict with
+//! the job's state, 413 too large, 415 not JSON, 422 a value that does not
+//! work. A 5xx means the server or its database failed.
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::body::{Body, Bytes};
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{Html, IntoResponse, Response};
+use serde_json::{Map, Value, json};
+use volley::FetchSpec;
+use volley::options::{Layer, Source};
+use volley::source::{InputSource, LineSource};
+use volley::store::{JobRecord, JobState, StoreError};
+
+use crate::App;
+
+/// Options a job may not set through the API: they name files on the
+/// server, or loosen the server's address rules.
+pub const SERVER_ONLY: [&str; 5] = [
+    "save-bodies",
+    "ca-cert",
+    "dns-server",
+    "deny-private",
+    "allow-private",
+];
+
+/// Longest job name, in bytes.
+pub const MAX_NAME: usize = 100;
+
+/// An error answer; see the module docs.
+#[derive(Debug)]
+pub struct ApiError {
+    /// The status.
+    pub status: StatusCode,
+    /// What went wrong, for a person.
+    pub message: String,
+    /// The field or option to blame, if one is.
+    pub field: Option<String>,
+}
+
+impl ApiError {
+    /// An error without a field.
+    pub fn new(status: StatusCode, message: impl Into<String>) -> ApiError {
+        ApiError {
+            status,
+            message: message.into(),
+            field: None,
+        }
+    }
+
+    /// A 422 naming `field`.
+    pub fn invalid(field: impl Into<String>, message: impl Into<String>) -> ApiError {
+        ApiError {
+            status: StatusCode::UNPROCESSABLE_ENTITY,
+            message: message.into(),
+            field: Some(field.into()),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let mut body = json!({ "error": self.message });
+        if let Some(field) = self.field {
+            body["field"] = Value::String(field);
+        }
+        (self.status, Json(body)).into_response()
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> ApiError {
+        match e {
+            StoreError::NoSuchJob(name) => {
+                ApiError::new(StatusCode::NOT_FOUND, format!("no job named '{name}'"))
+            }
+            StoreError::JobExists(_) => ApiError::new(StatusCode::CONFLICT, e.to_string()),
+            e => {
+                tracing::error!("store: {}", volley::fetch::error_chain(&e));
+                ApiError::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    format!("the database failed: {e}"),
+                )
+            }
+        }
+    }
+}
+
+/// A handler's result.
+pub type ApiResult<T> = Result<T, ApiError>;
+
+/// The job's fetch options: the server's layers, then the job's stored
+/// options; the address rules are always the server's.
+///
+/// # Errors
+/// A 422 naming the option that does not work.
+pub fn job_spec(app: &App, options: Option<&str>) -> ApiResult<FetchSpec> {
+    let mut layers = app.layers.clone();
+    if let Some(text) = options {
+        let values = match serde_json::from_str::<Value>(text) {
+            Ok(Value::Object(values)) => values,
+            _ => {
+                return Err(ApiError::invalid(
+                    "options",
+                    "stored options are not a JSON object",
+                ));
+            }
+        };
+        layers.push(job_layer(values)?);
+    }
+    let mut spec = volley::options::resolve(&layers)
+        .map_err(|e| ApiError::invalid("options", e.to_string()))?;
+    spec.deny_private = true;
+    spec.allow_private.clone_from(&app.allow_private);
+    spec.validate()
+        .map_err(|e| ApiError::invalid("options", e.to_string()))?;
+    Ok(spec)
+}
+
+/// A job's options as a layer: keys with `_` or `-` alike (`per_host` is
+/// `per-host`), refusing the server's own.
+fn job_layer(values: Map<String, Value>) -> ApiResult<Layer> {
+    let mut layer = Map::new();
+    for (key, value) in values {
+        let key = key.replace('_', "-");
+        if SERVER_ONLY.contains(&key.as_str()) {
+            return Err(ApiError::invalid(
+                format!("options.{key}"),
+                format!("'{key}' is set by the server (volley serve's flags), not per job"),
+            ));
+        }
+        layer.insert(key, value);
+    }
+    Ok(Layer {
+        source: Source::Named("options".into()),
+        values: layer,
+    })
+}
+
+/// Where a job stands, derived from what its owner asked for and its tasks.
+pub fn job_status(record: &JobRecord, running: bool) -> &'static str {
+    let counts = &record.summary.counts;
+    match record.state {
+        JobState::Cancelled => "cancelled",
+        JobState::Paused => "paused",
+        JobState::Active if !record.summary.job.ingest_complete && !running => "waiting",
+        JobState::Active if record.summary.job.ingest_complete && counts.unfinished() == 0 => {
+            "done"
+        }
+        JobState::Active => "running",
+    }
+}
+
+/// A job as JSON.
+pub fn job_json(app: &App, record: &JobRecord) -> Value {
+    let job = &record.summary.job;
+    let counts = &record.summary.counts;
+    let live = app.runs.live(&job.name);
+    let classes: Map<String, Value> = record
+        .summary
+        .classes
+        .iter()
+        .map(|(class, n)| (class.clone(), json!(n)))
+        .collect();
+    let status = job_status(record, live.is_some());
+    let per_sec = live.map(|l| l.per_sec).filter(|r| *r > 0.0);
+    let eta = per_sec.map(|r| counts.unfinished() as f64 / r);
+    let options: Value = record
+        .options
+        .as_deref()
+        .and_then(|t| serde_json::from_str(t).ok())
+        .unwrap_or_else(|| json!({}));
+    let finished = matches!(status, "done" | "cancelled");
+    json!({
+        "name": job.name,
+        "state": status,
+        "counts": {
+            "total": counts.total(),
+            "pending": counts.pending,
+            "leased": counts.leased,
+            "done": counts.done,
+            "failed": counts.failed,
+        },
+        "classes": classes,
+        "in_flight": live.map_or(0, |l| l.in_flight),
+        "requests_per_sec": per_sec,
+        "eta_secs": eta,
+        "created_at_ms": record.created_at_ms,
+        "started_at_ms": record.first_outcome_ms,
+        "finished_at_ms": if finished { record.last_outcome_ms } else { None },
+        "options": options,
+        "error": app.runs.failure(&job.name),
+    })
+}
+
+/// A job's recent latency, from its last 1,000 outcomes with a request.
+async fn latency(app: &Arc<App>, job: i64) -> Value {
+    let recent = app
+        .read(move |r| r.recent_latencies(job, 1000))
+        .await
+        .unwrap_or_default();
+    let mut ms = recent;
+    if ms.is_empty() {
+        return Value::Null;
+    }
+    ms.sort_unstable();
+    let at = |q: f64| ms[((ms.len() - 1) as f64 * q).round() as usize];
+    json!({ "p50": at(0.5), "p95": at(0.95), "of_last": ms.len() })
+}
+
+async fn record(app: &Arc<App>, name: &str) -> ApiResult<JobRecord> {
+    let name = name.to_owned();
+    Ok(app.read(move |r| r.job_record(&name)).await?)
+}
+
+/// `GET /v1/jobs`.
+pub async fn list_jobs(State(app): State<Arc<App>>) -> ApiResult<Json<Value>> {
+    let records = app.read(|r| r.job_records(None)).await?;
+    let jobs: Vec<Value> = records.iter().map(|r| job_json(&app, r)).collect();
+    Ok(Json(json!({ "jobs": jobs })))
+}
+
+/// `GET /v1/jobs/{name}`.
+pub async fn get_job(
+    State(app): State<Arc<App>>,
+    Path(name): Path<String>,
+) -> ApiResult<Json<Value>> {
+    let record = record(&app, &name).await?;
+    let mut body = job_json(&app, &record);
+    body["latency_ms"] = latency(&app, record.summary.job.id).await;
+    Ok(Json(body))
+}
+
+/// The body of `POST /v1/jobs`.
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewJob {
+    name: String,
+    #[serde(default)]
+    urls: Option<Vec<String>>,
+    #[serde(default)]
+    options: Option<Map<String, Value>>,
+}
+
+fn check_name(name: &str) -> ApiResult<()> {
+    let ok = !name.is_empty()
+        && name.len() <= MAX_NAME
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+        && !name.starts_with('.');
+    if ok {
+        Ok(())
+    } else {
+        Err(ApiError::invalid(
+            "name",
+            format!(
+                "a job name is 1 to {MAX_NAME} letters, digits, '-', '_' or '.', not starting with '.'"
+            ),
+        ))
+    }
+}
+
+fn is_json(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|v| {
+            let v = v.trim();
+            v.eq_ignore_ascii_case("application/json") || v.ends_with("+json")
+        })
+}
+
+/// `POST /v1/jobs`: creates a job; with `urls`, ingests them and starts it.
+pub async fn create_job(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> ApiResult<Response> {
+    if !is_json(&headers) {
+        return Err(ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "send the job as JSON (Content-Type: application/json)",
+        ));
+    }
+    let new: NewJob = serde_json::from_slice(&body).map_err(|e| {
+        let status = if e.is_data() {
+            StatusCode::UNPROCESSABLE_ENTITY
+        } else {
+            StatusCode::BAD_REQUEST
+        };
+        ApiError::new(
+            status,
+            format!("the job is not valid JSON of the expected shape: {e}"),
+        )
+    })?;
+    check_name(&new.name)?;
+    if let Some(urls) = &new.urls
+        && let Some(i) = urls.iter().position(|u| u.contains(['\n', '\r']))
+    {
+        return Err(ApiError::invalid(
+            format!("urls[{i}]"),
+            "a URL may not contain a line break",
+        ));
+    }
+    let options = new.options.unwrap_or_default();
+    let options_text = Value::Object(options).to_string();
+    let spec = job_spec(&app, Some(&options_text))?;
+    let job = app
+        .store
+        .create_job(&new.name, "api", &options_text)
+        .await?;
+    if let Some(urls) = new.urls {
+        let text = urls.join("\n");
+        let source: Box<dyn InputSource> = Box::new(LineSource::new(std::io::Cursor::new(text)));
+        ingest(&app, &job, source).await?;
+        let job = app
+            .read({
+                let name = new.name.clone();
+                move |r| r.job_record(&name)
+            })
+            .await?
+            .summary
+            .job;
+        app.runs.start(job, spec);
+    }
+    let record = record(&app, &new.name).await?;
+    let location = format!("/v1/jobs/{}", new.name);
+    Ok((
+        StatusCode::CREATED,
+        [(header::LOCATION, location)],
+        Json(job_json(&app, &record)),
+    )
+        .into_response())
+}
+
+async fn ingest(
+    app: &Arc<App>,
+    job: &volley::store::Job,
+    source: Box<dyn InputSource>,
+) -> ApiResult<()> {
+    volley::ingest::ingest_only(
+        Arc::clone(&app.store),
+        job,
+        source,
+        app.shutdown.child_token(),
+    )
+    .await
+    .map(|_| ())
+    .map_err(|e| match e {
+        volley::RunError::Input(e) => ApiError::new(
+            StatusCode::BAD_REQUEST,
+            format!("reading the input failed: {e}"),
+        ),
+        e @ volley::RunError::InputChanged { .. } => {
+            ApiError::new(StatusCode::CONFLICT, e.to_string())
+        }
+        volley::RunError::Store(e) => e.into(),
+        e => ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+    })
+}
+
+/// Query of `POST /v1/jobs/{name}/inputs`.
+#[derive(Debug, serde::Deserialize)]
+pub struct InputQuery {
+    /// CSV: the URL column's name.
+    #[serde(default)]
+    column: Option<String>,
+    /// NDJSON: the URL field, as a JSON pointer or a top-level name.
+    #[serde(default)]
+    field: Option<String>,
+}
+
+/// `POST /v1/jobs/{name}/inputs`: streams a body of URLs (text, one per
+/// line; `text/csv` with `?column=`; `application/x-ndjson` with
+/// `?field=`) into the job, then starts it. The body is read as it
+/// arrives, a batch at a time: an upload of any size stays in bounded
+/// memory. Sent again after an interruption, lines already stored are
+/// skipped.
+pub async fn upload_inputs(
+    State(app): State<Arc<App>>,
+    Path(name): Path<String>,
+    Query(query): Query<InputQuery>,
+    headers: HeaderMap,
+    body: Body,
+) -> ApiResult<Response> {
+    let record = record(&app, &name).await?;
+    if record.summary.job.ingest_complete {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            format!("job '{name}' has all its inputs; create a new job for more"),
+        ));
+    }
+    if record.state == JobState::Cancelled {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            format!("job '{name}' is cancelled"),
+        ));
+    }
+    let spec = job_spec(&app, record.options.as_deref())?;
+    let kind = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .map(|v| v.trim().to_ascii_lowercase())
+        .unwrap_or_else(|| "text/plain".into());
+    let stream =
+        futures_util::TryStreamExt::map_err(body.into_data_stream(), std::io::Error::other);
+    let reader = tokio_util::io::StreamReader::new(stream);
+    let blocking = std::io::BufReader::new(tokio_util::io::SyncIoBridge::new(reader));
+    let source: Box<dyn InputSource> = match kind.as_str() {
+        "text/plain" | "application/octet-stream" => Box::new(LineSource::new(blocking)),
+        "text/csv" => {
+            let column = query.column.unwrap_or_else(|| "url".into());
+            Box::new(volley::source::CsvSource::new(blocking, &column, b','))
+        }
+        "application/x-ndjson" | "application/jsonl" => {
+            let field = query.field.unwrap_or_else(|| "url".into());
+            let pointer = if field.starts_with('/') {
+                field
+            } else {
+                format!("/{field}")
+            };
+            Box::new(volley::source::JsonlSource::new(blocking, &pointer))
+        }
+        other => {
+            return Err(ApiError::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                format!(
+                    "inputs are text/plain (one URL per line), text/csv or application/x-ndjson, not {other}"
+                ),
+            ));
+        }
+    };
+    ingest(&app, &record.summary.job, source).await?;
+    let record = record_after(&app, &name).await?;
+    if record.state == JobState::Active {
+        app.runs.start(record.summary.job.clone(), spec);
+    }
+    Ok((StatusCode::OK, Json(job_json(&app, &record))).into_response())
+}
+
+async fn record_after(app: &Arc<App>, name: &str) -> ApiResult<JobRecord> {
+    record(app, name).await
+}
+
+/// `POST /v1/jobs/{name}/pause`: stops fetching (requests in flight get
+/// the grace period); the job keeps its place.
+pub async fn pause_job(
+    State(app): State<Arc<App>>,
+    Path(name): Path<String>,
+) -> ApiResult<Json<Value>> {
+    let record = record(&app, &name).await?;
+    match job_status(&record, app.runs.is_running(&name)) {
+        "done" | "cancelled" => {
+            return Err(ApiError::new(
+                StatusCode::CONFLICT,
+                format!("job '{name}' has ended"),
+            ));
+        }
+        _ => {}
+    }
+    app.store
+        .set_job_state(record.summary.job.id, JobState::Paused)
+        .await?;
+    app.runs.stop(&name).await;
+    let record = record_after(&app, &name).await?;
+    Ok(Json(job_json(&app, &record)))
+}
+
+/// `POST /v1/jobs/{name}/resume`.
+pub async fn resume_job(
+    State(app): State<Arc<App>>,
+    Path(name): Path<String>,
+) -> ApiResult<Json<Value>> {
+    let record = record(&app, &name).await?;
+    if record.state == JobState::Cancelled {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            format!("job '{name}' is cancelled"),
+        ));
+    }
+    let spec = job_spec(&app, record.options.as_deref())?;
+    app.store
+        .set_job_state(record.summary.job.id, JobState::Active)
+        .await?;
+    if record.summary.job.ingest_complete && record.summary.counts.unfinished() > 0 {
+        app.runs.start(record.summary.job.clone(), spec);
+    }
+    let record = record_after(&app, &name).await?;
+    Ok(Json(job_json(&app, &record)))
+}
+
+/// `POST /v1/jobs/{name}/cancel`: stops the job and gives every task
+/// without an outcome a `cancelled` one.
+pub async fn cancel_job(
+    State(app): State<Arc<App>>,
+    Path(name): Path<String>,
+) -> ApiResult<Json<Value>> {
+    let record = record(&app, &name).await?;
+    if job_status(&record, app.runs.is_running(&name)) == "done" {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            format!("job '{name}' is done"),
+        ));
+    }
+    app.store
+        .set_job_state(record.summary.job.id, JobState::Paused)
+        .await?;
+    app.runs.stop(&name).await;
+    let cancelled = app.store.cancel_job(record.summary.job.id).await?;
+    let record = record_after(&app, &name).await?;
+    let mut body = job_json(&app, &record);
+    body["cancelled"] = json!(cancelled);
+    Ok(Json(body))
+}
+
+/// `DELETE /v1/jobs/{name}`: removes a finished or cancelled job with all
+/// its rows.
+pub async fn delete_job(
+    State(app): State<Arc<App>>,
+    Path(name): Path<String>,
+) -> ApiResult<StatusCode> {
+    let record = record(&app, &name).await?;
+    if !matches!(
+        job_status(&record, app.runs.is_running(&name)),
+        "done" | "cancelled"
+    ) {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            format!("job '{name}' has not ended; cancel it first"),
+        ));
+    }
+    app.store.delete_job(record.summary.job.id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// `GET /v1/hosts`: the hosts the shared budget holds now.
+pub async fn hosts(State(app): State<Arc<App>>) -> Json<Value> {
+    Json(json!({ "held": app.budget.len(), "peak": app.budget.peak() }))
+}
+
+/// `GET /metrics`.
+pub async fn metrics(State(app): State<Arc<App>>) -> Response {
+    let jobs: Vec<_> = app
+        .runs
+        .progress()
+        .into_iter()
+        .map(|(name, p)| (name, p.snapshot()))
+        .collect();
+    let text = app.metrics.render(&jobs, app.budget.len());
+    (
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        text,
+    )
+        .into_response()
+}
+
+/// `GET /healthz`: the process is up.
+pub async fn healthz() -> Json<Value> {
+    Json(json!({ "status": "ok" }))
+}
+
+/// `GET /readyz`: the store answers.
+pub async fn readyz(State(app): State<Arc<App>>) -> Response {
+    match app.read(|r| r.ping()).await {
+        Ok(()) => Json(json!({ "status": "ready" })).into_response(),
+        Err(e) => ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("the database does not answer: {e}"),
+        )
+        .into_response(),
+    }
+}
+
+/// Anything else: a JSON 404.
+pub async fn not_found() -> ApiError {
+    ApiError::new(StatusCode::NOT_FOUND, "no such route; the API is under /v1")
+}
+
+/// `GET /`: the dashboard.
+pub async fn dashboard() -> Html<&'static str> {
+    Html(include_str!("dashboard.html"))
+}

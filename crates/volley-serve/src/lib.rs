@@ -1,0 +1,251 @@
+//! `volley serve`: the volley engine behind an HTTP API, with live progress
+//! (Server-Sent Events), Prometheus metrics and a dashboard.
+//!
+//! One long-lived process owns the store, the per-host politeness budget
+//! shared by every job ([`volley::Control::budget`]) and the runs
+//! ([`runs::Runs`]). Jobs live in the database: a restarted server resumes
+//! the unfinished ones by itself.
+//!
+//! Modules: [`api`] (the `/v1` routes and their JSON), [`auth`] (bearer
+//! token and the dashboard's session cookie), [`stream`] (NDJSON and SSE),
+//! [`runs`], [`metrics`]; the dashboard is one embedded page.
+
+pub mod api;
+pub mod auth;
+pub mod metrics;
+pub mod runs;
+pub mod stream;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::routing::{get, post};
+use tokio_util::sync::CancellationToken;
+use volley::options::Layer;
+use volley::store::StoreError;
+use volley::store::sqlite::{SqliteReader, SqliteStore};
+
+/// Largest JSON request body, in bytes (job creation with inline URLs).
+pub const MAX_JSON_BYTES: usize = 16 * 1024 * 1024;
+
+/// What `volley serve` was started with.
+#[derive(Debug, Clone)]
+pub struct ServeConfig {
+    /// The SQLite database.
+    pub db: PathBuf,
+    /// The bearer token every `/v1` route requires; `None` only on a
+    /// loopback address.
+    pub token: Option<String>,
+    /// The server's option layers (config file, environment, flags): every
+    /// job's options are layered over them. Their `concurrency`,
+    /// `per-host`, `rate`, `global-rate` and host rules are also the budget
+    /// all jobs share.
+    pub layers: Vec<Layer>,
+    /// Ranges opened on purpose despite the address rules (CIDR texts).
+    pub allow_private: Vec<String>,
+}
+
+/// Why the server could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The server's options do not work.
+    #[error("{0}")]
+    Options(String),
+    /// The listener failed.
+    #[error("serving HTTP failed: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// What every handler shares.
+pub struct App {
+    /// The store (writes; runs).
+    pub store: Arc<SqliteStore>,
+    /// A read connection for the API (no lock, does not wait for writes).
+    pub reader: Arc<Mutex<SqliteReader>>,
+    /// The database path (streams open their own read connection).
+    pub db: PathBuf,
+    /// The runs going.
+    pub runs: Arc<runs::Runs>,
+    /// The politeness budget shared by all jobs.
+    pub budget: Arc<volley::host::Hosts>,
+    /// Prometheus metrics.
+    pub metrics: Arc<metrics::Metrics>,
+    /// Bearer token and sessions.
+    pub auth: auth::Auth,
+    /// The server's option layers; see [`ServeConfig::layers`].
+    pub layers: Vec<Layer>,
+    /// See [`ServeConfig::allow_private`].
+    pub allow_private: Vec<String>,
+    /// Fired at shutdown: event streams end.
+    pub shutdown: CancellationToken,
+}
+
+impl App {
+    /// Opens the store and builds the shared state; starts nothing.
+    ///
+    /// # Errors
+    /// [`ServeError::Store`] when the database cannot be opened (or another
+    /// process holds it); [`ServeError::Options`] when the server's options
+    /// do not resolve.
+    pub fn open(config: ServeConfig) -> Result<Arc<App>, ServeError> {
+        let spec = volley::options::resolve(&config.layers)
+            .map_err(|e| ServeError::Options(e.to_string()))?;
+        volley::guard::AddressRules::deny_private(&config.allow_private)
+            .map_err(|e| ServeError::Options(e.to_string()))?;
+        let policy = spec
+            .host_policy()
+            .map_err(|e| ServeError::Options(e.to_string()))?;
+        let budget = Arc::new(volley::host::Hosts::new(
+            policy,
+            spec.concurrency,
+            spec.global_rate,
+        ));
+        let store = Arc::new(SqliteStore::open(&config.db)?);
+        let reader = Arc::new(Mutex::new(SqliteReader::open(&config.db)?));
+        let metrics = Arc::new(metrics::Metrics::new());
+        let runs = Arc::new(runs::Runs::new(
+            Arc::clone(&store),
+            Arc::clone(&budget),
+            Arc::clone(&metrics) as Arc<dyn volley::stats::Observer>,
+        ));
+        Ok(Arc::new(App {
+            store,
+            reader,
+            db: config.db,
+            runs,
+            budget,
+            metrics,
+            auth: auth::Auth::new(config.token),
+            layers: config.layers,
+            allow_private: config.allow_private,
+            shutdown: CancellationToken::new(),
+        }))
+    }
+
+    /// Runs `f` with the read connection on the blocking pool.
+    ///
+    /// # Errors
+    /// What `f` returns; [`StoreError::Worker`] if it panicked.
+    pub async fn read<T: Send + 'static>(
+        self: &Arc<Self>,
+        f: impl FnOnce(&SqliteReader) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        let reader = Arc::clone(&self.reader);
+        tokio::task::spawn_blocking(move || {
+            let guard = reader
+                .lock()
+                .map_err(|_| StoreError::Worker("a read panicked earlier".into()))?;
+            f(&guard)
+        })
+        .await
+        .map_err(|e| StoreError::Worker(e.to_string()))?
+    }
+
+    /// Starts every active job with work left (a restart resumes them).
+    ///
+    /// # Errors
+    /// Store errors.
+    pub async fn resume_jobs(self: &Arc<Self>) -> Result<usize, StoreError> {
+        let records = self.read(|r| r.job_records(None)).await?;
+        let mut started = 0;
+        for record in records {
+            let job = &record.summary.job;
+            let pending = record.summary.counts.unfinished() > 0;
+            if record.state == volley::store::JobState::Active && job.ingest_complete && pending {
+                match api::job_spec(self, record.options.as_deref()) {
+                    Ok(spec) => {
+                        self.runs.start(job.clone(), spec);
+                        started += 1;
+                    }
+                    Err(e) => tracing::warn!(job = %job.name, "cannot resume: {}", e.message),
+                }
+            }
+        }
+        Ok(started)
+    }
+}
+
+/// The whole HTTP surface over `app`.
+pub fn router(app: Arc<App>) -> Router {
+    let v1 = Router::new()
+        .route("/jobs", get(api::list_jobs).post(api::create_job))
+        .route("/jobs/{name}", get(api::get_job).delete(api::delete_job))
+        .route(
+            "/jobs/{name}/inputs",
+            post(api::upload_inputs).layer(DefaultBodyLimit::disable()),
+        )
+        .route("/jobs/{name}/outcomes", get(stream::outcomes))
+        .route("/jobs/{name}/items", get(stream::items))
+        .route("/jobs/{name}/events", get(stream::events))
+        .route("/jobs/{name}/pause", post(api::pause_job))
+        .route("/jobs/{name}/resume", post(api::resume_job))
+        .route("/jobs/{name}/cancel", post(api::cancel_job))
+        .route("/hosts", get(api::hosts))
+        .route_layer(axum::middleware::from_fn_with_state(
+            Arc::clone(&app),
+            auth::require,
+        ));
+    let metrics = Router::new()
+        .route("/metrics", get(api::metrics))
+        .route_layer(axum::middleware::from_fn_with_state(
+            Arc::clone(&app),
+            auth::require,
+        ));
+    Router::new()
+        .nest("/v1", v1)
+        .merge(metrics)
+        .route("/", get(api::dashboard))
+        .route("/session", post(auth::open_session))
+        .route("/healthz", get(api::healthz))
+        .route("/readyz", get(api::readyz))
+        .fallback(api::not_found)
+        .layer(DefaultBodyLimit::max(MAX_JSON_BYTES))
+        .with_state(app)
+}
+
+/// Whether `addr` is a loopback address (where a token is optional).
+pub fn is_loopback(addr: &SocketAddr) -> bool {
+    match addr.ip() {
+        std::net::IpAddr::V4(v4) => v4.is_loopback(),
+        std::net::IpAddr::V6(v6) => {
+            v6.is_loopback() || v6.to_ipv4_mapped().is_some_and(|v4| v4.is_loopback())
+        }
+    }
+}
+
+/// Serves `app` on `listener` until `shutdown` fires, then drains: stops
+/// taking requests and new work, gives runs their grace period, and
+/// returns once every run has stopped (unfinished tasks stay pending for
+/// the next start).
+///
+/// # Errors
+/// [`ServeError::Io`] when serving fails; store errors when resuming jobs.
+pub async fn serve(
+    app: Arc<App>,
+    listener: tokio::net::TcpListener,
+    shutdown: CancellationToken,
+) -> Result<(), ServeError> {
+    let resumed = app.resume_jobs().await?;
+    if resumed > 0 {
+        tracing::info!("resumed {resumed} unfinished jobs");
+    }
+    let router = router(Arc::clone(&app));
+    let closing = {
+        let (shutdown, app) = (shutdown.clone(), Arc::clone(&app));
+        async move {
+            shutdown.cancelled().await;
+            app.shutdown.cancel();
+        }
+    };
+    let served = axum::serve(listener, router)
+        .with_graceful_shutdown(closing)
+        .await;
+    app.runs.stop_all().await;
+    served.map_err(ServeError::Io)
+}

@@ -1,0 +1,215 @@
+//! The runs the server has going: at most one per job, each a
+//! [`volley::fetch_job`] on the server's store, all under one politeness
+//! budget ([`volley::Control::budget`]).
+//!
+//! Jobs live in the database, not here: this map only says which of them
+//! this process is fetching now. A job is started when it is created with
+//! its inputs, when it is resumed, and when the server starts (every
+//! active job with work left), so a restarted or killed server picks its
+//! jobs up again by itself.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Instant;
+
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use volley::store::Job;
+use volley::store::sqlite::SqliteStore;
+use volley::{Control, FetchSpec, Progress};
+
+/// A job being fetched by this process.
+struct Running {
+    control: Control,
+    handle: JoinHandle<()>,
+    /// When the run was first seen with its counts loaded, and its
+    /// outcomes then (requests/s counts from there).
+    baseline: Option<(Instant, u64)>,
+}
+
+/// What the API shows of a running job.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Live {
+    /// Requests in flight now.
+    pub in_flight: u64,
+    /// Outcomes recorded per second since this run started.
+    pub per_sec: f64,
+}
+
+/// The server's runs; see the module docs.
+pub struct Runs {
+    store: Arc<SqliteStore>,
+    budget: Arc<volley::host::Hosts>,
+    observer: Arc<dyn volley::stats::Observer>,
+    running: Mutex<HashMap<String, Running>>,
+    /// Errors of runs that failed, by job (shown by the API until the next
+    /// run of the job).
+    failures: Mutex<HashMap<String, String>>,
+    /// Bumped whenever a run starts or ends: wakes event streams.
+    changed: watch::Sender<u64>,
+    /// Fired at shutdown: no new run starts.
+    closing: CancellationToken,
+}
+
+impl Runs {
+    /// Runs on `store`, sharing `budget`, reporting commits to `observer`.
+    pub fn new(
+        store: Arc<SqliteStore>,
+        budget: Arc<volley::host::Hosts>,
+        observer: Arc<dyn volley::stats::Observer>,
+    ) -> Runs {
+        Runs {
+            store,
+            budget,
+            observer,
+            running: Mutex::default(),
+            failures: Mutex::default(),
+            changed: watch::Sender::new(0),
+            closing: CancellationToken::new(),
+        }
+    }
+
+    /// A receiver that sees a new value whenever a run starts or ends.
+    pub fn watch(&self) -> watch::Receiver<u64> {
+        self.changed.subscribe()
+    }
+
+    fn bump(&self) {
+        self.changed.send_modify(|n| *n += 1);
+    }
+
+    fn map(&self) -> std::sync::MutexGuard<'_, HashMap<String, Running>> {
+        self.running.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Whether `job` is being fetched now.
+    pub fn is_running(&self, job: &str) -> bool {
+        self.map().contains_key(job)
+    }
+
+    /// Live figures of `job`, if it is running.
+    pub fn live(&self, job: &str) -> Option<Live> {
+        let mut map = self.map();
+        let run = map.get_mut(job)?;
+        let p = run.control.progress.snapshot();
+        if run.baseline.is_none() && p.total > 0 {
+            run.baseline = Some((Instant::now(), p.finished));
+        }
+        let (since, before) = run.baseline.unwrap_or((Instant::now(), p.finished));
+        let secs = since.elapsed().as_secs_f64();
+        let done_now = p.finished.saturating_sub(before);
+        Some(Live {
+            in_flight: p.in_flight,
+            per_sec: if secs > 0.0 {
+                done_now as f64 / secs
+            } else {
+                0.0
+            },
+        })
+    }
+
+    /// The live progress counters of every running job, by name.
+    pub fn progress(&self) -> Vec<(String, Arc<Progress>)> {
+        self.map()
+            .iter()
+            .map(|(name, run)| (name.clone(), Arc::clone(&run.control.progress)))
+            .collect()
+    }
+
+    /// The last failure of `job`'s runs, if its last run failed.
+    pub fn failure(&self, job: &str) -> Option<String> {
+        self.failures
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(job)
+            .cloned()
+    }
+
+    /// Starts fetching `job` with `spec`, unless it is running already or
+    /// the server is closing.
+    pub fn start(self: &Arc<Self>, job: Job, spec: FetchSpec) {
+        if self.closing.is_cancelled() {
+            return;
+        }
+        let mut map = self.map();
+        if map.contains_key(&job.name) {
+            return;
+        }
+        self.failures
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(&job.name);
+        let control = Control {
+            stop: CancellationToken::new(),
+            progress: Arc::default(),
+            budget: Some(Arc::clone(&self.budget)),
+            observer: Some(Arc::clone(&self.observer)),
+        };
+        let (runs, store, name) = (Arc::clone(self), Arc::clone(&self.store), job.name.clone());
+        let run_control = control.clone();
+        let handle = tokio::spawn(async move {
+            let result = volley::fetch_job(store, &job, None, spec, &run_control).await;
+            match result {
+                Ok(report) => tracing::info!(
+                    job = %job.name,
+                    interrupted = report.interrupted,
+                    fetched = report.tally.fetched,
+                    "run ended"
+                ),
+                Err(e) => {
+                    let chain = volley::fetch::error_chain(&e);
+                    tracing::warn!(job = %job.name, "run failed: {chain}");
+                    runs.failures
+                        .lock()
+                        .unwrap_or_else(PoisonError::into_inner)
+                        .insert(job.name.clone(), chain);
+                }
+            }
+            runs.map().remove(&job.name);
+            runs.bump();
+        });
+        map.insert(
+            name,
+            Running {
+                control,
+                handle,
+                baseline: None,
+            },
+        );
+        drop(map);
+        self.bump();
+    }
+
+    /// Stops `job`'s run, if any, and waits until it has ended (its
+    /// requests in flight get the job's grace period).
+    pub async fn stop(&self, job: &str) {
+        let handle = {
+            let mut map = self.map();
+            map.get_mut(job).map(|run| {
+                run.control.stop.cancel();
+                std::mem::replace(&mut run.handle, tokio::spawn(async {}))
+            })
+        };
+        if let Some(handle) = handle {
+            let _ = handle.await;
+        }
+        // The run removes itself; make sure, even if its task panicked.
+        self.map().remove(job);
+        self.bump();
+    }
+
+    /// Stops every run (shutdown) and waits for them; starts no more.
+    pub async fn stop_all(&self) {
+        self.closing.cancel();
+        let names: Vec<String> = self.map().keys().cloned().collect();
+        for name in &names {
+            if let Some(run) = self.map().get(name) {
+                run.control.stop.cancel();
+            }
+        }
+        for name in names {
+            self.stop(&name).await;
+        }
+    }
+}

@@ -1,0 +1,281 @@
+//! Managing jobs in the SQLite store, for `volley serve`: creating a job
+//! with its options, pausing, cancelling and deleting it (writes, through
+//! [`SqliteStore`]'s one connection), and reading jobs and outcome pages
+//! (through a [`SqliteReader`], which takes no lock and does not wait for
+//! the writer).
+
+use rusqlite::{OptionalExtension, TransactionBehavior, params};
+
+use super::sqlite::{SqliteReader, SqliteStore, counts_query, export_row, job_row};
+use super::{
+    EXPORT_OUTCOMES, ItemRow, JOB_COLUMNS, Job, JobRecord, JobState, JobSummary, OutcomeEntry,
+    StoreError,
+};
+use crate::outcome::now_ms;
+
+impl SqliteStore {
+    /// Creates the job `name` reading `input` (a description, `api`), with
+    /// its fetch `options` (JSON) stored for later runs.
+    ///
+    /// # Errors
+    /// [`StoreError::JobExists`] when the name is taken; database errors.
+    pub async fn create_job(
+        &self,
+        name: &str,
+        input: &str,
+        options: &str,
+    ) -> Result<Job, StoreError> {
+        let (name, input, options) = (name.to_owned(), input.to_owned(), options.to_owned());
+        self.with_conn(move |c| {
+            let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let added = tx.execute(
+                "INSERT INTO jobs (name, input, created_at_ms, options) VALUES (?1, ?2, ?3, ?4) \
+                 ON CONFLICT (name) DO NOTHING",
+                params![name, input, now_ms(), options],
+            )?;
+            if added == 0 {
+                return Err(StoreError::JobExists(name));
+            }
+            let job = tx.query_row(
+                &format!("SELECT {JOB_COLUMNS} FROM jobs WHERE name = ?1"),
+                params![name],
+                job_row,
+            )?;
+            tx.commit()?;
+            Ok(job)
+        })
+        .await
+    }
+
+    /// Sets what the owner of `job` asks for (pause or resume).
+    ///
+    /// # Errors
+    /// Database errors.
+    pub async fn set_job_state(&self, job: i64, state: JobState) -> Result<(), StoreError> {
+        self.with_conn(move |c| {
+            c.execute(
+                "UPDATE jobs SET state = ?2 WHERE id = ?1",
+                params![job, state.as_str()],
+            )?;
+            Ok(())
+        })
+        .await
+    }
+
+    /// Cancels `job`: every task without an outcome gets a `cancelled` one
+    /// (so the job still ends with exactly one outcome per input), its
+    /// ingest is closed, and its state becomes `cancelled`, in one
+    /// transaction. No run of the job may be going. Returns the number of
+    /// tasks cancelled.
+    ///
+    /// # Errors
+    /// Database errors.
+    pub async fn cancel_job(&self, job: i64) -> Result<u64, StoreError> {
+        self.with_conn(move |c| {
+            let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let n = tx.execute(
+                "INSERT INTO outcomes (task_id, job_id, class, message, attempts, finished_at_ms) \
+                 SELECT id, job_id, 'cancelled', 'the job was cancelled before this task was fetched', 0, ?2 \
+                 FROM tasks WHERE job_id = ?1 AND state IN ('pending', 'leased')",
+                params![job, now_ms()],
+            )?;
+            tx.execute(
+                "UPDATE tasks SET state = 'failed', lease_owner = NULL \
+                 WHERE job_id = ?1 AND state IN ('pending', 'leased')",
+                params![job],
+            )?;
+            tx.execute(
+                "UPDATE jobs SET state = 'cancelled', ingest_complete = 1 WHERE id = ?1",
+                params![job],
+            )?;
+            tx.commit()?;
+            Ok(n as u64)
+        })
+        .await
+    }
+
+    /// Deletes `job` and all its rows (tasks, outcomes, attempts, items).
+    /// No run of the job may be going.
+    ///
+    /// # Errors
+    /// Database errors.
+    pub async fn delete_job(&self, job: i64) -> Result<(), StoreError> {
+        self.with_conn(move |c| {
+            let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            for sql in [
+                "DELETE FROM attempts WHERE task_id IN (SELECT id FROM tasks WHERE job_id = ?1)",
+                "DELETE FROM items WHERE task_id IN (SELECT id FROM tasks WHERE job_id = ?1)",
+                "DELETE FROM outcomes WHERE job_id = ?1",
+                "DELETE FROM tasks WHERE job_id = ?1",
+                "DELETE FROM jobs WHERE id = ?1",
+            ] {
+                tx.execute(sql, params![job])?;
+            }
+            tx.commit()?;
+            Ok(())
+        })
+        .await
+    }
+}
+
+impl SqliteReader {
+    /// Every job (or the one named `only`) with its counts, classes, state
+    /// and options, oldest first.
+    ///
+    /// # Errors
+    /// Database errors.
+    pub fn job_records(&self, only: Option<&str>) -> Result<Vec<JobRecord>, StoreError> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare_cached(&format!(
+            "SELECT {JOB_COLUMNS}, state, options, created_at_ms FROM jobs \
+             WHERE ?1 IS NULL OR name = ?1 ORDER BY id"
+        ))?;
+        let jobs = stmt
+            .query_map(params![only], |r| {
+                Ok((
+                    job_row(r)?,
+                    r.get::<_, String>(6)?,
+                    r.get::<_, Option<String>>(7)?,
+                    r.get::<_, i64>(8)?,
+                ))
+            })?
+            .collect::<Result<Vec<_>, _>>()?;
+        let mut classes = conn.prepare_cached(
+            "SELECT class, count(*) AS n, min(finished_at_ms), max(finished_at_ms) \
+             FROM outcomes WHERE job_id = ?1 GROUP BY class ORDER BY n DESC, class",
+        )?;
+        jobs.into_iter()
+            .map(|(job, state, options, created_at_ms)| {
+                let counts = counts_query(conn, job.id)?;
+                let rows = classes
+                    .query_map(params![job.id], |r| {
+                        Ok((
+                            r.get(0)?,
+                            r.get(1)?,
+                            r.get::<_, i64>(2)?,
+                            r.get::<_, i64>(3)?,
+                        ))
+                    })?
+                    .collect::<Result<Vec<(String, u64, i64, i64)>, _>>()?;
+                let first_outcome_ms = rows.iter().map(|r| r.2).min();
+                let last_outcome_ms = rows.iter().map(|r| r.3).max();
+                Ok(JobRecord {
+                    summary: JobSummary {
+                        job,
+                        counts,
+                        classes: rows.into_iter().map(|(c, n, _, _)| (c, n)).collect(),
+                    },
+                    state: JobState::parse(&state),
+                    options,
+                    created_at_ms,
+                    first_outcome_ms,
+                    last_outcome_ms,
+                })
+            })
+            .collect()
+    }
+
+    /// The job named `name` with its counts.
+    ///
+    /// # Errors
+    /// [`StoreError::NoSuchJob`]; database errors.
+    pub fn job_record(&self, name: &str) -> Result<JobRecord, StoreError> {
+        self.job_records(Some(name))?
+            .pop()
+            .ok_or_else(|| StoreError::NoSuchJob(name.to_owned()))
+    }
+
+    /// Up to `limit` outcomes of `job` after task id `after`, in task
+    /// (input) order, only those of `class` if given: one keyset page.
+    ///
+    /// # Errors
+    /// Database errors.
+    pub fn outcome_page(
+        &self,
+        job: i64,
+        after: i64,
+        class: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<OutcomeEntry>, StoreError> {
+        // EXPORT_OUTCOMES with the page's conditions, and the task id last.
+        let base = EXPORT_OUTCOMES
+            .strip_suffix(" ORDER BY t.id")
+            .unwrap_or(EXPORT_OUTCOMES)
+            .replacen(" FROM tasks t ", ", t.id FROM tasks t ", 1);
+        let sql =
+            format!("{base} AND t.id > $2 AND ($3 IS NULL OR o.class = $3) ORDER BY t.id LIMIT $4");
+        let conn = self.conn();
+        let mut stmt = conn.prepare_cached(&sql)?;
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let rows = stmt.query_map(params![job, after, class, limit], |r| {
+            let row = export_row(r)?;
+            let task_id: i64 = r.get(EXPORT_COLUMNS)?;
+            Ok(OutcomeEntry { task_id, row })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Up to `limit` items of `job` after `(task id, idx)`, page by page.
+    ///
+    /// # Errors
+    /// Database errors.
+    pub fn item_page(
+        &self,
+        job: i64,
+        after: (i64, u64),
+        limit: usize,
+    ) -> Result<Vec<(i64, ItemRow)>, StoreError> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare_cached(
+            "SELECT t.id, t.line, t.page, t.url, i.idx, i.item FROM tasks t \
+             JOIN items i ON i.task_id = t.id WHERE t.job_id = ?1 \
+             AND (t.id, i.idx) > (?2, ?3) ORDER BY t.id, i.idx LIMIT ?4",
+        )?;
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let rows = stmt.query_map(params![job, after.0, after.1, limit], |r| {
+            Ok((
+                r.get(0)?,
+                ItemRow {
+                    line: r.get(1)?,
+                    page: r.get(2)?,
+                    url: r.get(3)?,
+                    idx: r.get(4)?,
+                    item: r.get(5)?,
+                },
+            ))
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Whether the database answers (for `/readyz`).
+    ///
+    /// # Errors
+    /// Database errors.
+    pub fn ping(&self) -> Result<(), StoreError> {
+        self.conn()
+            .query_row("SELECT 1", [], |_| Ok(()))
+            .optional()?;
+        Ok(())
+    }
+}
+
+/// The columns of [`EXPORT_OUTCOMES`]; the page query adds the task id
+/// after them.
+const EXPORT_COLUMNS: usize = 22;
+
+impl SqliteReader {
+    /// The final-attempt durations (ms) of `job`'s last `n` outcomes that
+    /// made a request, newest first (for a recent p50/p95).
+    ///
+    /// # Errors
+    /// Database errors.
+    pub fn recent_latencies(&self, job: i64, n: usize) -> Result<Vec<u64>, StoreError> {
+        let mut stmt = self.conn().prepare_cached(
+            "SELECT elapsed_ms FROM outcomes WHERE job_id = ?1 AND elapsed_ms IS NOT NULL \
+             ORDER BY task_id DESC LIMIT ?2",
+        )?;
+        let n = i64::try_from(n).unwrap_or(i64::MAX);
+        let rows = stmt.query_map(params![job, n], |r| r.get(0))?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+}
