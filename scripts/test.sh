@@ -8,6 +8,6 @@ set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 # shellcheck source=lib/common.sh
 source "$root/scripts/lib/common.sh"
-ensure_packages jq dnsmasq-base postgresql
+ensure_packages jq dnsmasq-base postgresql chromium
 cd "$root"
 exec cargo test --workspace "$@"

@@ -25,13 +25,15 @@ impl Serve {
         let token = v.path("token");
         std::fs::write(&token, TOKEN).expect("write the token file");
         let token = token.display().to_string();
-        let mut args = vec![
-            "serve",
-            "--listen",
-            "127.0.0.1:0",
-            "--token-file",
-            token.as_str(),
-        ];
+        let mut args = vec!["--token-file", token.as_str()];
+        args.extend_from_slice(extra);
+        Serve::start_open(v, &args).await
+    }
+
+    /// Starts `volley serve` on a free loopback port, with `extra` flags
+    /// (no token unless they give one).
+    async fn start_open(v: &Volley, extra: &[&str]) -> Serve {
+        let mut args = vec!["serve", "--listen", "127.0.0.1:0"];
         args.extend_from_slice(extra);
         let mut child = v.command(&args).spawn().expect("volley serve starts");
         let stderr = child.stderr.take().expect("stderr is piped");
@@ -378,4 +380,85 @@ async fn a_killed_server_resumes_its_jobs_on_restart() {
     }
     let repeats = upstream.total() - 200;
     eprintln!("requests made again after the kill: {repeats}");
+}
+
+/// Runs headless Chromium on `url` with `flags`; returns its stdout.
+async fn chromium(flags: &[&str], url: &str) -> String {
+    let profile = tempfile::tempdir().expect("a profile dir");
+    let out = tokio::process::Command::new("chromium")
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--hide-scrollbars",
+        ])
+        .arg(format!("--user-data-dir={}", profile.path().display()))
+        .args(flags)
+        .arg(url)
+        .output()
+        .await
+        .expect("Debian's chromium is installed (scripts/test.sh installs it)");
+    assert!(
+        out.status.success(),
+        "chromium: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_dashboard_shows_a_job_advance_to_its_final_counts_in_a_browser() {
+    let upstream = Server::start().await;
+    let v = Volley::new();
+    let serve = Serve::start_open(&v, &["--allow-private", "127.0.0.0/8", "--per-host", "2"]).await;
+    let mut list = urls(&upstream, 30, "?ms=100");
+    list.push(upstream.url("/status/404"));
+    let job = json!({"name": "docs-mirror", "urls": list});
+    assert_eq!(serve.post("/v1/jobs", Some(job)).await.0, 201);
+    // Virtual time: the page's timers and event stream run until the
+    // budget is spent, which outlasts the job (about 1.5 s of requests).
+    let page = format!("{}/", serve.base);
+    let dom = chromium(&["--virtual-time-budget=15000", "--dump-dom"], &page).await;
+    let section = dom
+        .split("<section")
+        .nth(1)
+        .and_then(|s| s.split('>').next())
+        .unwrap_or_else(|| panic!("no job card in the page: {dom}"));
+    assert!(section.contains("data-job=\"docs-mirror\""), "{section}");
+    assert!(section.contains("data-state=\"done\""), "{section}");
+    let seen: Vec<u64> = section
+        .split("data-progress-seen=\"")
+        .nth(1)
+        .and_then(|s| s.split('"').next())
+        .unwrap_or_default()
+        .split(',')
+        .filter_map(|n| n.parse().ok())
+        .collect();
+    assert!(
+        seen.first().is_some_and(|first| *first < 31),
+        "it saw the job running: {seen:?}"
+    );
+    assert_eq!(seen.last(), Some(&31), "and its final count: {seen:?}");
+    assert!(
+        dom.contains(">ok 30<") && dom.contains(">http_4xx 1<"),
+        "class chips: {dom}"
+    );
+    // A picture for a person to look at.
+    let png = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/dashboard.png");
+    let shot = format!("--screenshot={}", png.display());
+    chromium(
+        &[
+            "--virtual-time-budget=3000",
+            "--window-size=1100,420",
+            &shot,
+        ],
+        &page,
+    )
+    .await;
+    let bytes = std::fs::read(&png).expect("the screenshot was written");
+    assert!(
+        bytes.starts_with(b"\x89PNG") && bytes.len() > 10_000,
+        "a real PNG: {} bytes",
+        bytes.len()
+    );
 }
