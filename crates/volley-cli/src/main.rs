@@ -128,6 +128,16 @@ fn load_config(path: Option<&Path>) -> Result<FileConfig, String> {
     }
 }
 
+/// The option layers of a command with `--config` and option flags: the
+/// file, the `VOLLEY_*` environment, the flags.
+fn config_layers(
+    config: Option<&Path>,
+    options: &args::OptionArgs,
+) -> Result<Vec<options::Layer>, String> {
+    let file = load_config(config)?;
+    options.layers(&file, std::env::vars())
+}
+
 /// Whether a store error is the user's to fix (exit 2) rather than a failure.
 fn is_usage_error(e: &StoreError) -> bool {
     matches!(
@@ -311,11 +321,7 @@ fn run_failed(e: RunError) -> anyhow::Result<ExitCode> {
 /// `volley work`: works on unfinished jobs of a PostgreSQL database until
 /// they are done (or, with `--wait`, until stopped).
 async fn work(url: &str, args: WorkArgs) -> anyhow::Result<ExitCode> {
-    let file = match load_config(args.config.as_deref()) {
-        Ok(file) => file,
-        Err(e) => return Ok(usage(e)),
-    };
-    let layers = match args.options.layers(&file, std::env::vars()) {
+    let layers = match config_layers(args.config.as_deref(), &args.options) {
         Ok(layers) => layers,
         Err(e) => return Ok(usage(e)),
     };
@@ -413,11 +419,7 @@ async fn work_on(
 /// `volley serve`: the API over a SQLite database until SIGTERM or Ctrl-C,
 /// then a drain: exit 0 after SIGTERM, 130 after Ctrl-C.
 async fn serve(db: &Path, args: ServeArgs) -> anyhow::Result<ExitCode> {
-    let file = match load_config(args.config.as_deref()) {
-        Ok(file) => file,
-        Err(e) => return Ok(usage(e)),
-    };
-    let layers = match args.options.layers(&file, std::env::vars()) {
+    let layers = match config_layers(args.config.as_deref(), &args.options) {
         Ok(layers) => layers,
         Err(e) => return Ok(usage(e)),
     };

@@ -216,7 +216,7 @@ async fn latency(app: &Arc<App>, job: i64) -> Value {
     json!({ "p50": at(0.5), "p95": at(0.95), "of_last": ms.len() })
 }
 
-async fn record(app: &Arc<App>, name: &str) -> ApiResult<JobRecord> {
+async fn find_job(app: &Arc<App>, name: &str) -> ApiResult<JobRecord> {
     let name = name.to_owned();
     Ok(app.read(move |r| r.job_record(&name)).await?)
 }
@@ -233,7 +233,7 @@ pub async fn get_job(
     State(app): State<Arc<App>>,
     Path(name): Path<String>,
 ) -> ApiResult<Json<Value>> {
-    let record = record(&app, &name).await?;
+    let record = find_job(&app, &name).await?;
     let mut body = job_json(&app, &record);
     body["latency_ms"] = latency(&app, record.summary.job.id).await;
     Ok(Json(body))
@@ -269,15 +269,14 @@ fn check_name(name: &str) -> ApiResult<()> {
     }
 }
 
+/// The request's media type, lowercased, without parameters.
+fn media_type(headers: &HeaderMap) -> Option<String> {
+    let value = headers.get(header::CONTENT_TYPE)?.to_str().ok()?;
+    Some(value.split(';').next()?.trim().to_ascii_lowercase())
+}
+
 fn is_json(headers: &HeaderMap) -> bool {
-    headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.split(';').next())
-        .is_some_and(|v| {
-            let v = v.trim();
-            v.eq_ignore_ascii_case("application/json") || v.ends_with("+json")
-        })
+    media_type(headers).is_some_and(|v| v == "application/json" || v.ends_with("+json"))
 }
 
 /// `POST /v1/jobs`: creates a job; with `urls`, ingests them and starts it.
@@ -333,7 +332,7 @@ pub async fn create_job(
             .job;
         app.runs.start(job, spec);
     }
-    let record = record(&app, &new.name).await?;
+    let record = find_job(&app, &new.name).await?;
     let location = format!("/v1/jobs/{}", new.name);
     Ok((
         StatusCode::CREATED,
@@ -393,7 +392,7 @@ pub async fn upload_inputs(
     headers: HeaderMap,
     body: Body,
 ) -> ApiResult<Response> {
-    let record = record(&app, &name).await?;
+    let record = find_job(&app, &name).await?;
     if record.summary.job.ingest_complete {
         return Err(ApiError::new(
             StatusCode::CONFLICT,
@@ -407,12 +406,7 @@ pub async fn upload_inputs(
         ));
     }
     let spec = job_spec(&app, record.options.as_deref())?;
-    let kind = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.split(';').next())
-        .map(|v| v.trim().to_ascii_lowercase())
-        .unwrap_or_else(|| "text/plain".into());
+    let kind = media_type(&headers).unwrap_or_else(|| "text/plain".into());
     let stream =
         futures_util::TryStreamExt::map_err(body.into_data_stream(), std::io::Error::other);
     let reader = tokio_util::io::StreamReader::new(stream);
@@ -442,15 +436,11 @@ pub async fn upload_inputs(
         }
     };
     ingest(&app, &record.summary.job, source).await?;
-    let record = record_after(&app, &name).await?;
+    let record = find_job(&app, &name).await?;
     if record.state == JobState::Active {
         app.runs.start(record.summary.job.clone(), spec);
     }
     Ok((StatusCode::OK, Json(job_json(&app, &record))).into_response())
-}
-
-async fn record_after(app: &Arc<App>, name: &str) -> ApiResult<JobRecord> {
-    record(app, name).await
 }
 
 /// `POST /v1/jobs/{name}/pause`: stops fetching (requests in flight get
@@ -459,7 +449,7 @@ pub async fn pause_job(
     State(app): State<Arc<App>>,
     Path(name): Path<String>,
 ) -> ApiResult<Json<Value>> {
-    let record = record(&app, &name).await?;
+    let record = find_job(&app, &name).await?;
     match job_status(&record, app.runs.is_running(&name)) {
         "done" | "cancelled" => {
             return Err(ApiError::new(
@@ -473,7 +463,7 @@ pub async fn pause_job(
         .set_job_state(record.summary.job.id, JobState::Paused)
         .await?;
     app.runs.stop(&name).await;
-    let record = record_after(&app, &name).await?;
+    let record = find_job(&app, &name).await?;
     Ok(Json(job_json(&app, &record)))
 }
 
@@ -482,7 +472,7 @@ pub async fn resume_job(
     State(app): State<Arc<App>>,
     Path(name): Path<String>,
 ) -> ApiResult<Json<Value>> {
-    let record = record(&app, &name).await?;
+    let record = find_job(&app, &name).await?;
     if record.state == JobState::Cancelled {
         return Err(ApiError::new(
             StatusCode::CONFLICT,
@@ -496,7 +486,7 @@ pub async fn resume_job(
     if record.summary.job.ingest_complete && record.summary.counts.unfinished() > 0 {
         app.runs.start(record.summary.job.clone(), spec);
     }
-    let record = record_after(&app, &name).await?;
+    let record = find_job(&app, &name).await?;
     Ok(Json(job_json(&app, &record)))
 }
 
@@ -506,7 +496,7 @@ pub async fn cancel_job(
     State(app): State<Arc<App>>,
     Path(name): Path<String>,
 ) -> ApiResult<Json<Value>> {
-    let record = record(&app, &name).await?;
+    let record = find_job(&app, &name).await?;
     if job_status(&record, app.runs.is_running(&name)) == "done" {
         return Err(ApiError::new(
             StatusCode::CONFLICT,
@@ -518,7 +508,7 @@ pub async fn cancel_job(
         .await?;
     app.runs.stop(&name).await;
     let cancelled = app.store.cancel_job(record.summary.job.id).await?;
-    let record = record_after(&app, &name).await?;
+    let record = find_job(&app, &name).await?;
     let mut body = job_json(&app, &record);
     body["cancelled"] = json!(cancelled);
     Ok(Json(body))
@@ -530,7 +520,7 @@ pub async fn delete_job(
     State(app): State<Arc<App>>,
     Path(name): Path<String>,
 ) -> ApiResult<StatusCode> {
-    let record = record(&app, &name).await?;
+    let record = find_job(&app, &name).await?;
     if !matches!(
         job_status(&record, app.runs.is_running(&name)),
         "done" | "cancelled"
