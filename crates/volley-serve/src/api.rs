@@ -216,7 +216,8 @@ async fn latency(app: &Arc<App>, job: i64) -> Value {
     json!({ "p50": at(0.5), "p95": at(0.95), "of_last": ms.len() })
 }
 
-async fn find_job(app: &Arc<App>, name: &str) -> ApiResult<JobRecord> {
+/// The job named `name`; a 404 if there is none.
+pub(crate) async fn find_job(app: &Arc<App>, name: &str) -> ApiResult<JobRecord> {
     let name = name.to_owned();
     Ok(app.read(move |r| r.job_record(&name)).await?)
 }
@@ -322,17 +323,12 @@ pub async fn create_job(
         let text = urls.join("\n");
         let source: Box<dyn InputSource> = Box::new(LineSource::new(std::io::Cursor::new(text)));
         ingest(&app, &job, source).await?;
-        let job = app
-            .read({
-                let name = new.name.clone();
-                move |r| r.job_record(&name)
-            })
-            .await?
-            .summary
-            .job;
-        app.runs.start(job, spec);
     }
+    // Read after ingest: the job's counts and its ingest state.
     let record = find_job(&app, &new.name).await?;
+    if record.summary.job.ingest_complete {
+        app.runs.start(record.summary.job.clone(), spec);
+    }
     let location = format!("/v1/jobs/{}", new.name);
     Ok((
         StatusCode::CREATED,

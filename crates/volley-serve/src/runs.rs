@@ -22,7 +22,8 @@ use volley::{Control, FetchSpec, Progress};
 /// A job being fetched by this process.
 struct Running {
     control: Control,
-    handle: JoinHandle<()>,
+    /// Taken by the first [`Runs::stop`] that waits for it.
+    handle: Option<JoinHandle<()>>,
     /// When the run was first seen with its counts loaded, and its
     /// outcomes then (requests/s counts from there).
     baseline: Option<(Instant, u64)>,
@@ -173,7 +174,7 @@ impl Runs {
             name,
             Running {
                 control,
-                handle,
+                handle: Some(handle),
                 baseline: None,
             },
         );
@@ -186,9 +187,9 @@ impl Runs {
     pub async fn stop(&self, job: &str) {
         let handle = {
             let mut map = self.map();
-            map.get_mut(job).map(|run| {
+            map.get_mut(job).and_then(|run| {
                 run.control.stop.cancel();
-                std::mem::replace(&mut run.handle, tokio::spawn(async {}))
+                run.handle.take()
             })
         };
         if let Some(handle) = handle {

@@ -18,10 +18,10 @@ use serde_json::{Value, json};
 use tokio::sync::mpsc;
 use volley::export::ExportError;
 use volley::store::sqlite::SqliteReader;
-use volley::store::{ItemRow, JobRecord, Reader as _};
+use volley::store::{ItemRow, Reader as _};
 
 use crate::App;
-use crate::api::{ApiError, ApiResult, job_json, job_status};
+use crate::api::{ApiError, ApiResult, find_job, job_json, job_status};
 
 /// Default and largest page of a JSON listing.
 pub const PAGE_DEFAULT: usize = 100;
@@ -65,11 +65,6 @@ fn page_size(limit: Option<usize>) -> ApiResult<usize> {
     }
 }
 
-async fn job_id(app: &Arc<App>, name: &str) -> ApiResult<JobRecord> {
-    let name = name.to_owned();
-    Ok(app.read(move |r| r.job_record(&name)).await?)
-}
-
 /// `GET /v1/jobs/{name}/outcomes`: a JSON page, or with `Accept:
 /// application/x-ndjson` every outcome (of `class`, if given) streamed in
 /// input order.
@@ -87,7 +82,7 @@ pub async fn outcomes(
             format!("no outcome class '{class}'"),
         ));
     }
-    let job = job_id(&app, &name).await?.summary.job.id;
+    let job = find_job(&app, &name).await?.summary.job.id;
     if wants_ndjson(&headers) {
         let class = query.class;
         return Ok(ndjson(&app, move |reader, out| {
@@ -142,7 +137,7 @@ pub async fn items(
     Query(query): Query<ItemQuery>,
     headers: HeaderMap,
 ) -> ApiResult<Response> {
-    let job = job_id(&app, &name).await?.summary.job.id;
+    let job = find_job(&app, &name).await?.summary.job.id;
     if wants_ndjson(&headers) {
         return Ok(ndjson(&app, move |reader, out| {
             reader.for_each_item(job, |row: &ItemRow| {
@@ -254,7 +249,7 @@ pub async fn events(
     Path(name): Path<String>,
     headers: HeaderMap,
 ) -> ApiResult<Sse<impl Stream<Item = Result<Event, Infallible>>>> {
-    job_id(&app, &name).await?;
+    find_job(&app, &name).await?;
     let last_id: u64 = headers
         .get("last-event-id")
         .and_then(|v| v.to_str().ok())

@@ -152,28 +152,22 @@ async fn bad_requests_get_4xx_with_json_saying_what_to_fix() {
     assert_eq!(status, StatusCode::NOT_FOUND, "no job a yet");
 
     // Not JSON, and not even readable JSON.
-    let response = router(Arc::clone(&app))
-        .oneshot(
-            Request::post("/v1/jobs")
-                .header(header::AUTHORIZATION, format!("Bearer {TOKEN}"))
-                .header(header::CONTENT_TYPE, "text/plain")
-                .body(Body::from("name=a"))
-                .expect("a request"),
-        )
-        .await
-        .expect("an answer");
-    assert_eq!(response.status(), StatusCode::UNSUPPORTED_MEDIA_TYPE);
-    let response = router(Arc::clone(&app))
-        .oneshot(
-            Request::post("/v1/jobs")
-                .header(header::AUTHORIZATION, format!("Bearer {TOKEN}"))
-                .header(header::CONTENT_TYPE, "application/json")
-                .body(Body::from("{\"name\": "))
-                .expect("a request"),
-        )
-        .await
-        .expect("an answer");
-    assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+    for (content_type, body, expected) in [
+        ("text/plain", "name=a", StatusCode::UNSUPPORTED_MEDIA_TYPE),
+        ("application/json", "{\"name\": ", StatusCode::BAD_REQUEST),
+    ] {
+        let response = router(Arc::clone(&app))
+            .oneshot(
+                Request::post("/v1/jobs")
+                    .header(header::AUTHORIZATION, format!("Bearer {TOKEN}"))
+                    .header(header::CONTENT_TYPE, content_type)
+                    .body(Body::from(body))
+                    .expect("a request"),
+            )
+            .await
+            .expect("an answer");
+        assert_eq!(response.status(), expected, "{content_type}: {body}");
+    }
 }
 
 #[tokio::test]
