@@ -371,6 +371,13 @@ impl Host {
         self.lock().allowed
     }
 
+    /// Requests in flight to the host now: permits of its gate taken. (The
+    /// gate holds `allowed` permits plus any cut not yet paid back.)
+    pub fn in_flight(&self) -> usize {
+        let st = self.lock();
+        (st.allowed + st.debt).saturating_sub(self.gate.available_permits())
+    }
+
     /// Requests per second allowed now, if rate-limited.
     pub fn rate_now(&self) -> Option<f64> {
         self.lock().limiter_rate
@@ -739,6 +746,28 @@ impl Hosts {
             .len()
     }
 
+    /// Up to `n` hosts with the most requests in flight (then the most
+    /// tasks), busiest first, as `(host, in flight, tasks)`; hosts with
+    /// neither are left out. Takes the map's lock once: for displays, a
+    /// few times a second at most.
+    pub fn busiest(&self, n: usize) -> Vec<(String, usize, usize)> {
+        let hosts: Vec<Arc<Host>> = self
+            .map
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .values()
+            .cloned()
+            .collect();
+        let mut busy: Vec<(String, usize, usize)> = hosts
+            .iter()
+            .map(|h| (h.name().to_owned(), h.in_flight(), h.tasks()))
+            .filter(|(_, in_flight, tasks)| in_flight + tasks > 0)
+            .collect();
+        busy.sort_unstable_by(|a, b| (b.1, b.2, &a.0).cmp(&(a.1, a.2, &b.0)));
+        busy.truncate(n);
+        busy
+    }
+
     /// Whether no host is known.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
@@ -874,6 +903,28 @@ mod tests {
             v
         };
         assert_eq!(slots.len(), 8);
+    }
+
+    #[tokio::test]
+    async fn busiest_lists_hosts_by_requests_in_flight_even_when_throttled() {
+        let h = hosts(8, None, &[]);
+        let a = h.host("a", "a", 80);
+        let b = h.host("b", "b", 80);
+        let _idle = h.host("c", "c", 80);
+        let held = vec![
+            h.acquire(&a).await.expect("slot"),
+            h.acquire(&a).await.expect("slot"),
+            h.acquire(&b).await.expect("slot"),
+        ];
+        // A cut while both of a's requests are out: still 2 in flight.
+        a.feedback(Feedback::Throttled { pause: None });
+        let busiest = h.busiest(10);
+        assert_eq!(busiest[0], ("a".to_owned(), 2, 1));
+        assert_eq!(busiest[1], ("b".to_owned(), 1, 1));
+        assert_eq!(busiest[2], ("c".to_owned(), 0, 1), "a task, none in flight");
+        assert_eq!(h.busiest(1).len(), 1);
+        drop(held);
+        assert_eq!(a.in_flight(), 0);
     }
 
     #[tokio::test(start_paused = true)]

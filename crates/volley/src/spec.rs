@@ -198,10 +198,24 @@ pub enum SpecError {
     /// An `--allow-private` range that does not parse.
     #[error(transparent)]
     Range(#[from] crate::guard::BadRange),
+    /// A count above its ceiling.
+    #[error("{0} must be at most {1}")]
+    TooLarge(&'static str, usize),
+    /// A duration above [`MAX_DURATION`].
+    #[error("{0} must be at most 365 days")]
+    TooLong(&'static str),
     /// A header name or value HTTP does not allow.
     #[error("invalid header {0:?}: expected 'Name: value' with a valid field name and value")]
     Header(String),
 }
+
+/// Largest `concurrency`, `per_host` or host-rule concurrency: far above
+/// what one machine's sockets allow, and below what a semaphore can count.
+pub const MAX_CONCURRENCY: usize = 1_000_000;
+
+/// Longest duration any option may hold (365 days): a deadline computed
+/// from it can never overflow a clock.
+pub const MAX_DURATION: Duration = Duration::from_secs(365 * 24 * 3600);
 
 impl FetchSpec {
     /// The address rules these options ask for: open, or the private
@@ -229,6 +243,20 @@ impl FetchSpec {
         if self.per_host == 0 {
             return Err(SpecError::Zero("--per-host"));
         }
+        for (name, n) in [
+            ("--concurrency", self.concurrency),
+            ("--per-host", self.per_host),
+        ]
+        .into_iter()
+        .chain(
+            self.hosts
+                .iter()
+                .filter_map(|rule| Some(("a host's concurrency", rule.concurrency?))),
+        ) {
+            if n > MAX_CONCURRENCY {
+                return Err(SpecError::TooLarge(name, MAX_CONCURRENCY));
+            }
+        }
         for (name, d) in [
             ("--connect-timeout", self.connect_timeout),
             ("--read-timeout", self.read_timeout),
@@ -237,6 +265,21 @@ impl FetchSpec {
         ] {
             if d.is_zero() {
                 return Err(SpecError::ZeroDuration(name));
+            }
+        }
+        for (name, d) in [
+            ("--connect-timeout", Some(self.connect_timeout)),
+            ("--read-timeout", Some(self.read_timeout)),
+            ("--timeout", Some(self.timeout)),
+            ("--idle-timeout", Some(self.idle_timeout)),
+            ("--backoff-max", Some(self.backoff_max)),
+            ("--max-retry-after", Some(self.max_retry_after)),
+            ("--speed-window", Some(self.speed_window)),
+            ("--deadline", self.deadline),
+            ("--grace", Some(self.grace)),
+        ] {
+            if d.is_some_and(|d| d > MAX_DURATION) {
+                return Err(SpecError::TooLong(name));
             }
         }
         if self.backoff_base > self.backoff_max {
@@ -365,6 +408,29 @@ mod tests {
             ..FetchSpec::default()
         };
         assert!(matches!(spec.validate(), Err(SpecError::Header(_))));
+    }
+
+    #[test]
+    fn rejects_counts_and_durations_beyond_their_ceilings() {
+        let spec = FetchSpec {
+            concurrency: MAX_CONCURRENCY + 1,
+            ..FetchSpec::default()
+        };
+        assert_eq!(
+            spec.validate(),
+            Err(SpecError::TooLarge("--concurrency", MAX_CONCURRENCY))
+        );
+        let spec = FetchSpec {
+            deadline: Some(MAX_DURATION + Duration::from_secs(1)),
+            ..FetchSpec::default()
+        };
+        assert_eq!(spec.validate(), Err(SpecError::TooLong("--deadline")));
+        let spec = FetchSpec {
+            concurrency: MAX_CONCURRENCY,
+            deadline: Some(MAX_DURATION),
+            ..FetchSpec::default()
+        };
+        assert_eq!(spec.validate(), Ok(()));
     }
 
     #[test]
