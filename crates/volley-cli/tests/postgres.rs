@@ -245,19 +245,45 @@ async fn three_workers_and_a_sigkill_leave_exactly_one_outcome_per_input() {
     work.extend(common);
     let workers: Vec<_> = (0..3).map(|_| spawn(&v, &work)).collect();
     let pids: Vec<u32> = workers.iter().filter_map(|w| w.id()).collect();
-    // Kill one worker once the cluster is well under way.
+    // Kill a worker once the cluster is well under way, one that holds
+    // leased tasks at that moment (a worker may hold none for a while: it
+    // hands hosts back down to its fair share). A pending task with an
+    // owner is leased.
     server.wait_for_requests(6_000).await;
-    let victim = workers[0].id().expect("a running worker");
-    signal(victim, libc::SIGKILL);
+    let watcher = pg::connect(&db).await;
+    let victim = tokio::time::timeout(Duration::from_secs(30), async {
+        loop {
+            let holders = watcher
+                .query(
+                    "SELECT w.name FROM tasks t JOIN workers w ON w.id = t.lease_owner \
+                     WHERE t.state = 'pending' GROUP BY w.name ORDER BY count(*) DESC",
+                    &[],
+                )
+                .await
+                .expect("read the leases");
+            let holder = holders.iter().find_map(|row| {
+                let name: String = row.get(0);
+                let pid: u32 = name.rsplit(':').next()?.parse().ok()?;
+                pids.iter().position(|p| *p == pid)
+            });
+            if let Some(index) = holder {
+                return index;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .expect("a worker holds leased tasks within 30 s");
+    signal(pids[victim], libc::SIGKILL);
     let mut outs = vec![finish(ingester).await];
     for w in workers {
         outs.push(finish(w).await);
     }
     assert!(
-        !outs[1].status.success(),
+        !outs[1 + victim].status.success(),
         "the killed worker did not exit 0"
     );
-    for (i, out) in outs.iter().enumerate().filter(|(i, _)| *i != 1) {
+    for (i, out) in outs.iter().enumerate().filter(|(i, _)| *i != 1 + victim) {
         assert!(out.status.success(), "process {i}: {}", stderr(out));
     }
     let (tasks, outcomes, distinct, orphans) = pg::outcome_counts(&db).await;
@@ -269,7 +295,12 @@ async fn three_workers_and_a_sigkill_leave_exactly_one_outcome_per_input() {
     // The ingester claimed every host before the workers started; it hands
     // hosts back down to its fair share, so the survivors did their part.
     let client = pg::connect(&db).await;
-    for pid in &pids[1..] {
+    for pid in pids
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| *i != victim)
+        .map(|(_, p)| p)
+    {
         let row = client
             .query_one(
                 "SELECT recorded FROM workers WHERE name LIKE '%:' || $1",
