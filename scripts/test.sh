@@ -2,12 +2,17 @@
 # volley's tests: installs the Debian packages they use when missing (as
 # root: jq, which reads an export, dnsmasq-base, a real DNS server on
 # loopback, and postgresql, whose initdb and pg_ctl start a throwaway server
-# through scripts/pg.sh), then runs every test of the workspace. Extra
-# arguments go to `cargo test`.
+# through scripts/pg.sh), then runs every test of the workspace, then fuzzes
+# the serve API against its OpenAPI description (scripts/api-fuzz.sh, with
+# schemathesis from PyPI in a venv under target/). Extra arguments go to
+# `cargo test`, and skip the fuzzing.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 # shellcheck source=lib/common.sh
 source "$root/scripts/lib/common.sh"
 ensure_packages jq dnsmasq-base postgresql chromium
 cd "$root"
-exec cargo test --workspace "$@"
+cargo test --workspace "$@"
+if [ $# -eq 0 ]; then
+    scripts/api-fuzz.sh
+fi

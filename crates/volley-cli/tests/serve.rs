@@ -445,7 +445,21 @@ async fn the_dashboard_shows_a_job_advance_to_its_final_counts_in_a_browser() {
         dom.contains(">ok 40<") && dom.contains(">http_4xx 1<"),
         "class chips: {dom}"
     );
-    // A picture for a person to look at.
+    let hosts_seen = dom
+        .split("data-hosts-seen=\"")
+        .nth(1)
+        .and_then(|s| s.split('"').next())
+        .unwrap_or_default();
+    assert!(
+        hosts_seen.contains("127.0.0.1"),
+        "the busiest hosts panel listed the upstream while the job ran: {hosts_seen:?}"
+    );
+    // A picture for a person to look at, with a second job (the browser
+    // waits for event streams to end before it takes it).
+    let mut more = urls(&upstream, 60, "?ms=300");
+    more.push(upstream.url("/status/503"));
+    let job = json!({"name": "api-sync", "urls": more, "options": {"retries": 0}});
+    assert_eq!(serve.post("/v1/jobs", Some(job)).await.0, 201);
     let png = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/dashboard.png");
     let shot = format!("--screenshot={}", png.display());
     chromium(
@@ -457,10 +471,97 @@ async fn the_dashboard_shows_a_job_advance_to_its_final_counts_in_a_browser() {
         &page,
     )
     .await;
+    // The API's reader page renders every operation of the description.
+    let docs = chromium(
+        &["--virtual-time-budget=3000", "--dump-dom"],
+        &format!("{}/docs", serve.base),
+    )
+    .await;
+    let operations = docs.matches("<span class=\"method ").count();
+    assert_eq!(operations, 16, "operations on /docs: {docs}");
+    assert!(docs.contains("/v1/jobs/{name}/outcomes"), "{docs}");
     let bytes = std::fs::read(&png).expect("the screenshot was written");
     assert!(
         bytes.starts_with(b"\x89PNG") && bytes.len() > 10_000,
         "a real PNG: {} bytes",
         bytes.len()
+    );
+}
+
+/// A webhook receiver on loopback: answers 503 to the first POST and 204
+/// after, and hands each body to the test.
+async fn webhook_receiver() -> (String, tokio::sync::mpsc::UnboundedReceiver<Value>) {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    let seen = std::sync::Arc::new(AtomicUsize::new(0));
+    let app = axum::Router::new().route(
+        "/hook",
+        axum::routing::post(move |body: axum::body::Bytes| {
+            let (tx, seen) = (tx.clone(), std::sync::Arc::clone(&seen));
+            async move {
+                let value: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+                let _ = tx.send(value);
+                if seen.fetch_add(1, Ordering::SeqCst) == 0 {
+                    axum::http::StatusCode::SERVICE_UNAVAILABLE
+                } else {
+                    axum::http::StatusCode::NO_CONTENT
+                }
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind the receiver");
+    let addr = listener.local_addr().expect("its address");
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (format!("http://{addr}/hook"), rx)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_finished_job_posts_its_summary_to_its_webhook_once_after_a_retry() {
+    let upstream = Server::start().await;
+    let (hook, mut received) = webhook_receiver().await;
+    let v = Volley::new();
+    let serve = Serve::start(&v, &["--allow-private", "127.0.0.0/8"]).await;
+    let template = format!("{}/ok/{{1..25}}", upstream.url("").trim_end_matches('/'));
+    let (status, body) = serve
+        .post(
+            "/v1/jobs",
+            Some(json!({"name": "hooked", "template": template, "notify": hook})),
+        )
+        .await;
+    assert_eq!(status, 201, "{body}");
+    assert_eq!(body["counts"]["total"], 25, "the template's 25 URLs");
+    let first = tokio::time::timeout(Duration::from_secs(60), received.recv())
+        .await
+        .expect("the webhook is called within 60 s")
+        .expect("a body");
+    let second = tokio::time::timeout(Duration::from_secs(60), received.recv())
+        .await
+        .expect("the 503 is retried within 60 s")
+        .expect("a body");
+    for summary in [&first, &second] {
+        assert_eq!(summary["event"], "job.done", "{summary}");
+        assert_eq!(summary["name"], "hooked");
+        assert_eq!(summary["classes"]["ok"], 25, "{summary}");
+    }
+    // Recorded as sent, and not sent again.
+    let job = tokio::time::timeout(Duration::from_secs(30), async {
+        loop {
+            let job = serve.get("/v1/jobs/hooked").await;
+            if !job["notified"].is_null() {
+                return job;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await
+    .expect("the result is recorded");
+    assert_eq!(job["notified"], "sent", "{job}");
+    assert!(
+        tokio::time::timeout(Duration::from_millis(1500), received.recv())
+            .await
+            .is_err(),
+        "no third call"
     );
 }

@@ -11,7 +11,9 @@ use std::sync::Arc;
 
 use axum::Json;
 use axum::body::{Body, Bytes};
-use axum::extract::{Path, Query, State};
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{FromRequestParts, Path, Query, State};
+use axum::http::request::Parts;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
 use serde_json::{Map, Value, json};
@@ -96,6 +98,47 @@ impl From<StoreError> for ApiError {
 
 /// A handler's result.
 pub type ApiResult<T> = Result<T, ApiError>;
+
+/// axum's [`Query`], answering a query that does not parse with a JSON
+/// 400 rather than axum's plain-text one.
+#[derive(Debug)]
+pub struct ApiQuery<T>(pub T);
+
+impl<T: serde::de::DeserializeOwned, S: Send + Sync> FromRequestParts<S> for ApiQuery<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        Query::<T>::from_request_parts(parts, state)
+            .await
+            .map(|Query(q)| ApiQuery(q))
+            .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, e.body_text()))
+    }
+}
+
+/// axum's [`Path`] of one name, answering a path that does not decode
+/// (invalid UTF-8 after percent-decoding) with a JSON 400.
+#[derive(Debug)]
+pub struct ApiPath(pub String);
+
+impl<S: Send + Sync> FromRequestParts<S> for ApiPath {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        Path::<String>::from_request_parts(parts, state)
+            .await
+            .map(|Path(p)| ApiPath(p))
+            .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, e.body_text()))
+    }
+}
+
+/// A request body, or a JSON error with the rejection's status (413 past
+/// the size limit).
+///
+/// # Errors
+/// The rejection as an [`ApiError`].
+pub fn body_or_error(body: Result<Bytes, BytesRejection>) -> ApiResult<Bytes> {
+    body.map_err(|e| ApiError::new(e.status(), e.body_text()))
+}
 
 /// The job's fetch options: the server's layers, then the job's stored
 /// options; the address rules are always the server's.
@@ -197,6 +240,8 @@ pub fn job_json(app: &App, record: &JobRecord) -> Value {
         "started_at_ms": record.first_outcome_ms,
         "finished_at_ms": if finished { record.last_outcome_ms } else { None },
         "options": options,
+        "notify": record.notify,
+        "notified": record.notified,
         "error": app.runs.failure(&job.name),
     })
 }
@@ -232,7 +277,7 @@ pub async fn list_jobs(State(app): State<Arc<App>>) -> ApiResult<Json<Value>> {
 /// `GET /v1/jobs/{name}`.
 pub async fn get_job(
     State(app): State<Arc<App>>,
-    Path(name): Path<String>,
+    ApiPath(name): ApiPath,
 ) -> ApiResult<Json<Value>> {
     let record = find_job(&app, &name).await?;
     let mut body = job_json(&app, &record);
@@ -248,8 +293,16 @@ struct NewJob {
     #[serde(default)]
     urls: Option<Vec<String>>,
     #[serde(default)]
+    template: Option<String>,
+    #[serde(default)]
     options: Option<Map<String, Value>>,
+    #[serde(default)]
+    notify: Option<String>,
 }
+
+/// Most URLs a `template` of `POST /v1/jobs` may expand to: its ingest
+/// runs within the request.
+pub const MAX_TEMPLATE_URLS: u64 = 10_000_000;
 
 fn check_name(name: &str) -> ApiResult<()> {
     let ok = !name.is_empty()
@@ -276,7 +329,8 @@ fn media_type(headers: &HeaderMap) -> Option<String> {
     Some(value.split(';').next()?.trim().to_ascii_lowercase())
 }
 
-fn is_json(headers: &HeaderMap) -> bool {
+/// Whether the request says its body is JSON.
+pub(crate) fn is_json(headers: &HeaderMap) -> bool {
     media_type(headers).is_some_and(|v| v == "application/json" || v.ends_with("+json"))
 }
 
@@ -284,8 +338,9 @@ fn is_json(headers: &HeaderMap) -> bool {
 pub async fn create_job(
     State(app): State<Arc<App>>,
     headers: HeaderMap,
-    body: Bytes,
+    body: Result<Bytes, BytesRejection>,
 ) -> ApiResult<Response> {
+    let body = body_or_error(body)?;
     if !is_json(&headers) {
         return Err(ApiError::new(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
@@ -312,16 +367,49 @@ pub async fn create_job(
             "a URL may not contain a line break",
         ));
     }
+    let template = match (&new.urls, new.template.as_deref()) {
+        (Some(_), Some(_)) => {
+            return Err(ApiError::invalid(
+                "template",
+                "give the inputs as urls or as a template, not both",
+            ));
+        }
+        (_, Some(pattern)) => {
+            let template = volley::source::Template::parse(pattern)
+                .map_err(|e| ApiError::invalid("template", e))?;
+            if template.len() > MAX_TEMPLATE_URLS {
+                return Err(ApiError::invalid(
+                    "template",
+                    format!(
+                        "the template expands to {} URLs; at most {MAX_TEMPLATE_URLS} through the API (the CLI has no limit)",
+                        template.len()
+                    ),
+                ));
+            }
+            Some(template)
+        }
+        (_, None) => None,
+    };
+    if let Some(url) = &new.notify {
+        app.notifier
+            .check(url)
+            .map_err(|e| ApiError::invalid("notify", e.to_string()))?;
+    }
     let options = new.options.unwrap_or_default();
     let options_text = Value::Object(options).to_string();
     let spec = job_spec(&app, Some(&options_text))?;
     let job = app
         .store
-        .create_job(&new.name, "api", &options_text)
+        .create_job(&new.name, "api", &options_text, new.notify.as_deref())
         .await?;
-    if let Some(urls) = new.urls {
-        let text = urls.join("\n");
-        let source: Box<dyn InputSource> = Box::new(LineSource::new(std::io::Cursor::new(text)));
+    let source: Option<Box<dyn InputSource>> = match (new.urls, template) {
+        (Some(urls), _) => Some(Box::new(LineSource::new(std::io::Cursor::new(
+            urls.join("\n"),
+        )))),
+        (None, Some(template)) => Some(Box::new(volley::source::TemplateSource::new(template))),
+        (None, None) => None,
+    };
+    if let Some(source) = source {
         ingest(&app, &job, source).await?;
     }
     // Read after ingest: the job's counts and its ingest state.
@@ -383,8 +471,8 @@ pub struct InputQuery {
 /// skipped.
 pub async fn upload_inputs(
     State(app): State<Arc<App>>,
-    Path(name): Path<String>,
-    Query(query): Query<InputQuery>,
+    ApiPath(name): ApiPath,
+    ApiQuery(query): ApiQuery<InputQuery>,
     headers: HeaderMap,
     body: Body,
 ) -> ApiResult<Response> {
@@ -407,30 +495,46 @@ pub async fn upload_inputs(
         futures_util::TryStreamExt::map_err(body.into_data_stream(), std::io::Error::other);
     let reader = tokio_util::io::StreamReader::new(stream);
     let blocking = std::io::BufReader::new(tokio_util::io::SyncIoBridge::new(reader));
-    let source: Box<dyn InputSource> = match kind.as_str() {
-        "text/plain" | "application/octet-stream" => Box::new(LineSource::new(blocking)),
-        "text/csv" => {
-            let column = query.column.unwrap_or_else(|| "url".into());
-            Box::new(volley::source::CsvSource::new(blocking, &column, b','))
-        }
-        "application/x-ndjson" | "application/jsonl" => {
-            let field = query.field.unwrap_or_else(|| "url".into());
-            let pointer = if field.starts_with('/') {
-                field
-            } else {
-                format!("/{field}")
-            };
-            Box::new(volley::source::JsonlSource::new(blocking, &pointer))
-        }
-        other => {
-            return Err(ApiError::new(
-                StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                format!(
-                    "inputs are text/plain (one URL per line), text/csv or application/x-ndjson, not {other}"
-                ),
-            ));
-        }
+    let reads: fn(&str) -> bool = |kind| {
+        matches!(
+            kind,
+            "text/plain"
+                | "application/octet-stream"
+                | "text/csv"
+                | "application/x-ndjson"
+                | "application/jsonl"
+        )
     };
+    if !reads(&kind) {
+        return Err(ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            format!(
+                "inputs are text/plain (one URL per line), text/csv or application/x-ndjson, not {kind}"
+            ),
+        ));
+    }
+    // A CSV source reads its header row when made: make it where blocking
+    // reads belong, off the async workers.
+    let source = tokio::task::spawn_blocking(move || -> Box<dyn InputSource> {
+        match kind.as_str() {
+            "text/csv" => {
+                let column = query.column.unwrap_or_else(|| "url".into());
+                Box::new(volley::source::CsvSource::new(blocking, &column, b','))
+            }
+            "application/x-ndjson" | "application/jsonl" => {
+                let field = query.field.unwrap_or_else(|| "url".into());
+                let pointer = if field.starts_with('/') {
+                    field
+                } else {
+                    format!("/{field}")
+                };
+                Box::new(volley::source::JsonlSource::new(blocking, &pointer))
+            }
+            _ => Box::new(LineSource::new(blocking)),
+        }
+    })
+    .await
+    .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
     ingest(&app, &record.summary.job, source).await?;
     let record = find_job(&app, &name).await?;
     if record.state == JobState::Active {
@@ -443,7 +547,7 @@ pub async fn upload_inputs(
 /// the grace period); the job keeps its place.
 pub async fn pause_job(
     State(app): State<Arc<App>>,
-    Path(name): Path<String>,
+    ApiPath(name): ApiPath,
 ) -> ApiResult<Json<Value>> {
     let record = find_job(&app, &name).await?;
     match job_status(&record, app.runs.is_running(&name)) {
@@ -466,7 +570,7 @@ pub async fn pause_job(
 /// `POST /v1/jobs/{name}/resume`.
 pub async fn resume_job(
     State(app): State<Arc<App>>,
-    Path(name): Path<String>,
+    ApiPath(name): ApiPath,
 ) -> ApiResult<Json<Value>> {
     let record = find_job(&app, &name).await?;
     if record.state == JobState::Cancelled {
@@ -490,7 +594,7 @@ pub async fn resume_job(
 /// without an outcome a `cancelled` one.
 pub async fn cancel_job(
     State(app): State<Arc<App>>,
-    Path(name): Path<String>,
+    ApiPath(name): ApiPath,
 ) -> ApiResult<Json<Value>> {
     let record = find_job(&app, &name).await?;
     if job_status(&record, app.runs.is_running(&name)) == "done" {
@@ -504,6 +608,7 @@ pub async fn cancel_job(
         .await?;
     app.runs.stop(&name).await;
     let cancelled = app.store.cancel_job(record.summary.job.id).await?;
+    crate::notify::deliver(&app, name.clone());
     let record = find_job(&app, &name).await?;
     let mut body = job_json(&app, &record);
     body["cancelled"] = json!(cancelled);
@@ -514,7 +619,7 @@ pub async fn cancel_job(
 /// its rows.
 pub async fn delete_job(
     State(app): State<Arc<App>>,
-    Path(name): Path<String>,
+    ApiPath(name): ApiPath,
 ) -> ApiResult<StatusCode> {
     let record = find_job(&app, &name).await?;
     if !matches!(
@@ -530,9 +635,32 @@ pub async fn delete_job(
     Ok(StatusCode::NO_CONTENT)
 }
 
-/// `GET /v1/hosts`: the hosts the shared budget holds now.
+/// Hosts listed by `GET /v1/hosts` as the busiest.
+pub const BUSIEST: usize = 10;
+
+/// `GET /v1/hosts`: the hosts the shared budget holds now, and the
+/// [`BUSIEST`] with the most requests in flight over all jobs.
 pub async fn hosts(State(app): State<Arc<App>>) -> Json<Value> {
-    Json(json!({ "held": app.budget.len(), "peak": app.budget.peak() }))
+    let busiest: Vec<Value> = app
+        .budget
+        .busiest(BUSIEST)
+        .into_iter()
+        .map(|(host, in_flight, tasks)| json!({ "host": host, "in_flight": in_flight, "waiting": tasks.saturating_sub(in_flight) }))
+        .collect();
+    Json(json!({ "held": app.budget.len(), "peak": app.budget.peak(), "busiest": busiest }))
+}
+
+/// The OpenAPI 3.1 description of this API, as served.
+pub const OPENAPI: &str = include_str!("openapi.json");
+
+/// `GET /openapi.json`.
+pub async fn openapi() -> Response {
+    ([(header::CONTENT_TYPE, "application/json")], OPENAPI).into_response()
+}
+
+/// `GET /docs`: a reader for [`OPENAPI`], embedded like the dashboard.
+pub async fn docs() -> Html<&'static str> {
+    Html(include_str!("docs.html"))
 }
 
 /// `GET /metrics`.

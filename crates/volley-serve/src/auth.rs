@@ -137,11 +137,25 @@ fn unauthorized(why: &str) -> Response {
 
 /// `POST /session` with `{"token": "…"}`: opens a dashboard session and
 /// sets its cookie.
-pub async fn open_session(State(app): State<Arc<App>>, body: axum::body::Bytes) -> Response {
+pub async fn open_session(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    body: Result<axum::body::Bytes, axum::extract::rejection::BytesRejection>,
+) -> Response {
+    let body = match crate::api::body_or_error(body) {
+        Ok(body) => body,
+        Err(e) => return e.into_response(),
+    };
     #[derive(serde::Deserialize)]
     struct Login {
-        #[serde(default)]
         token: String,
+    }
+    if !crate::api::is_json(&headers) {
+        return ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "send {\"token\": \"…\"} as JSON (Content-Type: application/json)",
+        )
+        .into_response();
     }
     let login: Login = match serde_json::from_slice(&body) {
         Ok(login) => login,

@@ -8,11 +8,14 @@
 //!
 //! Modules: [`api`] (the `/v1` routes and their JSON), [`auth`] (bearer
 //! token and the dashboard's session cookie), [`stream`] (NDJSON and SSE),
-//! [`runs`], [`metrics`]; the dashboard is one embedded page.
+//! [`runs`], [`metrics`], [`notify`] (completion webhooks); the dashboard,
+//! the OpenAPI 3.1 description (`/openapi.json`) and its reader (`/docs`)
+//! are embedded files.
 
 pub mod api;
 pub mod auth;
 pub mod metrics;
+pub mod notify;
 pub mod runs;
 pub mod stream;
 
@@ -84,6 +87,10 @@ pub struct App {
     pub allow_private: Vec<String>,
     /// Fired at shutdown: event streams end.
     pub shutdown: CancellationToken,
+    /// Completion webhooks.
+    pub notifier: notify::Notifier,
+    /// Names of jobs whose run ended; taken by [`serve`].
+    ended: Mutex<Option<tokio::sync::mpsc::UnboundedReceiver<String>>>,
 }
 
 impl App {
@@ -109,11 +116,13 @@ impl App {
         let store = Arc::new(SqliteStore::open(&config.db)?);
         let reader = Arc::new(Mutex::new(SqliteReader::open(&config.db)?));
         let metrics = Arc::new(metrics::Metrics::new());
-        let runs = Arc::new(runs::Runs::new(
+        let notifier = notify::Notifier::new(&config.allow_private).map_err(ServeError::Options)?;
+        let (runs, ended) = runs::Runs::new(
             Arc::clone(&store),
             Arc::clone(&budget),
             Arc::clone(&metrics) as Arc<dyn volley::stats::Observer>,
-        ));
+        );
+        let runs = Arc::new(runs);
         Ok(Arc::new(App {
             store,
             reader,
@@ -125,6 +134,8 @@ impl App {
             layers: config.layers,
             allow_private: config.allow_private,
             shutdown: CancellationToken::new(),
+            notifier,
+            ended: Mutex::new(Some(ended)),
         }))
     }
 
@@ -147,7 +158,8 @@ impl App {
         .map_err(|e| StoreError::Worker(e.to_string()))?
     }
 
-    /// Starts every active job with work left (a restart resumes them).
+    /// Starts every active job with work left (a restart resumes them),
+    /// and sends the completion webhooks still owed.
     ///
     /// # Errors
     /// Store errors.
@@ -156,6 +168,9 @@ impl App {
         let mut started = 0;
         for record in records {
             let job = &record.summary.job;
+            if record.notify.is_some() && record.notified.is_none() {
+                notify::deliver(self, job.name.clone());
+            }
             let pending = record.summary.counts.unfinished() > 0;
             if record.state == volley::store::JobState::Active && job.ingest_complete && pending {
                 match api::job_spec(self, record.options.as_deref()) {
@@ -203,6 +218,8 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/", get(api::dashboard))
         .route("/session", post(auth::open_session))
         .route("/healthz", get(api::healthz))
+        .route("/openapi.json", get(api::openapi))
+        .route("/docs", get(api::docs))
         .route("/readyz", get(api::readyz))
         .fallback(api::not_found)
         .layer(DefaultBodyLimit::max(MAX_JSON_BYTES))
@@ -234,6 +251,25 @@ pub async fn serve(
     let resumed = app.resume_jobs().await?;
     if resumed > 0 {
         tracing::info!("resumed {resumed} unfinished jobs");
+    }
+    let ended = app
+        .ended
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .take();
+    if let Some(mut ended) = ended {
+        let app = Arc::clone(&app);
+        tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    () = app.shutdown.cancelled() => break,
+                    job = ended.recv() => match job {
+                        Some(job) => notify::deliver(&app, job),
+                        None => break,
+                    },
+                }
+            }
+        });
     }
     let router = router(Arc::clone(&app));
     let closing = {

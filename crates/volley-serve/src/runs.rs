@@ -12,7 +12,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Instant;
 
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use volley::store::Job;
@@ -51,16 +51,20 @@ pub struct Runs {
     changed: watch::Sender<u64>,
     /// Fired at shutdown: no new run starts.
     closing: CancellationToken,
+    /// Names of jobs whose run ended (their webhook may be owed).
+    ended: mpsc::UnboundedSender<String>,
 }
 
 impl Runs {
-    /// Runs on `store`, sharing `budget`, reporting commits to `observer`.
+    /// Runs on `store`, sharing `budget`, reporting commits to `observer`;
+    /// the receiver gets the name of each job whose run ends.
     pub fn new(
         store: Arc<SqliteStore>,
         budget: Arc<volley::host::Hosts>,
         observer: Arc<dyn volley::stats::Observer>,
-    ) -> Runs {
-        Runs {
+    ) -> (Runs, mpsc::UnboundedReceiver<String>) {
+        let (ended, ended_rx) = mpsc::unbounded_channel();
+        let runs = Runs {
             store,
             budget,
             observer,
@@ -68,7 +72,9 @@ impl Runs {
             failures: Mutex::default(),
             changed: watch::Sender::new(0),
             closing: CancellationToken::new(),
-        }
+            ended,
+        };
+        (runs, ended_rx)
     }
 
     /// A receiver that sees a new value whenever a run starts or ends.
@@ -76,7 +82,8 @@ impl Runs {
         self.changed.subscribe()
     }
 
-    fn bump(&self) {
+    /// Wakes event streams: something about a job changed.
+    pub fn changed(&self) {
         self.changed.send_modify(|n| *n += 1);
     }
 
@@ -168,7 +175,8 @@ impl Runs {
                 }
             }
             runs.map().remove(&job.name);
-            runs.bump();
+            runs.changed();
+            let _ = runs.ended.send(job.name.clone());
         });
         map.insert(
             name,
@@ -179,7 +187,7 @@ impl Runs {
             },
         );
         drop(map);
-        self.bump();
+        self.changed();
     }
 
     /// Stops `job`'s run, if any, and waits until it has ended (its
@@ -197,7 +205,7 @@ impl Runs {
         }
         // The run removes itself; make sure, even if its task panicked.
         self.map().remove(job);
-        self.bump();
+        self.changed();
     }
 
     /// Stops every run (shutdown) and waits for them; starts no more.

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use axum::Json;
 use axum::body::{Body, Bytes};
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, header};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
@@ -21,7 +21,7 @@ use volley::store::sqlite::SqliteReader;
 use volley::store::{ItemRow, Reader as _};
 
 use crate::App;
-use crate::api::{ApiError, ApiResult, find_job, job_json, job_status};
+use crate::api::{ApiError, ApiPath, ApiQuery, ApiResult, find_job, job_json, job_status};
 
 /// Default and largest page of a JSON listing.
 pub const PAGE_DEFAULT: usize = 100;
@@ -70,8 +70,8 @@ fn page_size(limit: Option<usize>) -> ApiResult<usize> {
 /// input order.
 pub async fn outcomes(
     State(app): State<Arc<App>>,
-    Path(name): Path<String>,
-    Query(query): Query<OutcomeQuery>,
+    ApiPath(name): ApiPath,
+    ApiQuery(query): ApiQuery<OutcomeQuery>,
     headers: HeaderMap,
 ) -> ApiResult<Response> {
     if let Some(class) = &query.class
@@ -133,8 +133,8 @@ pub struct ItemQuery {
 /// streamed as NDJSON (each element as the API sent it).
 pub async fn items(
     State(app): State<Arc<App>>,
-    Path(name): Path<String>,
-    Query(query): Query<ItemQuery>,
+    ApiPath(name): ApiPath,
+    ApiQuery(query): ApiQuery<ItemQuery>,
     headers: HeaderMap,
 ) -> ApiResult<Response> {
     let job = find_job(&app, &name).await?.summary.job.id;
@@ -150,15 +150,12 @@ pub async fn items(
     let limit = page_size(query.limit)?;
     let after = match query.after.as_deref() {
         None => (0, 0),
-        Some(text) => text
-            .split_once('.')
-            .and_then(|(t, i)| Some((t.parse().ok()?, i.parse::<u64>().ok()?.checked_add(0)?)))
-            .ok_or_else(|| {
-                ApiError::invalid(
-                    "after",
-                    "after is the 'next' of the previous page, TASK.INDEX",
-                )
-            })?,
+        Some(text) => item_cursor(text).ok_or_else(|| {
+            ApiError::invalid(
+                "after",
+                "after is the 'next' of the previous page, TASK.INDEX",
+            )
+        })?,
     };
     let page = app.read(move |r| r.item_page(job, after, limit)).await?;
     let next = (page.len() == limit)
@@ -177,6 +174,19 @@ pub async fn items(
         })
         .collect();
     Ok(Json(json!({ "items": items, "next": next })).into_response())
+}
+
+/// An item page's cursor, `TASK.INDEX`: 1 to 18 digits, a dot, 1 to 9
+/// digits (as the OpenAPI description's pattern says).
+fn item_cursor(text: &str) -> Option<(i64, u64)> {
+    let (task, index) = text.split_once('.')?;
+    let digits = |s: &str, most: usize| {
+        (1..=most).contains(&s.len()) && s.bytes().all(|b| b.is_ascii_digit())
+    };
+    if !digits(task, 18) || !digits(index, 9) {
+        return None;
+    }
+    Some((task.parse().ok()?, index.parse().ok()?))
 }
 
 /// A writer that hands full chunks to the response body; a closed body
@@ -246,7 +256,7 @@ where
 /// Event ids increase; a reconnect with `Last-Event-ID` continues after it.
 pub async fn events(
     State(app): State<Arc<App>>,
-    Path(name): Path<String>,
+    ApiPath(name): ApiPath,
     headers: HeaderMap,
 ) -> ApiResult<Sse<impl Stream<Item = Result<Event, Infallible>>>> {
     find_job(&app, &name).await?;

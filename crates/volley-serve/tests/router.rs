@@ -33,14 +33,27 @@ async fn call(
     body: Option<Value>,
     token: Option<&str>,
 ) -> (StatusCode, Value) {
+    let body = body.map(|value| ("application/json", value.to_string()));
+    call_raw(app, method, uri, body, token).await
+}
+
+/// A request with `body` as (content type, text); the answer's status and
+/// JSON (null if it is not JSON).
+async fn call_raw(
+    app: &Arc<App>,
+    method: &str,
+    uri: &str,
+    body: Option<(&str, String)>,
+    token: Option<&str>,
+) -> (StatusCode, Value) {
     let mut request = Request::builder().method(method).uri(uri);
     if let Some(token) = token {
         request = request.header(header::AUTHORIZATION, format!("Bearer {token}"));
     }
     let body = match body {
-        Some(value) => {
-            request = request.header(header::CONTENT_TYPE, "application/json");
-            Body::from(value.to_string())
+        Some((content_type, text)) => {
+            request = request.header(header::CONTENT_TYPE, content_type);
+            Body::from(text)
         }
         None => Body::empty(),
     };
@@ -156,17 +169,9 @@ async fn bad_requests_get_4xx_with_json_saying_what_to_fix() {
         ("text/plain", "name=a", StatusCode::UNSUPPORTED_MEDIA_TYPE),
         ("application/json", "{\"name\": ", StatusCode::BAD_REQUEST),
     ] {
-        let response = router(Arc::clone(&app))
-            .oneshot(
-                Request::post("/v1/jobs")
-                    .header(header::AUTHORIZATION, format!("Bearer {TOKEN}"))
-                    .header(header::CONTENT_TYPE, content_type)
-                    .body(Body::from(body))
-                    .expect("a request"),
-            )
-            .await
-            .expect("an answer");
-        assert_eq!(response.status(), expected, "{content_type}: {body}");
+        let sent = Some((content_type, body.to_owned()));
+        let (status, _) = call_raw(&app, "POST", "/v1/jobs", sent, Some(TOKEN)).await;
+        assert_eq!(status, expected, "{content_type}: {body}");
     }
 }
 
@@ -202,4 +207,142 @@ async fn a_job_waits_for_inputs_and_is_cancelled_and_deleted() {
     assert_eq!(status, StatusCode::NO_CONTENT);
     let (status, _) = call(&app, "GET", "/v1/jobs/later", None, t).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn every_operation_of_the_openapi_description_is_routed() {
+    let dir = tempfile::tempdir().expect("a temp dir");
+    let app = app(&dir);
+    let spec: Value = serde_json::from_str(volley_serve::api::OPENAPI).expect("valid JSON");
+    assert_eq!(spec["openapi"], "3.1.0");
+    let paths = spec["paths"].as_object().expect("paths");
+    let mut operations = 0;
+    for (path, item) in paths {
+        for method in ["get", "post", "delete"] {
+            if item.get(method).is_none() {
+                continue;
+            }
+            operations += 1;
+            let uri = path.replace("{name}", "no-such-job");
+            let (status, body) = call(&app, &method.to_uppercase(), &uri, None, Some(TOKEN)).await;
+            assert_ne!(status, StatusCode::METHOD_NOT_ALLOWED, "{method} {path}");
+            let declared = item[method]["responses"]
+                .as_object()
+                .expect("responses")
+                .contains_key(status.as_str());
+            assert!(declared, "{method} {path} answered {status}: {body}");
+            if status == StatusCode::NOT_FOUND {
+                assert!(
+                    body["error"]
+                        .as_str()
+                        .is_some_and(|e| e.contains("no-such-job")),
+                    "{method} {path} is not routed: {body}"
+                );
+            }
+        }
+    }
+    assert_eq!(operations, 16, "operations in the description");
+    let response = router(Arc::clone(&app))
+        .oneshot(
+            Request::get("/docs")
+                .body(Body::empty())
+                .expect("a request"),
+        )
+        .await
+        .expect("an answer");
+    assert_eq!(response.status(), StatusCode::OK);
+    let (status, served) = call(&app, "GET", "/openapi.json", None, None).await;
+    assert_eq!(
+        (status, served),
+        (StatusCode::OK, spec),
+        "served as written"
+    );
+}
+
+#[tokio::test]
+async fn templates_and_webhooks_are_checked_before_a_job_is_made() {
+    let dir = tempfile::tempdir().expect("a temp dir");
+    let app = app(&dir);
+    let t = Some(TOKEN);
+    for (job, field) in [
+        (
+            json!({"name": "a", "urls": ["http://x/"], "template": "http://x/{1..2}"}),
+            "template",
+        ),
+        (
+            json!({"name": "a", "template": "http://x/{1..}"}),
+            "template",
+        ),
+        (
+            json!({"name": "a", "template": "http://x/{1..100000000}"}),
+            "template",
+        ),
+        (
+            json!({"name": "a", "notify": "ftp://hooks.example/"}),
+            "notify",
+        ),
+        (
+            json!({"name": "a", "notify": "http://169.254.169.254/"}),
+            "notify",
+        ),
+    ] {
+        let (status, body) = call(&app, "POST", "/v1/jobs", Some(job.clone()), t).await;
+        assert_eq!(
+            (status, body["field"].as_str()),
+            (StatusCode::UNPROCESSABLE_ENTITY, Some(field)),
+            "{job}: {body}"
+        );
+    }
+    let (status, _) = call(&app, "GET", "/v1/jobs/a", None, t).await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "no job was made");
+    // Nothing listens on port 9 of 127.0.0.1, and the address rules refuse
+    // it before any request anyway.
+    let (status, body) = call(
+        &app,
+        "POST",
+        "/v1/jobs",
+        Some(json!({"name": "pages", "template": "http://127.0.0.1:9/p{01..12}"})),
+        t,
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    assert_eq!(body["counts"]["total"], 12, "{body}");
+    let (status, body) = call(&app, "GET", "/v1/jobs/pages/outcomes?limit=many", None, t).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(body["error"].is_string(), "a JSON error: {body}");
+}
+
+#[tokio::test]
+async fn csv_and_ndjson_inputs_are_read_off_the_async_workers() {
+    let dir = tempfile::tempdir().expect("a temp dir");
+    let app = app(&dir);
+    for (name, content_type, body) in [
+        (
+            "csv",
+            "text/csv",
+            "tag,url\na,http://127.0.0.1:9/a\nb,http://127.0.0.1:9/b\n",
+        ),
+        (
+            "ndjson",
+            "application/x-ndjson",
+            "{\"url\": \"http://127.0.0.1:9/a\"}\n{\"url\": \"http://127.0.0.1:9/b\"}\n",
+        ),
+    ] {
+        let (status, _) = call(
+            &app,
+            "POST",
+            "/v1/jobs",
+            Some(json!({ "name": name })),
+            Some(TOKEN),
+        )
+        .await;
+        assert_eq!(status, StatusCode::CREATED);
+        // A CSV source reads its header row as it is made: on an async
+        // worker, the body's blocking bridge would panic.
+        let uri = format!("/v1/jobs/{name}/inputs");
+        let sent = Some((content_type, body.to_owned()));
+        let (status, job) = call_raw(&app, "POST", &uri, sent, Some(TOKEN)).await;
+        assert_eq!(status, StatusCode::OK, "{name}: {job}");
+        assert_eq!(job["counts"]["total"], 2, "{name}: {job}");
+    }
 }

@@ -311,6 +311,10 @@ pub struct JobRecord {
     pub first_outcome_ms: Option<i64>,
     /// See `first_outcome_ms`.
     pub last_outcome_ms: Option<i64>,
+    /// The completion webhook's URL, if one was given.
+    pub notify: Option<String>,
+    /// How the webhook went (`sent`, or why it failed); `None` while owed.
+    pub notified: Option<String>,
 }
 
 /// One outcome row with the task id that orders it (the keyset cursor of

@@ -34,6 +34,7 @@ fn migrations() -> Migrations<'static> {
         M::up(include_str!("migrations/0001_init.sql")),
         M::up(include_str!("migrations/0002_input_fingerprint.sql")),
         M::up(include_str!("migrations/0003_job_state.sql")),
+        M::up(include_str!("migrations/0004_job_notify.sql")),
     ])
 }
 

@@ -15,7 +15,8 @@ use crate::outcome::now_ms;
 
 impl SqliteStore {
     /// Creates the job `name` reading `input` (a description, `api`), with
-    /// its fetch `options` (JSON) stored for later runs.
+    /// its fetch `options` (JSON) stored for later runs and its completion
+    /// webhook `notify`.
     ///
     /// # Errors
     /// [`StoreError::JobExists`] when the name is taken; database errors.
@@ -24,14 +25,16 @@ impl SqliteStore {
         name: &str,
         input: &str,
         options: &str,
+        notify: Option<&str>,
     ) -> Result<Job, StoreError> {
         let (name, input, options) = (name.to_owned(), input.to_owned(), options.to_owned());
+        let notify = notify.map(str::to_owned);
         self.with_conn(move |c| {
             let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
             let added = tx.execute(
-                "INSERT INTO jobs (name, input, created_at_ms, options) VALUES (?1, ?2, ?3, ?4) \
-                 ON CONFLICT (name) DO NOTHING",
-                params![name, input, now_ms(), options],
+                "INSERT INTO jobs (name, input, created_at_ms, options, notify) \
+                 VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT (name) DO NOTHING",
+                params![name, input, now_ms(), options, notify],
             )?;
             if added == 0 {
                 return Err(StoreError::JobExists(name));
@@ -56,6 +59,22 @@ impl SqliteStore {
             c.execute(
                 "UPDATE jobs SET state = ?2 WHERE id = ?1",
                 params![job, state.as_str()],
+            )?;
+            Ok(())
+        })
+        .await
+    }
+
+    /// Records how `job`'s completion webhook went (`sent`, or why not).
+    ///
+    /// # Errors
+    /// Database errors.
+    pub async fn set_notified(&self, job: i64, result: &str) -> Result<(), StoreError> {
+        let result = result.to_owned();
+        self.with_conn(move |c| {
+            c.execute(
+                "UPDATE jobs SET notified = ?2 WHERE id = ?1",
+                params![job, result],
             )?;
             Ok(())
         })
@@ -127,7 +146,7 @@ impl SqliteReader {
     pub fn job_records(&self, only: Option<&str>) -> Result<Vec<JobRecord>, StoreError> {
         let conn = self.conn();
         let mut stmt = conn.prepare_cached(&format!(
-            "SELECT {JOB_COLUMNS}, state, options, created_at_ms FROM jobs \
+            "SELECT {JOB_COLUMNS}, state, options, created_at_ms, notify, notified FROM jobs \
              WHERE ?1 IS NULL OR name = ?1 ORDER BY id"
         ))?;
         let jobs = stmt
@@ -137,6 +156,8 @@ impl SqliteReader {
                     r.get::<_, String>(6)?,
                     r.get::<_, Option<String>>(7)?,
                     r.get::<_, i64>(8)?,
+                    r.get::<_, Option<String>>(9)?,
+                    r.get::<_, Option<String>>(10)?,
                 ))
             })?
             .collect::<Result<Vec<_>, _>>()?;
@@ -145,7 +166,7 @@ impl SqliteReader {
              FROM outcomes WHERE job_id = ?1 GROUP BY class ORDER BY n DESC, class",
         )?;
         jobs.into_iter()
-            .map(|(job, state, options, created_at_ms)| {
+            .map(|(job, state, options, created_at_ms, notify, notified)| {
                 let counts = counts_query(conn, job.id)?;
                 let rows = classes
                     .query_map(params![job.id], |r| {
@@ -170,6 +191,8 @@ impl SqliteReader {
                     created_at_ms,
                     first_outcome_ms,
                     last_outcome_ms,
+                    notify,
+                    notified,
                 })
             })
             .collect()
