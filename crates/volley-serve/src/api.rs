@@ -23,6 +23,7 @@ use volley::source::{InputSource, LineSource};
 use volley::store::{JobRecord, JobState, StoreError};
 
 use crate::App;
+use crate::runs::{Failure, InputFault};
 
 /// Options a job may not set through the API: they name files on the
 /// server, or loosen the server's address rules.
@@ -242,7 +243,7 @@ pub fn job_json(app: &App, record: &JobRecord) -> Value {
         "options": options,
         "notify": record.notify,
         "notified": record.notified,
-        "error": app.runs.failure(&job.name),
+        "error": app.runs.failure(&job.name).map(|f| f.message),
     })
 }
 
@@ -410,13 +411,10 @@ pub async fn create_job(
         (None, None) => None,
     };
     if let Some(source) = source {
-        ingest(&app, &job, source).await?;
+        start_with_input(&app, &job, spec, source).await?;
     }
     // Read after ingest: the job's counts and its ingest state.
     let record = find_job(&app, &new.name).await?;
-    if record.summary.job.ingest_complete {
-        app.runs.start(record.summary.job.clone(), spec);
-    }
     let location = format!("/v1/jobs/{}", new.name);
     Ok((
         StatusCode::CREATED,
@@ -424,6 +422,66 @@ pub async fn create_job(
         Json(job_json(&app, &record)),
     )
         .into_response())
+}
+
+/// Starts `job`'s run reading `source` as it fetches (the first requests
+/// go out while the input is still arriving), and returns once the whole
+/// input is stored.
+///
+/// # Errors
+/// 400 for an input that cannot be read, 409 for one that differs from
+/// what an interrupted upload stored or for a job already running, 503
+/// when the server stops first, 500 when the run fails otherwise.
+async fn start_with_input(
+    app: &Arc<App>,
+    job: &volley::store::Job,
+    spec: FetchSpec,
+    source: Box<dyn InputSource>,
+) -> ApiResult<()> {
+    let stopping = || {
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the server is stopping; send the inputs again once it is back (stored lines are skipped)",
+        )
+    };
+    let Some(progress) = app.runs.start(job.clone(), spec, Some(source)) else {
+        if app.shutdown.is_cancelled() {
+            return Err(stopping());
+        }
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            format!("job '{}' is running or taking inputs already", job.name),
+        ));
+    };
+    tokio::select! {
+        biased;
+        () = progress.ingest_completed() => return Ok(()),
+        () = app.runs.ended(&job.name) => {}
+    }
+    if progress
+        .ingest_complete
+        .load(std::sync::atomic::Ordering::Acquire)
+    {
+        return Ok(());
+    }
+    match app.runs.failure(&job.name) {
+        Some(Failure {
+            message,
+            input: Some(InputFault::Unreadable),
+        }) => Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            format!("reading the input failed: {message}"),
+        )),
+        Some(Failure {
+            message,
+            input: Some(InputFault::Changed),
+        }) => Err(ApiError::new(StatusCode::CONFLICT, message)),
+        Some(Failure { message, .. }) => Err(ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("the job's run failed: {message}"),
+        )),
+        None => Err(stopping()),
+    }
 }
 
 async fn ingest(
@@ -535,11 +593,12 @@ pub async fn upload_inputs(
     })
     .await
     .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
-    ingest(&app, &record.summary.job, source).await?;
-    let record = find_job(&app, &name).await?;
     if record.state == JobState::Active {
-        app.runs.start(record.summary.job.clone(), spec);
+        start_with_input(&app, &record.summary.job, spec, source).await?;
+    } else {
+        ingest(&app, &record.summary.job, source).await?;
     }
+    let record = find_job(&app, &name).await?;
     Ok((StatusCode::OK, Json(job_json(&app, &record))).into_response())
 }
 
@@ -584,7 +643,7 @@ pub async fn resume_job(
         .set_job_state(record.summary.job.id, JobState::Active)
         .await?;
     if record.summary.job.ingest_complete && record.summary.counts.unfinished() > 0 {
-        app.runs.start(record.summary.job.clone(), spec);
+        app.runs.start(record.summary.job.clone(), spec, None);
     }
     let record = find_job(&app, &name).await?;
     Ok(Json(job_json(&app, &record)))

@@ -175,7 +175,7 @@ impl App {
             if record.state == volley::store::JobState::Active && job.ingest_complete && pending {
                 match api::job_spec(self, record.options.as_deref()) {
                     Ok(spec) => {
-                        self.runs.start(job.clone(), spec);
+                        self.runs.start(job.clone(), spec, None);
                         started += 1;
                     }
                     Err(e) => tracing::warn!(job = %job.name, "cannot resume: {}", e.message),

@@ -15,6 +15,7 @@ use std::time::Instant;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
+use volley::source::InputSource;
 use volley::store::Job;
 use volley::store::sqlite::SqliteStore;
 use volley::{Control, FetchSpec, Progress};
@@ -38,6 +39,25 @@ pub struct Live {
     pub per_sec: f64,
 }
 
+/// Why a job's last run failed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Failure {
+    /// The error chain, for a person.
+    pub message: String,
+    /// Whether the job's input was to blame (unreadable, or changed since
+    /// an interrupted upload), not the server.
+    pub input: Option<InputFault>,
+}
+
+/// How a job's input failed its run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InputFault {
+    /// It could not be read.
+    Unreadable,
+    /// It differs from the part stored by an earlier upload.
+    Changed,
+}
+
 /// The server's runs; see the module docs.
 pub struct Runs {
     store: Arc<SqliteStore>,
@@ -46,7 +66,7 @@ pub struct Runs {
     running: Mutex<HashMap<String, Running>>,
     /// Errors of runs that failed, by job (shown by the API until the next
     /// run of the job).
-    failures: Mutex<HashMap<String, String>>,
+    failures: Mutex<HashMap<String, Failure>>,
     /// Bumped whenever a run starts or ends: wakes event streams.
     changed: watch::Sender<u64>,
     /// Fired at shutdown: no new run starts.
@@ -126,7 +146,7 @@ impl Runs {
     }
 
     /// The last failure of `job`'s runs, if its last run failed.
-    pub fn failure(&self, job: &str) -> Option<String> {
+    pub fn failure(&self, job: &str) -> Option<Failure> {
         self.failures
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
@@ -135,29 +155,37 @@ impl Runs {
     }
 
     /// Starts fetching `job` with `spec`, unless it is running already or
-    /// the server is closing.
-    pub fn start(self: &Arc<Self>, job: Job, spec: FetchSpec) {
+    /// the server is closing; with `input`, the run ingests it as it
+    /// fetches (a job whose input is not all stored needs one). Returns the
+    /// run's progress if it started.
+    pub fn start(
+        self: &Arc<Self>,
+        job: Job,
+        spec: FetchSpec,
+        input: Option<Box<dyn InputSource>>,
+    ) -> Option<Arc<Progress>> {
         if self.closing.is_cancelled() {
-            return;
+            return None;
         }
         let mut map = self.map();
         if map.contains_key(&job.name) {
-            return;
+            return None;
         }
         self.failures
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .remove(&job.name);
+        let progress = Arc::new(Progress::default());
         let control = Control {
             stop: CancellationToken::new(),
-            progress: Arc::default(),
+            progress: Arc::clone(&progress),
             budget: Some(Arc::clone(&self.budget)),
             observer: Some(Arc::clone(&self.observer)),
         };
         let (runs, store, name) = (Arc::clone(self), Arc::clone(&self.store), job.name.clone());
         let run_control = control.clone();
         let handle = tokio::spawn(async move {
-            let result = volley::fetch_job(store, &job, None, spec, &run_control).await;
+            let result = volley::fetch_job(store, &job, input, spec, &run_control).await;
             match result {
                 Ok(report) => tracing::info!(
                     job = %job.name,
@@ -166,12 +194,17 @@ impl Runs {
                     "run ended"
                 ),
                 Err(e) => {
-                    let chain = volley::fetch::error_chain(&e);
-                    tracing::warn!(job = %job.name, "run failed: {chain}");
+                    let message = volley::fetch::error_chain(&e);
+                    tracing::warn!(job = %job.name, "run failed: {message}");
+                    let input = match e {
+                        volley::RunError::Input(_) => Some(InputFault::Unreadable),
+                        volley::RunError::InputChanged { .. } => Some(InputFault::Changed),
+                        _ => None,
+                    };
                     runs.failures
                         .lock()
                         .unwrap_or_else(PoisonError::into_inner)
-                        .insert(job.name.clone(), chain);
+                        .insert(job.name.clone(), Failure { message, input });
                 }
             }
             runs.map().remove(&job.name);
@@ -188,6 +221,17 @@ impl Runs {
         );
         drop(map);
         self.changed();
+        Some(progress)
+    }
+
+    /// Waits until `job` has no run (at once if it has none).
+    pub async fn ended(&self, job: &str) {
+        let mut watch = self.watch();
+        while self.is_running(job) {
+            if watch.changed().await.is_err() {
+                return;
+            }
+        }
     }
 
     /// Stops `job`'s run, if any, and waits until it has ended (its

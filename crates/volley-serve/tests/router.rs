@@ -346,3 +346,69 @@ async fn csv_and_ndjson_inputs_are_read_off_the_async_workers() {
         assert_eq!(job["counts"]["total"], 2, "{name}: {job}");
     }
 }
+
+#[tokio::test]
+async fn a_broken_upload_is_resumed_and_a_changed_one_refused() {
+    let dir = tempfile::tempdir().expect("a temp dir");
+    let app = app(&dir);
+    let (status, _) = call(
+        &app,
+        "POST",
+        "/v1/jobs",
+        Some(json!({"name": "up"})),
+        Some(TOKEN),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED);
+    let lines = |from: usize, to: usize, tag: &str| -> String {
+        (from..to)
+            .map(|i| format!("http://127.0.0.1:9/{tag}{i}\n"))
+            .collect()
+    };
+    let upload = |chunks: Vec<Result<String, std::io::Error>>| {
+        let app = Arc::clone(&app);
+        async move {
+            let stream = futures_util::stream::iter(chunks);
+            let response = router(app)
+                .oneshot(
+                    Request::post("/v1/jobs/up/inputs")
+                        .header(header::AUTHORIZATION, format!("Bearer {TOKEN}"))
+                        .header(header::CONTENT_TYPE, "text/plain")
+                        .body(Body::from_stream(stream))
+                        .expect("a request"),
+                )
+                .await
+                .expect("an answer");
+            let status = response.status();
+            let bytes = response
+                .into_body()
+                .collect()
+                .await
+                .expect("a body")
+                .to_bytes();
+            (
+                status,
+                serde_json::from_slice::<Value>(&bytes).unwrap_or(Value::Null),
+            )
+        }
+    };
+    // 2,500 lines, then the connection breaks: a full batch of 2,000 is
+    // stored before the error.
+    let (status, body) = upload(vec![
+        Ok(lines(0, 2500, "p")),
+        Err(std::io::Error::other("connection reset")),
+    ])
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    let (_, job) = call(&app, "GET", "/v1/jobs/up", None, Some(TOKEN)).await;
+    assert_eq!(job["state"], "waiting", "{job}");
+    let stored = job["counts"]["total"].as_u64().expect("a count");
+    assert!(stored >= 2000, "a batch was stored: {job}");
+    // Different lines where the stored ones were: refused.
+    let (status, body) = upload(vec![Ok(lines(0, 3000, "q"))]).await;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+    // The same input again: the stored lines are skipped, the rest added.
+    let (status, body) = upload(vec![Ok(lines(0, 3000, "p"))]).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["counts"]["total"], 3000, "{body}");
+}

@@ -126,7 +126,7 @@ pub async fn fetch_job<S: Store>(
 
     let frontier = Arc::new(Frontier::default());
     let ingesting = if job.ingest_complete {
-        progress.ingest_complete.store(true, Ordering::Release);
+        progress.set_ingest_complete();
         None
     } else if input.is_none() && S::SHARED {
         // Another process ingests; the scheduler watches the job row.

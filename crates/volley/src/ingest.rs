@@ -26,7 +26,6 @@
 
 use std::io;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use sha2::{Digest as _, Sha256};
@@ -114,7 +113,7 @@ pub(crate) async fn run<S: Store>(
         Progress::add(&progress.failed, report.failed());
         if complete {
             // Before the signal wakes the scheduler: see `Frontier`.
-            progress.ingest_complete.store(true, Ordering::Release);
+            progress.set_ingest_complete();
         }
         frontier.grew();
         if complete {

@@ -52,8 +52,12 @@ pub struct Progress {
     pub retries: AtomicU64,
     /// Body bytes committed in this run.
     pub bytes: AtomicU64,
-    /// Whether the whole input is ingested (so `total` is final).
+    /// Whether the whole input is ingested (so `total` is final). Set
+    /// through [`Progress::set_ingest_complete`], which wakes
+    /// [`Progress::ingest_completed`].
     pub ingest_complete: AtomicBool,
+    /// Woken when `ingest_complete` is set.
+    ingested: tokio::sync::Notify,
     /// Outcomes dropped at commit because this run no longer held their
     /// task (see [`crate::store::Recorded::fenced`]).
     pub fenced: AtomicU64,
@@ -89,6 +93,28 @@ impl Progress {
             retries: self.retries.load(Ordering::Relaxed),
             bytes: self.bytes.load(Ordering::Relaxed),
             ingest_complete: self.ingest_complete.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Marks the whole input ingested and wakes those waiting for it.
+    pub fn set_ingest_complete(&self) {
+        self.ingest_complete.store(true, Ordering::Release);
+        self.ingested.notify_waiters();
+    }
+
+    /// Waits until the whole input is ingested (at once if it is). A run
+    /// that fails before that never wakes this: wait for its end as well.
+    pub async fn ingest_completed(&self) {
+        loop {
+            let notified = self.ingested.notified();
+            tokio::pin!(notified);
+            // Registered before the check, so a wake between the two is
+            // not lost.
+            notified.as_mut().enable();
+            if self.ingest_complete.load(Ordering::Acquire) {
+                return;
+            }
+            notified.await;
         }
     }
 
