@@ -15,6 +15,10 @@ Run it through bench/run.sh, which installs what it needs. Workloads:
       tasks recorded/s for SQLite (1 process), PostgreSQL with 1 worker and
       with 4 workers, and how the 2 cores were split between volley,
       PostgreSQL and nginx
+  W9  volley serve: 50,000 tiny responses submitted through the API vs
+      `volley fetch` on the same list (the server's overhead), and 20 jobs of
+      5,000 submitted at once plus a 10-URL job after them (fairness: the
+      spread of their finishing times)
 """
 import argparse
 import collections
@@ -30,6 +34,7 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.request
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -249,7 +254,7 @@ def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--quick", action="store_true", help="smaller inputs, one run: a smoke test")
-    parser.add_argument("--only", default="W1,W2,W3,W4,W5,W6,W7,W8")
+    parser.add_argument("--only", default="W1,W2,W3,W4,W5,W6,W7,W8,W9")
     parser.add_argument("--report-only", action="store_true",
                         help="rewrite RESULTS.md from the last run's target/bench/report.json")
     args = parser.parse_args()
@@ -264,7 +269,7 @@ def main():
     peers = ["volley", "aiohttp", "aiohttp+uvloop", "httpx", "scrapy", "curl --parallel"]
     report = {"runs": runs, "quick": args.quick}
     previous = WORK / "report.json"
-    partial = only != {"W1", "W2", "W3", "W4", "W5", "W6", "W7", "W8"}
+    partial = only != {"W1", "W2", "W3", "W4", "W5", "W6", "W7", "W8", "W9"}
     if partial and previous.exists():
         # A partial re-run updates the last full report, and says so.
         report = json.loads(previous.read_text())
@@ -356,6 +361,8 @@ def main():
             report["W7"] = many_hosts(args.quick, runs)
         if "W8" in only:
             report["W8"] = postgres_scaling(nginx, args.quick, runs)
+        if "W9" in only:
+            report["W9"] = serve_workloads(args.quick, runs)
     finally:
         nginx.stop()
     commit = report.get("machine", {}).get("commit")
@@ -498,6 +505,107 @@ def postgres_scaling(nginx, quick, runs):
     finally:
         subprocess.run([ROOT / "scripts" / "pg.sh", "stop", pg_dir], check=False)
     return {"inputs": n, "rows": rows}
+
+
+class Serve:
+    """`volley serve` on a fresh SQLite file and a free loopback port, with
+    a budget of concurrency 64 and per-host limit 64 (as `fetch` gets in
+    W2)."""
+
+    TOKEN = "bench-token"
+
+    def __init__(self):
+        db = WORK / "serve.db"
+        for suffix in ("", "-wal", "-shm", ".lock"):
+            Path(f"{db}{suffix}").unlink(missing_ok=True)
+        env = dict(os.environ, VOLLEY_TOKEN=self.TOKEN)
+        self.proc = subprocess.Popen(
+            [VOLLEY, "--db", db, "serve", "--listen", "127.0.0.1:0", "--allow-private", "127.0.0.0/8",
+             "--concurrency", "64", "--per-host", "64"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env)
+        self.base = None
+        for line in self.proc.stderr:
+            match = re.search(r"on (http://[0-9.:]+)/", line)
+            if match:
+                self.base = match.group(1)
+                break
+        if not self.base:
+            raise RuntimeError("volley serve did not say where it listens")
+        threading.Thread(target=lambda: self.proc.stderr.read(), daemon=True).start()
+
+    def call(self, method, path, body=None, content_type="application/json"):
+        data = json.dumps(body).encode() if isinstance(body, (dict, list)) else body
+        request = urllib.request.Request(self.base + path, data=data, method=method, headers={
+            "Authorization": f"Bearer {self.TOKEN}", "Content-Type": content_type})
+        with urllib.request.urlopen(request, timeout=600) as response:
+            return json.loads(response.read() or b"null")
+
+    def finished(self, names):
+        """Waits until every job of `names` is done; returns their JSON by name."""
+        while True:
+            jobs = {j["name"]: j for j in self.call("GET", "/v1/jobs")["jobs"] if j["name"] in names}
+            if len(jobs) == len(names) and all(j["state"] == "done" for j in jobs.values()):
+                return jobs
+            time.sleep(0.05)
+
+    def stop(self):
+        self.proc.terminate()
+        self.proc.wait()
+
+
+def serve_workloads(quick, runs):
+    """W9. Overhead: the same list of tiny URLs through `volley fetch` (wall:
+    process start to exit) and through the API (wall: from creating the job,
+    then streaming the list to /inputs, to the job's last outcome). Fairness:
+    20 jobs of 5,000 tiny URLs created at once, each with its own list, then
+    one of 10; finishing times from the first creation."""
+    n = 5000 if quick else 50000
+    base = f"http://127.0.0.1:{PORT}"
+    urls = write_urls("w9-urls.txt", [f"{base}/tiny?i={i}" for i in range(n)])
+    fetch_walls, serve_walls = [], []
+    for _ in range(runs):
+        fetch_walls.append(measure(volley_cmd(urls, 64))[0])
+        server = Serve()
+        try:
+            started = time.time()
+            server.call("POST", "/v1/jobs", {"name": "w9", "options": {"concurrency": 64, "per_host": 64}})
+            server.call("POST", "/v1/jobs/w9/inputs", urls.read_bytes(), "text/plain")
+            job = server.finished({"w9"})["w9"]
+            if job["counts"]["done"] != n:
+                raise RuntimeError(f"W9: {job['counts']} for {n} inputs")
+            serve_walls.append(job["finished_at_ms"] / 1000 - started)
+        finally:
+            server.stop()
+        print(f"W9 overhead: fetch {fetch_walls[-1]:.2f} s, serve {serve_walls[-1]:.2f} s", flush=True)
+    fetch_wall, serve_wall = statistics.median(fetch_walls), statistics.median(serve_walls)
+    jobs, size = (20, 500) if quick else (20, 5000)
+    spreads = []
+    for _ in range(runs):
+        server = Serve()
+        try:
+            lists = {f"j{j:02}": [f"{base}/tiny?j={j}&i={i}" for i in range(size)] for j in range(jobs)}
+            started = time.time()
+            threads = [threading.Thread(target=server.call, args=("POST", "/v1/jobs", {"name": name, "urls": urls}))
+                       for name, urls in lists.items()]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join()
+            small_at = time.time()
+            server.call("POST", "/v1/jobs", {"name": "small", "urls": [f"{base}/tiny?small={i}" for i in range(10)]})
+            done = server.finished(set(lists) | {"small"})
+        finally:
+            server.stop()
+        ends = sorted(done[name]["finished_at_ms"] / 1000 - started for name in lists)
+        spreads.append({"first": ends[0], "median": statistics.median(ends), "last": ends[-1],
+                        "rps": (jobs * size + 10) / ends[-1],
+                        "small": done["small"]["finished_at_ms"] / 1000 - small_at})
+        print(f"W9 fairness: {spreads[-1]}", flush=True)
+    mid = sorted(spreads, key=lambda x: x["last"])[len(spreads) // 2]
+    return {"inputs": n, "fetch_rps": n / fetch_wall, "serve_rps": n / serve_wall,
+            "fetch_runs": [round(n / w) for w in fetch_walls], "serve_runs": [round(n / w) for w in serve_walls],
+            "jobs": jobs, "job_size": size, "fairness": mid,
+            "fairness_runs": [round(x["last"], 2) for x in spreads]}
 
 
 def machine():
@@ -659,6 +767,24 @@ def write_results(r):
         verdicts.append(("W8 PostgreSQL 1 worker ≥ 0.5 × SQLite", f"{one / base:.2f} ×", one >= 0.5 * base))
         verdicts.append(("W8 PostgreSQL 4 workers ≥ 1 worker and ≥ 5,000 tasks/s",
                          f"{four:,.0f} tasks/s, {four / one:.2f} × 1 worker", four >= one and four >= 5000))
+    if "W9" in r:
+        res = r["W9"]
+        over = res["fetch_rps"] / res["serve_rps"] - 1
+        f = res["fairness"]
+        lines.extend([f"## W9: volley serve, {res['inputs']:,} tiny responses (concurrency 64, per-host limit 64)", "",
+                      "| how | requests/s | runs |", "|---|---|---|",
+                      f"| `volley fetch` (process start to exit) | {res['fetch_rps']:,.0f} | "
+                      f"{', '.join(f'{x:,}' for x in res['fetch_runs'])} |",
+                      f"| through the API (create, stream the list to /inputs, last outcome) | {res['serve_rps']:,.0f} | "
+                      f"{', '.join(f'{x:,}' for x in res['serve_runs'])} |", "",
+                      f"The server's overhead: {100 * over:.1f} % more wall time than `fetch`.", "",
+                      f"Fairness: {res['jobs']} jobs of {res['job_size']:,} URLs created at once on one budget, then a "
+                      f"10-URL job. Seconds from the first creation to each job's last outcome: first {f['first']:.2f}, "
+                      f"median {f['median']:.2f}, last {f['last']:.2f} (spread {f['last'] - f['first']:.2f} s, "
+                      f"{100 * (f['last'] - f['first']) / f['last']:.0f} % of the whole); {f['rps']:,.0f} requests/s in "
+                      f"all. The 10-URL job finished {f['small']:.2f} s after it was created. Runs (last finish, s): "
+                      f"{', '.join(str(x) for x in res['fairness_runs'])}.", ""])
+        verdicts.append(("W9 serve overhead ≤ 10 % of `fetch`", f"{100 * over:.1f} %", over <= 0.10))
     lines.extend(["## Targets", "", "| target | measured | met |", "|---|---|---|"])
     lines.extend(f"| {t} | {m} | {'yes' if ok else '**no**'} |" for t, m, ok in verdicts)
     lines.append("")
