@@ -471,3 +471,102 @@ async fn per_host_limits_hold_across_four_workers() {
     assert_eq!(refused.status.code(), Some(2), "{}", stderr(&refused));
     assert!(stderr(&refused).contains("--rate"), "{}", stderr(&refused));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn jobs_are_managed_on_postgres_as_on_sqlite() {
+    let db = pg::database().await;
+    let store = PgStore::connect(&db, PgOptions::default())
+        .await
+        .expect("connect to PostgreSQL");
+    let job = store
+        .create_job(
+            "api",
+            "api",
+            "{\"retries\":0}",
+            Some("http://127.0.0.1:9/hook"),
+        )
+        .await
+        .expect("create");
+    assert!(matches!(
+        store.create_job("api", "api", "{}", None).await,
+        Err(volley::store::StoreError::JobExists(_))
+    ));
+    let batch = IngestBatch {
+        inputs: (1..=5)
+            .map(|i| url(i, &format!("http://a.test/{i}")))
+            .collect(),
+        through_line: 5,
+        complete: true,
+        fingerprint: Some("f5".into()),
+    };
+    store.ingest(job.id, batch).await.expect("ingest");
+    // Another worker leases two tasks and is still fetching when the job
+    // is cancelled: its outcomes must not land.
+    let other = PgStore::connect(&db, PgOptions::default())
+        .await
+        .expect("a second worker");
+    let leased = other.lease(job.id, WANT).await.expect("lease");
+    assert!(!leased.is_empty(), "the other worker holds tasks");
+    let done = Outcome::new(leased[0].id, Class::Ok);
+    store
+        .set_job_state(job.id, volley::store::JobState::Paused)
+        .await
+        .expect("pause");
+    assert_eq!(
+        store.job_record("api").await.expect("record").state,
+        volley::store::JobState::Paused
+    );
+    assert_eq!(store.cancel_job(job.id).await.expect("cancel"), 5);
+    let late = other.record(job.id, vec![done]).await.expect("record");
+    assert_eq!((late.outcomes, late.fenced), (0, 1), "fenced after cancel");
+    let record = store.job_record("api").await.expect("record");
+    assert_eq!(record.state, volley::store::JobState::Cancelled);
+    assert_eq!(record.summary.counts.failed, 5);
+    assert_eq!(record.summary.classes, [("cancelled".to_owned(), 5)]);
+    assert_eq!(record.options.as_deref(), Some("{\"retries\":0}"));
+    assert_eq!(record.notify.as_deref(), Some("http://127.0.0.1:9/hook"));
+    assert!(record.summary.job.ingest_complete);
+    let first = store.outcome_page(job.id, 0, None, 2).await.expect("page");
+    assert_eq!(first.len(), 2);
+    let rest = store
+        .outcome_page(job.id, first[1].task_id, Some("cancelled"), 10)
+        .await
+        .expect("page");
+    assert_eq!(rest.len(), 3, "keyset: the page after the first two");
+    assert!(
+        store
+            .outcome_page(job.id, 0, Some("ok"), 10)
+            .await
+            .expect("page")
+            .is_empty()
+    );
+    store.set_notified(job.id, "sent").await.expect("notified");
+    assert_eq!(
+        store
+            .job_record("api")
+            .await
+            .expect("record")
+            .notified
+            .as_deref(),
+        Some("sent")
+    );
+    assert!(
+        store
+            .recent_latencies(job.id, 10)
+            .await
+            .expect("latencies")
+            .is_empty()
+    );
+    store.ping().await.expect("ping");
+    assert!(
+        other.unfinished_jobs().await.expect("jobs").is_empty(),
+        "no worker picks a cancelled job up"
+    );
+    store.delete_job(job.id).await.expect("delete");
+    assert!(matches!(
+        store.job_record("api").await,
+        Err(volley::store::StoreError::NoSuchJob(_))
+    ));
+    other.close().await.expect("close");
+    store.close().await.expect("close");
+}

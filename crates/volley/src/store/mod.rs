@@ -40,6 +40,7 @@
 //! That lock is what makes reclaiming every `leased` task safe.
 
 pub mod postgres;
+mod postgres_admin;
 pub mod sqlite;
 mod sqlite_admin;
 
@@ -340,6 +341,23 @@ pub(crate) const EXPORT_OUTCOMES: &str = "SELECT t.line, t.url, o.class, o.statu
      FROM tasks t JOIN outcomes o ON o.task_id = t.id \
      LEFT JOIN tasks d ON d.id = o.duplicate_of \
      WHERE t.job_id = $1 ORDER BY t.id";
+
+/// The columns of [`EXPORT_OUTCOMES`]; outcome pages add the task id
+/// after them.
+pub(crate) const EXPORT_COLUMNS: usize = 22;
+
+/// One keyset page of outcomes, in both stores' SQL: [`EXPORT_OUTCOMES`]
+/// with the task id after its columns, binding `$1` the job, `$2` the last
+/// task id seen, `$3` a class or NULL, `$4` the page size.
+pub(crate) fn outcome_page_sql() -> String {
+    let base = EXPORT_OUTCOMES
+        .strip_suffix(" ORDER BY t.id")
+        .unwrap_or(EXPORT_OUTCOMES)
+        .replacen(" FROM tasks t ", ", t.id FROM tasks t ", 1);
+    format!(
+        "{base} AND t.id > $2 AND (CAST($3 AS TEXT) IS NULL OR o.class = $3) ORDER BY t.id LIMIT $4"
+    )
+}
 
 /// The rows of [`Reader::for_each_item`], in [`ItemRow`] order, for the job
 /// bound to `$1`.

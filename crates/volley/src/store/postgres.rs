@@ -180,7 +180,7 @@ fn pool(url: &str, size: usize) -> Result<Pool, StoreError> {
         .map_err(|e| StoreError::Pool(e.to_string()))
 }
 
-async fn client(pool: &Pool) -> Result<deadpool_postgres::Object, StoreError> {
+pub(super) async fn client(pool: &Pool) -> Result<deadpool_postgres::Object, StoreError> {
     pool.get().await.map_err(|e| match e {
         deadpool_postgres::PoolError::Backend(e) => StoreError::Postgres(e),
         other => StoreError::Pool(other.to_string()),
@@ -204,6 +204,10 @@ async fn migrate(pool: &Pool) -> Result<(), StoreError> {
         refinery_core::Migration::unapplied(
             "V2__host_handover",
             include_str!("migrations/postgres/V2__host_handover.sql"),
+        )?,
+        refinery_core::Migration::unapplied(
+            "V3__job_state",
+            include_str!("migrations/postgres/V3__job_state.sql"),
         )?,
     ];
     let client: &mut tokio_postgres::Client = &mut conn;
@@ -314,6 +318,11 @@ impl PgStore {
             )
             .await?;
         rows.iter().map(job_row).collect()
+    }
+
+    /// The connection pool (for [`super::postgres_admin`]).
+    pub(super) fn pool(&self) -> &Pool {
+        &self.inner.pool
     }
 
     /// The job called `name`.
@@ -590,7 +599,7 @@ async fn heartbeat(inner: Arc<Inner>) {
     }
 }
 
-fn job_row(r: &tokio_postgres::Row) -> Result<Job, StoreError> {
+pub(super) fn job_row(r: &tokio_postgres::Row) -> Result<Job, StoreError> {
     Ok(Job {
         id: r.try_get(0)?,
         name: r.try_get(1)?,
@@ -1197,7 +1206,7 @@ impl Store for PgStore {
     }
 }
 
-async fn counts_query(pool: &Pool, job: i64) -> Result<JobCounts, StoreError> {
+pub(super) async fn counts_query(pool: &Pool, job: i64) -> Result<JobCounts, StoreError> {
     let row = client(pool)
         .await?
         .query_one(
@@ -1394,7 +1403,7 @@ impl Reader for PgReader {
     }
 }
 
-fn export_row(r: &tokio_postgres::Row) -> Result<ExportRow, tokio_postgres::Error> {
+pub(super) fn export_row(r: &tokio_postgres::Row) -> Result<ExportRow, tokio_postgres::Error> {
     let u = |v: Option<i64>| v.map(|v| v as u64);
     Ok(ExportRow {
         line: u(r.try_get(0)?),

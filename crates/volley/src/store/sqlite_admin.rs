@@ -8,8 +8,8 @@ use rusqlite::{OptionalExtension, TransactionBehavior, params};
 
 use super::sqlite::{SqliteReader, SqliteStore, counts_query, export_row, job_row};
 use super::{
-    EXPORT_OUTCOMES, ItemRow, JOB_COLUMNS, Job, JobRecord, JobState, JobSummary, OutcomeEntry,
-    StoreError,
+    EXPORT_COLUMNS, ItemRow, JOB_COLUMNS, Job, JobRecord, JobState, JobSummary, OutcomeEntry,
+    StoreError, outcome_page_sql,
 };
 use crate::outcome::now_ms;
 
@@ -220,13 +220,7 @@ impl SqliteReader {
         class: Option<&str>,
         limit: usize,
     ) -> Result<Vec<OutcomeEntry>, StoreError> {
-        // EXPORT_OUTCOMES with the page's conditions, and the task id last.
-        let base = EXPORT_OUTCOMES
-            .strip_suffix(" ORDER BY t.id")
-            .unwrap_or(EXPORT_OUTCOMES)
-            .replacen(" FROM tasks t ", ", t.id FROM tasks t ", 1);
-        let sql =
-            format!("{base} AND t.id > $2 AND ($3 IS NULL OR o.class = $3) ORDER BY t.id LIMIT $4");
+        let sql = outcome_page_sql();
         let conn = self.conn();
         let mut stmt = conn.prepare_cached(&sql)?;
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
@@ -281,10 +275,6 @@ impl SqliteReader {
         Ok(())
     }
 }
-
-/// The columns of [`EXPORT_OUTCOMES`]; the page query adds the task id
-/// after them.
-const EXPORT_COLUMNS: usize = 22;
 
 impl SqliteReader {
     /// The final-attempt durations (ms) of `job`'s last `n` outcomes that

@@ -1,0 +1,297 @@
+//! Managing jobs in the PostgreSQL store, for `volley serve`: the same
+//! operations as the SQLite store's ([`super::sqlite_admin`]), async, on
+//! the worker's pool.
+//!
+//! Several processes may work on a job while it is managed: cancelling
+//! closes its tasks in one transaction (their state leaves `pending`, so an
+//! outcome another worker then records for one of them is fenced and
+//! dropped, as after a lost lease) and zeroes its hosts' open counts, so no
+//! worker claims a host of it again.
+
+use super::postgres::{PgStore, client, counts_query, export_row, job_row};
+use super::{
+    EXPORT_COLUMNS, ItemRow, JOB_COLUMNS, Job, JobRecord, JobState, JobSummary, OutcomeEntry,
+    StoreError, outcome_page_sql,
+};
+use crate::outcome::now_ms;
+
+impl PgStore {
+    /// Creates the job `name` reading `input` (a description, `api`), with
+    /// its fetch `options` (JSON) stored for every worker and its
+    /// completion webhook `notify`.
+    ///
+    /// # Errors
+    /// [`StoreError::JobExists`] when the name is taken; database errors.
+    pub async fn create_job(
+        &self,
+        name: &str,
+        input: &str,
+        options: &str,
+        notify: Option<&str>,
+    ) -> Result<Job, StoreError> {
+        let row = client(self.pool())
+            .await?
+            .query_opt(
+                &format!(
+                    "INSERT INTO jobs (name, input, created_at_ms, options, notify) \
+                     VALUES ($1, $2, $3, $4, $5) ON CONFLICT (name) DO NOTHING \
+                     RETURNING {JOB_COLUMNS}"
+                ),
+                &[&name, &input, &now_ms(), &options, &notify],
+            )
+            .await?;
+        match row {
+            Some(row) => job_row(&row),
+            None => Err(StoreError::JobExists(name.to_owned())),
+        }
+    }
+
+    /// Sets what the owner of `job` asks for (pause or resume).
+    ///
+    /// # Errors
+    /// Database errors.
+    pub async fn set_job_state(&self, job: i64, state: JobState) -> Result<(), StoreError> {
+        client(self.pool())
+            .await?
+            .execute(
+                "UPDATE jobs SET state = $2 WHERE id = $1",
+                &[&job, &state.as_str()],
+            )
+            .await?;
+        Ok(())
+    }
+
+    /// Records how `job`'s completion webhook went (`sent`, or why not).
+    ///
+    /// # Errors
+    /// Database errors.
+    pub async fn set_notified(&self, job: i64, result: &str) -> Result<(), StoreError> {
+        client(self.pool())
+            .await?
+            .execute(
+                "UPDATE jobs SET notified = $2 WHERE id = $1",
+                &[&job, &result],
+            )
+            .await?;
+        Ok(())
+    }
+
+    /// Cancels `job`: every task without an outcome gets a `cancelled` one
+    /// (so the job still ends with exactly one outcome per input), its
+    /// ingest is closed, its hosts have nothing open, and its state becomes
+    /// `cancelled`, in one transaction. Outcomes other workers record
+    /// later for those tasks are fenced. Returns the tasks cancelled.
+    ///
+    /// # Errors
+    /// Database errors.
+    pub async fn cancel_job(&self, job: i64) -> Result<u64, StoreError> {
+        let mut conn = client(self.pool()).await?;
+        let tx = conn.transaction().await?;
+        let n = tx
+            .execute(
+                "WITH closed AS ( \
+                   UPDATE tasks SET state = 'failed', lease_owner = NULL, claim = claim + 1 \
+                   WHERE job_id = $1 AND state = 'pending' RETURNING id) \
+                 INSERT INTO outcomes (task_id, job_id, class, message, attempts, finished_at_ms) \
+                 SELECT id, $1, 'cancelled', \
+                   'the job was cancelled before this task was fetched', 0, $2 FROM closed",
+                &[&job, &now_ms()],
+            )
+            .await?;
+        tx.execute(
+            "UPDATE hosts SET open = 0, owner = NULL WHERE job_id = $1",
+            &[&job],
+        )
+        .await?;
+        tx.execute(
+            "UPDATE jobs SET state = 'cancelled', ingest_complete = true WHERE id = $1",
+            &[&job],
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(n)
+    }
+
+    /// Deletes `job` and all its rows (tasks, outcomes, attempts, items,
+    /// hosts). No run of the job may be going.
+    ///
+    /// # Errors
+    /// Database errors.
+    pub async fn delete_job(&self, job: i64) -> Result<(), StoreError> {
+        let mut conn = client(self.pool()).await?;
+        let tx = conn.transaction().await?;
+        for sql in [
+            "DELETE FROM attempts WHERE task_id IN (SELECT id FROM tasks WHERE job_id = $1)",
+            "DELETE FROM items WHERE task_id IN (SELECT id FROM tasks WHERE job_id = $1)",
+            "DELETE FROM outcomes WHERE job_id = $1",
+            "DELETE FROM tasks WHERE job_id = $1",
+            "DELETE FROM hosts WHERE job_id = $1",
+            "UPDATE workers SET job_id = NULL WHERE job_id = $1",
+            "DELETE FROM jobs WHERE id = $1",
+        ] {
+            tx.execute(sql, &[&job]).await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Every job (or only the one named `only`) with its counts, state,
+    /// options, webhook and outcome times, oldest first.
+    ///
+    /// # Errors
+    /// Database errors.
+    pub async fn job_records(&self, only: Option<&str>) -> Result<Vec<JobRecord>, StoreError> {
+        let conn = client(self.pool()).await?;
+        let rows = conn
+            .query(
+                &format!(
+                    "SELECT {JOB_COLUMNS}, state, options, created_at_ms, notify, notified \
+                     FROM jobs WHERE $1::text IS NULL OR name = $1 ORDER BY id"
+                ),
+                &[&only],
+            )
+            .await?;
+        let mut records = Vec::with_capacity(rows.len());
+        for row in rows {
+            let job = job_row(&row)?;
+            let counts = counts_query(self.pool(), job.id).await?;
+            let classes = conn
+                .query(
+                    "SELECT class, count(*), min(finished_at_ms), max(finished_at_ms) \
+                     FROM outcomes WHERE job_id = $1 GROUP BY class ORDER BY count(*) DESC, class",
+                    &[&job.id],
+                )
+                .await?;
+            let first_outcome_ms = classes.iter().map(|r| r.get::<_, i64>(2)).min();
+            let last_outcome_ms = classes.iter().map(|r| r.get::<_, i64>(3)).max();
+            let state: String = row.try_get(6)?;
+            records.push(JobRecord {
+                summary: JobSummary {
+                    job,
+                    counts,
+                    classes: classes
+                        .iter()
+                        .map(|r| (r.get(0), u64::try_from(r.get::<_, i64>(1)).unwrap_or(0)))
+                        .collect(),
+                },
+                state: JobState::parse(&state),
+                options: row.try_get(7)?,
+                created_at_ms: row.try_get(8)?,
+                first_outcome_ms,
+                last_outcome_ms,
+                notify: row.try_get(9)?,
+                notified: row.try_get(10)?,
+            });
+        }
+        Ok(records)
+    }
+
+    /// The job named `name`, as [`PgStore::job_records`] gives it.
+    ///
+    /// # Errors
+    /// [`StoreError::NoSuchJob`]; database errors.
+    pub async fn job_record(&self, name: &str) -> Result<JobRecord, StoreError> {
+        self.job_records(Some(name))
+            .await?
+            .pop()
+            .ok_or_else(|| StoreError::NoSuchJob(name.to_owned()))
+    }
+
+    /// Up to `limit` outcomes of `job` after task id `after`, in task
+    /// (input) order, only those of `class` if given: one keyset page.
+    ///
+    /// # Errors
+    /// Database errors.
+    pub async fn outcome_page(
+        &self,
+        job: i64,
+        after: i64,
+        class: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<OutcomeEntry>, StoreError> {
+        let sql = outcome_page_sql();
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let rows = client(self.pool())
+            .await?
+            .query(&sql, &[&job, &after, &class, &limit])
+            .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(OutcomeEntry {
+                    row: export_row(r)?,
+                    task_id: r.try_get(EXPORT_COLUMNS)?,
+                })
+            })
+            .collect()
+    }
+
+    /// Up to `limit` items of `job` after `(task id, idx)`, page by page.
+    ///
+    /// # Errors
+    /// Database errors.
+    pub async fn item_page(
+        &self,
+        job: i64,
+        after: (i64, u64),
+        limit: usize,
+    ) -> Result<Vec<(i64, ItemRow)>, StoreError> {
+        let idx = i32::try_from(after.1).unwrap_or(i32::MAX);
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let rows = client(self.pool())
+            .await?
+            .query(
+                "SELECT t.id, t.line, t.page, t.url, i.idx, i.item FROM tasks t \
+                 JOIN items i ON i.task_id = t.id WHERE t.job_id = $1 \
+                 AND (t.id, i.idx) > ($2, $3) ORDER BY t.id, i.idx LIMIT $4",
+                &[&job, &after.0, &idx, &limit],
+            )
+            .await?;
+        rows.iter()
+            .map(|r| {
+                Ok((
+                    r.try_get(0)?,
+                    ItemRow {
+                        line: r.try_get::<_, Option<i64>>(1)?.map(|l| l as u64),
+                        page: r.try_get::<_, i32>(2)? as u32,
+                        url: r.try_get(3)?,
+                        idx: r.try_get::<_, i32>(4)? as u64,
+                        item: r.try_get(5)?,
+                    },
+                ))
+            })
+            .collect()
+    }
+
+    /// The final-attempt durations (ms) of `job`'s last `n` outcomes that
+    /// made a request, newest first (for a recent p50/p95).
+    ///
+    /// # Errors
+    /// Database errors.
+    pub async fn recent_latencies(&self, job: i64, n: usize) -> Result<Vec<u64>, StoreError> {
+        let n = i64::try_from(n).unwrap_or(i64::MAX);
+        let rows = client(self.pool())
+            .await?
+            .query(
+                "SELECT elapsed_ms FROM outcomes WHERE job_id = $1 AND elapsed_ms IS NOT NULL \
+                 ORDER BY task_id DESC LIMIT $2",
+                &[&job, &n],
+            )
+            .await?;
+        Ok(rows
+            .iter()
+            .map(|r| u64::try_from(r.get::<_, i64>(0)).unwrap_or(0))
+            .collect())
+    }
+
+    /// Whether the database answers (for `/readyz`).
+    ///
+    /// # Errors
+    /// Database errors.
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        client(self.pool())
+            .await?
+            .query_one("SELECT 1", &[])
+            .await?;
+        Ok(())
+    }
+}
