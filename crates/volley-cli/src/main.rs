@@ -69,12 +69,7 @@ fn main() -> ExitCode {
                     path.display()
                 ))),
             },
-            Command::Serve(args) => match &db {
-                Db::Sqlite(path) => serve(path, *args).await,
-                Db::Postgres(_) => Ok(usage(
-                    "volley serve runs on SQLite for now: give --db PATH (PostgreSQL workers keep using volley work)",
-                )),
-            },
+            Command::Serve(args) => serve(&db, *args).await,
             Command::Status => status(&db).await,
             Command::Export(args) => export(&db, &args).await,
         }
@@ -416,9 +411,9 @@ async fn work_on(
     }
 }
 
-/// `volley serve`: the API over a SQLite database until SIGTERM or Ctrl-C,
-/// then a drain: exit 0 after SIGTERM, 130 after Ctrl-C.
-async fn serve(db: &Path, args: ServeArgs) -> anyhow::Result<ExitCode> {
+/// `volley serve`: the API over a SQLite or PostgreSQL database until
+/// SIGTERM or Ctrl-C, then a drain: exit 0 after SIGTERM, 130 after Ctrl-C.
+async fn serve(db: &Db, args: ServeArgs) -> anyhow::Result<ExitCode> {
     let layers = match config_layers(args.config.as_deref(), &args.options) {
         Ok(layers) => layers,
         Err(e) => return Ok(usage(e)),
@@ -447,13 +442,29 @@ async fn serve(db: &Path, args: ServeArgs) -> anyhow::Result<ExitCode> {
             args.listen
         )));
     }
+    let (database, db_shown) = match db {
+        Db::Sqlite(path) => (
+            volley_serve::Database::Sqlite(path.clone()),
+            path.display().to_string(),
+        ),
+        Db::Postgres(url) => {
+            let lease = match args.options.lease(&spec) {
+                Ok(lease) => lease,
+                Err(e) => return Ok(usage(e)),
+            };
+            (
+                volley_serve::Database::Postgres(url.clone(), pg_options(lease, &spec)),
+                volley::store::postgres::redact(url),
+            )
+        }
+    };
     let config = volley_serve::ServeConfig {
-        db: db.to_owned(),
+        db: database,
         token,
         layers,
         allow_private: spec.allow_private.clone(),
     };
-    let app = match volley_serve::App::open(config) {
+    let app = match volley_serve::App::open(config).await {
         Ok(app) => app,
         Err(volley_serve::ServeError::Store(e))
             if is_usage_error(&e) || matches!(e, StoreError::Locked { .. }) =>
@@ -469,8 +480,7 @@ async fn serve(db: &Path, args: ServeArgs) -> anyhow::Result<ExitCode> {
     };
     let shown = listener.local_addr().unwrap_or(args.listen);
     say(format_args!(
-        "volley: serving {} on http://{shown}/ (API under /v1, dashboard at /)\n",
-        db.display()
+        "volley: serving {db_shown} on http://{shown}/ (API under /v1, dashboard at /)\n"
     ));
     let shutdown = CancellationToken::new();
     let interrupted = Arc::new(std::sync::atomic::AtomicBool::new(false));

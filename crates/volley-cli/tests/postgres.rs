@@ -505,16 +505,23 @@ async fn jobs_are_managed_on_postgres_as_on_sqlite() {
     let other = PgStore::connect(&db, PgOptions::default())
         .await
         .expect("a second worker");
-    let leased = other.lease(job.id, WANT).await.expect("lease");
-    assert!(!leased.is_empty(), "the other worker holds tasks");
+    let two = Want { limit: 2, ..WANT };
+    let leased = other.lease(job.id, two).await.expect("lease");
+    assert_eq!(leased.len(), 2, "the other worker holds tasks");
     let done = Outcome::new(leased[0].id, Class::Ok);
-    store
-        .set_job_state(job.id, volley::store::JobState::Paused)
-        .await
-        .expect("pause");
+    // A pause reaches every worker: none claims more of a paused job, not
+    // even of a host it holds.
+    let paused = volley::store::JobState::Paused;
+    store.set_job_state(job.id, paused).await.expect("pause");
+    assert_eq!(store.job_record("api").await.expect("record").state, paused);
+    assert!(other.lease(job.id, WANT).await.expect("lease").is_empty());
+    assert!(other.unfinished_jobs().await.expect("jobs").is_empty());
+    let active = volley::store::JobState::Active;
+    store.set_job_state(job.id, active).await.expect("resume");
     assert_eq!(
-        store.job_record("api").await.expect("record").state,
-        volley::store::JobState::Paused
+        other.lease(job.id, WANT).await.expect("lease").len(),
+        3,
+        "resumed: the rest"
     );
     assert_eq!(store.cancel_job(job.id).await.expect("cancel"), 5);
     let late = other.record(job.id, vec![done]).await.expect("record");

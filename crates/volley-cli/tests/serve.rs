@@ -35,7 +35,36 @@ impl Serve {
     async fn start_open(v: &Volley, extra: &[&str]) -> Serve {
         let mut args = vec!["serve", "--listen", "127.0.0.1:0"];
         args.extend_from_slice(extra);
-        let mut child = v.command(&args).spawn().expect("volley serve starts");
+        Serve::spawned(v.command(&args)).await
+    }
+
+    /// Starts `volley serve` with the test token on the PostgreSQL
+    /// database `db`.
+    async fn start_on_postgres(v: &Volley, db: &str, extra: &[&str]) -> Serve {
+        let token = v.path("token");
+        std::fs::write(&token, TOKEN).expect("write the token file");
+        let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_volley"));
+        cmd.args([
+            "--db",
+            db,
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--token-file",
+        ])
+        .arg(&token)
+        .args(extra)
+        .current_dir(v.dir.path())
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true);
+        Serve::spawned(cmd).await
+    }
+
+    /// Spawns `cmd` and waits until it says where it listens.
+    async fn spawned(mut cmd: tokio::process::Command) -> Serve {
+        let mut child = cmd.spawn().expect("volley serve starts");
         let stderr = child.stderr.take().expect("stderr is piped");
         let mut lines = tokio::io::BufReader::new(stderr).lines();
         let base = tokio::time::timeout(Duration::from_secs(30), async {
@@ -564,4 +593,95 @@ async fn a_finished_job_posts_its_summary_to_its_webhook_once_after_a_retry() {
             .is_err(),
         "no third call"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_postgres_a_job_submitted_to_the_server_is_shared_with_volley_work() {
+    let upstream = Server::start_on_all_loopback().await;
+    let port = upstream.addr.port();
+    let hosts = 20;
+    // About 5 s of work for one process at 8 requests in flight: time for
+    // the worker to join. The server's run is then busy (its requests wait
+    // for its concurrency), so it hands hosts over down to its fair share;
+    // 40 tasks a host, more than a run holds of one host at a time.
+    let n = 800;
+    let list: Vec<String> = (0..n)
+        .map(|i| format!("http://127.0.1.{}:{port}/ok/{i}?ms=50", 1 + i % hosts))
+        .collect();
+    let db = support::pg::database().await;
+    let v = Volley::new();
+    let serve = Serve::start_on_postgres(&v, &db, &["--allow-private", "127.0.0.0/8"]).await;
+    let job = json!({"name": "shared", "urls": list, "options": {"per_host": 2, "concurrency": 8}});
+    let (status, body) = serve.post("/v1/jobs", Some(job)).await;
+    assert_eq!(status, 201, "{body}");
+    assert_eq!(
+        body["options"],
+        json!({"per-host": 2, "concurrency": 8}),
+        "as the creator gave them"
+    );
+    // A worker process joins the server's job: it finds the job in the
+    // database, with its options and the server's address rules.
+    let worker = tokio::process::Command::new(env!("CARGO_BIN_EXE_volley"))
+        .args(["--db", &db, "work", "--job", "shared", "--quiet"])
+        .current_dir(v.dir.path())
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("volley work starts");
+    let events = serve.events_until_done("shared").await;
+    assert_eq!(events.last().map(|(k, _)| k.as_str()), Some("done"));
+    let out = tokio::time::timeout(Duration::from_secs(60), worker.wait_with_output())
+        .await
+        .expect("the worker ends with the job")
+        .expect("the worker ran");
+    assert!(
+        out.status.success(),
+        "volley work: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let job = serve.get("/v1/jobs/shared").await;
+    assert_eq!(job["state"], "done", "{job}");
+    assert_eq!(job["counts"]["done"], n, "{job}");
+    assert_eq!(job["classes"], json!({"ok": n}), "{job}");
+    // The NDJSON export reads PostgreSQL too.
+    let text = serve
+        .request(reqwest::Method::GET, "/v1/jobs/shared/outcomes")
+        .header("accept", "application/x-ndjson")
+        .send()
+        .await
+        .expect("the export")
+        .text()
+        .await
+        .expect("its body");
+    assert_eq!(text.lines().count(), n, "{}", &text[..text.len().min(500)]);
+    // Both processes did part of it (a worker writes its count when it
+    // closes: stop the server), and nothing was fetched twice.
+    let Serve { mut child, .. } = serve;
+    signal(child.id().expect("the server runs"), libc::SIGTERM);
+    let status = tokio::time::timeout(Duration::from_secs(30), child.wait())
+        .await
+        .expect("the server drains within 30 s")
+        .expect("it ran");
+    assert!(status.success(), "SIGTERM: exit 0");
+    let client = support::pg::connect(&db).await;
+    let rows = client
+        .query("SELECT name, recorded FROM workers ORDER BY id", &[])
+        .await
+        .expect("read the workers");
+    let recorded: Vec<(String, i64)> = rows.iter().map(|r| (r.get(0), r.get(1))).collect();
+    assert_eq!(recorded.len(), 2, "the server and the worker: {recorded:?}");
+    assert!(
+        recorded.iter().all(|(_, n)| *n > 0),
+        "each recorded outcomes: {recorded:?}"
+    );
+    assert_eq!(
+        recorded.iter().map(|(_, n)| n).sum::<i64>(),
+        i64::try_from(n).expect("small"),
+        "{recorded:?}"
+    );
+    for i in 0..n {
+        assert_eq!(upstream.hits(&format!("/ok/{i}")), 1, "/ok/{i}");
+    }
 }

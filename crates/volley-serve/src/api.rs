@@ -158,7 +158,9 @@ pub fn job_spec(app: &App, options: Option<&str>) -> ApiResult<FetchSpec> {
                 ));
             }
         };
-        layers.push(job_layer(values)?);
+        let mut layer = job_layer(stored_by_client(values))?;
+        layer.source = Source::Named("the job's stored options".into());
+        layers.push(layer);
     }
     let mut spec = volley::options::resolve(&layers)
         .map_err(|e| ApiError::invalid("options", e.to_string()))?;
@@ -167,6 +169,28 @@ pub fn job_spec(app: &App, options: Option<&str>) -> ApiResult<FetchSpec> {
     spec.validate()
         .map_err(|e| ApiError::invalid("options", e.to_string()))?;
     Ok(spec)
+}
+
+/// The address rules a server stores with each job, so that `volley work`
+/// processes sharing the database apply them too; see [`stored_options`].
+const STORED_RULES: [&str; 2] = ["deny-private", "allow-private"];
+
+/// What is stored for a job: its options as a layer (kebab-case keys, as
+/// `volley work` reads them) and the server's address rules.
+fn stored_options(app: &App, layer: &Layer) -> String {
+    let mut stored = layer.values.clone();
+    stored.insert(STORED_RULES[0].into(), Value::Bool(true));
+    stored.insert(STORED_RULES[1].into(), json!(app.allow_private));
+    Value::Object(stored).to_string()
+}
+
+/// Stored options without the server's address rules: what the job's
+/// creator gave.
+fn stored_by_client(mut values: Map<String, Value>) -> Map<String, Value> {
+    for key in STORED_RULES {
+        values.remove(key);
+    }
+    values
 }
 
 /// A job's options as a layer: keys with `_` or `-` alike (`per_host` is
@@ -217,11 +241,10 @@ pub fn job_json(app: &App, record: &JobRecord) -> Value {
     let status = job_status(record, live.is_some());
     let per_sec = live.map(|l| l.per_sec).filter(|r| *r > 0.0);
     let eta = per_sec.map(|r| counts.unfinished() as f64 / r);
-    let options: Value = record
-        .options
-        .as_deref()
-        .and_then(|t| serde_json::from_str(t).ok())
-        .unwrap_or_else(|| json!({}));
+    let options = match record.options.as_deref().map(serde_json::from_str) {
+        Some(Ok(Value::Object(values))) => Value::Object(stored_by_client(values)),
+        _ => json!({}),
+    };
     let finished = matches!(status, "done" | "cancelled");
     json!({
         "name": job.name,
@@ -250,7 +273,8 @@ pub fn job_json(app: &App, record: &JobRecord) -> Value {
 /// A job's recent latency, from its last 1,000 outcomes with a request.
 async fn latency(app: &Arc<App>, job: i64) -> Value {
     let recent = app
-        .read(move |r| r.recent_latencies(job, 1000))
+        .backend
+        .recent_latencies(job, 1000)
         .await
         .unwrap_or_default();
     let mut ms = recent;
@@ -264,13 +288,12 @@ async fn latency(app: &Arc<App>, job: i64) -> Value {
 
 /// The job named `name`; a 404 if there is none.
 pub(crate) async fn find_job(app: &Arc<App>, name: &str) -> ApiResult<JobRecord> {
-    let name = name.to_owned();
-    Ok(app.read(move |r| r.job_record(&name)).await?)
+    Ok(app.backend.job_record(name).await?)
 }
 
 /// `GET /v1/jobs`.
 pub async fn list_jobs(State(app): State<Arc<App>>) -> ApiResult<Json<Value>> {
-    let records = app.read(|r| r.job_records(None)).await?;
+    let records = app.backend.job_records(None).await?;
     let jobs: Vec<Value> = records.iter().map(|r| job_json(&app, r)).collect();
     Ok(Json(json!({ "jobs": jobs })))
 }
@@ -396,12 +419,12 @@ pub async fn create_job(
             .check(url)
             .map_err(|e| ApiError::invalid("notify", e.to_string()))?;
     }
-    let options = new.options.unwrap_or_default();
-    let options_text = Value::Object(options).to_string();
+    let layer = job_layer(new.options.unwrap_or_default())?;
+    let options_text = stored_options(&app, &layer);
     let spec = job_spec(&app, Some(&options_text))?;
     let job = app
-        .store
-        .create_job(&new.name, "api", &options_text, new.notify.as_deref())
+        .backend
+        .create_job(&new.name, &options_text, new.notify.as_deref())
         .await?;
     let source: Option<Box<dyn InputSource>> = match (new.urls, template) {
         (Some(urls), _) => Some(Box::new(LineSource::new(std::io::Cursor::new(
@@ -489,29 +512,27 @@ async fn ingest(
     job: &volley::store::Job,
     source: Box<dyn InputSource>,
 ) -> ApiResult<()> {
-    volley::ingest::ingest_only(
-        Arc::clone(&app.store),
-        job,
-        source,
-        app.shutdown.child_token(),
-    )
-    .await
-    .map(|_| ())
-    .map_err(|e| match e {
-        volley::RunError::Input(e) => ApiError::new(
-            StatusCode::BAD_REQUEST,
-            format!("reading the input failed: {e}"),
-        ),
-        e @ volley::RunError::InputChanged { .. } => {
-            ApiError::new(StatusCode::CONFLICT, e.to_string())
-        }
-        volley::RunError::Store(e) => e.into(),
-        e => ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
-    })
+    app.backend
+        .ingest_only(job, source, app.shutdown.child_token())
+        .await
+        .map(|_| ())
+        .map_err(|e| match e {
+            volley::RunError::Input(e) => ApiError::new(
+                StatusCode::BAD_REQUEST,
+                format!("reading the input failed: {e}"),
+            ),
+            e @ volley::RunError::InputChanged { .. } => {
+                ApiError::new(StatusCode::CONFLICT, e.to_string())
+            }
+            volley::RunError::Store(e) => e.into(),
+            e => ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+        })
 }
 
-/// Query of `POST /v1/jobs/{name}/inputs`.
+/// Query of `POST /v1/jobs/{name}/inputs`; an unknown parameter is a 400
+/// (a misspelt `?colum=` must not be ignored).
 #[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct InputQuery {
     /// CSV: the URL column's name.
     #[serde(default)]
@@ -573,11 +594,21 @@ pub async fn upload_inputs(
     }
     // A CSV source reads its header row when made: make it where blocking
     // reads belong, off the async workers.
-    let source = tokio::task::spawn_blocking(move || -> Box<dyn InputSource> {
-        match kind.as_str() {
+    let source = tokio::task::spawn_blocking(move || -> ApiResult<Box<dyn InputSource>> {
+        Ok(match kind.as_str() {
             "text/csv" => {
                 let column = query.column.unwrap_or_else(|| "url".into());
-                Box::new(volley::source::CsvSource::new(blocking, &column, b','))
+                let csv = volley::source::CsvSource::new(blocking, &column, b',');
+                if !csv.has_column() && !csv.headers().is_empty() {
+                    return Err(ApiError::invalid(
+                        "column",
+                        format!(
+                            "the CSV header has no column '{column}' (it has: {}); name the URL column with ?column=",
+                            csv.headers().join(", ")
+                        ),
+                    ));
+                }
+                Box::new(csv)
             }
             "application/x-ndjson" | "application/jsonl" => {
                 let field = query.field.unwrap_or_else(|| "url".into());
@@ -589,10 +620,10 @@ pub async fn upload_inputs(
                 Box::new(volley::source::JsonlSource::new(blocking, &pointer))
             }
             _ => Box::new(LineSource::new(blocking)),
-        }
+        })
     })
     .await
-    .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+    .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))??;
     if record.state == JobState::Active {
         start_with_input(&app, &record.summary.job, spec, source).await?;
     } else {
@@ -618,7 +649,7 @@ pub async fn pause_job(
         }
         _ => {}
     }
-    app.store
+    app.backend
         .set_job_state(record.summary.job.id, JobState::Paused)
         .await?;
     app.runs.stop(&name).await;
@@ -639,7 +670,7 @@ pub async fn resume_job(
         ));
     }
     let spec = job_spec(&app, record.options.as_deref())?;
-    app.store
+    app.backend
         .set_job_state(record.summary.job.id, JobState::Active)
         .await?;
     if record.summary.job.ingest_complete && record.summary.counts.unfinished() > 0 {
@@ -662,11 +693,11 @@ pub async fn cancel_job(
             format!("job '{name}' is done"),
         ));
     }
-    app.store
+    app.backend
         .set_job_state(record.summary.job.id, JobState::Paused)
         .await?;
     app.runs.stop(&name).await;
-    let cancelled = app.store.cancel_job(record.summary.job.id).await?;
+    let cancelled = app.backend.cancel_job(record.summary.job.id).await?;
     crate::notify::deliver(&app, name.clone());
     let record = find_job(&app, &name).await?;
     let mut body = job_json(&app, &record);
@@ -690,7 +721,7 @@ pub async fn delete_job(
             format!("job '{name}' has not ended; cancel it first"),
         ));
     }
-    app.store.delete_job(record.summary.job.id).await?;
+    app.backend.delete_job(record.summary.job.id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -748,7 +779,7 @@ pub async fn healthz() -> Json<Value> {
 
 /// `GET /readyz`: the store answers.
 pub async fn readyz(State(app): State<Arc<App>>) -> Response {
-    match app.read(|r| r.ping()).await {
+    match app.backend.ping().await {
         Ok(()) => Json(json!({ "status": "ready" })).into_response(),
         Err(e) => ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,

@@ -14,13 +14,13 @@
 
 pub mod api;
 pub mod auth;
+pub mod backend;
 pub mod metrics;
 pub mod notify;
 pub mod runs;
 pub mod stream;
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
 use axum::Router;
@@ -29,7 +29,8 @@ use axum::routing::{get, post};
 use tokio_util::sync::CancellationToken;
 use volley::options::Layer;
 use volley::store::StoreError;
-use volley::store::sqlite::{SqliteReader, SqliteStore};
+
+pub use backend::{Backend, Database};
 
 /// Largest JSON request body, in bytes (job creation with inline URLs).
 pub const MAX_JSON_BYTES: usize = 16 * 1024 * 1024;
@@ -37,8 +38,9 @@ pub const MAX_JSON_BYTES: usize = 16 * 1024 * 1024;
 /// What `volley serve` was started with.
 #[derive(Debug, Clone)]
 pub struct ServeConfig {
-    /// The SQLite database.
-    pub db: PathBuf,
+    /// The database: a SQLite file, or PostgreSQL shared with other
+    /// servers and `volley work` processes.
+    pub db: Database,
     /// The bearer token every `/v1` route requires; `None` only on a
     /// loopback address.
     pub token: Option<String>,
@@ -67,12 +69,8 @@ pub enum ServeError {
 
 /// What every handler shares.
 pub struct App {
-    /// The store (writes; runs).
-    pub store: Arc<SqliteStore>,
-    /// A read connection for the API (no lock, does not wait for writes).
-    pub reader: Arc<Mutex<SqliteReader>>,
-    /// The database path (streams open their own read connection).
-    pub db: PathBuf,
+    /// The store.
+    pub backend: Arc<Backend>,
     /// The runs going.
     pub runs: Arc<runs::Runs>,
     /// The politeness budget shared by all jobs.
@@ -100,7 +98,7 @@ impl App {
     /// [`ServeError::Store`] when the database cannot be opened (or another
     /// process holds it); [`ServeError::Options`] when the server's options
     /// do not resolve.
-    pub fn open(config: ServeConfig) -> Result<Arc<App>, ServeError> {
+    pub async fn open(config: ServeConfig) -> Result<Arc<App>, ServeError> {
         let spec = volley::options::resolve(&config.layers)
             .map_err(|e| ServeError::Options(e.to_string()))?;
         volley::guard::AddressRules::deny_private(&config.allow_private)
@@ -113,20 +111,17 @@ impl App {
             spec.concurrency,
             spec.global_rate,
         ));
-        let store = Arc::new(SqliteStore::open(&config.db)?);
-        let reader = Arc::new(Mutex::new(SqliteReader::open(&config.db)?));
+        let backend = Arc::new(Backend::open(&config.db).await?);
         let metrics = Arc::new(metrics::Metrics::new());
         let notifier = notify::Notifier::new(&config.allow_private).map_err(ServeError::Options)?;
         let (runs, ended) = runs::Runs::new(
-            Arc::clone(&store),
+            Arc::clone(&backend),
             Arc::clone(&budget),
             Arc::clone(&metrics) as Arc<dyn volley::stats::Observer>,
         );
         let runs = Arc::new(runs);
         Ok(Arc::new(App {
-            store,
-            reader,
-            db: config.db,
+            backend,
             runs,
             budget,
             metrics,
@@ -139,32 +134,13 @@ impl App {
         }))
     }
 
-    /// Runs `f` with the read connection on the blocking pool.
-    ///
-    /// # Errors
-    /// What `f` returns; [`StoreError::Worker`] if it panicked.
-    pub async fn read<T: Send + 'static>(
-        self: &Arc<Self>,
-        f: impl FnOnce(&SqliteReader) -> Result<T, StoreError> + Send + 'static,
-    ) -> Result<T, StoreError> {
-        let reader = Arc::clone(&self.reader);
-        tokio::task::spawn_blocking(move || {
-            let guard = reader
-                .lock()
-                .map_err(|_| StoreError::Worker("a read panicked earlier".into()))?;
-            f(&guard)
-        })
-        .await
-        .map_err(|e| StoreError::Worker(e.to_string()))?
-    }
-
     /// Starts every active job with work left (a restart resumes them),
     /// and sends the completion webhooks still owed.
     ///
     /// # Errors
     /// Store errors.
     pub async fn resume_jobs(self: &Arc<Self>) -> Result<usize, StoreError> {
-        let records = self.read(|r| r.job_records(None)).await?;
+        let records = self.backend.job_records(None).await?;
         let mut started = 0;
         for record in records {
             let job = &record.summary.job;
@@ -283,5 +259,8 @@ pub async fn serve(
         .with_graceful_shutdown(closing)
         .await;
     app.runs.stop_all().await;
+    if let Err(e) = app.backend.close().await {
+        tracing::warn!("closing the store: {e}");
+    }
     served.map_err(ServeError::Io)
 }

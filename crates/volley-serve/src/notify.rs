@@ -116,8 +116,7 @@ pub fn deliver(app: &Arc<App>, job: String) {
 }
 
 async fn deliver_owed(app: &Arc<App>, name: &str) -> Result<(), volley::store::StoreError> {
-    let owned = name.to_owned();
-    let record = match app.read(move |r| r.job_record(&owned)).await {
+    let record = match app.backend.job_record(name).await {
         Ok(record) => record,
         // Deleted since: nothing is owed.
         Err(volley::store::StoreError::NoSuchJob(_)) => return Ok(()),
@@ -137,7 +136,7 @@ async fn deliver_owed(app: &Arc<App>, name: &str) -> Result<(), volley::store::S
         Err(e) => e,
     };
     tracing::info!(job = %name, url = %url, "webhook: {result}");
-    app.store
+    app.backend
         .set_notified(record.summary.job.id, &result)
         .await?;
     app.runs.changed();

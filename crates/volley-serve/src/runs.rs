@@ -17,7 +17,6 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use volley::source::InputSource;
 use volley::store::Job;
-use volley::store::sqlite::SqliteStore;
 use volley::{Control, FetchSpec, Progress};
 
 /// A job being fetched by this process.
@@ -60,7 +59,7 @@ pub enum InputFault {
 
 /// The server's runs; see the module docs.
 pub struct Runs {
-    store: Arc<SqliteStore>,
+    backend: Arc<crate::Backend>,
     budget: Arc<volley::host::Hosts>,
     observer: Arc<dyn volley::stats::Observer>,
     running: Mutex<HashMap<String, Running>>,
@@ -76,16 +75,16 @@ pub struct Runs {
 }
 
 impl Runs {
-    /// Runs on `store`, sharing `budget`, reporting commits to `observer`;
+    /// Runs on `backend`, sharing `budget`, reporting commits to `observer`;
     /// the receiver gets the name of each job whose run ends.
     pub fn new(
-        store: Arc<SqliteStore>,
+        backend: Arc<crate::Backend>,
         budget: Arc<volley::host::Hosts>,
         observer: Arc<dyn volley::stats::Observer>,
     ) -> (Runs, mpsc::UnboundedReceiver<String>) {
         let (ended, ended_rx) = mpsc::unbounded_channel();
         let runs = Runs {
-            store,
+            backend,
             budget,
             observer,
             running: Mutex::default(),
@@ -182,10 +181,14 @@ impl Runs {
             budget: Some(Arc::clone(&self.budget)),
             observer: Some(Arc::clone(&self.observer)),
         };
-        let (runs, store, name) = (Arc::clone(self), Arc::clone(&self.store), job.name.clone());
+        let (runs, backend, name) = (
+            Arc::clone(self),
+            Arc::clone(&self.backend),
+            job.name.clone(),
+        );
         let run_control = control.clone();
         let handle = tokio::spawn(async move {
-            let result = volley::fetch_job(store, &job, input, spec, &run_control).await;
+            let result = backend.fetch_job(&job, input, spec, &run_control).await;
             match result {
                 Ok(report) => tracing::info!(
                     job = %job.name,

@@ -17,11 +17,10 @@ use futures_util::Stream;
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
 use volley::export::ExportError;
-use volley::store::sqlite::SqliteReader;
-use volley::store::{ItemRow, Reader as _};
 
 use crate::App;
 use crate::api::{ApiError, ApiPath, ApiQuery, ApiResult, find_job, job_json, job_status};
+use crate::backend::Export;
 
 /// Default and largest page of a JSON listing.
 pub const PAGE_DEFAULT: usize = 100;
@@ -34,8 +33,9 @@ pub const PROGRESS_EVERY: Duration = Duration::from_secs(1);
 /// NDJSON chunks in flight between the database thread and the socket.
 const CHUNKS_QUEUED: usize = 8;
 
-/// Query of the outcome listing.
+/// Query of the outcome listing; an unknown parameter is a 400.
 #[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct OutcomeQuery {
     /// Only outcomes of this class.
     #[serde(default)]
@@ -84,24 +84,11 @@ pub async fn outcomes(
     }
     let job = find_job(&app, &name).await?.summary.job.id;
     if wants_ndjson(&headers) {
-        let class = query.class;
-        return Ok(ndjson(&app, move |reader, out| {
-            reader.for_each_outcome(job, |row| {
-                if class.as_deref().is_some_and(|c| c != row.class) {
-                    return Ok(());
-                }
-                let value = volley::export::json_row(row)?;
-                serde_json::to_writer(&mut *out, &value).map_err(std::io::Error::from)?;
-                out.write_all(b"\n")?;
-                Ok::<(), ExportError>(())
-            })
-        }));
+        return Ok(ndjson(&app, job, Export::Outcomes(query.class)));
     }
     let limit = page_size(query.limit)?;
     let (after, class) = (query.after.unwrap_or(0), query.class);
-    let page = app
-        .read(move |r| r.outcome_page(job, after, class.as_deref(), limit))
-        .await?;
+    let page = app.backend.outcome_page(job, after, class, limit).await?;
     let next = (page.len() == limit)
         .then(|| page.last().map(|e| e.task_id))
         .flatten();
@@ -118,8 +105,9 @@ pub async fn outcomes(
     Ok(Json(json!({ "outcomes": rows, "next": next })).into_response())
 }
 
-/// Query of the item listing.
+/// Query of the item listing; an unknown parameter is a 400.
 #[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct ItemQuery {
     /// The `next` of the previous page (`TASK.INDEX`).
     #[serde(default)]
@@ -139,13 +127,7 @@ pub async fn items(
 ) -> ApiResult<Response> {
     let job = find_job(&app, &name).await?.summary.job.id;
     if wants_ndjson(&headers) {
-        return Ok(ndjson(&app, move |reader, out| {
-            reader.for_each_item(job, |row: &ItemRow| {
-                out.write_all(row.item.as_bytes())?;
-                out.write_all(b"\n")?;
-                Ok::<(), ExportError>(())
-            })
-        }));
+        return Ok(ndjson(&app, job, Export::Items));
     }
     let limit = page_size(query.limit)?;
     let after = match query.after.as_deref() {
@@ -157,7 +139,7 @@ pub async fn items(
             )
         })?,
     };
-    let page = app.read(move |r| r.item_page(job, after, limit)).await?;
+    let page = app.backend.item_page(job, after, limit).await?;
     let next = (page.len() == limit)
         .then(|| page.last().map(|(task, row)| format!("{task}.{}", row.idx)))
         .flatten();
@@ -210,27 +192,25 @@ impl Write for ChunkWriter {
             return Ok(());
         }
         let chunk = Bytes::from(std::mem::take(&mut self.buf));
-        self.tx
-            .blocking_send(Ok(chunk))
+        // A PostgreSQL reader calls this from within its own `block_on`:
+        // step out of the runtime's context to wait for room.
+        tokio::task::block_in_place(|| self.tx.blocking_send(Ok(chunk)))
             .map_err(|_| std::io::Error::from(std::io::ErrorKind::BrokenPipe))
     }
 }
 
-/// Streams what `write` writes from its own read connection, as NDJSON.
-fn ndjson<F>(app: &Arc<App>, write: F) -> Response
-where
-    F: FnOnce(&SqliteReader, &mut ChunkWriter) -> Result<(), ExportError> + Send + 'static,
-{
+/// Streams `what` of `job` as NDJSON, read on a blocking thread by a
+/// reader of its own.
+fn ndjson(app: &Arc<App>, job: i64, what: Export) -> Response {
     let (tx, rx) = mpsc::channel(CHUNKS_QUEUED);
-    let db = app.db.clone();
+    let backend = Arc::clone(&app.backend);
     tokio::task::spawn_blocking(move || {
         let mut out = ChunkWriter {
             tx: tx.clone(),
             buf: Vec::new(),
         };
-        let result = SqliteReader::open(&db)
-            .map_err(ExportError::from)
-            .and_then(|reader| write(&reader, &mut out))
+        let result = backend
+            .export(job, &what, &mut out)
             .and_then(|()| Ok(out.flush()?))
             .map_err(|e| match e {
                 ExportError::Write(e) => e,
@@ -301,8 +281,7 @@ pub async fn events(
                 }
             }
             c.first = false;
-            let name = c.name.clone();
-            let Ok(record) = c.app.read(move |r| r.job_record(&name)).await else {
+            let Ok(record) = c.app.backend.job_record(&c.name).await else {
                 // The job was deleted, or the database failed: end.
                 return None;
             };

@@ -9,13 +9,13 @@ use http_body_util::BodyExt as _;
 use serde_json::{Value, json};
 use tower::ServiceExt as _;
 use volley::options::{Layer, Source};
-use volley_serve::{App, ServeConfig, router};
+use volley_serve::{App, Database, ServeConfig, router};
 
 const TOKEN: &str = "s3cret-token";
 
-fn app(dir: &tempfile::TempDir) -> Arc<App> {
+async fn app(dir: &tempfile::TempDir) -> Arc<App> {
     let config = ServeConfig {
-        db: dir.path().join("serve.db"),
+        db: Database::Sqlite(dir.path().join("serve.db")),
         token: Some(TOKEN.into()),
         layers: vec![Layer {
             source: Source::Flags,
@@ -23,7 +23,7 @@ fn app(dir: &tempfile::TempDir) -> Arc<App> {
         }],
         allow_private: Vec::new(),
     };
-    App::open(config).expect("the server's state opens")
+    App::open(config).await.expect("the server's state opens")
 }
 
 async fn call(
@@ -75,7 +75,7 @@ async fn call_raw(
 #[tokio::test]
 async fn health_is_open_and_the_api_needs_the_token() {
     let dir = tempfile::tempdir().expect("a temp dir");
-    let app = app(&dir);
+    let app = app(&dir).await;
     assert_eq!(
         call(&app, "GET", "/healthz", None, None).await.0,
         StatusCode::OK
@@ -110,7 +110,7 @@ async fn health_is_open_and_the_api_needs_the_token() {
 #[tokio::test]
 async fn bad_requests_get_4xx_with_json_saying_what_to_fix() {
     let dir = tempfile::tempdir().expect("a temp dir");
-    let app = app(&dir);
+    let app = app(&dir).await;
     let t = Some(TOKEN);
     let (status, body) = call(
         &app,
@@ -178,7 +178,7 @@ async fn bad_requests_get_4xx_with_json_saying_what_to_fix() {
 #[tokio::test]
 async fn a_job_waits_for_inputs_and_is_cancelled_and_deleted() {
     let dir = tempfile::tempdir().expect("a temp dir");
-    let app = app(&dir);
+    let app = app(&dir).await;
     let t = Some(TOKEN);
     let (status, body) = call(
         &app,
@@ -212,7 +212,7 @@ async fn a_job_waits_for_inputs_and_is_cancelled_and_deleted() {
 #[tokio::test]
 async fn every_operation_of_the_openapi_description_is_routed() {
     let dir = tempfile::tempdir().expect("a temp dir");
-    let app = app(&dir);
+    let app = app(&dir).await;
     let spec: Value = serde_json::from_str(volley_serve::api::OPENAPI).expect("valid JSON");
     assert_eq!(spec["openapi"], "3.1.0");
     let paths = spec["paths"].as_object().expect("paths");
@@ -262,7 +262,7 @@ async fn every_operation_of_the_openapi_description_is_routed() {
 #[tokio::test]
 async fn templates_and_webhooks_are_checked_before_a_job_is_made() {
     let dir = tempfile::tempdir().expect("a temp dir");
-    let app = app(&dir);
+    let app = app(&dir).await;
     let t = Some(TOKEN);
     for (job, field) in [
         (
@@ -307,15 +307,18 @@ async fn templates_and_webhooks_are_checked_before_a_job_is_made() {
     .await;
     assert_eq!(status, StatusCode::CREATED, "{body}");
     assert_eq!(body["counts"]["total"], 12, "{body}");
-    let (status, body) = call(&app, "GET", "/v1/jobs/pages/outcomes?limit=many", None, t).await;
-    assert_eq!(status, StatusCode::BAD_REQUEST);
-    assert!(body["error"].is_string(), "a JSON error: {body}");
+    for query in ["limit=many", "limt=10"] {
+        let uri = format!("/v1/jobs/pages/outcomes?{query}");
+        let (status, body) = call(&app, "GET", &uri, None, t).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{query}");
+        assert!(body["error"].is_string(), "a JSON error: {body}");
+    }
 }
 
 #[tokio::test]
 async fn csv_and_ndjson_inputs_are_read_off_the_async_workers() {
     let dir = tempfile::tempdir().expect("a temp dir");
-    let app = app(&dir);
+    let app = app(&dir).await;
     for (name, content_type, body) in [
         (
             "csv",
@@ -345,12 +348,31 @@ async fn csv_and_ndjson_inputs_are_read_off_the_async_workers() {
         assert_eq!(status, StatusCode::OK, "{name}: {job}");
         assert_eq!(job["counts"]["total"], 2, "{name}: {job}");
     }
+    // A CSV without the URL column says which columns it has.
+    call(
+        &app,
+        "POST",
+        "/v1/jobs",
+        Some(json!({"name": "nocol"})),
+        Some(TOKEN),
+    )
+    .await;
+    let sent = Some(("text/csv", "link,tag\nhttp://127.0.0.1:9/a,x\n".to_owned()));
+    let (status, body) = call_raw(&app, "POST", "/v1/jobs/nocol/inputs", sent, Some(TOKEN)).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    assert_eq!(body["field"], "column");
+    assert!(
+        body["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("link, tag")),
+        "{body}"
+    );
 }
 
 #[tokio::test]
 async fn a_broken_upload_is_resumed_and_a_changed_one_refused() {
     let dir = tempfile::tempdir().expect("a temp dir");
-    let app = app(&dir);
+    let app = app(&dir).await;
     let (status, _) = call(
         &app,
         "POST",

@@ -301,7 +301,8 @@ impl PgStore {
         Ok(())
     }
 
-    /// Jobs with tasks still to fetch, or input still to ingest, oldest first.
+    /// Active jobs (not paused or cancelled through `volley serve`) with
+    /// tasks still to fetch, or input still to ingest, oldest first.
     ///
     /// # Errors
     /// Database errors.
@@ -310,8 +311,9 @@ impl PgStore {
             .await?
             .query(
                 &format!(
-                    "SELECT {JOB_COLUMNS} FROM jobs j WHERE NOT j.ingest_complete \
-                     OR EXISTS (SELECT 1 FROM hosts h WHERE h.job_id = j.id AND h.open > 0) \
+                    "SELECT {JOB_COLUMNS} FROM jobs j WHERE j.state = 'active' \
+                     AND (NOT j.ingest_complete \
+                       OR EXISTS (SELECT 1 FROM hosts h WHERE h.job_id = j.id AND h.open > 0)) \
                      ORDER BY id"
                 ),
                 &[],
@@ -369,6 +371,9 @@ impl PgStore {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
+    /// Claims tasks of `job` on `hosts`, as many as each host has room for,
+    /// `limit` in all; none while the job is paused or cancelled (`volley
+    /// serve`), so a pause reaches every worker.
     async fn claim_tasks(
         &self,
         job: i64,
@@ -391,6 +396,7 @@ impl PgStore {
                      WHERE job_id = $1 AND host = h.host AND state = 'pending' \
                        AND lease_owner IS DISTINCT FROM $4 \
                      ORDER BY id LIMIT h.room FOR UPDATE SKIP LOCKED) t \
+                   WHERE EXISTS (SELECT 1 FROM jobs WHERE id = $1 AND state = 'active') \
                    LIMIT $5) \
                  UPDATE tasks SET lease_owner = $4, claim = tasks.claim + 1 \
                  FROM c WHERE tasks.id = c.id \
@@ -468,6 +474,7 @@ impl PgStore {
                 "WITH c AS ( \
                    SELECT h.host FROM hosts h \
                    WHERE h.job_id = $1 AND h.open > 0 \
+                     AND EXISTS (SELECT 1 FROM jobs WHERE id = $1 AND state = 'active') \
                      AND (h.free_at IS NULL OR h.free_at <= now()) \
                      AND (h.owner IS NULL OR NOT EXISTS ( \
                        SELECT 1 FROM workers w \

@@ -1,0 +1,345 @@
+//! The store behind the server: a SQLite file (one server owns it) or a
+//! PostgreSQL database (shared with other servers and `volley work`
+//! processes). Each operation the API needs, async, whichever it is.
+//!
+//! SQLite reads go through one read connection on the blocking pool (it
+//! takes no lock and does not wait for writes); PostgreSQL reads and writes
+//! go through the worker's connection pool. Exports (NDJSON) read on a
+//! blocking thread with a reader of their own.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
+use tokio_util::sync::CancellationToken;
+use volley::export::ExportError;
+use volley::source::InputSource;
+use volley::stats::{RunReport, Tally};
+use volley::store::postgres::{PgOptions, PgReader, PgStore};
+use volley::store::sqlite::{SqliteReader, SqliteStore};
+use volley::store::{ItemRow, Job, JobRecord, JobState, OutcomeEntry, Reader, StoreError};
+use volley::{Control, FetchSpec, RunError};
+
+/// Where the server keeps its jobs.
+#[derive(Debug, Clone)]
+pub enum Database {
+    /// A SQLite file.
+    Sqlite(PathBuf),
+    /// A PostgreSQL URL, with the worker's lease and pool.
+    Postgres(String, PgOptions),
+}
+
+/// The open store; see the module docs.
+pub enum Backend {
+    /// SQLite.
+    Sqlite {
+        /// Writes and runs.
+        store: Arc<SqliteStore>,
+        /// The API's reads.
+        reader: Arc<Mutex<SqliteReader>>,
+        /// The file, for exports' own readers.
+        path: PathBuf,
+    },
+    /// PostgreSQL.
+    Postgres {
+        /// Writes, reads and runs (this server is one worker).
+        store: Arc<PgStore>,
+        /// The URL, for exports' own readers.
+        url: String,
+    },
+}
+
+/// What an NDJSON export reads.
+#[derive(Debug, Clone)]
+pub enum Export {
+    /// Outcomes, only those of the class if given.
+    Outcomes(Option<String>),
+    /// The `--items` elements.
+    Items,
+}
+
+impl Backend {
+    /// Opens `db` (migrating its schema).
+    ///
+    /// # Errors
+    /// Store errors: a SQLite file another process holds, a PostgreSQL
+    /// server that cannot be reached.
+    pub async fn open(db: &Database) -> Result<Backend, StoreError> {
+        Ok(match db {
+            Database::Sqlite(path) => Backend::Sqlite {
+                store: Arc::new(SqliteStore::open(path)?),
+                reader: Arc::new(Mutex::new(SqliteReader::open(path)?)),
+                path: path.clone(),
+            },
+            Database::Postgres(url, options) => Backend::Postgres {
+                store: Arc::new(PgStore::connect(url, options.clone()).await?),
+                url: url.clone(),
+            },
+        })
+    }
+
+    /// Runs `f` with the SQLite read connection on the blocking pool.
+    async fn read<T: Send + 'static>(
+        reader: &Arc<Mutex<SqliteReader>>,
+        f: impl FnOnce(&SqliteReader) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        let reader = Arc::clone(reader);
+        tokio::task::spawn_blocking(move || {
+            let guard = reader
+                .lock()
+                .map_err(|_| StoreError::Worker("a read panicked earlier".into()))?;
+            f(&guard)
+        })
+        .await
+        .map_err(|e| StoreError::Worker(e.to_string()))?
+    }
+
+    /// Every job (or the one named `only`), oldest first.
+    ///
+    /// # Errors
+    /// Store errors.
+    pub async fn job_records(&self, only: Option<String>) -> Result<Vec<JobRecord>, StoreError> {
+        match self {
+            Backend::Sqlite { reader, .. } => {
+                Self::read(reader, move |r| r.job_records(only.as_deref())).await
+            }
+            Backend::Postgres { store, .. } => store.job_records(only.as_deref()).await,
+        }
+    }
+
+    /// The job named `name`.
+    ///
+    /// # Errors
+    /// [`StoreError::NoSuchJob`]; store errors.
+    pub async fn job_record(&self, name: &str) -> Result<JobRecord, StoreError> {
+        self.job_records(Some(name.to_owned()))
+            .await?
+            .pop()
+            .ok_or_else(|| StoreError::NoSuchJob(name.to_owned()))
+    }
+
+    /// One keyset page of `job`'s outcomes after task id `after`.
+    ///
+    /// # Errors
+    /// Store errors.
+    pub async fn outcome_page(
+        &self,
+        job: i64,
+        after: i64,
+        class: Option<String>,
+        limit: usize,
+    ) -> Result<Vec<OutcomeEntry>, StoreError> {
+        match self {
+            Backend::Sqlite { reader, .. } => {
+                Self::read(reader, move |r| {
+                    r.outcome_page(job, after, class.as_deref(), limit)
+                })
+                .await
+            }
+            Backend::Postgres { store, .. } => {
+                store
+                    .outcome_page(job, after, class.as_deref(), limit)
+                    .await
+            }
+        }
+    }
+
+    /// One keyset page of `job`'s items after `(task id, index)`.
+    ///
+    /// # Errors
+    /// Store errors.
+    pub async fn item_page(
+        &self,
+        job: i64,
+        after: (i64, u64),
+        limit: usize,
+    ) -> Result<Vec<(i64, ItemRow)>, StoreError> {
+        match self {
+            Backend::Sqlite { reader, .. } => {
+                Self::read(reader, move |r| r.item_page(job, after, limit)).await
+            }
+            Backend::Postgres { store, .. } => store.item_page(job, after, limit).await,
+        }
+    }
+
+    /// The durations (ms) of `job`'s last `n` outcomes with a request.
+    ///
+    /// # Errors
+    /// Store errors.
+    pub async fn recent_latencies(&self, job: i64, n: usize) -> Result<Vec<u64>, StoreError> {
+        match self {
+            Backend::Sqlite { reader, .. } => {
+                Self::read(reader, move |r| r.recent_latencies(job, n)).await
+            }
+            Backend::Postgres { store, .. } => store.recent_latencies(job, n).await,
+        }
+    }
+
+    /// Whether the database answers.
+    ///
+    /// # Errors
+    /// Store errors.
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        match self {
+            Backend::Sqlite { reader, .. } => Self::read(reader, |r| r.ping()).await,
+            Backend::Postgres { store, .. } => store.ping().await,
+        }
+    }
+
+    /// Creates a job; see [`SqliteStore::create_job`].
+    ///
+    /// # Errors
+    /// [`StoreError::JobExists`]; store errors.
+    pub async fn create_job(
+        &self,
+        name: &str,
+        options: &str,
+        notify: Option<&str>,
+    ) -> Result<Job, StoreError> {
+        match self {
+            Backend::Sqlite { store, .. } => store.create_job(name, "api", options, notify).await,
+            Backend::Postgres { store, .. } => store.create_job(name, "api", options, notify).await,
+        }
+    }
+
+    /// Sets what the job's owner asks for.
+    ///
+    /// # Errors
+    /// Store errors.
+    pub async fn set_job_state(&self, job: i64, state: JobState) -> Result<(), StoreError> {
+        match self {
+            Backend::Sqlite { store, .. } => store.set_job_state(job, state).await,
+            Backend::Postgres { store, .. } => store.set_job_state(job, state).await,
+        }
+    }
+
+    /// Records how the job's webhook went.
+    ///
+    /// # Errors
+    /// Store errors.
+    pub async fn set_notified(&self, job: i64, result: &str) -> Result<(), StoreError> {
+        match self {
+            Backend::Sqlite { store, .. } => store.set_notified(job, result).await,
+            Backend::Postgres { store, .. } => store.set_notified(job, result).await,
+        }
+    }
+
+    /// Cancels the job; the tasks cancelled.
+    ///
+    /// # Errors
+    /// Store errors.
+    pub async fn cancel_job(&self, job: i64) -> Result<u64, StoreError> {
+        match self {
+            Backend::Sqlite { store, .. } => store.cancel_job(job).await,
+            Backend::Postgres { store, .. } => store.cancel_job(job).await,
+        }
+    }
+
+    /// Deletes the job and its rows.
+    ///
+    /// # Errors
+    /// Store errors.
+    pub async fn delete_job(&self, job: i64) -> Result<(), StoreError> {
+        match self {
+            Backend::Sqlite { store, .. } => store.delete_job(job).await,
+            Backend::Postgres { store, .. } => store.delete_job(job).await,
+        }
+    }
+
+    /// Stores all of `source` as `job`'s tasks without fetching.
+    ///
+    /// # Errors
+    /// See [`volley::ingest::ingest_only`].
+    pub async fn ingest_only(
+        &self,
+        job: &Job,
+        source: Box<dyn InputSource>,
+        stop: CancellationToken,
+    ) -> Result<Tally, RunError> {
+        match self {
+            Backend::Sqlite { store, .. } => {
+                volley::ingest::ingest_only(Arc::clone(store), job, source, stop).await
+            }
+            Backend::Postgres { store, .. } => {
+                volley::ingest::ingest_only(Arc::clone(store), job, source, stop).await
+            }
+        }
+    }
+
+    /// Runs `job`; see [`volley::fetch_job`].
+    ///
+    /// # Errors
+    /// See [`volley::fetch_job`].
+    pub async fn fetch_job(
+        &self,
+        job: &Job,
+        input: Option<Box<dyn InputSource>>,
+        spec: FetchSpec,
+        control: &Control,
+    ) -> Result<RunReport, RunError> {
+        match self {
+            Backend::Sqlite { store, .. } => {
+                volley::fetch_job(Arc::clone(store), job, input, spec, control).await
+            }
+            Backend::Postgres { store, .. } => {
+                volley::fetch_job(Arc::clone(store), job, input, spec, control).await
+            }
+        }
+    }
+
+    /// Writes `what` of `job` to `out` as NDJSON, from a reader of its own.
+    /// Call on a blocking thread (of a multi-threaded runtime, for
+    /// PostgreSQL).
+    ///
+    /// # Errors
+    /// Store errors; [`ExportError::Write`] when `out` fails.
+    pub fn export(&self, job: i64, what: &Export, out: &mut impl Write) -> Result<(), ExportError> {
+        match self {
+            Backend::Sqlite { path, .. } => export(&SqliteReader::open(path)?, job, what, out),
+            Backend::Postgres { url, .. } => {
+                let reader = tokio::runtime::Handle::current().block_on(PgReader::connect(url))?;
+                export(&reader, job, what, out)
+            }
+        }
+    }
+
+    /// Whether this store is shared with other processes.
+    pub fn shared(&self) -> bool {
+        matches!(self, Backend::Postgres { .. })
+    }
+
+    /// Ends the worker's registration (PostgreSQL); nothing for SQLite.
+    ///
+    /// # Errors
+    /// Store errors.
+    pub async fn close(&self) -> Result<(), StoreError> {
+        match self {
+            Backend::Sqlite { .. } => Ok(()),
+            Backend::Postgres { store, .. } => store.close().await,
+        }
+    }
+}
+
+fn export<R: Reader>(
+    reader: &R,
+    job: i64,
+    what: &Export,
+    out: &mut impl Write,
+) -> Result<(), ExportError> {
+    match what {
+        Export::Outcomes(class) => reader.for_each_outcome(job, |row| {
+            if class.as_deref().is_some_and(|c| c != row.class) {
+                return Ok(());
+            }
+            let value = volley::export::json_row(row)?;
+            serde_json::to_writer(&mut *out, &value).map_err(std::io::Error::from)?;
+            out.write_all(b"\n")?;
+            Ok::<(), ExportError>(())
+        }),
+        Export::Items => reader.for_each_item(job, |row: &ItemRow| {
+            out.write_all(row.item.as_bytes())?;
+            out.write_all(b"\n")?;
+            Ok::<(), ExportError>(())
+        }),
+    }
+}
