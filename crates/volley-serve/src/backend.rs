@@ -303,11 +303,6 @@ impl Backend {
         }
     }
 
-    /// Whether this store is shared with other processes.
-    pub fn shared(&self) -> bool {
-        matches!(self, Backend::Postgres { .. })
-    }
-
     /// Ends the worker's registration (PostgreSQL); nothing for SQLite.
     ///
     /// # Errors
