@@ -282,6 +282,18 @@ pub struct OptionArgs {
     #[arg(long, value_name = "CIDR")]
     pub allow_private: Vec<String>,
 
+    /// Accept any TLS certificate without verifying it, as curl's -k (for internal servers with self-made certificates); a warning says so.
+    #[arg(short = 'k', long)]
+    pub insecure: bool,
+
+    /// Client certificate (PEM) for servers that require one (mutual TLS); with --client-key.
+    #[arg(long, value_name = "FILE")]
+    pub client_cert: Option<String>,
+
+    /// Private key (PEM) of --client-cert.
+    #[arg(long, value_name = "FILE")]
+    pub client_key: Option<String>,
+
     /// Save bodies under DIR, named by their SHA-256 (DIR/ab/abcd…); otherwise bodies are hashed and dropped.
     #[arg(long, value_name = "DIR")]
     pub save_bodies: Option<String>,

@@ -285,6 +285,12 @@ async fn run_job<S: Store>(
         Arc::clone(&control.progress),
         shown.clone(),
     ));
+    if spec.insecure {
+        // And again in the summary.
+        say(format_args!(
+            "volley: warning: --insecure: TLS certificates are not verified, so anyone on the path can read and change these responses\n"
+        ));
+    }
     let result = volley::fetch_job(store, job, reader, spec, &control).await;
     shown.cancel();
     let _ = display.await;
@@ -306,9 +312,12 @@ fn run_failed(e: RunError) -> anyhow::Result<ExitCode> {
     match e {
         e @ (RunError::InputNeeded(_)
         | RunError::InputChanged { .. }
-        | RunError::Client(ClientError::CaRead { .. } | ClientError::CaParse { .. })) => {
-            Ok(usage(e))
-        }
+        | RunError::Client(
+            ClientError::CaRead { .. }
+            | ClientError::CaParse { .. }
+            | ClientError::IdentityRead { .. }
+            | ClientError::IdentityParse { .. },
+        )) => Ok(usage(e)),
         e => Err(e.into()),
     }
 }

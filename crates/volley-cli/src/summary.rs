@@ -71,6 +71,12 @@ pub fn run_summary(job: &str, report: &RunReport) -> String {
             report.fenced
         );
     }
+    if report.insecure {
+        let _ = writeln!(
+            out,
+            "  warning   TLS certificates were not verified (--insecure): anyone on the path could read and change these responses"
+        );
+    }
     if report.interrupted {
         let _ = writeln!(out, "  run the same command again to resume");
     }

@@ -899,3 +899,177 @@ async fn deny_private_refuses_loopback_literals_names_and_redirects() {
     open.fetch_ok(&urls[..1], &[]).await;
     assert_eq!(open.row(1).class, "ok");
 }
+
+/// A certificate for 127.0.0.1 made with `params` adjusted by `adjust`,
+/// self-signed: (its DER, its PEM, its key as DER).
+fn certificate(
+    adjust: impl FnOnce(&mut rcgen::CertificateParams),
+) -> (
+    rustls::pki_types::CertificateDer<'static>,
+    String,
+    rustls::pki_types::PrivateKeyDer<'static>,
+) {
+    let mut params =
+        rcgen::CertificateParams::new(vec!["127.0.0.1".to_owned()]).expect("certificate params");
+    adjust(&mut params);
+    let key = rcgen::KeyPair::generate().expect("a key pair");
+    let cert = params.self_signed(&key).expect("a self-signed certificate");
+    let private = rustls::pki_types::PrivateKeyDer::Pkcs8(key.serialize_der().into());
+    (cert.der().clone(), cert.pem(), private)
+}
+
+/// A TLS test server presenting `cert`.
+async fn tls_server(
+    cert: rustls::pki_types::CertificateDer<'static>,
+    key: rustls::pki_types::PrivateKeyDer<'static>,
+) -> Server {
+    let config = rustls::ServerConfig::builder()
+        .with_no_client_auth()
+        .with_single_cert(vec![cert], key)
+        .expect("TLS server config");
+    Server::start_tls_config(config).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_failures_say_what_is_wrong_and_insecure_gets_through() {
+    // As `openssl req -x509` makes it: a CA certificate used by the server.
+    let ca_true = certificate(|p| {
+        p.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    });
+    // Trusted, but expired.
+    let expired = certificate(|p| {
+        p.not_before = rcgen::date_time_ymd(2019, 1, 1);
+        p.not_after = rcgen::date_time_ymd(2020, 1, 1);
+    });
+    // Trusted, but for another name.
+    let other_name = certificate(|p| {
+        p.subject_alt_names = vec![rcgen::SanType::DnsName(
+            "example.invalid".try_into().expect("a DNS name"),
+        )];
+    });
+    for ((der, pem, key), said) in [
+        (ca_true, "a CA certificate (CA:TRUE"),
+        (expired, "has expired"),
+        (other_name, "for another name"),
+    ] {
+        let server = tls_server(der, key).await;
+        let v = Volley::new();
+        let trust = v.path("trusted.pem");
+        std::fs::write(&trust, &pem).expect("write the certificate");
+        let trust = trust.display().to_string();
+        v.fetch_ok(&[server.https_url("/ok/1")], &["--ca-cert", &trust])
+            .await;
+        let row = v.row(1);
+        assert_eq!(row.class, "tls", "{said}: {row:?}");
+        let message = row.message.unwrap_or_default();
+        assert!(message.contains(said), "{said}: {message}");
+        assert!(message.contains("--insecure"), "says what to do: {message}");
+        assert_eq!(server.total(), 0, "{said}: no request got through");
+    }
+
+    // curl's -k: a CA:TRUE server answers, with a warning before the run
+    // and in its summary.
+    let (der, _, key) = certificate(|p| {
+        p.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    });
+    let server = tls_server(der, key).await;
+    let v = Volley::new();
+    let out = v
+        .fetch_ok(&[server.https_url("/ok/1")], &["--insecure"])
+        .await;
+    let row = v.row(1);
+    assert_eq!(
+        (row.class.as_str(), row.status),
+        ("ok", Some(200)),
+        "{row:?}"
+    );
+    let err = stderr(&out);
+    assert_eq!(err.matches("not verified").count(), 2, "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mutual_tls_sends_the_client_certificate_the_server_requires() {
+    // An authority for clients, and a client certificate it signed.
+    let ca_key = rcgen::KeyPair::generate().expect("a key pair");
+    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("params");
+    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    let ca_cert = ca_params.self_signed(&ca_key).expect("the client CA");
+    let issuer = rcgen::Issuer::new(ca_params, ca_key);
+    let client_key = rcgen::KeyPair::generate().expect("a key pair");
+    let client_cert = rcgen::CertificateParams::new(vec!["volley-client".to_owned()])
+        .expect("params")
+        .signed_by(&client_key, &issuer)
+        .expect("the client certificate");
+    let mut roots = rustls::RootCertStore::empty();
+    roots
+        .add(ca_cert.der().clone())
+        .expect("trust the client CA");
+    let verifier = rustls::server::WebPkiClientVerifier::builder(std::sync::Arc::new(roots))
+        .build()
+        .expect("a client verifier");
+    let (der, pem, key) = certificate(|_| {});
+    let config = rustls::ServerConfig::builder()
+        .with_client_cert_verifier(verifier)
+        .with_single_cert(vec![der], key)
+        .expect("TLS server config");
+    let server = Server::start_tls_config(config).await;
+    let v = Volley::new();
+    for (name, text) in [
+        ("server.pem", pem),
+        ("client.pem", client_cert.pem()),
+        ("client.key", client_key.serialize_pem()),
+    ] {
+        std::fs::write(v.path(name), text).expect("write a PEM file");
+    }
+    let urls = [server.https_url("/ok/1"), server.https_url("/ok/2")];
+    let list = v.write_lines("urls.txt", &urls);
+    let list = list.to_str().expect("utf-8 path");
+    let trust = ["--ca-cert", "server.pem"];
+
+    // Without a client certificate: refused, saying what to give.
+    let out = v
+        .run(&fetch_args(
+            list,
+            &[&trust[..], &["--job", "without"]].concat(),
+        ))
+        .await;
+    assert!(out.status.success(), "{}", stderr(&out));
+    let row = v.row(1);
+    assert_eq!(row.class, "tls", "{row:?}");
+    let message = row.message.unwrap_or_default();
+    assert!(message.contains("--client-cert"), "{message}");
+
+    // Half an identity is a usage error.
+    let out = v
+        .run(&fetch_args(
+            list,
+            &["--client-cert", "client.pem", "--job", "half"],
+        ))
+        .await;
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(stderr(&out).contains("--client-key"), "{}", stderr(&out));
+
+    // With it: through.
+    let v = Volley::new();
+    for name in ["server.pem", "client.pem", "client.key"] {
+        std::fs::copy(
+            std::path::Path::new(&list).with_file_name(name),
+            v.path(name),
+        )
+        .expect("copy a PEM file");
+    }
+    let with = [
+        "--ca-cert",
+        "server.pem",
+        "--client-cert",
+        "client.pem",
+        "--client-key",
+        "client.key",
+    ];
+    v.fetch_ok(&urls, &with).await;
+    assert_eq!(
+        (v.row(1).class.as_str(), v.row(2).status),
+        ("ok", Some(200))
+    );
+    assert_eq!(server.total(), 2);
+}

@@ -27,9 +27,11 @@ use crate::runs::{Failure, InputFault};
 
 /// Options a job may not set through the API: they name files on the
 /// server, or loosen the server's address rules.
-pub const SERVER_ONLY: [&str; 5] = [
+pub const SERVER_ONLY: [&str; 7] = [
     "save-bodies",
     "ca-cert",
+    "client-cert",
+    "client-key",
     "dns-server",
     "deny-private",
     "allow-private",

@@ -108,6 +108,7 @@ pub async fn fetch_job<S: Store>(
 ) -> Result<RunReport, RunError> {
     spec.validate()?;
     let client = fetch::build_client(&spec)?;
+    let insecure = spec.insecure;
     if let Some(dir) = &spec.save_bodies {
         body::prepare_dir(dir).map_err(|source| RunError::BodiesDir {
             dir: dir.display().to_string(),
@@ -246,5 +247,6 @@ pub async fn fetch_job<S: Store>(
         elapsed: started.elapsed(),
         hosts_peak,
         fenced: progress.fenced.load(Ordering::Relaxed),
+        insecure,
     })
 }

@@ -79,6 +79,24 @@ pub enum ClientError {
     /// The TLS or connection set-up failed.
     #[error("cannot build the HTTP client: {0}")]
     Build(reqwest::Error),
+    /// A `--client-cert` or `--client-key` file could not be read.
+    #[error("cannot read {path}: {source}")]
+    IdentityRead {
+        /// The file.
+        path: String,
+        /// The underlying error.
+        source: std::io::Error,
+    },
+    /// The client certificate and key do not make an identity.
+    #[error(
+        "--client-cert {cert} with its --client-key is not a PEM certificate and private key: {source}"
+    )]
+    IdentityParse {
+        /// The certificate file.
+        cert: String,
+        /// The underlying error.
+        source: reqwest::Error,
+    },
     /// An `--allow-private` range does not parse.
     #[error(transparent)]
     Range(#[from] crate::spec::SpecError),
@@ -120,6 +138,26 @@ pub fn build_client(spec: &FetchSpec) -> Result<reqwest::Client, ClientError> {
         for cert in certs {
             builder = builder.add_root_certificate(cert);
         }
+    }
+    if let (Some(cert), Some(key)) = (&spec.client_cert, &spec.client_key) {
+        let mut pem = Vec::new();
+        for path in [cert, key] {
+            let mut text = std::fs::read(path).map_err(|source| ClientError::IdentityRead {
+                path: path.display().to_string(),
+                source,
+            })?;
+            pem.append(&mut text);
+            pem.push(b'\n');
+        }
+        let identity =
+            reqwest::Identity::from_pem(&pem).map_err(|source| ClientError::IdentityParse {
+                cert: cert.display().to_string(),
+                source,
+            })?;
+        builder = builder.identity(identity);
+    }
+    if spec.insecure {
+        builder = builder.danger_accept_invalid_certs(true);
     }
     let rules = spec.address_rules()?;
     if !rules.is_open() {
@@ -558,7 +596,52 @@ impl SpeedGuard {
 
 fn fail(record: &mut Attempt, err: &reqwest::Error) {
     record.class = classify(err);
-    record.message = Some(error_chain(err));
+    let text = error_chain(err);
+    let advice = chain(err).find_map(|e| e.downcast_ref::<rustls::Error>().and_then(tls_advice));
+    record.message = Some(match advice {
+        Some(advice) => format!("{advice} ({text})"),
+        None => text,
+    });
+}
+
+/// What a TLS failure means for a person, and what to do about it; `None`
+/// where rustls's own words are as good as any.
+pub fn tls_advice(err: &rustls::Error) -> Option<&'static str> {
+    use rustls::{AlertDescription as Alert, CertificateError as Cert, Error as Tls};
+    Some(match err {
+        Tls::InvalidCertificate(Cert::Expired | Cert::ExpiredContext { .. }) => {
+            "the server's certificate has expired: renew it on the server, or fetch anyway with --insecure"
+        }
+        Tls::InvalidCertificate(Cert::NotValidYet | Cert::NotValidYetContext { .. }) => {
+            "the server's certificate is not valid yet: check this machine's clock and the server's"
+        }
+        Tls::InvalidCertificate(Cert::NotValidForName | Cert::NotValidForNameContext { .. }) => {
+            "the server's certificate is for another name than the URL's host: use a name it was issued for, or --insecure"
+        }
+        Tls::InvalidCertificate(Cert::UnknownIssuer) => {
+            "the server's certificate is signed by an authority this machine does not trust: add it with --ca-cert FILE (PEM), or use --insecure"
+        }
+        Tls::InvalidCertificate(Cert::Revoked) => "the server's certificate has been revoked",
+        Tls::InvalidCertificate(Cert::BadSignature) => {
+            "the server's certificate has a bad signature: it was not signed by the authority it names"
+        }
+        Tls::InvalidCertificate(Cert::Other(other))
+            if other.0.downcast_ref::<webpki::Error>()
+                == Some(&webpki::Error::CaUsedAsEndEntity) =>
+        {
+            "the server presents a CA certificate (CA:TRUE, as `openssl req -x509` makes by default) as its own, which TLS clients refuse even when --ca-cert trusts it: give the server a certificate signed by that CA, or use --insecure"
+        }
+        Tls::AlertReceived(Alert::CertificateRequired) => {
+            "the server asks for a client certificate: give --client-cert FILE and --client-key FILE"
+        }
+        Tls::AlertReceived(
+            Alert::BadCertificate | Alert::UnknownCA | Alert::CertificateUnknown,
+        ) => "the server refused this client's certificate (--client-cert)",
+        Tls::InvalidMessage(_) => {
+            "the server did not answer in TLS: is it plain HTTP (an http:// URL)?"
+        }
+        _ => return None,
+    })
 }
 
 /// Sorts a transport error into a [`Class`] by its structure: reqwest's own

@@ -93,6 +93,15 @@ pub struct FetchSpec {
     /// `127.0.0.0/8`).
     #[serde(with = "text::strings")]
     pub allow_private: Vec<String>,
+    /// Accept any TLS certificate, unverified (curl's `-k`): for internal
+    /// servers with self-made certificates. Runs say so on stderr.
+    #[serde(with = "text::flag")]
+    pub insecure: bool,
+    /// A client certificate (PEM) for servers that ask for one (mutual
+    /// TLS); needs `client_key`.
+    pub client_cert: Option<PathBuf>,
+    /// The private key (PEM) of `client_cert`.
+    pub client_key: Option<PathBuf>,
     /// Where to save bodies, named by SHA-256; `None` hashes and drops them.
     pub save_bodies: Option<PathBuf>,
     /// Largest decoded body read, in bytes; past it the outcome is
@@ -156,6 +165,9 @@ impl Default for FetchSpec {
             dns_servers: Vec::new(),
             deny_private: false,
             allow_private: Vec::new(),
+            insecure: false,
+            client_cert: None,
+            client_key: None,
             save_bodies: None,
             max_body_bytes: None,
             max_decompression_ratio: 200,
@@ -198,6 +210,10 @@ pub enum SpecError {
     /// An `--allow-private` range that does not parse.
     #[error(transparent)]
     Range(#[from] crate::guard::BadRange),
+    /// A client certificate without its key, or a key without its
+    /// certificate.
+    #[error("--client-cert and --client-key go together: give both PEM files")]
+    ClientIdentity,
     /// A count above its ceiling.
     #[error("{0} must be at most {1}")]
     TooLarge(&'static str, usize),
@@ -290,6 +306,9 @@ impl FetchSpec {
         }
         if self.hosts.iter().any(|rule| rule.concurrency == Some(0)) {
             return Err(SpecError::Zero("a host's concurrency"));
+        }
+        if self.client_cert.is_some() != self.client_key.is_some() {
+            return Err(SpecError::ClientIdentity);
         }
         self.host_policy()?;
         self.address_rules()?;

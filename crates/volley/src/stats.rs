@@ -217,6 +217,8 @@ pub struct RunReport {
     /// Late outcomes dropped because the run's lease on their task had
     /// been lost (shared stores; see [`crate::store::Recorded::fenced`]).
     pub fenced: u64,
+    /// Whether TLS certificates went unverified ([`crate::FetchSpec::insecure`]).
+    pub insecure: bool,
 }
 
 impl RunReport {
@@ -266,6 +268,7 @@ mod tests {
             interrupted: false,
             hosts_peak: 3,
             fenced: 0,
+            insecure: false,
         };
         assert_eq!(report.busiest_hosts(2), [("b", 3), ("a", 2)]);
         assert_eq!(report.tally.by_class[&Class::Ok], 6);

@@ -147,7 +147,6 @@ impl Server {
     /// Like [`Server::start_tls`], offering only the `alpn` protocols
     /// (`&[b"h2"]` makes an HTTP/2-only server).
     pub async fn start_tls_with_alpn(alpn: &[&[u8]]) -> (Server, String) {
-        let seen = Arc::new(Seen::default());
         let key = rcgen::generate_simple_self_signed(vec!["127.0.0.1".into(), "localhost".into()])
             .expect("generate a test certificate");
         let cert_pem = key.cert.pem();
@@ -158,6 +157,13 @@ impl Server {
             .with_single_cert(vec![key.cert.der().clone()], private)
             .expect("TLS server config");
         config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+        (Server::start_tls_config(config).await, cert_pem)
+    }
+
+    /// The test server over TLS with `config` (its certificate, client
+    /// authentication and ALPN), on a free loopback port.
+    pub async fn start_tls_config(config: rustls::ServerConfig) -> Server {
+        let seen = Arc::new(Seen::default());
         let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
@@ -180,7 +186,7 @@ impl Server {
                 });
             }
         });
-        (Server { addr, seen }, cert_pem)
+        Server { addr, seen }
     }
 
     /// The `https` URL of `path` on a server from [`Server::start_tls`].
