@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # volley's tests: installs the Debian packages they use when missing (as
 # root: jq, which reads an export, dnsmasq-base, a real DNS server on
-# loopback, and postgresql, whose initdb and pg_ctl start a throwaway server
-# through scripts/pg.sh), then runs every test of the workspace, then fuzzes
+# loopback, postgresql, whose initdb and pg_ctl start a throwaway server
+# through scripts/pg.sh, chromium for the dashboard, tinyproxy and microsocks,
+# real HTTP and SOCKS5 proxies), then runs every test of the workspace, then fuzzes
 # the serve API against its OpenAPI description (scripts/api-fuzz.sh, with
 # schemathesis from PyPI in a venv under target/). Extra arguments go to
 # `cargo test`, and skip the fuzzing.
@@ -10,7 +11,7 @@ set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 # shellcheck source=lib/common.sh
 source "$root/scripts/lib/common.sh"
-ensure_packages jq dnsmasq-base postgresql chromium
+ensure_packages jq dnsmasq-base postgresql chromium tinyproxy microsocks
 cd "$root"
 cargo test --workspace "$@"
 if [ $# -eq 0 ]; then

@@ -282,6 +282,14 @@ pub struct OptionArgs {
     #[arg(long, value_name = "CIDR")]
     pub allow_private: Vec<String>,
 
+    /// Proxy for every request: http://, https://, socks5:// or socks5h://HOST:PORT [default: HTTP_PROXY, HTTPS_PROXY or ALL_PROXY].
+    #[arg(long, value_name = "URL")]
+    pub proxy: Option<String>,
+
+    /// Hosts reached without the proxy, comma-separated (a name covers its subdomains; * for all; IPs, CIDR) [default: NO_PROXY].
+    #[arg(long, value_name = "LIST")]
+    pub no_proxy: Vec<String>,
+
     /// Accept any TLS certificate without verifying it, as curl's -k (for internal servers with self-made certificates); a warning says so.
     #[arg(short = 'k', long)]
     pub insecure: bool,

@@ -316,7 +316,8 @@ fn run_failed(e: RunError) -> anyhow::Result<ExitCode> {
             ClientError::CaRead { .. }
             | ClientError::CaParse { .. }
             | ClientError::IdentityRead { .. }
-            | ClientError::IdentityParse { .. },
+            | ClientError::IdentityParse { .. }
+            | ClientError::Proxy { .. },
         )) => Ok(usage(e)),
         e => Err(e.into()),
     }

@@ -1073,3 +1073,78 @@ async fn mutual_tls_sends_the_client_certificate_the_server_requires() {
     );
     assert_eq!(server.total(), 2);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_go_through_http_and_socks5_proxies_and_a_dead_one_is_a_proxy_outcome() {
+    let server = Server::start().await;
+    let v = Volley::new();
+    let http = support::Proxy::tinyproxy(v.dir.path()).await;
+    let socks = support::Proxy::microsocks().await;
+
+    // Through tinyproxy: it logs the request, and the server sees its Via.
+    let v1 = Volley::new();
+    v1.fetch_ok(&[server.url("/echo")], &["--proxy", &http.url])
+        .await;
+    assert_eq!(v1.row(1).class, "ok", "{:?}", v1.row(1));
+    let path = format!("GET {}", server.url("/echo"));
+    assert!(http.log().contains(&path), "tinyproxy saw: {}", http.log());
+    let via = server
+        .headers_seen()
+        .last()
+        .and_then(|h| h.get("via").cloned());
+    assert!(
+        via.is_some_and(|v| v.to_str().unwrap_or_default().contains("tinyproxy")),
+        "the server was reached through tinyproxy"
+    );
+
+    // Through microsocks: it logs the connection.
+    let v2 = Volley::new();
+    v2.fetch_ok(&[server.url("/ok/2")], &["--proxy", &socks.url])
+        .await;
+    assert_eq!(v2.row(1).class, "ok", "{:?}", v2.row(1));
+    let target = format!("connected to {}", server.addr);
+    assert!(
+        socks.log().contains(&target),
+        "microsocks saw: {}",
+        socks.log()
+    );
+
+    // --no-proxy: straight to the server, the proxy sees nothing more.
+    let before = socks.log().matches("connected to").count();
+    let v3 = Volley::new();
+    v3.fetch_ok(
+        &[server.url("/ok/3")],
+        &["--proxy", &socks.url, "--no-proxy", "localhost,127.0.0.0/8"],
+    )
+    .await;
+    assert_eq!(v3.row(1).class, "ok");
+    assert_eq!(socks.log().matches("connected to").count(), before);
+
+    // A proxy that is not there: every URL gets `proxy`, retried, and the
+    // target host (never reached) is not blamed.
+    let dead = format!("http://127.0.0.1:{}", support::free_port());
+    let v4 = Volley::new();
+    v4.fetch_ok(
+        &[server.url("/ok/4"), server.url("/ok/5")],
+        &["--proxy", &dead, "--retries", "1"],
+    )
+    .await;
+    for line in [1, 2] {
+        let row = v4.row(line);
+        assert_eq!((row.class.as_str(), row.attempts), ("proxy", 2), "{row:?}");
+    }
+    assert_eq!(server.hits("/ok/4") + server.hits("/ok/5"), 0);
+
+    // A proxy URL volley cannot use, and a proxy with the address rules.
+    for bad in [
+        vec!["--proxy", "ftp://127.0.0.1:21"],
+        vec!["--proxy", "http://127.0.0.1:3128", "--deny-private"],
+    ] {
+        let list = v.write_lines("urls.txt", &[server.url("/ok/6")]);
+        let out = v
+            .run(&fetch_args(list.to_str().expect("utf-8"), &bad))
+            .await;
+        assert_eq!(out.status.code(), Some(2), "{bad:?}: {}", stderr(&out));
+        assert!(stderr(&out).contains("--proxy"), "{}", stderr(&out));
+    }
+}

@@ -103,6 +103,11 @@ impl App {
             .map_err(|e| ServeError::Options(e.to_string()))?;
         volley::guard::AddressRules::deny_private(&config.allow_private)
             .map_err(|e| ServeError::Options(e.to_string()))?;
+        if spec.proxy.is_some() {
+            return Err(ServeError::Options(
+                "--proxy cannot be used with volley serve: the proxy would make the connections, so the address rules could not be checked".into(),
+            ));
+        }
         let policy = spec
             .host_policy()
             .map_err(|e| ServeError::Options(e.to_string()))?;

@@ -79,6 +79,14 @@ pub enum ClientError {
     /// The TLS or connection set-up failed.
     #[error("cannot build the HTTP client: {0}")]
     Build(reqwest::Error),
+    /// The `--proxy` URL does not make a proxy.
+    #[error("--proxy {url}: {source}")]
+    Proxy {
+        /// The URL given.
+        url: String,
+        /// The underlying error.
+        source: reqwest::Error,
+    },
     /// A `--client-cert` or `--client-key` file could not be read.
     #[error("cannot read {path}: {source}")]
     IdentityRead {
@@ -158,6 +166,17 @@ pub fn build_client(spec: &FetchSpec) -> Result<reqwest::Client, ClientError> {
     }
     if spec.insecure {
         builder = builder.danger_accept_invalid_certs(true);
+    }
+    if let Some(url) = &spec.proxy {
+        let route = crate::proxy::ProxyRoute::new(spec, |name| std::env::var(name).ok());
+        let mut proxy = reqwest::Proxy::all(url).map_err(|source| ClientError::Proxy {
+            url: url.clone(),
+            source,
+        })?;
+        if let Some(list) = route.no_proxy_list() {
+            proxy = proxy.no_proxy(reqwest::NoProxy::from_string(&list));
+        }
+        builder = builder.proxy(proxy);
     }
     let rules = spec.address_rules()?;
     if !rules.is_open() {
@@ -284,6 +303,7 @@ pub async fn attempt(
     spec: &FetchSpec,
     save: Option<SaveTo<'_>>,
     keep_alive: bool,
+    via_proxy: bool,
 ) -> io::Result<Attempt> {
     let start = Instant::now();
     let mut record = Attempt::new();
@@ -293,7 +313,7 @@ pub async fn attempt(
     }
     let result = tokio::time::timeout(
         spec.timeout,
-        exchange(request, spec, save, start, &mut record),
+        exchange(request, spec, save, start, via_proxy, &mut record),
     )
     .await;
     record.elapsed_ms = millis(start.elapsed());
@@ -319,12 +339,22 @@ async fn exchange(
     spec: &FetchSpec,
     save: Option<SaveTo<'_>>,
     start: Instant,
+    via_proxy: bool,
     record: &mut Attempt,
 ) -> Result<(), Local> {
     let response = match request.send().await {
         Ok(r) => r,
         Err(e) => {
             fail(record, &e);
+            // Through a proxy, volley connects only to the proxy: a failure
+            // to connect is the proxy's (a name resolved here, socks5://,
+            // stays a DNS failure of the target's).
+            if via_proxy
+                && e.is_connect()
+                && !matches!(record.class, Class::Dns | Class::ForbiddenAddress)
+            {
+                record.class = Class::Proxy;
+            }
             return Ok(());
         }
     };

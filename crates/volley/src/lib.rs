@@ -39,6 +39,7 @@ pub mod ingest;
 pub mod options;
 pub mod outcome;
 pub mod process;
+pub mod proxy;
 pub mod retry;
 pub mod robots;
 pub mod scheduler;

@@ -73,13 +73,16 @@ pub enum Class {
     /// The job was cancelled (`POST /v1/jobs/{name}/cancel`) before the task
     /// was fetched.
     Cancelled,
+    /// The proxy (`--proxy`, or `HTTP_PROXY`/`HTTPS_PROXY`/`ALL_PROXY`)
+    /// could not be reached, or refused to connect to the target.
+    Proxy,
     /// Any failure that fits no other class; the message says what it was.
     Other,
 }
 
 impl Class {
     /// Every class, in documentation order.
-    pub const ALL: [Class; 27] = [
+    pub const ALL: [Class; 28] = [
         Class::Ok,
         Class::Duplicate,
         Class::InvalidUrl,
@@ -106,6 +109,7 @@ impl Class {
         Class::Deadline,
         Class::ForbiddenAddress,
         Class::Cancelled,
+        Class::Proxy,
         Class::Other,
     ];
 
@@ -138,6 +142,7 @@ impl Class {
             Class::Deadline => "deadline",
             Class::ForbiddenAddress => "forbidden_address",
             Class::Cancelled => "cancelled",
+            Class::Proxy => "proxy",
             Class::Other => "other",
         }
     }

@@ -35,6 +35,7 @@ pub fn is_retryable_class(class: Class) -> bool {
             | Class::ReadTimeout
             | Class::TotalTimeout
             | Class::Reset
+            | Class::Proxy
     )
 }
 

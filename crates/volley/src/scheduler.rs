@@ -148,6 +148,8 @@ pub(crate) struct Shared {
     pub budget: Option<Arc<Hosts>>,
     /// Which addresses may be fetched ([`crate::guard`]).
     pub rules: crate::guard::AddressRules,
+    /// Which requests go through a proxy ([`crate::proxy`]).
+    pub proxy: crate::proxy::ProxyRoute,
 }
 
 impl Shared {
@@ -165,6 +167,7 @@ impl Shared {
         let policy = spec.host_policy()?;
         let rules = spec.address_rules()?;
         let hosts = Hosts::new(policy, spec.concurrency, spec.global_rate);
+        let proxy = crate::proxy::ProxyRoute::new(&spec, |name| std::env::var(name).ok());
         Ok(Shared {
             client,
             spec,
@@ -176,6 +179,7 @@ impl Shared {
             hosts,
             budget: None,
             rules,
+            proxy,
         })
     }
 }
@@ -464,7 +468,14 @@ async fn run_task(
                 () = shared.deadline.cancelled() => {
                     return send(&shared, deadline_outcome(attempts, history), host_name).await;
                 }
-                result = fetch::attempt(&shared.client, &url, &shared.spec, save, host.keep_alive()) => result,
+                result = fetch::attempt(
+                    &shared.client,
+                    &url,
+                    &shared.spec,
+                    save,
+                    host.keep_alive(),
+                    shared.proxy.routes(&url),
+                ) => result,
             }
         };
         drop(slot);

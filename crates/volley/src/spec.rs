@@ -93,6 +93,15 @@ pub struct FetchSpec {
     /// `127.0.0.0/8`).
     #[serde(with = "text::strings")]
     pub allow_private: Vec<String>,
+    /// The proxy for every request: `http://`, `https://`, `socks5://`
+    /// (names resolved here) or `socks5h://` (names resolved by the proxy).
+    /// `None` uses `HTTP_PROXY`/`HTTPS_PROXY`/`ALL_PROXY` if set.
+    pub proxy: Option<String>,
+    /// Hosts reached without the proxy: names (a name also covers its
+    /// subdomains), `*` for all, IPs or CIDR ranges; entries may be comma
+    /// lists. Empty uses `NO_PROXY` if set.
+    #[serde(with = "text::strings")]
+    pub no_proxy: Vec<String>,
     /// Accept any TLS certificate, unverified (curl's `-k`): for internal
     /// servers with self-made certificates. Runs say so on stderr.
     #[serde(with = "text::flag")]
@@ -165,6 +174,8 @@ impl Default for FetchSpec {
             dns_servers: Vec::new(),
             deny_private: false,
             allow_private: Vec::new(),
+            proxy: None,
+            no_proxy: Vec::new(),
             insecure: false,
             client_cert: None,
             client_key: None,
@@ -210,6 +221,15 @@ pub enum SpecError {
     /// An `--allow-private` range that does not parse.
     #[error(transparent)]
     Range(#[from] crate::guard::BadRange),
+    /// A proxy URL of a scheme volley cannot use.
+    #[error("--proxy {0}: give a proxy URL: http://, https://, socks5:// or socks5h://HOST:PORT")]
+    Proxy(String),
+    /// A proxy with the address rules: the proxy would connect, not
+    /// volley, so the rules could not hold.
+    #[error(
+        "--proxy cannot be used with --deny-private: the proxy makes the connections, so the address rules could not be checked"
+    )]
+    ProxyWithAddressRules,
     /// A client certificate without its key, or a key without its
     /// certificate.
     #[error("--client-cert and --client-key go together: give both PEM files")]
@@ -309,6 +329,18 @@ impl FetchSpec {
         }
         if self.client_cert.is_some() != self.client_key.is_some() {
             return Err(SpecError::ClientIdentity);
+        }
+        if let Some(proxy) = &self.proxy {
+            let scheme = proxy.split_once("://").map(|(s, _)| s.to_ascii_lowercase());
+            if !matches!(
+                scheme.as_deref(),
+                Some("http" | "https" | "socks5" | "socks5h")
+            ) {
+                return Err(SpecError::Proxy(proxy.clone()));
+            }
+            if self.deny_private {
+                return Err(SpecError::ProxyWithAddressRules);
+            }
         }
         self.host_policy()?;
         self.address_rules()?;

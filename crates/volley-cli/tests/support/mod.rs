@@ -972,3 +972,101 @@ pub fn signal(pid: u32, signal: i32) {
     let rc = unsafe { libc::kill(pid, signal) };
     assert_eq!(rc, 0, "kill({pid}, {signal}) failed");
 }
+
+/// A real proxy on loopback, from Debian: tinyproxy (HTTP, with CONNECT)
+/// or microsocks (SOCKS5), each logging what it forwards. Stopped when
+/// dropped.
+pub struct Proxy {
+    /// The proxy's URL (`http://…` or `socks5://…`).
+    pub url: String,
+    log: Arc<Mutex<Vec<String>>>,
+    _child: tokio::process::Child,
+}
+
+impl Proxy {
+    /// tinyproxy on a free port, logging each request it forwards.
+    pub async fn tinyproxy(dir: &std::path::Path) -> Proxy {
+        let port = free_port();
+        let conf = dir.join(format!("tinyproxy-{port}.conf"));
+        std::fs::write(
+            &conf,
+            format!(
+                "Port {port}\nListen 127.0.0.1\nAllow 127.0.0.1\nLogLevel Connect\nMaxClients 100\nTimeout 30\n"
+            ),
+        )
+        .expect("write tinyproxy's config");
+        let mut cmd = tokio::process::Command::new("tinyproxy");
+        cmd.arg("-d").arg("-c").arg(&conf);
+        Proxy::spawn(cmd, format!("http://127.0.0.1:{port}"), port).await
+    }
+
+    /// microsocks (SOCKS5) on a free port, logging each connection.
+    pub async fn microsocks() -> Proxy {
+        let port = free_port();
+        let mut cmd = tokio::process::Command::new("microsocks");
+        cmd.args(["-i", "127.0.0.1", "-p", &port.to_string()]);
+        Proxy::spawn(cmd, format!("socks5://127.0.0.1:{port}"), port).await
+    }
+
+    async fn spawn(mut cmd: tokio::process::Command, url: String, port: u16) -> Proxy {
+        use tokio::io::AsyncBufReadExt as _;
+        let mut child = cmd
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("the proxy runs (apt-get install tinyproxy microsocks)");
+        let log = Arc::new(Mutex::new(Vec::new()));
+        for output in [
+            child
+                .stdout
+                .take()
+                .map(|o| Box::new(o) as Box<dyn tokio::io::AsyncRead + Unpin + Send>),
+            child
+                .stderr
+                .take()
+                .map(|o| Box::new(o) as Box<dyn tokio::io::AsyncRead + Unpin + Send>),
+        ]
+        .into_iter()
+        .flatten()
+        {
+            let log = Arc::clone(&log);
+            let mut lines = tokio::io::BufReader::new(output).lines();
+            tokio::spawn(async move {
+                while let Ok(Some(line)) = lines.next_line().await {
+                    log.lock().expect("log lock").push(line);
+                }
+            });
+        }
+        // Neither says when it listens: connect until it answers.
+        let ready = tokio::time::timeout(Duration::from_secs(10), async {
+            while tokio::net::TcpStream::connect(("127.0.0.1", port))
+                .await
+                .is_err()
+            {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        })
+        .await;
+        assert!(ready.is_ok(), "the proxy at {url} did not start");
+        Proxy {
+            url,
+            log,
+            _child: child,
+        }
+    }
+
+    /// What the proxy logged so far.
+    pub fn log(&self) -> String {
+        self.log.lock().expect("log lock").join("\n")
+    }
+}
+
+/// A TCP port nothing listens on now (for a proxy to take, or to stay dead).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port()
+}
