@@ -15,6 +15,8 @@ Run it through bench/run.sh, which installs what it needs. Workloads:
       tasks recorded/s for SQLite (1 process), PostgreSQL with 1 worker and
       with 4 workers, and how the 2 cores were split between volley,
       PostgreSQL and nginx
+  W10 refresh: 20,000 Rust-docs files (a copy) fetched, then fetched again
+      with --refresh (304s), then again after 100 files changed
   W9  volley serve: 50,000 tiny responses submitted through the API vs
       `volley fetch` on the same list (the server's overhead), and 20 jobs of
       5,000 submitted at once plus a 10-URL job after them (fairness: the
@@ -46,6 +48,9 @@ PY = VENV / "bin" / "python"
 PORT = int(os.environ.get("PORT", "18770"))
 # W7's server answers on every loopback address at this port.
 HOSTS_PORT = PORT + 1
+# W10's copy of the docs, served with an access log of bytes sent.
+REFRESH_PORT = PORT + 2
+REFRESH_DOCS = WORK / "w10-docs"
 FLEET = [f"127.0.0.{i}" for i in range(2, 52)]
 ECHO_MODULE = "/usr/lib/nginx/modules/ngx_http_echo_module.so"
 
@@ -104,6 +109,7 @@ http {{
     uwsgi_temp_path {WORK}/tmp;
     scgi_temp_path {WORK}/tmp;
     log_format arrivals '$msec $server_addr';
+    log_format refresh '$status $bytes_sent';
     server {{
         listen 127.0.0.1:{PORT};
         root {docs};
@@ -115,6 +121,13 @@ http {{
 {fleet_listens}
         access_log {WORK}/fleet.log arrivals;
         location / {{ return 200 "ok\\n"; }}
+    }}
+    server {{
+        # W10: a copy of the docs whose files can change; each response's
+        # status and bytes sent (headers included) are logged.
+        listen 127.0.0.1:{REFRESH_PORT};
+        root {REFRESH_DOCS};
+        access_log {WORK}/w10.log refresh;
     }}
     server {{
         # W7: every loopback address is a host of its own.
@@ -254,7 +267,7 @@ def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--quick", action="store_true", help="smaller inputs, one run: a smoke test")
-    parser.add_argument("--only", default="W1,W2,W3,W4,W5,W6,W7,W8,W9")
+    parser.add_argument("--only", default="W1,W2,W3,W4,W5,W6,W7,W8,W9,W10")
     parser.add_argument("--report-only", action="store_true",
                         help="rewrite RESULTS.md from the last run's target/bench/report.json")
     args = parser.parse_args()
@@ -269,7 +282,7 @@ def main():
     peers = ["volley", "aiohttp", "aiohttp+uvloop", "httpx", "scrapy", "curl --parallel"]
     report = {"runs": runs, "quick": args.quick}
     previous = WORK / "report.json"
-    partial = only != {"W1", "W2", "W3", "W4", "W5", "W6", "W7", "W8", "W9"}
+    partial = only != {"W1", "W2", "W3", "W4", "W5", "W6", "W7", "W8", "W9", "W10"}
     if partial and previous.exists():
         # A partial re-run updates the last full report, and says so.
         report = json.loads(previous.read_text())
@@ -363,6 +376,8 @@ def main():
             report["W8"] = postgres_scaling(nginx, args.quick, runs)
         if "W9" in only:
             report["W9"] = serve_workloads(args.quick, runs)
+        if "W10" in only:
+            report["W10"] = refresh_workload(nginx, docs, args.quick, runs)
     finally:
         nginx.stop()
     commit = report.get("machine", {}).get("commit")
@@ -611,6 +626,62 @@ def serve_workloads(quick, runs):
             "spread_runs": [round(x["last"] - x["first"], 2) for x in spreads]}
 
 
+def refresh_workload(nginx, docs, quick, runs):
+    """W10: the Rust docs behind nginx (a copy, so files can change): a first
+    job, a --refresh job, then 100 files changed and a --refresh job again.
+    Bytes on the wire are nginx's $bytes_sent (headers included) summed over
+    each job's responses."""
+    n = 2000 if quick else 20000
+    files = sorted(str(p.relative_to(docs)) for p in docs.rglob("*") if p.is_file())[:n]
+    shutil.rmtree(REFRESH_DOCS, ignore_errors=True)
+    for f in files:
+        (REFRESH_DOCS / f).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(docs / f, REFRESH_DOCS / f)
+    base = f"http://127.0.0.1:{REFRESH_PORT}/"
+    urls = write_urls("w10-urls.txt", [base + f for f in files])
+    log = WORK / "w10.log"
+    db = WORK / "w10.db"
+
+    def job(name, extra=()):
+        log.unlink(missing_ok=True)
+        nginx.reopen_logs()
+        wall, rss, _ = measure([VOLLEY, "--db", db, "fetch", urls, "--job", name, "--quiet",
+                                "--concurrency", 64, "--per-host", 64, *extra])
+        nginx.reopen_logs()
+        sent = [line.split() for line in log.read_text().splitlines()]
+        counts = sh(["sqlite3", db, "SELECT o.class, count(*) FROM outcomes o JOIN jobs j ON j.id = o.job_id "
+                     f"WHERE j.name = '{name}' GROUP BY o.class"])
+        classes = dict(row.split("|") for row in counts.splitlines())
+        return {"wall": wall, "rss": rss, "bytes": sum(int(b) for _, b in sent), "responses": len(sent),
+                "classes": {k: int(v) for k, v in classes.items()}}
+
+    rows = []
+    for run in range(runs):
+        for suffix in ("", "-wal", "-shm", ".lock"):
+            Path(f"{db}{suffix}").unlink(missing_ok=True)
+        first = job("first")
+        again = job("refresh", ["--refresh"])
+        changed_files = files[run::max(1, len(files) // 100)][:100]
+        for f in changed_files:
+            path = REFRESH_DOCS / f
+            with open(path, "ab") as out:
+                out.write(f"\n<!-- changed in run {run} -->\n".encode())
+            stat = path.stat()
+            os.utime(path, (stat.st_atime, stat.st_mtime + 1000 + run))
+        changed = job("changed", ["--refresh"])
+        flagged = sh(["sqlite3", db, "SELECT t.url FROM outcomes o JOIN tasks t ON t.id = o.task_id JOIN jobs j "
+                      "ON j.id = o.job_id WHERE j.name = 'changed' AND o.changed = 1"]).splitlines()
+        exact = sorted(flagged) == sorted(base + f for f in changed_files)
+        row = {"first": first, "refresh": again, "changed": changed, "changed_files": len(changed_files),
+               "flagged": len(flagged), "exact": exact}
+        rows.append(row)
+        print(f"W10 run {run}: first {first['wall']:.2f} s {first['bytes']:,} B; refresh {again['wall']:.2f} s "
+              f"{again['bytes']:,} B {again['classes']}; changed {changed['classes']}, "
+              f"{len(flagged)} flagged, exact {exact}", flush=True)
+    by_ratio = sorted(rows, key=lambda r: r["refresh"]["wall"] / r["first"]["wall"])
+    return {"inputs": n, "runs": rows, "median": by_ratio[len(by_ratio) // 2]}
+
+
 def machine():
     mem = next(l for l in open("/proc/meminfo") if l.startswith("MemTotal")).split()[1]
     cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), "?")
@@ -790,6 +861,30 @@ def write_results(r):
                       f"finish {', '.join(str(x) for x in res['fairness_runs'])} s; spread "
                       f"{', '.join(str(x) for x in res.get('spread_runs', []))} s.", ""])
         verdicts.append(("W9 serve overhead ≤ 10 % of `fetch`", f"{100 * over:.1f} %", over <= 0.10))
+    if "W10" in r:
+        res = r["W10"]
+        m = res["median"]
+        first, again, changed = m["first"], m["refresh"], m["changed"]
+        nm = again["classes"].get("not_modified", 0)
+        lines.extend([f"## W10: refresh, {res['inputs']:,} Rust-docs files behind nginx (concurrency 64)", "",
+                      "| job | wall s | bytes sent by nginx | responses | classes |", "|---|---|---|---|---|"])
+        for name, j in (("first", first), ("`--refresh`", again), ("`--refresh` after 100 files changed", changed)):
+            classes = ", ".join(f"{k} {v:,}" for k, v in sorted(j["classes"].items()))
+            lines.append(f"| {name} | {j['wall']:.2f} | {j['bytes']:,} | {j['responses']:,} | {classes} |")
+        lines.extend(["", f"The run with the median wall ratio of {len(res['runs'])}. Wall ratios (refresh / first): "
+                      + ", ".join(f"{x['refresh']['wall'] / x['first']['wall']:.2f}" for x in res["runs"])
+                      + "; byte ratios: "
+                      + ", ".join(f"{100 * x['refresh']['bytes'] / x['first']['bytes']:.2f} %" for x in res["runs"])
+                      + f". After the change, `changed = 1` on {m['flagged']} outcomes, "
+                      + ("exactly the changed files." if m["exact"] else "**not** exactly the changed files."), ""])
+        verdicts.append(("W10 refresh ≥ 99 % not_modified", f"{100 * nm / res['inputs']:.2f} %",
+                         nm >= 0.99 * res["inputs"]))
+        verdicts.append(("W10 refresh bytes ≤ 2 % of the first run", f"{100 * again['bytes'] / first['bytes']:.2f} %",
+                         again["bytes"] <= 0.02 * first["bytes"]))
+        verdicts.append(("W10 refresh wall ≤ 0.6 × the first run", f"{again['wall'] / first['wall']:.2f} ×",
+                         again["wall"] <= 0.6 * first["wall"]))
+        verdicts.append(("W10 100 files changed: exactly those are `changed`", f"{m['flagged']} flagged",
+                         m["exact"] and all(x["exact"] for x in res["runs"])))
     lines.extend(["## Targets", "", "| target | measured | met |", "|---|---|---|"])
     lines.extend(f"| {t} | {m} | {'yes' if ok else '**no**'} |" for t, m, ok in verdicts)
     lines.append("")

@@ -11,7 +11,7 @@ set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 # shellcheck source=lib/common.sh
 source "$root/scripts/lib/common.sh"
-ensure_packages jq dnsmasq-base postgresql chromium tinyproxy microsocks
+ensure_packages jq dnsmasq-base postgresql chromium tinyproxy microsocks nginx-light
 cd "$root"
 cargo test --workspace "$@"
 if [ $# -eq 0 ]; then

@@ -325,6 +325,22 @@ pub struct OptionArgs {
     /// After Ctrl-C, how long requests in flight may finish: seconds, or with a unit [default: 5s].
     #[arg(long, value_name = "DURATION")]
     pub grace: Option<String>,
+
+    /// Ask only for what changed: send If-None-Match/If-Modified-Since from the last response the database has for each URL; a 304 is not_modified.
+    #[arg(long)]
+    pub refresh: bool,
+
+    /// Make no request for a URL checked less than this long ago (outcome fresh): seconds, or with a unit (1h, 7d) [default: always ask].
+    #[arg(long, value_name = "DURATION")]
+    pub max_age: Option<String>,
+
+    /// Make no request for a URL still fresh by its last response's Cache-Control max-age or Expires (outcome fresh).
+    #[arg(long)]
+    pub respect_cache_control: bool,
+
+    /// With --paginate and --refresh: follow a chain past pages that are not_modified or fresh, to the next page they named last time.
+    #[arg(long)]
+    pub paginate_always: bool,
 }
 
 /// Config-file keys that are not fetch options but choices of the command

@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use support::{Server, Volley, max_per_second, pg, signal, stderr};
 use volley::outcome::{Class, NextPage, Outcome};
+use volley::refresh::Resource;
 use volley::source::{Input, parse_url};
 use volley::store::postgres::{PgOptions, PgReader, PgStore};
 use volley::store::sqlite::{SqliteReader, SqliteStore};
@@ -79,6 +80,8 @@ async fn contract<S: Store>(
 
     let mut ok = Outcome::new(leased[0].id, Class::Ok);
     ok.status = Some(200);
+    ok.changed = Some(true);
+    ok.resource = Some(Box::new(resource(1_000)));
     ok.items = vec!["{\"n\":1}".into(), "{\"n\":2}".into()];
     ok.next_page = Some(NextPage {
         url: "http://a.test/x?page=2".into(),
@@ -140,10 +143,25 @@ async fn contract<S: Store>(
     assert_eq!(store.unfinished(job.id).await.expect("unfinished"), 1);
     let again = store.lease(job.id, WANT).await.expect("lease again");
     assert_eq!(again.iter().map(|t| t.line).collect::<Vec<_>>(), [Some(4)]);
+    // The same body checked again later: checked moves, changed stays.
+    let mut line4 = Outcome::new(again[0].id, Class::Ok);
+    line4.resource = Some(Box::new(resource(2_000)));
     store
-        .record(job.id, vec![Outcome::new(again[0].id, Class::Ok)])
+        .record(job.id, vec![line4])
         .await
         .expect("record line 4");
+    let remembered = store
+        .resources(vec!["http://a.test/x".into(), "http://b.test/y".into()])
+        .await
+        .expect("read resources");
+    assert_eq!(remembered.len(), 1, "{remembered:?}");
+    assert_eq!(
+        remembered["http://a.test/x"],
+        Resource {
+            changed_at_ms: 1_000,
+            ..resource(2_000)
+        }
+    );
     assert_eq!(store.unfinished(job.id).await.expect("unfinished"), 0);
 
     let rows = reader()();
@@ -157,6 +175,24 @@ async fn contract<S: Store>(
             (None, "ok".to_owned(), None),
         ]
     );
+}
+
+/// What a store is told to remember of `http://a.test/x`, checked at `at`.
+fn resource(at: i64) -> Resource {
+    Resource {
+        url: "http://a.test/x".into(),
+        status: Some(200),
+        etag: Some("W/\"e\"".into()),
+        last_modified: None,
+        body_sha256: Some("aa".into()),
+        body_path: None,
+        bytes: Some(2),
+        content_type: Some("text/plain".into()),
+        next_url: Some("http://a.test/x?page=2".into()),
+        checked_at_ms: at,
+        changed_at_ms: at,
+        fresh_until_ms: Some(at + 60_000),
+    }
 }
 
 fn summary(reader: &impl Reader) -> Vec<(Option<u64>, String, Option<u64>)> {

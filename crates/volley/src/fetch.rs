@@ -28,7 +28,7 @@ use bytes::{Bytes, BytesMut};
 use futures_util::TryStreamExt as _;
 use reqwest::header::{
     ACCEPT_ENCODING, CONNECTION, CONTENT_ENCODING, CONTENT_TYPE, HeaderMap, HeaderName,
-    HeaderValue, RETRY_AFTER,
+    HeaderValue, IF_MODIFIED_SINCE, IF_NONE_MATCH, RETRY_AFTER,
 };
 use tokio::io::{AsyncRead, AsyncReadExt as _};
 use url::Url;
@@ -37,6 +37,7 @@ use crate::body::{BodySink, header_text};
 use crate::dns::DnsError;
 use crate::guard::AddressRules;
 use crate::outcome::Class;
+use crate::refresh::{CacheInfo, Plan};
 use crate::retry::{is_retryable_class, is_retryable_status, parse_retry_after, rate_limit_reset};
 use crate::spec::FetchSpec;
 
@@ -239,6 +240,9 @@ pub struct Attempt {
     pub body: Option<Bytes>,
     /// The `Link` header's `rel="next"` target, as written (RFC 8288).
     pub link_next: Option<String>,
+    /// The validators and freshness of a 2xx or 304 response
+    /// ([`crate::refresh`]).
+    pub cache: Option<CacheInfo>,
 }
 
 impl Attempt {
@@ -261,6 +265,7 @@ impl Attempt {
             body_path: None,
             body: None,
             link_next: None,
+            cache: None,
         }
     }
 
@@ -304,6 +309,7 @@ pub async fn attempt(
     save: Option<SaveTo<'_>>,
     keep_alive: bool,
     via_proxy: bool,
+    plan: &Plan,
 ) -> io::Result<Attempt> {
     let start = Instant::now();
     let mut record = Attempt::new();
@@ -311,9 +317,30 @@ pub async fn attempt(
     if !keep_alive {
         request = request.header(CONNECTION, HeaderValue::from_static("close"));
     }
+    let revalidating = matches!(plan, Plan::Revalidate { .. });
+    if let Plan::Revalidate {
+        etag,
+        last_modified,
+    } = plan
+    {
+        // Sent back exactly as received, a weak `W/"…"` included (RFC 9110
+        // §13.1.2 compares weakly for If-None-Match).
+        for (name, value) in [(IF_NONE_MATCH, etag), (IF_MODIFIED_SINCE, last_modified)] {
+            if let Some(value) = value.as_deref().and_then(|v| HeaderValue::from_str(v).ok()) {
+                request = request.header(name, value);
+            }
+        }
+    }
     let result = tokio::time::timeout(
         spec.timeout,
-        exchange(request, spec, save, start, via_proxy, &mut record),
+        exchange(
+            request,
+            spec,
+            save,
+            start,
+            (via_proxy, revalidating),
+            &mut record,
+        ),
     )
     .await;
     record.elapsed_ms = millis(start.elapsed());
@@ -339,7 +366,7 @@ async fn exchange(
     spec: &FetchSpec,
     save: Option<SaveTo<'_>>,
     start: Instant,
-    via_proxy: bool,
+    (via_proxy, revalidating): (bool, bool),
     record: &mut Attempt,
 ) -> Result<(), Local> {
     let response = match request.send().await {
@@ -374,6 +401,16 @@ async fn exchange(
             .and_then(|v| parse_retry_after(v, SystemTime::now()));
     }
     record.rate_limit_reset = rate_limit_reset(response.headers(), SystemTime::now());
+    if (200..300).contains(&status) || status == 304 {
+        record.cache = Some(CacheInfo::of(response.headers(), SystemTime::now()));
+    }
+    if status == 304 && revalidating {
+        // No body to read, and none to save: the remembered one stands.
+        record.class = Class::NotModified;
+        record.bytes = Some(0);
+        record.wire_bytes = Some(0);
+        return Ok(());
+    }
     // Only `--paginate link` reads it: many sites send Link preload hints on
     // every page, and parsing them is not free.
     if spec.pages.paginate == Some(crate::process::Paginate::Link) {
@@ -894,7 +931,7 @@ fn millis(d: Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
 
-fn humanize(d: Duration) -> String {
+pub(crate) fn humanize(d: Duration) -> String {
     if d.subsec_millis() == 0 {
         format!("{}s", d.as_secs())
     } else {

@@ -40,6 +40,7 @@ pub mod options;
 pub mod outcome;
 pub mod process;
 pub mod proxy;
+pub mod refresh;
 pub mod retry;
 pub mod robots;
 pub mod scheduler;

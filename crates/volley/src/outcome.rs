@@ -14,6 +14,13 @@ use std::fmt;
 pub enum Class {
     /// A final response with a 2xx status, its body read to the end.
     Ok,
+    /// `--refresh`: the server answered `304 Not Modified` to the
+    /// validators remembered from the last response; the outcome carries
+    /// that response's body hash and path, and nothing is rewritten.
+    NotModified,
+    /// `--max-age` or `--respect-cache-control`: the remembered body was
+    /// fresh enough, so no request was made; the outcome carries it.
+    Fresh,
     /// The same URL appeared earlier in the job; the outcome points at the
     /// first task through `duplicate_of` and nothing is fetched.
     Duplicate,
@@ -82,8 +89,10 @@ pub enum Class {
 
 impl Class {
     /// Every class, in documentation order.
-    pub const ALL: [Class; 28] = [
+    pub const ALL: [Class; 30] = [
         Class::Ok,
+        Class::NotModified,
+        Class::Fresh,
         Class::Duplicate,
         Class::InvalidUrl,
         Class::InvalidInput,
@@ -117,6 +126,8 @@ impl Class {
     pub fn as_str(self) -> &'static str {
         match self {
             Class::Ok => "ok",
+            Class::NotModified => "not_modified",
+            Class::Fresh => "fresh",
             Class::Duplicate => "duplicate",
             Class::InvalidUrl => "invalid_url",
             Class::InvalidInput => "invalid_input",
@@ -155,7 +166,10 @@ impl Class {
     /// Whether a task with this outcome counts as succeeded (`done`) rather
     /// than `failed`.
     pub fn is_success(self) -> bool {
-        matches!(self, Class::Ok | Class::Duplicate)
+        matches!(
+            self,
+            Class::Ok | Class::NotModified | Class::Fresh | Class::Duplicate
+        )
     }
 
     /// The class of a final response with this HTTP status code.
@@ -227,6 +241,14 @@ pub struct Outcome {
     /// The next page of a pagination chain, to become a task in the same
     /// transaction as this outcome.
     pub next_page: Option<NextPage>,
+    /// Whether the body differs from the one the database remembered for
+    /// the URL (`true` for a URL it never had); known only when the run
+    /// read what it remembered (`--refresh`, `--max-age`,
+    /// `--respect-cache-control`), else `None`.
+    pub changed: Option<bool>,
+    /// What to remember of the URL now (`resources`), written in the same
+    /// transaction as the outcome; `None` leaves the row as it is.
+    pub resource: Option<Box<crate::refresh::Resource>>,
 }
 
 /// A page discovered from the page just fetched.
@@ -286,6 +308,8 @@ impl Outcome {
             extracted: None,
             items: Vec::new(),
             next_page: None,
+            changed: None,
+            resource: None,
         }
     }
 }

@@ -36,6 +36,7 @@
 //! up stay leased and are returned to pending by the engine, to be fetched
 //! by the next run. Nothing is recorded for a task that did not finish.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -50,6 +51,7 @@ use crate::fetch::{self, Attempt, SaveTo};
 use crate::host::{Feedback, Host, HostTask, Hosts};
 use crate::outcome::{AttemptRecord, Class, NextPage, Outcome, now_ms};
 use crate::process;
+use crate::refresh::{self, Plan, Resource};
 use crate::retry::{Backoff, Decision};
 use crate::robots::{self, Robots};
 use crate::spec::{FetchSpec, SpecError};
@@ -263,7 +265,20 @@ pub(crate) async fn run<S: Store>(
             };
             drained = leased.len() < free;
             short_at = drained.then(tokio::time::Instant::now);
+            let mut priors = if crate::refresh::wanted(&shared.spec) {
+                let urls = leased.iter().map(|t| t.url.clone()).collect();
+                match store.resources(urls).await {
+                    Ok(found) => found,
+                    Err(e) => {
+                        note(Ok(Err(e.into())), &shared);
+                        break;
+                    }
+                }
+            } else {
+                HashMap::new()
+            };
             for task in leased {
+                let prior = priors.remove(&task.url);
                 let Ok(slot) = Arc::clone(&window).try_acquire_owned() else {
                     // Cannot happen: we leased no more than was free.
                     note(
@@ -278,7 +293,7 @@ pub(crate) async fn run<S: Store>(
                 tasks.spawn(run_task(
                     Arc::clone(&shared),
                     Arc::clone(&frontier),
-                    task,
+                    (task, prior),
                     target,
                     slot,
                 ));
@@ -385,7 +400,7 @@ impl Target {
 async fn run_task(
     shared: Arc<Shared>,
     frontier: Arc<Frontier>,
-    task: LeasedTask,
+    (task, prior): (LeasedTask, Option<Resource>),
     target: Result<Target, url::ParseError>,
     _window: OwnedSemaphorePermit,
 ) -> Result<(), RunError> {
@@ -418,6 +433,16 @@ async fn run_task(
         // An IP literal never reaches the resolver's check: refuse it here.
         let mut outcome = Outcome::new(task.id, Class::ForbiddenAddress);
         outcome.message = Some(forbidden.to_string());
+        return send(&shared, outcome, host_name).await;
+    }
+    let plan = refresh::plan(prior.as_ref(), &shared.spec, started_at);
+    if let (Plan::Fresh(why), Some(prior)) = (&plan, &prior) {
+        let mut outcome = remembered(task.id, Class::Fresh, prior);
+        outcome.message = Some(why.clone());
+        outcome.next_page = again(&shared.spec, &task, prior);
+        if outcome.next_page.is_some() {
+            frontier.page_sent();
+        }
         return send(&shared, outcome, host_name).await;
     }
     if shared.spec.respect_robots {
@@ -475,6 +500,7 @@ async fn run_task(
                     save,
                     host.keep_alive(),
                     shared.proxy.routes(&url),
+                    &plan,
                 ) => result,
             }
         };
@@ -556,6 +582,65 @@ async fn run_task(
         url: next.to_string(),
         page: task.page.saturating_add(1),
     });
+    if last.class == Class::NotModified
+        && let Some(prior) = &prior
+    {
+        let mut outcome = remembered(task.id, Class::NotModified, prior);
+        let cache = last.cache.take().unwrap_or_default();
+        let mut resource = prior.clone();
+        // RFC 9111 §4.3.4: a 304's validators and freshness replace the
+        // stored ones; what it leaves out is kept.
+        resource.etag = cache.etag.or(resource.etag);
+        resource.last_modified = cache.last_modified.or(resource.last_modified);
+        resource.fresh_until_ms = cache.fresh_until_ms;
+        if cache.no_store {
+            (resource.etag, resource.last_modified) = (None, None);
+        }
+        resource.checked_at_ms = now_ms();
+        outcome.resource = Some(Box::new(resource));
+        outcome.next_page = again(&shared.spec, &task, prior);
+        outcome.status = last.status;
+        outcome.http_version = last.http_version;
+        outcome.attempts = attempts;
+        (outcome.bytes, outcome.wire_bytes) = (last.bytes, last.wire_bytes);
+        (outcome.elapsed_ms, outcome.ttfb_ms) = (Some(last.elapsed_ms), last.ttfb_ms);
+        outcome.final_url = last.final_url;
+        outcome.headers = last.headers;
+        outcome.started_at_ms = Some(started_at);
+        outcome.attempt_log = history;
+        if outcome.next_page.is_some() {
+            frontier.page_sent();
+        }
+        return send(&shared, outcome, host_name).await;
+    }
+    let resource = (last.class == Class::Ok)
+        .then(|| {
+            let cache = last.cache.take().unwrap_or_default();
+            let now = now_ms();
+            Some(Box::new(Resource {
+                body_sha256: Some(last.body_sha256.clone()?),
+                url: task.url.clone(),
+                status: last.status,
+                etag: cache.etag,
+                last_modified: cache.last_modified,
+                body_path: last.body_path.clone(),
+                bytes: last.bytes,
+                content_type: last.content_type.clone(),
+                next_url: next_page.as_ref().map(|p| p.url.clone()),
+                checked_at_ms: now,
+                changed_at_ms: now,
+                fresh_until_ms: cache.fresh_until_ms,
+            }))
+        })
+        .flatten();
+    let changed = match (&resource, refresh::wanted(&shared.spec)) {
+        (Some(now), true) => Some(
+            prior
+                .as_ref()
+                .is_none_or(|p| p.body_sha256 != now.body_sha256),
+        ),
+        _ => None,
+    };
     let outcome = Outcome {
         task_id: task.id,
         class: last.class,
@@ -579,12 +664,44 @@ async fn run_task(
         extracted: processed.extracted,
         items: processed.items,
         next_page,
+        changed,
+        resource,
     };
     if outcome.next_page.is_some() {
         // Counted before the task ends, so the scheduler waits for its commit.
         frontier.page_sent();
     }
     send(&shared, outcome, host_name).await
+}
+
+/// An outcome of `class` for a task answered from what the database
+/// remembers of its URL: its status, body hash, path, size and type.
+fn remembered(task_id: i64, class: Class, prior: &Resource) -> Outcome {
+    let mut outcome = Outcome::new(task_id, class);
+    outcome.status = prior.status;
+    outcome.body_sha256 = prior.body_sha256.clone();
+    outcome.body_path = prior.body_path.clone();
+    outcome.content_type = prior.content_type.clone();
+    outcome.changed = Some(false);
+    outcome
+}
+
+/// The next page of a chain whose page `task` is unchanged: the one its
+/// last full response named, with `--paginate-always`; else none (the
+/// chain ends there).
+fn again(spec: &FetchSpec, task: &LeasedTask, prior: &Resource) -> Option<NextPage> {
+    if !(spec.paginate_always && spec.pages.paginate.is_some()) {
+        return None;
+    }
+    let url = Url::parse(prior.next_url.as_deref()?).ok()?;
+    if spec.pages.max_pages.is_some_and(|max| task.page >= max) {
+        return None;
+    }
+    Some(NextPage {
+        host: url.host_str().unwrap_or_default().to_owned(),
+        url: url.to_string(),
+        page: task.page.saturating_add(1),
+    })
 }
 
 /// The key politeness state is kept under: the host, with the port when it

@@ -143,6 +143,25 @@ pub struct FetchSpec {
     /// run before they are abandoned (and left for the next run).
     #[serde(with = "text::duration")]
     pub grace: Duration,
+    /// Send `If-None-Match` / `If-Modified-Since` from what the database
+    /// remembers of each URL ([`crate::refresh`]); a `304` is
+    /// `not_modified`.
+    #[serde(with = "text::flag")]
+    pub refresh: bool,
+    /// Make no request for a URL whose body the server confirmed less than
+    /// this long ago; the outcome is `fresh`. `None` always asks.
+    #[serde(with = "text::opt_duration")]
+    pub max_age: Option<Duration>,
+    /// Make no request for a URL still fresh by the `Cache-Control:
+    /// max-age` or `Expires` of its last response (RFC 9111 §4.2); the
+    /// outcome is `fresh`.
+    #[serde(with = "text::flag")]
+    pub respect_cache_control: bool,
+    /// With pagination: a page that is `not_modified` or `fresh` still
+    /// leads to the next page its last full response named, so the whole
+    /// chain is checked. Without it such a page ends its chain.
+    #[serde(with = "text::flag")]
+    pub paginate_always: bool,
 }
 
 use crate::options::text;
@@ -187,6 +206,10 @@ impl Default for FetchSpec {
             deadline: None,
             pages: crate::process::PageRules::default(),
             grace: Duration::from_secs(5),
+            refresh: false,
+            max_age: None,
+            respect_cache_control: false,
+            paginate_always: false,
         }
     }
 }

@@ -21,7 +21,7 @@ use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio::sync::mpsc::error::TryRecvError;
 
-use crate::outcome::Outcome;
+use crate::outcome::{Class, Outcome};
 use crate::scheduler::Frontier;
 use crate::stats::{Observed, Observer, Progress, Tally};
 use crate::store::{Store, StoreError};
@@ -77,7 +77,12 @@ pub(crate) async fn run<S: Store>(
         let outcomes: Vec<Outcome> = batch
             .into_iter()
             .map(|f| {
-                tally.add_fetched(&f.outcome, &f.host);
+                if f.outcome.class == Class::Fresh {
+                    // No request was made for it.
+                    tally.add_unfetched(Class::Fresh, 1);
+                } else {
+                    tally.add_fetched(&f.outcome, &f.host);
+                }
                 failed += u64::from(!f.outcome.class.is_success());
                 bytes += f.outcome.bytes.unwrap_or(0);
                 f.outcome

@@ -1039,17 +1039,7 @@ impl Proxy {
                 }
             });
         }
-        // Neither says when it listens: connect until it answers.
-        let ready = tokio::time::timeout(Duration::from_secs(10), async {
-            while tokio::net::TcpStream::connect(("127.0.0.1", port))
-                .await
-                .is_err()
-            {
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            }
-        })
-        .await;
-        assert!(ready.is_ok(), "the proxy at {url} did not start");
+        wait_listening(port, &url).await;
         Proxy {
             url,
             log,
@@ -1069,4 +1059,88 @@ pub fn free_port() -> u16 {
         .and_then(|l| l.local_addr())
         .expect("a free port")
         .port()
+}
+
+/// Waits until something accepts connections on 127.0.0.1:`port`: a server
+/// run as a process says nothing when it listens, so connect until it
+/// answers (10 s at most).
+async fn wait_listening(port: u16, what: &str) {
+    let ready = tokio::time::timeout(Duration::from_secs(10), async {
+        while tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .is_err()
+        {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+    assert!(ready.is_ok(), "{what} did not start");
+}
+
+/// nginx serving a directory on 127.0.0.1 (Debian's `nginx-light`), with an
+/// access log of each request's URI, status and conditional headers.
+pub struct Nginx {
+    pub port: u16,
+    log: PathBuf,
+    _child: tokio::process::Child,
+}
+
+impl Nginx {
+    /// Serves `root`, keeping its files (config, logs) under `work`.
+    pub async fn start(root: &std::path::Path, work: &std::path::Path) -> Nginx {
+        std::fs::create_dir_all(work.join("tmp")).expect("nginx work directory");
+        let port = free_port();
+        let (work_s, root_s) = (work.display(), root.display());
+        // One process (no master), so that killing it stops nginx; as
+        // root it would otherwise serve as 'nobody', who may not read a
+        // temporary directory of root's.
+        let user = if is_root() { "user root;" } else { "" };
+        let conf = format!(
+            "master_process off;\ndaemon off;\n{user}\npid {work_s}/nginx.pid;\n\
+             error_log {work_s}/error.log warn;\nevents {{ worker_connections 256; }}\n\
+             http {{\n  default_type application/octet-stream;\n\
+             log_format conditional escape=none '$request_uri $status inm=$http_if_none_match ims=$http_if_modified_since';\n\
+             access_log {work_s}/access.log conditional;\n\
+             client_body_temp_path {work_s}/tmp/body;\nproxy_temp_path {work_s}/tmp/proxy;\n\
+             fastcgi_temp_path {work_s}/tmp/fastcgi;\nuwsgi_temp_path {work_s}/tmp/uwsgi;\n\
+             scgi_temp_path {work_s}/tmp/scgi;\n\
+             server {{ listen 127.0.0.1:{port}; root {root_s}; }}\n}}\n"
+        );
+        let conf_path = work.join("nginx.conf");
+        std::fs::write(&conf_path, conf).expect("write nginx.conf");
+        let child = tokio::process::Command::new("nginx")
+            .arg("-c")
+            .arg(&conf_path)
+            .arg("-e")
+            .arg(work.join("error.log"))
+            .stdin(Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("nginx runs (apt-get install nginx-light)");
+        wait_listening(port, "nginx").await;
+        Nginx {
+            port,
+            log: work.join("access.log"),
+            _child: child,
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.port)
+    }
+
+    /// The access log's lines: `URI STATUS inm=… ims=…`.
+    pub fn requests(&self) -> Vec<String> {
+        std::fs::read_to_string(&self.log)
+            .unwrap_or_default()
+            .lines()
+            .map(str::to_owned)
+            .collect()
+    }
+}
+
+fn is_root() -> bool {
+    std::fs::metadata("/proc/self")
+        .map(|m| std::os::unix::fs::MetadataExt::uid(&m) == 0)
+        .unwrap_or(false)
 }

@@ -44,12 +44,14 @@ mod postgres_admin;
 pub mod sqlite;
 mod sqlite_admin;
 
+use std::collections::HashMap;
 use std::future::Future;
 use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
 use crate::outcome::Outcome;
+use crate::refresh::Resource;
 use crate::source::Input;
 
 /// A job row: the named run over one input.
@@ -233,6 +235,10 @@ pub struct ExportRow {
     pub body_sha256: Option<String>,
     /// Saved body path.
     pub body_path: Option<String>,
+    /// Whether the body differs from the one the database remembered for
+    /// the URL; `None` when the run did not compare (see
+    /// [`crate::outcome::Outcome::changed`]).
+    pub changed: Option<bool>,
     /// Response headers, a JSON object as text (nested as an object in JSON
     /// Lines exports).
     pub headers: Option<String>,
@@ -337,14 +343,14 @@ pub(crate) const JOB_COLUMNS: &str =
 pub(crate) const EXPORT_OUTCOMES: &str = "SELECT t.line, t.url, o.class, o.status, \
      o.http_version, o.message, o.attempts, o.bytes, o.wire_bytes, o.elapsed_ms, o.ttfb_ms, \
      o.final_url, o.content_type, o.body_sha256, o.body_path, o.headers, d.line, \
-     o.started_at_ms, o.finished_at_ms, t.page, t.meta, o.extracted \
+     o.started_at_ms, o.finished_at_ms, t.page, t.meta, o.extracted, o.changed \
      FROM tasks t JOIN outcomes o ON o.task_id = t.id \
      LEFT JOIN tasks d ON d.id = o.duplicate_of \
      WHERE t.job_id = $1 ORDER BY t.id";
 
 /// The columns of [`EXPORT_OUTCOMES`]; outcome pages add the task id
 /// after them.
-pub(crate) const EXPORT_COLUMNS: usize = 22;
+pub(crate) const EXPORT_COLUMNS: usize = 23;
 
 /// One keyset page of outcomes, in both stores' SQL: [`EXPORT_OUTCOMES`]
 /// with the task id after its columns, binding `$1` the job, `$2` the last
@@ -358,6 +364,20 @@ pub(crate) fn outcome_page_sql() -> String {
         "{base} AND t.id > $2 AND (CAST($3 AS TEXT) IS NULL OR o.class = $3) ORDER BY t.id LIMIT $4"
     )
 }
+
+/// The columns of `resources`, in [`Resource`] field order.
+pub(crate) const RESOURCE_COLUMNS: &str = "url, status, etag, last_modified, body_sha256, \
+     body_path, bytes, content_type, next_url, checked_at_ms, changed_at_ms, fresh_until_ms";
+
+/// What an upsert of `resources` does to a row it finds: takes the new
+/// values, but keeps `changed_at_ms` while the body's hash is the same.
+pub(crate) const RESOURCE_CONFLICT: &str = "ON CONFLICT (url) DO UPDATE SET \
+     status = excluded.status, etag = excluded.etag, last_modified = excluded.last_modified, \
+     body_sha256 = excluded.body_sha256, body_path = excluded.body_path, bytes = excluded.bytes, \
+     content_type = excluded.content_type, next_url = excluded.next_url, \
+     checked_at_ms = excluded.checked_at_ms, fresh_until_ms = excluded.fresh_until_ms, \
+     changed_at_ms = CASE WHEN resources.body_sha256 = excluded.body_sha256 \
+     THEN resources.changed_at_ms ELSE excluded.changed_at_ms END";
 
 /// The rows of [`Reader::for_each_item`], in [`ItemRow`] order, for the job
 /// bound to `$1`.
@@ -548,6 +568,14 @@ pub trait Store: Send + Sync + 'static {
     fn unfinished(&self, job: i64) -> impl Future<Output = Result<u64, StoreError>> + Send {
         async move { Ok(self.counts(job).await?.unfinished()) }
     }
+
+    /// What the database remembers of each of `urls` (rows of
+    /// `resources`, see [`crate::refresh`]), by URL; URLs it never had are
+    /// absent from the map.
+    fn resources(
+        &self,
+        urls: Vec<String>,
+    ) -> impl Future<Output = Result<HashMap<String, Resource>, StoreError>> + Send;
 
     /// Reads the job row again (another process may have ingested more).
     fn reload_job(&self, job: i64) -> impl Future<Output = Result<Job, StoreError>> + Send;

@@ -61,9 +61,11 @@ use tokio_util::sync::CancellationToken;
 
 use super::{
     EXPORT_ITEMS, EXPORT_OUTCOMES, ExportRow, IngestBatch, IngestReport, ItemRow, JOB_COLUMNS, Job,
-    JobCounts, JobSummary, LeasedTask, Reader, Recorded, Store, StoreError, Want,
+    JobCounts, JobSummary, LeasedTask, RESOURCE_COLUMNS, RESOURCE_CONFLICT, Reader, Recorded,
+    Store, StoreError, Want,
 };
 use crate::outcome::{Class, Outcome, now_ms};
+use crate::refresh::Resource;
 use crate::source::Input;
 
 /// The advisory lock (two-key form) held while migrating the schema, so
@@ -208,6 +210,10 @@ async fn migrate(pool: &Pool) -> Result<(), StoreError> {
         refinery_core::Migration::unapplied(
             "V3__job_state",
             include_str!("migrations/postgres/V3__job_state.sql"),
+        )?,
+        refinery_core::Migration::unapplied(
+            "V4__resources",
+            include_str!("migrations/postgres/V4__resources.sql"),
         )?,
     ];
     let client: &mut tokio_postgres::Client = &mut conn;
@@ -669,7 +675,8 @@ async fn insert_outcomes(
     let duplicate_of: Vec<Option<i64>> = outcomes.iter().map(|o| o.duplicate_of).collect();
     let started: Vec<Option<i64>> = outcomes.iter().map(|o| o.started_at_ms).collect();
     let finished: Vec<i64> = outcomes.iter().map(|o| o.finished_at_ms).collect();
-    let params: [&(dyn ToSql + Sync); 20] = [
+    let changed: Vec<Option<i32>> = outcomes.iter().map(|o| o.changed.map(i32::from)).collect();
+    let params: [&(dyn ToSql + Sync); 21] = [
         &job,
         &task_id,
         &class,
@@ -690,14 +697,16 @@ async fn insert_outcomes(
         &duplicate_of,
         &started,
         &finished,
+        &changed,
     ];
     tx.execute(
         "INSERT INTO outcomes (job_id, task_id, class, status, http_version, message, attempts, \
          bytes, wire_bytes, elapsed_ms, ttfb_ms, final_url, content_type, body_sha256, body_path, \
-         headers, extracted, duplicate_of, started_at_ms, finished_at_ms) \
+         headers, extracted, duplicate_of, started_at_ms, finished_at_ms, changed) \
          SELECT $1, * FROM unnest($2::int8[], $3::text[], $4::int4[], $5::text[], $6::text[], \
          $7::int4[], $8::int8[], $9::int8[], $10::int8[], $11::int8[], $12::text[], $13::text[], \
-         $14::text[], $15::text[], $16::text[], $17::text[], $18::int8[], $19::int8[], $20::int8[])",
+         $14::text[], $15::text[], $16::text[], $17::text[], $18::int8[], $19::int8[], $20::int8[], \
+         $21::int4[])",
         &params,
     )
     .await?;
@@ -745,6 +754,61 @@ async fn insert_outcomes(
     Ok(())
 }
 
+/// Writes what `outcomes` say to remember of their URLs (`resources`), one
+/// row per URL (the last outcome's, should a URL come twice).
+async fn upsert_resources(
+    tx: &tokio_postgres::Transaction<'_>,
+    outcomes: &[&Outcome],
+) -> Result<(), StoreError> {
+    let mut latest: HashMap<&str, &Resource> = HashMap::new();
+    for r in outcomes.iter().filter_map(|o| o.resource.as_deref()) {
+        latest.insert(r.url.as_str(), r);
+    }
+    if latest.is_empty() {
+        return Ok(());
+    }
+    let rows: Vec<&Resource> = latest.into_values().collect();
+    let text = |f: &dyn Fn(&Resource) -> Option<&str>| -> Vec<Option<&str>> {
+        rows.iter().map(|r| f(r)).collect()
+    };
+    let url: Vec<&str> = rows.iter().map(|r| r.url.as_str()).collect();
+    let status: Vec<Option<i32>> = rows.iter().map(|r| r.status.map(i32::from)).collect();
+    let etag = text(&|r| r.etag.as_deref());
+    let last_modified = text(&|r| r.last_modified.as_deref());
+    let sha = text(&|r| r.body_sha256.as_deref());
+    let path = text(&|r| r.body_path.as_deref());
+    let bytes: Vec<Option<i64>> = rows.iter().map(|r| opt_i64(r.bytes)).collect();
+    let content_type = text(&|r| r.content_type.as_deref());
+    let next_url = text(&|r| r.next_url.as_deref());
+    let checked: Vec<i64> = rows.iter().map(|r| r.checked_at_ms).collect();
+    let changed: Vec<i64> = rows.iter().map(|r| r.changed_at_ms).collect();
+    let fresh: Vec<Option<i64>> = rows.iter().map(|r| r.fresh_until_ms).collect();
+    tx.execute(
+        &format!(
+            "INSERT INTO resources ({RESOURCE_COLUMNS}) \
+             SELECT * FROM unnest($1::text[], $2::int4[], $3::text[], $4::text[], $5::text[], \
+             $6::text[], $7::int8[], $8::text[], $9::text[], $10::int8[], $11::int8[], $12::int8[]) \
+             {RESOURCE_CONFLICT}"
+        ),
+        &[
+            &url,
+            &status,
+            &etag,
+            &last_modified,
+            &sha,
+            &path,
+            &bytes,
+            &content_type,
+            &next_url,
+            &checked,
+            &changed,
+            &fresh,
+        ],
+    )
+    .await?;
+    Ok(())
+}
+
 /// Adds `deltas` to the open-task counts of hosts of `job`, creating rows.
 async fn add_open(
     tx: &tokio_postgres::Transaction<'_>,
@@ -787,6 +851,39 @@ async fn first_with_urls(
 
 impl Store for PgStore {
     const SHARED: bool = true;
+
+    async fn resources(&self, urls: Vec<String>) -> Result<HashMap<String, Resource>, StoreError> {
+        let rows = client(self.pool())
+            .await?
+            .query(
+                &format!("SELECT {RESOURCE_COLUMNS} FROM resources WHERE url = ANY($1)"),
+                &[&urls],
+            )
+            .await?;
+        rows.iter()
+            .map(|r| {
+                let resource = Resource {
+                    url: r.try_get(0)?,
+                    status: r
+                        .try_get::<_, Option<i32>>(1)?
+                        .and_then(|s| u16::try_from(s).ok()),
+                    etag: r.try_get(2)?,
+                    last_modified: r.try_get(3)?,
+                    body_sha256: r.try_get(4)?,
+                    body_path: r.try_get(5)?,
+                    bytes: r
+                        .try_get::<_, Option<i64>>(6)?
+                        .and_then(|b| u64::try_from(b).ok()),
+                    content_type: r.try_get(7)?,
+                    next_url: r.try_get(8)?,
+                    checked_at_ms: r.try_get(9)?,
+                    changed_at_ms: r.try_get(10)?,
+                    fresh_until_ms: r.try_get(11)?,
+                };
+                Ok((resource.url.clone(), resource))
+            })
+            .collect()
+    }
 
     async fn open_job(
         &self,
@@ -1129,6 +1226,7 @@ impl Store for PgStore {
         }
         plain.extend(noted.iter());
         insert_outcomes(&tx, job, &plain).await?;
+        upsert_resources(&tx, &plain).await?;
         add_open(&tx, job, open).await?;
         tx.commit().await?;
         recorded.outcomes = accepted.len() as u64;
@@ -1435,5 +1533,6 @@ pub(super) fn export_row(r: &tokio_postgres::Row) -> Result<ExportRow, tokio_pos
         page: r.try_get::<_, i32>(19)? as u32,
         meta: r.try_get(20)?,
         extracted: r.try_get(21)?,
+        changed: r.try_get::<_, Option<i32>>(22)?.map(|c| c != 0),
     })
 }

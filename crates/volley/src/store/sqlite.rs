@@ -11,6 +11,7 @@
 //! [`SqliteReader`] serves the read-only commands (`status`, `export`); it
 //! takes no lock, so it works while a run is going.
 
+use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
 use std::path::Path;
 use std::sync::{Arc, Mutex};
@@ -21,9 +22,11 @@ use rusqlite_migration::{M, Migrations};
 
 use super::{
     EXPORT_ITEMS, EXPORT_OUTCOMES, ExportRow, IngestBatch, IngestReport, ItemRow, JOB_COLUMNS, Job,
-    JobCounts, JobSummary, LeasedTask, Reader, Recorded, Store, StoreError, Want,
+    JobCounts, JobSummary, LeasedTask, RESOURCE_COLUMNS, RESOURCE_CONFLICT, Reader, Recorded,
+    Store, StoreError, Want,
 };
 use crate::outcome::{Class, Outcome, now_ms};
+use crate::refresh::Resource;
 use crate::source::Input;
 
 /// How long a statement waits for another connection's write lock.
@@ -35,6 +38,7 @@ fn migrations() -> Migrations<'static> {
         M::up(include_str!("migrations/0002_input_fingerprint.sql")),
         M::up(include_str!("migrations/0003_job_state.sql")),
         M::up(include_str!("migrations/0004_job_notify.sql")),
+        M::up(include_str!("migrations/0005_resources.sql")),
     ])
 }
 
@@ -160,8 +164,9 @@ pub(super) fn job_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Job> {
 const INSERT_OUTCOME: &str = "INSERT INTO outcomes (task_id, job_id, class, status, \
      http_version, message, attempts, bytes, wire_bytes, elapsed_ms, ttfb_ms, final_url, \
      content_type, body_sha256, body_path, headers, extracted, duplicate_of, started_at_ms, \
-     finished_at_ms) \
-     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20)";
+     finished_at_ms, changed) \
+     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, \
+     ?20, ?21)";
 
 /// The first task of a job with a URL (for duplicates and pagination loops).
 const FIRST_WITH_URL: &str =
@@ -192,8 +197,63 @@ fn insert_outcome(stmt: &mut Statement<'_>, job: i64, o: &Outcome) -> rusqlite::
         o.duplicate_of,
         o.started_at_ms,
         o.finished_at_ms,
+        o.changed,
     ])?;
     Ok(())
+}
+
+/// Writes what `r` says to remember of its URL (`resources`).
+fn upsert_resource(stmt: &mut Statement<'_>, r: &Resource) -> rusqlite::Result<()> {
+    stmt.execute(params![
+        r.url,
+        r.status,
+        r.etag,
+        r.last_modified,
+        r.body_sha256,
+        r.body_path,
+        r.bytes,
+        r.content_type,
+        r.next_url,
+        r.checked_at_ms,
+        r.changed_at_ms,
+        r.fresh_until_ms,
+    ])?;
+    Ok(())
+}
+
+/// Reads the `resources` row of each of `urls` that has one.
+fn resources_query(
+    conn: &Connection,
+    urls: &[String],
+) -> Result<HashMap<String, Resource>, StoreError> {
+    let mut stmt = conn.prepare_cached(&format!(
+        "SELECT {RESOURCE_COLUMNS} FROM resources WHERE url = ?1"
+    ))?;
+    let mut found = HashMap::new();
+    for url in urls {
+        let row = stmt
+            .query_row(params![url], |r| {
+                Ok(Resource {
+                    url: r.get(0)?,
+                    status: r.get(1)?,
+                    etag: r.get(2)?,
+                    last_modified: r.get(3)?,
+                    body_sha256: r.get(4)?,
+                    body_path: r.get(5)?,
+                    bytes: r.get(6)?,
+                    content_type: r.get(7)?,
+                    next_url: r.get(8)?,
+                    checked_at_ms: r.get(9)?,
+                    changed_at_ms: r.get(10)?,
+                    fresh_until_ms: r.get(11)?,
+                })
+            })
+            .optional()?;
+        if let Some(resource) = row {
+            found.insert(url.clone(), resource);
+        }
+    }
+    Ok(found)
 }
 
 fn open_job_tx(
@@ -363,6 +423,10 @@ fn record_tx(
         let mut insert_item =
             tx.prepare_cached("INSERT INTO items (task_id, idx, item) VALUES (?1, ?2, ?3)")?;
         let mut first_with_url = tx.prepare_cached(FIRST_WITH_URL)?;
+        let mut upsert = tx.prepare_cached(&format!(
+            "INSERT INTO resources ({RESOURCE_COLUMNS}) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12) {RESOURCE_CONFLICT}"
+        ))?;
         let mut insert_page = tx.prepare_cached(
             "INSERT INTO tasks (job_id, line, url, host, state, parent_id, page) \
              VALUES (?1, NULL, ?2, ?3, 'pending', ?4, ?5)",
@@ -413,6 +477,9 @@ fn record_tx(
                     });
                     insert_outcome(&mut insert, job, &o)?;
                 }
+            }
+            if let Some(resource) = &o.resource {
+                upsert_resource(&mut upsert, resource)?;
             }
             for (idx, item) in o.items.iter().enumerate() {
                 insert_item.execute(params![o.task_id, idx as i64, item])?;
@@ -507,6 +574,10 @@ impl Store for SqliteStore {
 
     async fn counts(&self, job: i64) -> Result<JobCounts, StoreError> {
         self.with_conn(move |c| counts_query(c, job)).await
+    }
+
+    async fn resources(&self, urls: Vec<String>) -> Result<HashMap<String, Resource>, StoreError> {
+        self.with_conn(move |c| resources_query(c, &urls)).await
     }
 
     async fn reload_job(&self, job: i64) -> Result<Job, StoreError> {
@@ -648,6 +719,7 @@ pub(super) fn export_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<ExportRow> {
         page: r.get(19)?,
         meta: r.get(20)?,
         extracted: r.get(21)?,
+        changed: r.get(22)?,
     })
 }
 
