@@ -302,6 +302,14 @@ pub struct OptionArgs {
     #[arg(long, value_name = "FILE")]
     pub client_key: Option<String>,
 
+    /// HTTP Basic credentials for every request, as curl's -u; dropped on a redirect to another host, never stored or shown.
+    #[arg(short = 'u', long, value_name = "NAME:PASSWORD")]
+    pub user: Option<String>,
+
+    /// A file holding a bearer token, sent as Authorization: Bearer …; dropped on a redirect to another host, never stored or shown.
+    #[arg(long, value_name = "FILE")]
+    pub bearer_token_file: Option<String>,
+
     /// Save bodies under DIR, named by their SHA-256 (DIR/ab/abcd…); otherwise bodies are hashed and dropped.
     #[arg(long, value_name = "DIR")]
     pub save_bodies: Option<String>,

@@ -317,7 +317,9 @@ fn run_failed(e: RunError) -> anyhow::Result<ExitCode> {
             | ClientError::CaParse { .. }
             | ClientError::IdentityRead { .. }
             | ClientError::IdentityParse { .. }
-            | ClientError::Proxy { .. },
+            | ClientError::Proxy { .. }
+            | ClientError::TokenRead { .. }
+            | ClientError::TokenBad { .. },
         )) => Ok(usage(e)),
         e => Err(e.into()),
     }

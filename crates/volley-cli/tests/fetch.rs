@@ -1148,3 +1148,112 @@ async fn requests_go_through_http_and_socks5_proxies_and_a_dead_one_is_a_proxy_o
         assert!(stderr(&out).contains("--proxy"), "{}", stderr(&out));
     }
 }
+
+/// The secrets of `credentials_go_only_where_they_belong…`, to grep for.
+const TOKEN: &str = "s3cr3t-token-4b1d";
+const API_KEY: &str = "k3y-only-for-a-77";
+
+#[tokio::test]
+async fn credentials_go_only_where_they_belong_and_are_never_recorded() {
+    let v = Volley::new();
+    let (a, b, c) = (
+        Server::start_on("127.0.0.1").await,
+        Server::start_on("127.0.0.2").await,
+        Server::start_on("127.0.0.3").await,
+    );
+    std::fs::write(v.path("token"), format!("{TOKEN}\n")).expect("write the token file");
+    let config = v.path("volley.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[hosts.\"{}\"]\nheaders = {{ X-Api-Key = \"{API_KEY}\", Authorization = \"Token {API_KEY}\" }}\n",
+            a.addr
+        ),
+    )
+    .expect("write the config");
+    let urls = [
+        a.url("/echo"),
+        a.url(&format!("/to?url={}", c.url("/echo"))),
+        b.url("/echo"),
+    ];
+    let token = v.path("token");
+    let config = config.to_str().expect("utf-8 path");
+    let out = v
+        .fetch_ok(
+            &urls,
+            &[
+                "--bearer-token-file",
+                token.to_str().expect("utf-8 path"),
+                "--config",
+                config,
+                "--job",
+                "secret",
+            ],
+        )
+        .await;
+    let value = |headers: &axum::http::HeaderMap, name: &str| {
+        headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned)
+    };
+    // A: its own headers, which replace the run's Authorization for it.
+    let seen_a = a.headers_seen();
+    assert_eq!(seen_a.len(), 1);
+    assert_eq!(value(&seen_a[0], "x-api-key").as_deref(), Some(API_KEY));
+    assert_eq!(
+        value(&seen_a[0], "authorization"),
+        Some(format!("Token {API_KEY}"))
+    );
+    // B, asked directly: the run's bearer token, not A's headers.
+    let seen_b = b.headers_seen();
+    assert_eq!(
+        value(&seen_b[0], "authorization"),
+        Some(format!("Bearer {TOKEN}"))
+    );
+    assert_eq!(value(&seen_b[0], "x-api-key"), None);
+    // C, reached by A's redirect: nothing of A's, and no token either.
+    let seen_c = c.headers_seen();
+    assert_eq!(seen_c.len(), 1, "the redirect was followed");
+    assert_eq!(value(&seen_c[0], "x-api-key"), None);
+    assert_eq!(value(&seen_c[0], "authorization"), None);
+    assert_eq!(
+        v.rows()
+            .iter()
+            .map(|r| r.class.as_str())
+            .collect::<Vec<_>>(),
+        ["ok", "ok", "ok"]
+    );
+
+    // --user, as curl's -u.
+    let out_user = v
+        .fetch_ok(&[b.url("/echo")], &["-u", "alice:pw", "--job", "basic"])
+        .await;
+    assert_eq!(
+        value(&b.headers_seen()[1], "authorization").as_deref(),
+        Some("Basic YWxpY2U6cHc=")
+    );
+
+    // Nowhere on record: the database files, the export, the output.
+    let export = v.run(&["export", "--job", "secret"]).await;
+    let mut haystack: Vec<u8> = Vec::new();
+    for out in [&out, &out_user, &export] {
+        haystack.extend_from_slice(&out.stdout);
+        haystack.extend_from_slice(&out.stderr);
+    }
+    for entry in std::fs::read_dir(v.dir.path()).expect("list the directory") {
+        let path = entry.expect("an entry").path();
+        let name = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or_default();
+        if name.starts_with("volley.db") {
+            haystack.extend(std::fs::read(&path).expect("read a database file"));
+        }
+    }
+    let text = String::from_utf8_lossy(&haystack);
+    for secret in [TOKEN, API_KEY, "YWxpY2U6cHc=", "alice:pw"] {
+        assert!(!text.contains(secret), "{secret} was recorded");
+    }
+    assert!(text.contains("\"class\":\"ok\""), "the export was read");
+}

@@ -26,12 +26,15 @@ use crate::App;
 use crate::runs::{Failure, InputFault};
 
 /// Options a job may not set through the API: they name files on the
-/// server, or loosen the server's address rules.
-pub const SERVER_ONLY: [&str; 7] = [
+/// server, loosen the server's address rules, or are secrets a job cannot
+/// keep across a restart (jobs never store credentials).
+pub const SERVER_ONLY: [&str; 9] = [
     "save-bodies",
     "ca-cert",
     "client-cert",
     "client-key",
+    "bearer-token-file",
+    "user",
     "dns-server",
     "deny-private",
     "allow-private",

@@ -108,6 +108,7 @@ pub async fn fetch_job<S: Store>(
 ) -> Result<RunReport, RunError> {
     spec.validate()?;
     let client = fetch::build_client(&spec)?;
+    let authorization = fetch::authorization(&spec)?;
     let insecure = spec.insecure;
     if let Some(dir) = &spec.save_bodies {
         body::prepare_dir(dir).map_err(|source| RunError::BodiesDir {
@@ -188,6 +189,7 @@ pub async fn fetch_job<S: Store>(
     ) {
         Ok(shared) => Arc::new(Shared {
             budget: control.budget.clone(),
+            authorization,
             ..shared
         }),
         Err(e) => {

@@ -27,8 +27,8 @@ use async_compression::tokio::bufread::{BrotliDecoder, GzipDecoder, ZlibDecoder,
 use bytes::{Bytes, BytesMut};
 use futures_util::TryStreamExt as _;
 use reqwest::header::{
-    ACCEPT_ENCODING, CONNECTION, CONTENT_ENCODING, CONTENT_TYPE, HeaderMap, HeaderName,
-    HeaderValue, IF_MODIFIED_SINCE, IF_NONE_MATCH, RETRY_AFTER,
+    ACCEPT_ENCODING, AUTHORIZATION, CONNECTION, CONTENT_ENCODING, CONTENT_TYPE, HeaderMap,
+    HeaderName, HeaderValue, IF_MODIFIED_SINCE, IF_NONE_MATCH, RETRY_AFTER,
 };
 use tokio::io::{AsyncRead, AsyncReadExt as _};
 use url::Url;
@@ -106,9 +106,62 @@ pub enum ClientError {
         /// The underlying error.
         source: reqwest::Error,
     },
+    /// The `--bearer-token-file` could not be read.
+    #[error("cannot read --bearer-token-file {path}: {source}")]
+    TokenRead {
+        /// The file.
+        path: String,
+        /// The underlying error.
+        source: io::Error,
+    },
+    /// The token (or `--user`) is empty or not a valid header value.
+    #[error("{path}: the token must be one line of visible characters")]
+    TokenBad {
+        /// The file (or `--user`).
+        path: String,
+    },
     /// An `--allow-private` range does not parse.
     #[error(transparent)]
     Range(#[from] crate::spec::SpecError),
+}
+
+/// The `Authorization` value of `--user` (Basic, RFC 7617) or
+/// `--bearer-token-file` (RFC 6750), marked sensitive so that it is never
+/// shown; `None` for neither. [`attempt`] sends it with each first request
+/// ([`Ask::authorization`]); reqwest drops it on a redirect to another
+/// origin.
+///
+/// # Errors
+/// [`ClientError::TokenRead`], [`ClientError::TokenBad`].
+pub fn authorization(spec: &FetchSpec) -> Result<Option<HeaderValue>, ClientError> {
+    use base64::Engine as _;
+    let text = if let Some(user) = &spec.user {
+        format!(
+            "Basic {}",
+            base64::engine::general_purpose::STANDARD.encode(user)
+        )
+    } else if let Some(path) = &spec.bearer_token_file {
+        let shown = || path.display().to_string();
+        let token = std::fs::read_to_string(path).map_err(|source| ClientError::TokenRead {
+            path: shown(),
+            source,
+        })?;
+        let token = token.trim();
+        if token.is_empty() || token.contains(['\r', '\n']) {
+            return Err(ClientError::TokenBad { path: shown() });
+        }
+        format!("Bearer {token}")
+    } else {
+        return Ok(None);
+    };
+    let mut value = HeaderValue::from_str(&text).map_err(|_| ClientError::TokenBad {
+        path: spec
+            .bearer_token_file
+            .as_ref()
+            .map_or_else(|| "--user".into(), |p| p.display().to_string()),
+    })?;
+    value.set_sensitive(true);
+    Ok(Some(value))
 }
 
 /// Builds the shared client from `spec`.
@@ -179,6 +232,13 @@ pub fn build_client(spec: &FetchSpec) -> Result<reqwest::Client, ClientError> {
         }
         builder = builder.proxy(proxy);
     }
+    // Only a run with per-host headers checks each redirect's first host.
+    let policy = spec
+        .hosts
+        .iter()
+        .any(|rule| !rule.headers.is_empty())
+        .then(|| spec.host_policy())
+        .transpose()?;
     let rules = spec.address_rules()?;
     if !rules.is_open() {
         // A proxy resolves and connects on its own: no rule would hold.
@@ -190,7 +250,19 @@ pub fn build_client(spec: &FetchSpec) -> Result<reqwest::Client, ClientError> {
         .default_headers(headers)
         .connect_timeout(spec.connect_timeout)
         .read_timeout(spec.read_timeout)
-        .redirect(redirect_policy(spec.max_redirects, rules))
+        .redirect(redirect_policy(
+            spec.max_redirects,
+            rules,
+            move |url: &Url| {
+                policy.as_ref().is_some_and(|p| {
+                    p.rule_for(
+                        url.host_str().unwrap_or_default(),
+                        url.port_or_known_default().unwrap_or_default(),
+                    )
+                    .is_some_and(|rule| !rule.headers.is_empty())
+                })
+            },
+        ))
         .dns_resolver(Arc::new(resolver))
         .pool_max_idle_per_host(spec.per_host)
         .pool_idle_timeout(spec.idle_timeout)
@@ -285,16 +357,33 @@ pub struct SaveTo<'a> {
     pub partial_name: &'a str,
 }
 
+/// How one attempt asks: the parts that vary by task and host.
+#[derive(Debug, Clone, Copy)]
+pub struct Ask<'a> {
+    /// `false` asks for the connection to be closed after the response
+    /// (`Connection: close`, RFC 9112 §9.6): for the last task of a host in
+    /// the window, whose connection would otherwise sit idle in the pool.
+    /// With millions of hosts seen once each, that is what keeps open
+    /// sockets bounded by the concurrency rather than by the hosts.
+    pub keep_alive: bool,
+    /// Whether the request goes through a proxy (its connect failures are
+    /// then `proxy`).
+    pub via_proxy: bool,
+    /// Conditional or not ([`crate::refresh`]).
+    pub plan: &'a Plan,
+    /// The host's own headers (config `[hosts."…"] headers`): sent to it
+    /// only. A redirect to another host is followed by a new request
+    /// without them (see [`build_client`]'s redirect policy).
+    pub host_headers: Option<&'a HeaderMap>,
+    /// The run's `Authorization` ([`authorization`]), unless the host's
+    /// own headers set one.
+    pub authorization: Option<&'a HeaderValue>,
+}
+
 /// Makes one attempt at `url`, bounded by `spec.timeout` as a whole.
 ///
 /// The body is saved only for responses that will not be retried (a status
 /// that is not 408/429/5xx-retryable); other bodies are hashed and dropped.
-///
-/// `keep_alive: false` asks for the connection to be closed after the
-/// response (`Connection: close`, RFC 9112 §9.6): for the last task of a
-/// host in the window, whose connection would otherwise sit idle in the
-/// pool. With millions of hosts seen once each, that is what keeps open
-/// sockets bounded by the concurrency rather than by the hosts.
 ///
 /// # Errors
 /// Only local failures that must stop the run: the body could not be
@@ -307,42 +396,73 @@ pub async fn attempt(
     url: &Url,
     spec: &FetchSpec,
     save: Option<SaveTo<'_>>,
-    keep_alive: bool,
-    via_proxy: bool,
-    plan: &Plan,
+    ask: Ask<'_>,
 ) -> io::Result<Attempt> {
     let start = Instant::now();
     let mut record = Attempt::new();
-    let mut request = client.get(url.clone());
-    if !keep_alive {
-        request = request.header(CONNECTION, HeaderValue::from_static("close"));
-    }
-    let revalidating = matches!(plan, Plan::Revalidate { .. });
-    if let Plan::Revalidate {
-        etag,
-        last_modified,
-    } = plan
-    {
-        // Sent back exactly as received, a weak `W/"…"` included (RFC 9110
-        // §13.1.2 compares weakly for If-None-Match).
-        for (name, value) in [(IF_NONE_MATCH, etag), (IF_MODIFIED_SINCE, last_modified)] {
-            if let Some(value) = value.as_deref().and_then(|v| HeaderValue::from_str(v).ok()) {
-                request = request.header(name, value);
+    let revalidating = matches!(ask.plan, Plan::Revalidate { .. });
+    let request = |url: &Url, first: bool| {
+        let host_headers = ask.host_headers.filter(|_| first);
+        let mut request = client.get(url.clone());
+        if let Some(value) = ask.authorization.filter(|_| first)
+            && !host_headers.is_some_and(|h| h.contains_key(AUTHORIZATION))
+        {
+            request = request.header(AUTHORIZATION, value.clone());
+        }
+        if !ask.keep_alive {
+            request = request.header(CONNECTION, HeaderValue::from_static("close"));
+        }
+        if let Plan::Revalidate {
+            etag,
+            last_modified,
+        } = ask.plan
+        {
+            // Sent back exactly as received, a weak `W/"…"` included (RFC
+            // 9110 §13.1.2 compares weakly for If-None-Match).
+            for (name, value) in [(IF_NONE_MATCH, etag), (IF_MODIFIED_SINCE, last_modified)] {
+                if let Some(value) = value.as_deref().and_then(|v| HeaderValue::from_str(v).ok()) {
+                    request = request.header(name, value);
+                }
             }
         }
-    }
-    let result = tokio::time::timeout(
-        spec.timeout,
-        exchange(
-            request,
+        if let Some(headers) = host_headers {
+            for (name, value) in headers {
+                request = request.header(name, value.clone());
+            }
+        }
+        request
+    };
+    let how = (ask.via_proxy, revalidating);
+    let exchanges = async {
+        let first = request(url, true);
+        let hop = exchange(
+            first,
             spec,
             save,
             start,
-            (via_proxy, revalidating),
+            how,
+            ask.host_headers.is_some(),
             &mut record,
-        ),
-    )
-    .await;
+        )
+        .await?;
+        if let Some(next) = hop {
+            // A redirect to another host: followed without the host's own
+            // headers, nor the run's Authorization.
+            record = Attempt::new();
+            exchange(
+                request(&next, false),
+                spec,
+                save,
+                start,
+                how,
+                false,
+                &mut record,
+            )
+            .await?;
+        }
+        Ok::<(), Local>(())
+    };
+    let result = tokio::time::timeout(spec.timeout, exchanges).await;
     record.elapsed_ms = millis(start.elapsed());
     match result {
         Ok(Ok(())) => {}
@@ -367,8 +487,9 @@ async fn exchange(
     save: Option<SaveTo<'_>>,
     start: Instant,
     (via_proxy, revalidating): (bool, bool),
+    privileged: bool,
     record: &mut Attempt,
-) -> Result<(), Local> {
+) -> Result<Option<Url>, Local> {
     let response = match request.send().await {
         Ok(r) => r,
         Err(e) => {
@@ -382,11 +503,18 @@ async fn exchange(
             {
                 record.class = Class::Proxy;
             }
-            return Ok(());
+            return Ok(None);
         }
     };
     record.ttfb_ms = Some(millis(start.elapsed()));
     let status = response.status().as_u16();
+    if privileged
+        && response.status().is_redirection()
+        && let Some(next) = cross_host_location(response.url(), response.headers())
+    {
+        // The redirect policy stopped here: the hop leaves the host.
+        return Ok(Some(next));
+    }
     record.status = Some(status);
     record.http_version = Some(format!("{:?}", response.version()));
     record.final_url = Some(response.url().to_string());
@@ -409,7 +537,7 @@ async fn exchange(
         record.class = Class::NotModified;
         record.bytes = Some(0);
         record.wire_bytes = Some(0);
-        return Ok(());
+        return Ok(None);
     }
     // Only `--paginate link` reads it: many sites send Link preload hints on
     // every page, and parsing them is not free.
@@ -477,14 +605,14 @@ async fn exchange(
     if let Some((class, message)) = verdict {
         record.class = class;
         record.message = Some(message);
-        return Ok(());
+        return Ok(None);
     }
     let body = sink.finish().await.map_err(Local)?;
     record.body_sha256 = Some(body.sha256);
     record.body_path = body.path.map(|p| p.display().to_string());
     record.body = kept.map(BytesMut::freeze);
     record.class = Class::from_status(status);
-    Ok(())
+    Ok(None)
 }
 
 /// GETs a small resource (robots.txt): its status and at most `max_bytes`
@@ -849,10 +977,32 @@ pub enum RedirectError {
     },
 }
 
+/// The target of a redirect response from `from` when it is on another
+/// origin (scheme, host or port).
+fn cross_host_location(from: &Url, headers: &HeaderMap) -> Option<Url> {
+    let location = headers.get(reqwest::header::LOCATION)?.to_str().ok()?;
+    let next = from.join(location).ok()?;
+    (next.origin() != from.origin()).then_some(next)
+}
+
 /// The redirect policy: follow up to `max` redirects, refusing loops, with
-/// errors that say how many and where to ([`RedirectError`]).
-fn redirect_policy(max: usize, rules: AddressRules) -> reqwest::redirect::Policy {
+/// errors that say how many and where to ([`RedirectError`]). A chain that
+/// starts at a host with its own headers (`privileged`) stops at a hop to
+/// another origin, which [`attempt`] then follows with a new request
+/// without those headers: reqwest drops only `Authorization`, `Cookie` and
+/// their kind on such a hop, and a host's headers may be any.
+fn redirect_policy(
+    max: usize,
+    rules: AddressRules,
+    privileged: impl Fn(&Url) -> bool + Send + Sync + 'static,
+) -> reqwest::redirect::Policy {
     reqwest::redirect::Policy::custom(move |attempt| {
+        if let Some(first) = attempt.previous().first()
+            && attempt.url().origin() != first.origin()
+            && privileged(first)
+        {
+            return attempt.stop();
+        }
         // IP-literal hops never reach the resolver's check.
         if let Err(forbidden) = rules.check_url(attempt.url()) {
             return attempt.error(forbidden);

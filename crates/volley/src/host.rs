@@ -216,12 +216,13 @@ impl Policy {
         })
     }
 
-    /// The limits for `host` (as the URL writes it: lower case, IPv6 in
-    /// brackets) on `port` (the URL's port, or its scheme's default).
-    pub fn limits_for(&self, host: &str, port: u16) -> HostLimits {
+    /// The first rule matching `host` (as the URL writes it: lower case,
+    /// IPv6 in brackets) on `port` (the URL's port, or its scheme's
+    /// default): an exact `host:port`, an exact host, then the globs in
+    /// order.
+    pub fn rule_for(&self, host: &str, port: u16) -> Option<&HostRule> {
         let with_port = format!("{host}:{port}");
-        let rule = self
-            .exact
+        self.exact
             .get(&with_port)
             .or_else(|| self.exact.get(host))
             .or_else(|| {
@@ -232,8 +233,12 @@ impl Policy {
                             .matches(if g.with_port { &with_port } else { host })
                     })
                     .map(|(_, r)| r)
-            });
-        match rule {
+            })
+    }
+
+    /// The limits for `host` on `port` (see [`Policy::rule_for`]).
+    pub fn limits_for(&self, host: &str, port: u16) -> HostLimits {
+        match self.rule_for(host, port) {
             None => self.default,
             Some(rule) => HostLimits {
                 concurrency: rule.concurrency.unwrap_or(self.default.concurrency),
@@ -794,11 +799,13 @@ mod tests {
                 pattern: "*.example.com".into(),
                 concurrency: Some(2),
                 rate: None,
+                headers: Vec::new(),
             },
             HostRule {
                 pattern: "api.example.com".into(),
                 concurrency: None,
                 rate: Some(Rate { per_sec: 5.0 }),
+                headers: Vec::new(),
             },
         ];
         let h = hosts(8, None, &rules);
@@ -816,6 +823,7 @@ mod tests {
             pattern: pattern.into(),
             concurrency: Some(concurrency),
             rate: None,
+            headers: Vec::new(),
         }
     }
 

@@ -79,12 +79,20 @@ impl Layer {
     }
 }
 
+/// Options that are read but never written (secrets: a stored job never
+/// holds them).
+const UNWRITTEN_KEYS: [&str; 1] = ["user"];
+
 /// Every option's name, with its default in text form.
 fn known_keys() -> Map<String, Value> {
-    match serde_json::to_value(FetchSpec::default()) {
+    let mut keys = match serde_json::to_value(FetchSpec::default()) {
         Ok(Value::Object(map)) => map,
         _ => Map::new(),
+    };
+    for key in UNWRITTEN_KEYS {
+        keys.insert(key.to_owned(), Value::Null);
     }
+    keys
 }
 
 /// Merges `layers` over the defaults, later layers winning, and validates
@@ -455,9 +463,15 @@ pub mod text {
     pub mod headers {
         use super::*;
 
-        /// Writes `"Name: value"` strings.
+        /// Writes `"Name: value"` strings, leaving out credentials
+        /// (`Authorization`, `Proxy-Authorization`, `Cookie`): a stored job
+        /// never holds a secret.
         pub fn serialize<S: Serializer>(v: &[(String, String)], s: S) -> Result<S::Ok, S::Error> {
-            let lines: Vec<String> = v.iter().map(|(n, val)| format!("{n}: {val}")).collect();
+            let lines: Vec<String> = v
+                .iter()
+                .filter(|(n, _)| !crate::spec::is_credential(n))
+                .map(|(n, val)| format!("{n}: {val}"))
+                .collect();
             lines.serialize(s)
         }
 
@@ -516,9 +530,12 @@ pub mod text {
                 skip_serializing_if = "Option::is_none"
             )]
             concurrency: Option<usize>,
+            /// Never written: per-host headers are secrets, not stored.
+            #[serde(default, skip_serializing)]
+            headers: std::collections::BTreeMap<String, String>,
         }
 
-        /// Writes `{pattern: {rate, concurrency}}`.
+        /// Writes `{pattern: {rate, concurrency}}` (never the headers).
         pub fn serialize<S: Serializer>(v: &[HostRule], s: S) -> Result<S::Ok, S::Error> {
             let mut map = s.serialize_map(Some(v.len()))?;
             for rule in v {
@@ -527,6 +544,7 @@ pub mod text {
                     &Limits {
                         rate: rule.rate,
                         concurrency: rule.concurrency,
+                        headers: std::collections::BTreeMap::new(),
                     },
                 )?;
             }
@@ -551,6 +569,7 @@ pub mod text {
                             pattern: pattern.to_ascii_lowercase(),
                             concurrency: limits.concurrency,
                             rate: limits.rate,
+                            headers: limits.headers.into_iter().collect(),
                         });
                     }
                     Ok(rules)
@@ -619,12 +638,14 @@ mod tests {
                 HostRule {
                     pattern: "*.example.com".into(),
                     concurrency: Some(1),
-                    rate: Some(Rate { per_sec: 5.0 })
+                    rate: Some(Rate { per_sec: 5.0 }),
+                    headers: Vec::new(),
                 },
                 HostRule {
                     pattern: "a.test".into(),
                     concurrency: None,
-                    rate: None
+                    rate: None,
+                    headers: Vec::new(),
                 }
             ],
             "rules keep the order written"

@@ -207,8 +207,7 @@ pub fn plan(prior: Option<&Resource>, spec: &FetchSpec, now_ms: i64) -> Plan {
 
 /// The current time as Unix epoch milliseconds.
 fn epoch_ms(at: SystemTime) -> i64 {
-    at.duration_since(SystemTime::UNIX_EPOCH)
-        .map_or(0, millis)
+    at.duration_since(SystemTime::UNIX_EPOCH).map_or(0, millis)
 }
 
 fn millis(d: Duration) -> i64 {

@@ -41,6 +41,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, mpsc};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
@@ -152,6 +153,10 @@ pub(crate) struct Shared {
     pub rules: crate::guard::AddressRules,
     /// Which requests go through a proxy ([`crate::proxy`]).
     pub proxy: crate::proxy::ProxyRoute,
+    /// The host rules, when some carry headers of their own.
+    pub host_headers: Option<crate::host::Policy>,
+    /// The run's `Authorization` (`--user`, `--bearer-token-file`).
+    pub authorization: Option<HeaderValue>,
 }
 
 impl Shared {
@@ -170,6 +175,12 @@ impl Shared {
         let rules = spec.address_rules()?;
         let hosts = Hosts::new(policy, spec.concurrency, spec.global_rate);
         let proxy = crate::proxy::ProxyRoute::new(&spec, |name| std::env::var(name).ok());
+        let host_headers = spec
+            .hosts
+            .iter()
+            .any(|rule| !rule.headers.is_empty())
+            .then(|| spec.host_policy())
+            .transpose()?;
         Ok(Shared {
             client,
             spec,
@@ -182,6 +193,8 @@ impl Shared {
             budget: None,
             rules,
             proxy,
+            host_headers,
+            authorization: None,
         })
     }
 }
@@ -369,6 +382,8 @@ struct Target {
     host_name: Box<str>,
     host: HostTask,
     outer: Option<HostTask>,
+    /// The host's own headers, if its rule has any.
+    headers: Option<HeaderMap>,
 }
 
 impl Target {
@@ -386,11 +401,28 @@ impl Target {
             .budget
             .as_ref()
             .map(|budget| budget.host(&host_name, name, port));
+        let headers = shared
+            .host_headers
+            .as_ref()
+            .and_then(|policy| policy.rule_for(name, port))
+            .filter(|rule| !rule.headers.is_empty())
+            .map(|rule| {
+                // Checked by `FetchSpec::validate`.
+                rule.headers
+                    .iter()
+                    .filter_map(|(n, v)| {
+                        let mut value = HeaderValue::from_str(v).ok()?;
+                        value.set_sensitive(true);
+                        Some((HeaderName::from_bytes(n.as_bytes()).ok()?, value))
+                    })
+                    .collect()
+            });
         Ok(Target {
             url,
             host_name,
             host,
             outer,
+            headers,
         })
     }
 }
@@ -410,6 +442,7 @@ async fn run_task(
         host_name,
         host,
         outer,
+        headers: host_headers,
     } = match target {
         Ok(target) => target,
         Err(e) => {
@@ -498,9 +531,13 @@ async fn run_task(
                     &url,
                     &shared.spec,
                     save,
-                    host.keep_alive(),
-                    shared.proxy.routes(&url),
-                    &plan,
+                    fetch::Ask {
+                        keep_alive: host.keep_alive(),
+                        via_proxy: shared.proxy.routes(&url),
+                        plan: &plan,
+                        host_headers: host_headers.as_ref(),
+                        authorization: shared.authorization.as_ref(),
+                    },
                 ) => result,
             }
         };

@@ -111,6 +111,15 @@ pub struct FetchSpec {
     pub client_cert: Option<PathBuf>,
     /// The private key (PEM) of `client_cert`.
     pub client_key: Option<PathBuf>,
+    /// HTTP Basic credentials, `NAME:PASSWORD` (RFC 7617), sent to every
+    /// host as `Authorization` and dropped on a redirect to another host.
+    /// A secret: never stored with a job, never shown.
+    #[serde(skip_serializing)]
+    pub user: Option<String>,
+    /// A file holding a bearer token (RFC 6750), sent to every host as
+    /// `Authorization: Bearer …` and dropped on a redirect to another host.
+    /// The path is stored with a job; the token is read by each run.
+    pub bearer_token_file: Option<PathBuf>,
     /// Where to save bodies, named by SHA-256; `None` hashes and drops them.
     pub save_bodies: Option<PathBuf>,
     /// Largest decoded body read, in bytes; past it the outcome is
@@ -198,6 +207,8 @@ impl Default for FetchSpec {
             insecure: false,
             client_cert: None,
             client_key: None,
+            user: None,
+            bearer_token_file: None,
             save_bodies: None,
             max_body_bytes: None,
             max_decompression_ratio: 200,
@@ -263,6 +274,12 @@ pub enum SpecError {
     /// A duration above [`MAX_DURATION`].
     #[error("{0} must be at most 365 days")]
     TooLong(&'static str),
+    /// `--user` without a colon.
+    #[error("--user takes NAME:PASSWORD (a colon between them)")]
+    User,
+    /// `--user` and `--bearer-token-file` together.
+    #[error("--user and --bearer-token-file both set Authorization: give one")]
+    AuthConflict,
     /// A header name or value HTTP does not allow.
     #[error("invalid header {0:?}: expected 'Name: value' with a valid field name and value")]
     Header(String),
@@ -374,7 +391,14 @@ impl FetchSpec {
         if self.max_decompression_ratio == 0 {
             return Err(SpecError::Zero("--max-decompression-ratio"));
         }
-        for (name, value) in &self.headers {
+        if self.user.as_deref().is_some_and(|u| !u.contains(':')) {
+            return Err(SpecError::User);
+        }
+        if self.user.is_some() && self.bearer_token_file.is_some() {
+            return Err(SpecError::AuthConflict);
+        }
+        let host_headers = self.hosts.iter().flat_map(|rule| &rule.headers);
+        for (name, value) in self.headers.iter().chain(host_headers) {
             let ok = reqwest::header::HeaderName::from_bytes(name.as_bytes()).is_ok()
                 && reqwest::header::HeaderValue::from_str(value).is_ok();
             if !ok {
@@ -446,6 +470,18 @@ pub struct HostRule {
     pub concurrency: Option<usize>,
     /// Most requests per second to one matching host.
     pub rate: Option<Rate>,
+    /// Headers sent only to matching hosts (`headers = {Authorization =
+    /// "…"}`), never on a redirect to another host, and never stored with
+    /// a job (they are usually secrets).
+    pub headers: Vec<(String, String)>,
+}
+
+/// Whether a request header named `name` carries credentials, so that it
+/// is never stored with a job (case-insensitive).
+pub fn is_credential(name: &str) -> bool {
+    ["authorization", "proxy-authorization", "cookie"]
+        .iter()
+        .any(|c| name.trim().eq_ignore_ascii_case(c))
 }
 
 /// Splits a `Name: value` header argument, as curl's `-H` takes it.
