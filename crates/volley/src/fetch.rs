@@ -233,12 +233,7 @@ pub fn build_client(spec: &FetchSpec) -> Result<reqwest::Client, ClientError> {
         builder = builder.proxy(proxy);
     }
     // Only a run with per-host headers checks each redirect's first host.
-    let policy = spec
-        .hosts
-        .iter()
-        .any(|rule| !rule.headers.is_empty())
-        .then(|| spec.host_policy())
-        .transpose()?;
+    let policy = spec.header_policy()?;
     let rules = spec.address_rules()?;
     if !rules.is_open() {
         // A proxy resolves and connects on its own: no rule would hold.

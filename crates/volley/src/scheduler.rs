@@ -175,12 +175,7 @@ impl Shared {
         let rules = spec.address_rules()?;
         let hosts = Hosts::new(policy, spec.concurrency, spec.global_rate);
         let proxy = crate::proxy::ProxyRoute::new(&spec, |name| std::env::var(name).ok());
-        let host_headers = spec
-            .hosts
-            .iter()
-            .any(|rule| !rule.headers.is_empty())
-            .then(|| spec.host_policy())
-            .transpose()?;
+        let host_headers = spec.header_policy()?;
         Ok(Shared {
             client,
             spec,

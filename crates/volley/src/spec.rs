@@ -410,6 +410,19 @@ impl FetchSpec {
 }
 
 impl FetchSpec {
+    /// The host rules, when some carry headers of their own (`None` when
+    /// none do, so that runs without them look nothing up per request).
+    ///
+    /// # Errors
+    /// As [`FetchSpec::host_policy`].
+    pub fn header_policy(&self) -> Result<Option<crate::host::Policy>, SpecError> {
+        self.hosts
+            .iter()
+            .any(|rule| !rule.headers.is_empty())
+            .then(|| self.host_policy())
+            .transpose()
+    }
+
     /// The per-host limits: `per_host` and `rate` for every host, overridden
     /// by the first matching rule of `hosts`.
     ///
