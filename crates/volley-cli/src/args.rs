@@ -310,6 +310,14 @@ pub struct OptionArgs {
     #[arg(long, value_name = "FILE")]
     pub bearer_token_file: Option<String>,
 
+    /// Keep cookies for the run: Set-Cookie answers are sent back to the hosts they belong to (RFC 6265); values are kept out of the recorded headers.
+    #[arg(long)]
+    pub cookies: bool,
+
+    /// Load cookies from FILE (Netscape format, as curl -c and wget --save-cookies write it; missing = empty) and save them back when the run ends; implies --cookies.
+    #[arg(long, value_name = "FILE")]
+    pub cookie_jar: Option<String>,
+
     /// Save bodies under DIR, named by their SHA-256 (DIR/ab/abcd…); otherwise bodies are hashed and dropped.
     #[arg(long, value_name = "DIR")]
     pub save_bodies: Option<String>,

@@ -17,6 +17,7 @@ use anyhow::Context as _;
 use clap::Parser as _;
 use tokio_util::sync::CancellationToken;
 use volley::RunError;
+use volley::cookies::CookieError;
 use volley::export::{ExportError, Format};
 use volley::fetch::ClientError;
 use volley::store::postgres::{PgOptions, PgReader, PgStore, is_postgres_url};
@@ -320,7 +321,8 @@ fn run_failed(e: RunError) -> anyhow::Result<ExitCode> {
             | ClientError::Proxy { .. }
             | ClientError::TokenRead { .. }
             | ClientError::TokenBad { .. },
-        )) => Ok(usage(e)),
+        )
+        | RunError::Cookies(CookieError::Read { .. } | CookieError::Line { .. })) => Ok(usage(e)),
         e => Err(e.into()),
     }
 }

@@ -6,7 +6,9 @@ mod support;
 
 use std::time::Duration;
 
-use support::{Server, Volley, fetch_args, path_of, pattern_sha256, signal, stderr};
+use support::{
+    SESSION_COOKIE, Server, Volley, fetch_args, path_of, pattern_sha256, signal, stderr,
+};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn records_one_ok_outcome_per_url_with_hash_and_timing() {
@@ -900,6 +902,156 @@ async fn deny_private_refuses_loopback_literals_names_and_redirects() {
     assert_eq!(open.row(1).class, "ok");
 }
 
+/// Everything a run leaves on record: the database files and the output
+/// of `outs`, as text.
+fn on_record(v: &Volley, outs: &[&std::process::Output]) -> String {
+    let mut haystack: Vec<u8> = Vec::new();
+    for out in outs {
+        haystack.extend_from_slice(&out.stdout);
+        haystack.extend_from_slice(&out.stderr);
+    }
+    for entry in std::fs::read_dir(v.dir.path()).expect("list the directory") {
+        let path = entry.expect("an entry").path();
+        let name = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or_default();
+        if name.starts_with("volley.db") {
+            haystack.extend(std::fs::read(&path).expect("read a database file"));
+        }
+    }
+    String::from_utf8_lossy(&haystack).into_owned()
+}
+
+#[tokio::test]
+async fn cookies_are_kept_for_the_run_loaded_and_saved_and_never_recorded() {
+    let v = Volley::new();
+    let (a, b) = (
+        Server::start_on("127.0.0.1").await,
+        Server::start_on("127.0.0.2").await,
+    );
+    let cookie = |server: &Server, i: usize| {
+        server.headers_seen()[i]
+            .get("cookie")
+            .and_then(|c| c.to_str().ok())
+            .map(str::to_owned)
+    };
+    // Without --cookies, a Set-Cookie is not sent back, even in its chain.
+    v.fetch_ok(&[a.url("/login")], &["--job", "plain"]).await;
+    assert_eq!(cookie(&a, 0), None);
+    // With it, the login's cookie goes with the redirect it set it on.
+    let out = v
+        .fetch_ok(
+            &[a.url("/login"), a.url("/login?stay=1")],
+            &["--cookies", "--job", "kept"],
+        )
+        .await;
+    assert_eq!(cookie(&a, 1).as_deref(), Some(SESSION_COOKIE));
+
+    // A jar as curl writes it: B's cookie goes to B only; A's cookie,
+    // set in this run, is saved to the file with B's.
+    let jar = v.path("cookies.txt");
+    std::fs::write(
+        &jar,
+        format!(
+            "# Netscape HTTP Cookie File\n{}\tFALSE\t/\tFALSE\t0\tfrom_curl\tb-value\n",
+            b.addr.ip()
+        ),
+    )
+    .expect("write the cookie file");
+    let jar_arg = jar.to_str().expect("utf-8 path");
+    let out_jar = v
+        .fetch_ok(
+            &[a.url("/login"), b.url("/echo")],
+            &[
+                "--cookie-jar",
+                jar_arg,
+                "--job",
+                "jar",
+                "--concurrency",
+                "1",
+            ],
+        )
+        .await;
+    assert_eq!(cookie(&a, 2).as_deref(), Some(SESSION_COOKIE));
+    assert_eq!(cookie(&b, 0).as_deref(), Some("from_curl=b-value"));
+    let saved = std::fs::read_to_string(&jar).expect("the jar was saved");
+    let (name, value) = SESSION_COOKIE.split_once('=').expect("name=value");
+    assert!(
+        saved.contains(&format!(
+            "#HttpOnly_{}\tFALSE\t/\tFALSE\t0\t{name}\t{value}\n",
+            a.addr.ip()
+        )),
+        "{saved}"
+    );
+    assert!(saved.contains("from_curl\tb-value"), "{saved}");
+    // Read back by a later run, the saved cookie goes to A.
+    v.fetch_ok(
+        &[a.url("/echo")],
+        &["--cookie-jar", jar_arg, "--job", "again"],
+    )
+    .await;
+    assert_eq!(cookie(&a, 3).as_deref(), Some(SESSION_COOKIE));
+
+    // The values of cookies a run sends back are kept out of the recorded
+    // headers; the names stay.
+    let export = v.run(&["export", "--job", "kept"]).await;
+    let text = on_record(&v, &[&out, &out_jar, &export]);
+    assert!(text.contains("sid=(hidden); Path=/; HttpOnly"), "{text}");
+    assert!(!text.contains(value), "the session cookie was recorded");
+    assert!(!text.contains("b-value"));
+
+    // A jar that is not one: exit 2 with the line at fault.
+    std::fs::write(&jar, "127.0.0.1\tMAYBE\t/\tFALSE\t0\tn\tv\n").expect("write");
+    let bad = v
+        .run(&["fetch", "-", "--cookie-jar", jar_arg, "--job", "bad"])
+        .await;
+    assert_eq!(bad.status.code(), Some(2), "{}", stderr(&bad));
+    let err = stderr(&bad);
+    assert!(err.contains("line 1") && err.contains("MAYBE"), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_host_marked_insecure_is_the_only_one_unverified() {
+    // Two servers as `openssl req -x509` makes them (CA:TRUE), refused by
+    // any verifying client; only the first is marked insecure.
+    let ca_true = || {
+        certificate(|p| {
+            p.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        })
+    };
+    let ((der_a, _, key_a), (der_b, _, key_b)) = (ca_true(), ca_true());
+    let (a, b) = (
+        tls_server(der_a, key_a).await,
+        tls_server(der_b, key_b).await,
+    );
+    let plain = Server::start().await;
+    let v = Volley::new();
+    let config = v.path("volley.toml");
+    std::fs::write(
+        &config,
+        format!("[hosts.\"{}\"]\ninsecure = true\n", a.addr),
+    )
+    .expect("write the config");
+    let urls = [
+        a.https_url("/ok/1"),
+        b.https_url("/ok/2"),
+        // From the insecure host to the other: verified again.
+        a.https_url(&format!("/to?url={}", b.https_url("/ok/3"))),
+        // From a plain host to the insecure one: unverified there.
+        plain.url(&format!("/to?url={}", a.https_url("/ok/4"))),
+    ];
+    v.fetch_ok(&urls, &["--config", config.to_str().expect("utf-8 path")])
+        .await;
+    let classes: Vec<String> = (1..=4).map(|id| v.row(id).class).collect();
+    assert_eq!(classes, ["ok", "tls", "tls", "ok"], "{:?}", v.rows());
+    assert_eq!(
+        v.row(4).final_url.as_deref(),
+        Some(a.https_url("/ok/4").as_str())
+    );
+    assert_eq!(b.total(), 0, "no request reached the unmarked host");
+}
+
 /// A certificate for 127.0.0.1 made with `params` adjusted by `adjust`,
 /// self-signed: (its DER, its PEM, its key as DER).
 fn certificate(
@@ -1236,22 +1388,7 @@ async fn credentials_go_only_where_they_belong_and_are_never_recorded() {
 
     // Nowhere on record: the database files, the export, the output.
     let export = v.run(&["export", "--job", "secret"]).await;
-    let mut haystack: Vec<u8> = Vec::new();
-    for out in [&out, &out_user, &export] {
-        haystack.extend_from_slice(&out.stdout);
-        haystack.extend_from_slice(&out.stderr);
-    }
-    for entry in std::fs::read_dir(v.dir.path()).expect("list the directory") {
-        let path = entry.expect("an entry").path();
-        let name = path
-            .file_name()
-            .and_then(|n| n.to_str())
-            .unwrap_or_default();
-        if name.starts_with("volley.db") {
-            haystack.extend(std::fs::read(&path).expect("read a database file"));
-        }
-    }
-    let text = String::from_utf8_lossy(&haystack);
+    let text = on_record(&v, &[&out, &out_user, &export]);
     for secret in [TOKEN, API_KEY, "YWxpY2U6cHc=", "alice:pw"] {
         assert!(!text.contains(secret), "{secret} was recorded");
     }

@@ -28,8 +28,9 @@ use crate::runs::{Failure, InputFault};
 /// Options a job may not set through the API: they name files on the
 /// server, loosen the server's address rules, or are secrets a job cannot
 /// keep across a restart (jobs never store credentials).
-pub const SERVER_ONLY: [&str; 9] = [
+pub const SERVER_ONLY: [&str; 10] = [
     "save-bodies",
+    "cookie-jar",
     "ca-cert",
     "client-cert",
     "client-key",

@@ -19,6 +19,8 @@ use std::time::Instant;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
+use crate::clients::Clients;
+use crate::cookies::Jar;
 use crate::scheduler::{self, Frontier, Shared};
 use crate::source::InputSource;
 use crate::spec::{FetchSpec, SpecError};
@@ -39,6 +41,9 @@ pub enum RunError {
     /// The database failed.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// The cookie file could not be loaded or saved.
+    #[error(transparent)]
+    Cookies(#[from] crate::cookies::CookieError),
     /// Reading the input failed.
     #[error("reading the input failed: {0}")]
     Input(std::io::Error),
@@ -107,7 +112,8 @@ pub async fn fetch_job<S: Store>(
     control: &Control,
 ) -> Result<RunReport, RunError> {
     spec.validate()?;
-    let client = fetch::build_client(&spec)?;
+    let jar = Jar::open(spec.keeps_cookies(), spec.cookie_jar.as_deref())?.map(Arc::new);
+    let clients = Clients::build(&spec, jar.clone())?;
     let authorization = fetch::authorization(&spec)?;
     let insecure = spec.insecure;
     if let Some(dir) = &spec.save_bodies {
@@ -179,7 +185,7 @@ pub async fn fetch_job<S: Store>(
         }
     });
     let shared = match Shared::new(
-        client,
+        clients,
         spec,
         outcomes,
         Arc::clone(&progress),
@@ -230,6 +236,9 @@ pub async fn fetch_job<S: Store>(
             .and_then(|r| r),
         None => Ok(Tally::default()),
     };
+    // Saved whatever happened: the cookies a run collected are worth
+    // keeping even when it failed.
+    let saved = jar.as_ref().map_or(Ok(()), |jar| jar.save());
     store.release(job.id).await?;
     if lost.is_cancelled() {
         return Err(StoreError::LeaseLost.into());
@@ -238,6 +247,7 @@ pub async fn fetch_job<S: Store>(
     let mut tally = written?;
     let from_ingest = ingested?;
     scheduled?;
+    saved?;
     for (class, n) in from_ingest.by_class {
         tally.add_unfetched(class, n);
     }

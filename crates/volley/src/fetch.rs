@@ -28,12 +28,14 @@ use bytes::{Bytes, BytesMut};
 use futures_util::TryStreamExt as _;
 use reqwest::header::{
     ACCEPT_ENCODING, AUTHORIZATION, CONNECTION, CONTENT_ENCODING, CONTENT_TYPE, HeaderMap,
-    HeaderName, HeaderValue, IF_MODIFIED_SINCE, IF_NONE_MATCH, RETRY_AFTER,
+    HeaderName, HeaderValue, IF_MODIFIED_SINCE, IF_NONE_MATCH, RETRY_AFTER, SET_COOKIE,
 };
 use tokio::io::{AsyncRead, AsyncReadExt as _};
 use url::Url;
 
 use crate::body::{BodySink, header_text};
+use crate::clients::{Clients, Stops};
+use crate::cookies::Jar;
 use crate::dns::DnsError;
 use crate::guard::AddressRules;
 use crate::outcome::Class;
@@ -164,11 +166,27 @@ pub fn authorization(spec: &FetchSpec) -> Result<Option<HeaderValue>, ClientErro
     Ok(Some(value))
 }
 
-/// Builds the shared client from `spec`.
+/// Builds a client from `spec`, verifying certificates unless `--insecure`,
+/// without cookies; a run's clients come from [`Clients::build`].
 ///
 /// # Errors
 /// See [`ClientError`].
 pub fn build_client(spec: &FetchSpec) -> Result<reqwest::Client, ClientError> {
+    client_with(spec, None, spec.insecure, Arc::new(Stops::of(spec)?))
+}
+
+/// Builds one client of a run from `spec`: sharing `jar`, verifying
+/// certificates unless `unverified`, and stopping redirects where `stops`
+/// says.
+///
+/// # Errors
+/// See [`ClientError`].
+pub(crate) fn client_with(
+    spec: &FetchSpec,
+    jar: Option<Arc<Jar>>,
+    unverified: bool,
+    stops: Arc<Stops>,
+) -> Result<reqwest::Client, ClientError> {
     let mut headers = HeaderMap::new();
     headers.insert(
         ACCEPT_ENCODING,
@@ -218,8 +236,11 @@ pub fn build_client(spec: &FetchSpec) -> Result<reqwest::Client, ClientError> {
             })?;
         builder = builder.identity(identity);
     }
-    if spec.insecure {
+    if unverified {
         builder = builder.danger_accept_invalid_certs(true);
+    }
+    if let Some(jar) = jar {
+        builder = builder.cookie_provider(jar);
     }
     if let Some(url) = &spec.proxy {
         let route = crate::proxy::ProxyRoute::new(spec, |name| std::env::var(name).ok());
@@ -232,8 +253,6 @@ pub fn build_client(spec: &FetchSpec) -> Result<reqwest::Client, ClientError> {
         }
         builder = builder.proxy(proxy);
     }
-    // Only a run with per-host headers checks each redirect's first host.
-    let policy = spec.header_policy()?;
     let rules = spec.address_rules()?;
     if !rules.is_open() {
         // A proxy resolves and connects on its own: no rule would hold.
@@ -248,15 +267,7 @@ pub fn build_client(spec: &FetchSpec) -> Result<reqwest::Client, ClientError> {
         .redirect(redirect_policy(
             spec.max_redirects,
             rules,
-            move |url: &Url| {
-                policy.as_ref().is_some_and(|p| {
-                    p.rule_for(
-                        url.host_str().unwrap_or_default(),
-                        url.port_or_known_default().unwrap_or_default(),
-                    )
-                    .is_some_and(|rule| !rule.headers.is_empty())
-                })
-            },
+            move |first: &Url, next: &Url| stops.stops(first, next, unverified),
         ))
         .dns_resolver(Arc::new(resolver))
         .pool_max_idle_per_host(spec.per_host)
@@ -387,7 +398,7 @@ pub struct Ask<'a> {
 /// Cancellation: dropping the future drops the connection and any partial
 /// body file.
 pub async fn attempt(
-    client: &reqwest::Client,
+    clients: &Clients,
     url: &Url,
     spec: &FetchSpec,
     save: Option<SaveTo<'_>>,
@@ -396,7 +407,7 @@ pub async fn attempt(
     let start = Instant::now();
     let mut record = Attempt::new();
     let revalidating = matches!(ask.plan, Plan::Revalidate { .. });
-    let request = |url: &Url, first: bool| {
+    let request = |client: &reqwest::Client, url: &Url, first: bool| {
         let host_headers = ask.host_headers.filter(|_| first);
         let mut request = client.get(url.clone());
         if let Some(value) = ask.authorization.filter(|_| first)
@@ -429,31 +440,32 @@ pub async fn attempt(
     };
     let how = (ask.via_proxy, revalidating);
     let exchanges = async {
-        let first = request(url, true);
-        let hop = exchange(
-            first,
-            spec,
-            save,
-            start,
-            how,
-            ask.host_headers.is_some(),
-            &mut record,
-        )
-        .await?;
-        if let Some(next) = hop {
-            // A redirect to another host: followed without the host's own
-            // headers, nor the run's Authorization.
+        let mut url = url.clone();
+        let mut hops = 0;
+        loop {
+            let (client, unverified) = clients.for_url(&url);
+            let stops = |next: &Url| clients.stops().stops(&url, next, unverified);
+            let request = request(client, &url, hops == 0);
+            let hop = exchange(request, spec, save, start, how, stops, &mut record).await?;
+            let Some(next) = hop else { break };
+            // A hop the client stopped at: followed with a new request made
+            // for the next host, without the first host's headers or the
+            // run's Authorization.
             record = Attempt::new();
-            exchange(
-                request(&next, false),
-                spec,
-                save,
-                start,
-                how,
-                false,
-                &mut record,
-            )
-            .await?;
+            hops += 1;
+            if hops > spec.max_redirects {
+                record.class = Class::TooManyRedirects;
+                record.message = Some(
+                    RedirectError::TooMany {
+                        count: hops - 1,
+                        max: spec.max_redirects,
+                        last: next.to_string(),
+                    }
+                    .to_string(),
+                );
+                break;
+            }
+            url = next;
         }
         Ok::<(), Local>(())
     };
@@ -482,7 +494,7 @@ async fn exchange(
     save: Option<SaveTo<'_>>,
     start: Instant,
     (via_proxy, revalidating): (bool, bool),
-    privileged: bool,
+    stops: impl Fn(&Url) -> bool,
     record: &mut Attempt,
 ) -> Result<Option<Url>, Local> {
     let response = match request.send().await {
@@ -503,18 +515,18 @@ async fn exchange(
     };
     record.ttfb_ms = Some(millis(start.elapsed()));
     let status = response.status().as_u16();
-    if privileged
-        && response.status().is_redirection()
+    if matches!(status, 301 | 302 | 303 | 307 | 308)
         && let Some(next) = cross_host_location(response.url(), response.headers())
+        && stops(&next)
     {
-        // The redirect policy stopped here: the hop leaves the host.
+        // The redirect policy stopped here ([`Stops::stops`]).
         return Ok(Some(next));
     }
     record.status = Some(status);
     record.http_version = Some(format!("{:?}", response.version()));
     record.final_url = Some(response.url().to_string());
     record.content_type = response.headers().get(CONTENT_TYPE).map(header_text);
-    record.headers = Some(headers_json(response.headers()));
+    record.headers = Some(headers_json(response.headers(), spec.keeps_cookies()));
     let retryable = is_retryable_status(status);
     if retryable {
         record.retry_after = response
@@ -981,20 +993,20 @@ fn cross_host_location(from: &Url, headers: &HeaderMap) -> Option<Url> {
 }
 
 /// The redirect policy: follow up to `max` redirects, refusing loops, with
-/// errors that say how many and where to ([`RedirectError`]). A chain that
-/// starts at a host with its own headers (`privileged`) stops at a hop to
-/// another origin, which [`attempt`] then follows with a new request
-/// without those headers: reqwest drops only `Authorization`, `Cookie` and
+/// errors that say how many and where to ([`RedirectError`]). A chain
+/// stops where `stops(first, next)` says ([`Stops::stops`]: a hop to
+/// another origin from a host with its own headers, or between a verified
+/// and an unverified host), and [`attempt`] follows it with a new request
+/// made for the next host: reqwest drops only `Authorization`, `Cookie` and
 /// their kind on such a hop, and a host's headers may be any.
 fn redirect_policy(
     max: usize,
     rules: AddressRules,
-    privileged: impl Fn(&Url) -> bool + Send + Sync + 'static,
+    stops: impl Fn(&Url, &Url) -> bool + Send + Sync + 'static,
 ) -> reqwest::redirect::Policy {
     reqwest::redirect::Policy::custom(move |attempt| {
         if let Some(first) = attempt.previous().first()
-            && attempt.url().origin() != first.origin()
-            && privileged(first)
+            && stops(first, attempt.url())
         {
             return attempt.stop();
         }
@@ -1039,7 +1051,11 @@ pub fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
 }
 
 /// The headers as a JSON object; repeated fields joined with `", "`.
-fn headers_json(headers: &HeaderMap) -> String {
+///
+/// With `hide_cookies` (the run sends cookies back, so they are its
+/// credentials), each `Set-Cookie` keeps its name and attributes but not
+/// its value.
+fn headers_json(headers: &HeaderMap, hide_cookies: bool) -> String {
     // Written straight into one string (serde_json escapes each part): this
     // runs for every response, and a map of owned strings cost 3 % of the
     // CPU of a run of tiny responses.
@@ -1052,16 +1068,36 @@ fn headers_json(headers: &HeaderMap) -> String {
         push_json_string(&mut out, name.as_str());
         out.push(':');
         let mut values = headers.get_all(name).iter();
+        let text = |value: &HeaderValue| {
+            let text = header_text(value);
+            if hide_cookies && name == SET_COOKIE {
+                hide_cookie_value(&text)
+            } else {
+                text
+            }
+        };
         match (values.next(), values.next()) {
-            (Some(only), None) => push_json_string(&mut out, &header_text(only)),
+            (Some(only), None) => push_json_string(&mut out, &text(only)),
             _ => {
-                let joined: Vec<String> = headers.get_all(name).iter().map(header_text).collect();
+                let joined: Vec<String> = headers.get_all(name).iter().map(text).collect();
                 push_json_string(&mut out, &joined.join(", "));
             }
         }
     }
     out.push('}');
     out
+}
+
+/// `name=value; attributes` with the value replaced by `(hidden)`.
+fn hide_cookie_value(set_cookie: &str) -> String {
+    let (pair, attributes) = set_cookie
+        .split_once(';')
+        .map_or((set_cookie, None), |(p, a)| (p, Some(a)));
+    let name = pair.split_once('=').map_or(pair, |(n, _)| n);
+    match attributes {
+        Some(attributes) => format!("{name}=(hidden);{attributes}"),
+        None => format!("{name}=(hidden)"),
+    }
 }
 
 /// Appends `text` as a JSON string literal.
@@ -1094,7 +1130,8 @@ mod tests {
         h.append("vary", HeaderValue::from_static("accept"));
         h.append("vary", HeaderValue::from_static("origin"));
         h.append("etag", HeaderValue::from_static("\"x\""));
-        let v: serde_json::Value = serde_json::from_str(&headers_json(&h)).expect("valid JSON");
+        let v: serde_json::Value =
+            serde_json::from_str(&headers_json(&h, false)).expect("valid JSON");
         assert_eq!(v["vary"], "accept, origin");
         assert_eq!(v["etag"], "\"x\"");
     }

@@ -800,12 +800,14 @@ mod tests {
                 concurrency: Some(2),
                 rate: None,
                 headers: Vec::new(),
+                insecure: false,
             },
             HostRule {
                 pattern: "api.example.com".into(),
                 concurrency: None,
                 rate: Some(Rate { per_sec: 5.0 }),
                 headers: Vec::new(),
+                insecure: false,
             },
         ];
         let h = hosts(8, None, &rules);
@@ -824,6 +826,7 @@ mod tests {
             concurrency: Some(concurrency),
             rate: None,
             headers: Vec::new(),
+            insecure: false,
         }
     }
 

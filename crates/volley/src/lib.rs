@@ -29,6 +29,8 @@
 //! ```
 
 pub mod body;
+pub mod clients;
+pub mod cookies;
 pub mod dns;
 pub mod engine;
 pub mod export;

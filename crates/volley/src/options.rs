@@ -533,6 +533,8 @@ pub mod text {
             /// Never written: per-host headers are secrets, not stored.
             #[serde(default, skip_serializing)]
             headers: std::collections::BTreeMap<String, String>,
+            #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+            insecure: bool,
         }
 
         /// Writes `{pattern: {rate, concurrency}}` (never the headers).
@@ -545,6 +547,7 @@ pub mod text {
                         rate: rule.rate,
                         concurrency: rule.concurrency,
                         headers: std::collections::BTreeMap::new(),
+                        insecure: rule.insecure,
                     },
                 )?;
             }
@@ -570,6 +573,7 @@ pub mod text {
                             concurrency: limits.concurrency,
                             rate: limits.rate,
                             headers: limits.headers.into_iter().collect(),
+                            insecure: limits.insecure,
                         });
                     }
                     Ok(rules)
@@ -640,12 +644,14 @@ mod tests {
                     concurrency: Some(1),
                     rate: Some(Rate { per_sec: 5.0 }),
                     headers: Vec::new(),
+                    insecure: false,
                 },
                 HostRule {
                     pattern: "a.test".into(),
                     concurrency: None,
                     rate: None,
                     headers: Vec::new(),
+                    insecure: false,
                 }
             ],
             "rules keep the order written"
@@ -691,6 +697,21 @@ mod tests {
             Value::Object(values),
         )])?;
         assert_eq!(format!("{again:?}"), format!("{spec:?}"));
+        Ok(())
+    }
+
+    #[test]
+    fn a_stored_job_keeps_host_insecure_and_cookie_jar_but_no_secret() -> Result<(), SpecError> {
+        let spec = resolve(&[layer(
+            Source::File("volley.toml".into()),
+            json!({"cookie-jar": "jar.txt", "header": ["Cookie: a=1", "X-Ok: 1"],
+                   "hosts": {"a.test": {"insecure": true, "headers": {"X-Api-Key": "k"}}}}),
+        )])?;
+        assert!(spec.hosts[0].insecure && spec.keeps_cookies());
+        let text = serde_json::to_string(&spec).map_err(|e| SpecError::Option(e.to_string()))?;
+        assert!(text.contains(r#""hosts":{"a.test":{"insecure":true}}"#), "{text}");
+        assert!(text.contains(r#""cookie-jar":"jar.txt""#), "{text}");
+        assert!(!text.contains("X-Api-Key") && !text.contains("a=1"), "{text}");
         Ok(())
     }
 }

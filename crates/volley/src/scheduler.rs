@@ -41,13 +41,14 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
+use reqwest::header::HeaderValue;
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, mpsc};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use url::Url;
 
 use crate::RunError;
+use crate::clients::{Clients, HostAsk};
 use crate::fetch::{self, Attempt, SaveTo};
 use crate::host::{Feedback, Host, HostTask, Hosts};
 use crate::outcome::{AttemptRecord, Class, NextPage, Outcome, now_ms};
@@ -138,7 +139,7 @@ impl Frontier {
 
 /// What every task of a run shares.
 pub(crate) struct Shared {
-    pub client: reqwest::Client,
+    pub clients: Clients,
     pub spec: FetchSpec,
     pub outcomes: mpsc::Sender<Finished>,
     pub progress: Arc<Progress>,
@@ -153,8 +154,6 @@ pub(crate) struct Shared {
     pub rules: crate::guard::AddressRules,
     /// Which requests go through a proxy ([`crate::proxy`]).
     pub proxy: crate::proxy::ProxyRoute,
-    /// The host rules, when some carry headers of their own.
-    pub host_headers: Option<crate::host::Policy>,
     /// The run's `Authorization` (`--user`, `--bearer-token-file`).
     pub authorization: Option<HeaderValue>,
 }
@@ -163,7 +162,7 @@ impl Shared {
     /// # Errors
     /// A host rule whose pattern is not a valid glob.
     pub fn new(
-        client: reqwest::Client,
+        clients: Clients,
         spec: FetchSpec,
         outcomes: mpsc::Sender<Finished>,
         progress: Arc<Progress>,
@@ -175,9 +174,8 @@ impl Shared {
         let rules = spec.address_rules()?;
         let hosts = Hosts::new(policy, spec.concurrency, spec.global_rate);
         let proxy = crate::proxy::ProxyRoute::new(&spec, |name| std::env::var(name).ok());
-        let host_headers = spec.header_policy()?;
         Ok(Shared {
-            client,
+            clients,
             spec,
             outcomes,
             progress,
@@ -188,7 +186,6 @@ impl Shared {
             budget: None,
             rules,
             proxy,
-            host_headers,
             authorization: None,
         })
     }
@@ -377,8 +374,8 @@ struct Target {
     host_name: Box<str>,
     host: HostTask,
     outer: Option<HostTask>,
-    /// The host's own headers, if its rule has any.
-    headers: Option<HeaderMap>,
+    /// What the host's rule changes about requests, if anything.
+    ask: Option<Arc<HostAsk>>,
 }
 
 impl Target {
@@ -396,28 +393,13 @@ impl Target {
             .budget
             .as_ref()
             .map(|budget| budget.host(&host_name, name, port));
-        let headers = shared
-            .host_headers
-            .as_ref()
-            .and_then(|policy| policy.rule_for(name, port))
-            .filter(|rule| !rule.headers.is_empty())
-            .map(|rule| {
-                // Checked by `FetchSpec::validate`.
-                rule.headers
-                    .iter()
-                    .filter_map(|(n, v)| {
-                        let mut value = HeaderValue::from_str(v).ok()?;
-                        value.set_sensitive(true);
-                        Some((HeaderName::from_bytes(n.as_bytes()).ok()?, value))
-                    })
-                    .collect()
-            });
+        let ask = shared.clients.stops().ask(&url).cloned();
         Ok(Target {
             url,
             host_name,
             host,
             outer,
-            headers,
+            ask,
         })
     }
 }
@@ -437,7 +419,7 @@ async fn run_task(
         host_name,
         host,
         outer,
-        headers: host_headers,
+        ask,
     } = match target {
         Ok(target) => target,
         Err(e) => {
@@ -522,7 +504,7 @@ async fn run_task(
                     return send(&shared, deadline_outcome(attempts, history), host_name).await;
                 }
                 result = fetch::attempt(
-                    &shared.client,
+                    &shared.clients,
                     &url,
                     &shared.spec,
                     save,
@@ -530,7 +512,7 @@ async fn run_task(
                         keep_alive: host.keep_alive(),
                         via_proxy: shared.proxy.routes(&url),
                         plan: &plan,
-                        host_headers: host_headers.as_ref(),
+                        host_headers: ask.as_ref().and_then(|a| a.headers.as_ref()),
                         authorization: shared.authorization.as_ref(),
                     },
                 ) => result,
@@ -801,7 +783,7 @@ async fn fetch_robots(
             return Arc::new(Robots::AllowAll);
         };
         let result = fetch::fetch_small(
-            &shared.client,
+            shared.clients.for_url(&robots_url).0,
             &robots_url,
             robots::MAX_BYTES,
             shared.spec.timeout,

@@ -120,6 +120,15 @@ pub struct FetchSpec {
     /// `Authorization: Bearer …` and dropped on a redirect to another host.
     /// The path is stored with a job; the token is read by each run.
     pub bearer_token_file: Option<PathBuf>,
+    /// Keep a cookie store for the run: `Set-Cookie` answers are sent back
+    /// as `Cookie` to the hosts they belong to (RFC 6265). Without a
+    /// `cookie_jar` the store starts empty with each run.
+    #[serde(with = "text::flag")]
+    pub cookies: bool,
+    /// A cookie file in the Netscape format curl and wget write: loaded
+    /// before the run (a missing file is an empty store) and written back,
+    /// mode 0600, when the run ends. Implies `cookies`.
+    pub cookie_jar: Option<PathBuf>,
     /// Where to save bodies, named by SHA-256; `None` hashes and drops them.
     pub save_bodies: Option<PathBuf>,
     /// Largest decoded body read, in bytes; past it the outcome is
@@ -197,6 +206,7 @@ impl Default for FetchSpec {
             max_retry_after: Duration::from_secs(120),
             max_redirects: 10,
             headers: Vec::new(),
+            insecure: false,
             user_agent: DEFAULT_USER_AGENT.to_owned(),
             ca_certs: Vec::new(),
             dns_servers: Vec::new(),
@@ -204,11 +214,12 @@ impl Default for FetchSpec {
             allow_private: Vec::new(),
             proxy: None,
             no_proxy: Vec::new(),
-            insecure: false,
             client_cert: None,
             client_key: None,
             user: None,
             bearer_token_file: None,
+            cookies: false,
+            cookie_jar: None,
             save_bodies: None,
             max_body_bytes: None,
             max_decompression_ratio: 200,
@@ -410,17 +421,9 @@ impl FetchSpec {
 }
 
 impl FetchSpec {
-    /// The host rules, when some carry headers of their own (`None` when
-    /// none do, so that runs without them look nothing up per request).
-    ///
-    /// # Errors
-    /// As [`FetchSpec::host_policy`].
-    pub fn header_policy(&self) -> Result<Option<crate::host::Policy>, SpecError> {
-        self.hosts
-            .iter()
-            .any(|rule| !rule.headers.is_empty())
-            .then(|| self.host_policy())
-            .transpose()
+    /// Whether the run keeps a cookie store (`cookies`, or a `cookie_jar`).
+    pub fn keeps_cookies(&self) -> bool {
+        self.cookies || self.cookie_jar.is_some()
     }
 
     /// The per-host limits: `per_host` and `rate` for every host, overridden
@@ -487,6 +490,10 @@ pub struct HostRule {
     /// "…"}`), never on a redirect to another host, and never stored with
     /// a job (they are usually secrets).
     pub headers: Vec<(String, String)>,
+    /// Accept any TLS certificate from matching hosts, unverified (as
+    /// `insecure`, for these hosts only). A redirect to another host is
+    /// followed with verification again.
+    pub insecure: bool,
 }
 
 /// Whether a request header named `name` carries credentials, so that it

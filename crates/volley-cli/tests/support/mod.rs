@@ -20,6 +20,8 @@
 //! - `/flap/{n}` — 503 and 200 in turn, over all `/flap` requests.
 //! - `/loop` — a redirect to itself.
 //! - `/to?url=U` — 302 to `U` (anywhere: for the address rules' redirect check).
+//! - `/login` — 302 to `/echo`, setting the cookie [`SESSION_COOKIE`];
+//!   `/login?stay=1` sets it with a 200.
 //! - `/bomb` — 16 MiB of zeros, gzip-encoded (about 16 KiB on the wire).
 //! - `/private/{n}` — 200 (for robots.txt tests).
 //! - `/robots.txt` — what [`Server::set_robots`] set; 404 by default.
@@ -301,6 +303,7 @@ fn app(seen: &Arc<Seen>) -> Router {
         .route("/flap/{n}", get(flap))
         .route("/loop", get(redirect_loop))
         .route("/to", get(redirect_to))
+        .route("/login", get(login))
         .route("/bomb", get(bomb))
         .route("/private/{n}", get(|| async { "private" }))
         .route("/robots.txt", get(robots))
@@ -363,6 +366,26 @@ async fn flap(State(seen): State<Arc<Seen>>) -> Response {
 async fn redirect_to(Query(q): Query<HashMap<String, String>>) -> Response {
     let to = q.get("url").cloned().unwrap_or_default();
     (StatusCode::FOUND, [(header::LOCATION, to)]).into_response()
+}
+
+/// The session cookie `/login` sets.
+pub const SESSION_COOKIE: &str = "sid=s3ss10n-9f2c";
+
+/// Sets [`SESSION_COOKIE`] and redirects to `/echo`, as a login form does
+/// (with `?stay=1`, answers 200 instead).
+async fn login(Query(q): Query<HashMap<String, String>>) -> Response {
+    let set = (
+        header::SET_COOKIE,
+        format!("{SESSION_COOKIE}; Path=/; HttpOnly"),
+    );
+    if q.contains_key("stay") {
+        return ([set], "logged in").into_response();
+    }
+    (
+        StatusCode::FOUND,
+        [set, (header::LOCATION, "/echo".to_owned())],
+    )
+        .into_response()
 }
 
 async fn redirect_loop() -> Response {
