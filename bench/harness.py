@@ -17,6 +17,10 @@ Run it through bench/run.sh, which installs what it needs. Workloads:
       PostgreSQL and nginx
   W10 refresh: 20,000 Rust-docs files (a copy) fetched, then fetched again
       with --refresh (304s), then again after 100 files changed
+  W11 the Python package: W2's 50,000 tiny responses and W1's 20,000 docs
+      files fetched from one Python process by volley.fetch_all and by an
+      Engine job streamed with `async for`, against aiohttp (with and
+      without uvloop) and httpx; peak RSS at 10,000 and 100,000 inputs
   W9  volley serve: 50,000 tiny responses submitted through the API vs
       `volley fetch` on the same list (the server's overhead), and 20 jobs of
       5,000 submitted at once plus a 10-URL job after them (fairness: the
@@ -205,6 +209,8 @@ PEER_COMMANDS = {
     "aiohttp": lambda u, c: [PY, PEERS / "aiohttp_fetch.py", u, c],
     "aiohttp+uvloop": lambda u, c: [PY, PEERS / "aiohttp_fetch.py", u, c, "--uvloop"],
     "httpx": lambda u, c: [PY, PEERS / "httpx_fetch.py", u, c],
+    "volley.fetch_all": lambda u, c: [PY, PEERS / "volley_py_fetch.py", u, c],
+    "volley.Engine stream": lambda u, c: [PY, PEERS / "volley_py_fetch.py", u, c, "--stream"],
     "scrapy": scrapy_cmd,
     "curl --parallel": curl_cmd,
 }
@@ -276,7 +282,7 @@ def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--quick", action="store_true", help="smaller inputs, one run: a smoke test")
-    parser.add_argument("--only", default="W1,W2,W3,W4,W5,W6,W7,W8,W9,W10")
+    parser.add_argument("--only", default="W1,W2,W3,W4,W5,W6,W7,W8,W9,W10,W11")
     parser.add_argument("--report-only", action="store_true",
                         help="rewrite RESULTS.md from the last run's target/bench/report.json")
     args = parser.parse_args()
@@ -291,7 +297,7 @@ def main():
     peers = ["volley", "aiohttp", "aiohttp+uvloop", "httpx", "scrapy", "curl --parallel"]
     report = {"runs": runs, "quick": args.quick}
     previous = WORK / "report.json"
-    partial = only != {"W1", "W2", "W3", "W4", "W5", "W6", "W7", "W8", "W9", "W10"}
+    partial = only != {"W1", "W2", "W3", "W4", "W5", "W6", "W7", "W8", "W9", "W10", "W11"}
     if partial and previous.exists():
         # A partial re-run updates the last full report, and says so.
         report = json.loads(previous.read_text())
@@ -388,6 +394,8 @@ def main():
         if "W10" in only:
             report["W10"] = refresh_workload(nginx, docs, args.quick, runs, REFRESH_PORT)
             report["W10-slow"] = refresh_workload(nginx, docs, args.quick, runs, REFRESH_SLOW_PORT, copy=False)
+        if "W11" in only:
+            report.update(python_workloads(base, docs, args.quick, runs))
     finally:
         nginx.stop()
     commit = report.get("machine", {}).get("commit")
@@ -431,6 +439,30 @@ def many_hosts(quick, runs):
             print(f"W7 {n} URLs on one host: volley {peak:.0f} MB", flush=True)
         rows.append(row)
     return rows
+
+
+def python_workloads(base, docs, quick, runs):
+    """W11: volley's Python package against the asyncio clients, each in a
+    Python process of its own."""
+    tools = ["volley.fetch_all", "volley.Engine stream", "aiohttp", "aiohttp+uvloop", "httpx", "volley"]
+    n_tiny = 5000 if quick else 50000
+    tiny = write_urls("w11-tiny.txt", [f"{base}/tiny?i={i}" for i in range(n_tiny)])
+    files = sorted(str(p.relative_to(docs)) for p in docs.rglob("*") if p.is_file())
+    n_docs = 2000 if quick else 20000
+    docs_urls = write_urls("w11-docs.txt", [f"{base}/{f}" for f in files[:n_docs]])
+    out = {"W11-tiny": throughput("W11 tiny", tiny, None, n_tiny, 64, runs, tools, 0),
+           "W11-docs": throughput("W11 docs", docs_urls, None, n_docs, 64, runs, tools, 0)}
+    rss = []
+    for n in ([10_000, 30_000] if quick else [10_000, 100_000]):
+        urls = write_urls("w11-rss.txt", [f"{base}/tiny?i={i}" for i in range(n)])
+        row = {"inputs": n}
+        for tool in ("volley.fetch_all", "volley.Engine stream", "aiohttp"):
+            _, peak, _ = measure(PEER_COMMANDS[tool](urls, 64))
+            row[tool] = peak
+        print(f"W11 RSS {n}: {row}", flush=True)
+        rss.append(row)
+    out["W11-rss"] = rss
+    return out
 
 
 def cpu_seconds(pid):
@@ -744,6 +776,29 @@ def write_results(r):
     if w1 and w1[1]:
         verdicts.append(("W1 ≥ 0.6 × wrk", f"{w1[0] / w1[1]:.2f} × wrk", w1[0] / w1[1] >= 0.6))
     w2 = table("W2", "W2: 50,000 tiny responses, concurrency 64", "responses")
+    for key, title in (("W11-tiny", "W11: from Python, 50,000 tiny responses, concurrency 64"),
+                       ("W11-docs", "W11: from Python, 20,000 Rust-docs files, concurrency 64")):
+        if key in r:
+            table(key, title, "inputs")
+            res = r[key]
+            ratio = res["volley.fetch_all"]["rps"] / res["aiohttp"]["rps"]
+            verdicts.append((f"{key} volley.fetch_all ≥ 2.5 × aiohttp", f"{ratio:.2f} ×", ratio >= 2.5))
+    if "W11-rss" in r:
+        rows = r["W11-rss"]
+        tools = ("volley.fetch_all", "volley.Engine stream", "aiohttp")
+        lines.extend(["## W11: peak RSS (MB) from Python by input size (tiny response, concurrency 64)", "",
+                      "| inputs | " + " | ".join(tools) + " |", "|---|---|---|---|"])
+        for row in rows:
+            lines.append(f"| {row['inputs']:,} | " + " | ".join(f"{row[t]:.0f}" for t in tools) + " |")
+        if len(rows) >= 2:
+            span = rows[-1]["inputs"] - rows[0]["inputs"]
+            growth = {t: (rows[-1][t] - rows[0][t]) * 1024 / span for t in tools}
+            lines.append("\nGrowth per URL: " + ", ".join(f"{t} {g:.2f} KB" for t, g in growth.items())
+                         + ". fetch_all returns a list of every Outcome, as gather does; an Engine job streamed "
+                         "with `async for` keeps none.")
+            verdicts.append(("W11 streamed RSS flat in input size", f"{growth['volley.Engine stream']:.3f} KB/URL",
+                             growth["volley.Engine stream"] < 0.1))
+        lines.append("")
     if w2 and w2[1]:
         verdicts.append(("W2 ≥ 0.4 × wrk", f"{w2[0] / w2[1]:.2f} × wrk", w2[0] / w2[1] >= 0.4))
     if "W3" in r:

@@ -5,8 +5,9 @@
 # through scripts/pg.sh, chromium for the dashboard, tinyproxy and microsocks,
 # real HTTP and SOCKS5 proxies), then runs every test of the workspace, then fuzzes
 # the serve API against its OpenAPI description (scripts/api-fuzz.sh, with
-# schemathesis from PyPI in a venv under target/). Extra arguments go to
-# `cargo test`, and skip the fuzzing.
+# schemathesis from PyPI in a venv under target/), then builds the Python
+# package with maturin and runs its pytest suite (scripts/py-test.sh).
+# Extra arguments go to `cargo test`, and skip the fuzzing and Python.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 # shellcheck source=lib/common.sh
@@ -16,4 +17,5 @@ cd "$root"
 cargo test --workspace "$@"
 if [ $# -eq 0 ]; then
     scripts/api-fuzz.sh
+    scripts/py-test.sh
 fi

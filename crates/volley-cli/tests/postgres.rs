@@ -576,6 +576,14 @@ async fn jobs_are_managed_on_postgres_as_on_sqlite() {
         .await
         .expect("page");
     assert_eq!(rest.len(), 3, "keyset: the page after the first two");
+    let wanted = [rest[2].task_id, first[0].task_id, -1];
+    let by_id = store.outcomes_by_id(job.id, &wanted).await.expect("by id");
+    assert_eq!(
+        by_id.iter().map(|e| e.task_id).collect::<Vec<_>>(),
+        [first[0].task_id, rest[2].task_id],
+        "the ids asked for that have outcomes, in task order"
+    );
+    assert_eq!(by_id[1].row.url, rest[2].row.url);
     assert!(
         store
             .outcome_page(job.id, 0, Some("ok"), 10)

@@ -144,6 +144,23 @@ impl Backend {
         }
     }
 
+    /// The outcomes of `job`'s tasks among `ids`, in task order.
+    ///
+    /// # Errors
+    /// Store errors.
+    pub async fn outcomes_by_id(
+        &self,
+        job: i64,
+        ids: Vec<i64>,
+    ) -> Result<Vec<OutcomeEntry>, StoreError> {
+        match self {
+            Backend::Sqlite { reader, .. } => {
+                Self::read(reader, move |r| r.outcomes_by_id(job, &ids)).await
+            }
+            Backend::Postgres { store, .. } => store.outcomes_by_id(job, &ids).await,
+        }
+    }
+
     /// One keyset page of `job`'s items after `(task id, index)`.
     ///
     /// # Errors

@@ -709,9 +709,15 @@ mod tests {
         )])?;
         assert!(spec.hosts[0].insecure && spec.keeps_cookies());
         let text = serde_json::to_string(&spec).map_err(|e| SpecError::Option(e.to_string()))?;
-        assert!(text.contains(r#""hosts":{"a.test":{"insecure":true}}"#), "{text}");
+        assert!(
+            text.contains(r#""hosts":{"a.test":{"insecure":true}}"#),
+            "{text}"
+        );
         assert!(text.contains(r#""cookie-jar":"jar.txt""#), "{text}");
-        assert!(!text.contains("X-Api-Key") && !text.contains("a=1"), "{text}");
+        assert!(
+            !text.contains("X-Api-Key") && !text.contains("a=1"),
+            "{text}"
+        );
         Ok(())
     }
 }

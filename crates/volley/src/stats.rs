@@ -19,6 +19,9 @@ pub const MAX_HOSTS_TRACKED: usize = 2048;
 /// One recorded outcome as an [`Observer`] sees it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Observed {
+    /// Its task (`tasks.id`), to read the whole row back
+    /// ([`crate::store::sqlite::SqliteReader::outcomes_by_id`]).
+    pub task_id: i64,
     /// Its class.
     pub class: crate::outcome::Class,
     /// Its final HTTP status, if a response came.

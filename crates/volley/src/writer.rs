@@ -94,6 +94,7 @@ pub(crate) async fn run<S: Store>(
             Some(_) => outcomes
                 .iter()
                 .map(|o| Observed {
+                    task_id: o.task_id,
                     class: o.class,
                     status: o.status,
                     elapsed_ms: o.elapsed_ms,

@@ -365,6 +365,22 @@ pub(crate) fn outcome_page_sql() -> String {
     )
 }
 
+/// The outcomes of the tasks whose ids are given, in both stores' SQL:
+/// [`EXPORT_OUTCOMES`] with the task id after its columns, binding `$1`
+/// the job and `$2` the ids as a JSON array (text), in task order.
+pub(crate) fn outcomes_by_id_sql(postgres: bool) -> String {
+    let base = EXPORT_OUTCOMES
+        .strip_suffix(" ORDER BY t.id")
+        .unwrap_or(EXPORT_OUTCOMES)
+        .replacen(" FROM tasks t ", ", t.id FROM tasks t ", 1);
+    let ids = if postgres {
+        "SELECT jsonb_array_elements_text(CAST($2 AS TEXT)::jsonb)::bigint"
+    } else {
+        "SELECT value FROM json_each($2)"
+    };
+    format!("{base} AND t.id IN ({ids}) ORDER BY t.id")
+}
+
 /// The columns of `resources`, in [`Resource`] field order.
 pub(crate) const RESOURCE_COLUMNS: &str = "url, status, etag, last_modified, body_sha256, \
      body_path, bytes, content_type, next_url, checked_at_ms, changed_at_ms, fresh_until_ms";

@@ -11,7 +11,7 @@
 use super::postgres::{PgStore, client, counts_query, export_row, job_row};
 use super::{
     EXPORT_COLUMNS, ItemRow, JOB_COLUMNS, Job, JobRecord, JobState, JobSummary, OutcomeEntry,
-    StoreError, outcome_page_sql,
+    StoreError, outcome_page_sql, outcomes_by_id_sql,
 };
 use crate::outcome::now_ms;
 
@@ -215,14 +215,26 @@ impl PgStore {
             .await?
             .query(&sql, &[&job, &after, &class, &limit])
             .await?;
-        rows.iter()
-            .map(|r| {
-                Ok(OutcomeEntry {
-                    row: export_row(r)?,
-                    task_id: r.try_get(EXPORT_COLUMNS)?,
-                })
-            })
-            .collect()
+        outcome_entries(&rows)
+    }
+
+    /// The outcomes of `job`'s tasks among `ids` (those that have one), in
+    /// task order.
+    ///
+    /// # Errors
+    /// Database errors.
+    pub async fn outcomes_by_id(
+        &self,
+        job: i64,
+        ids: &[i64],
+    ) -> Result<Vec<OutcomeEntry>, StoreError> {
+        let sql = outcomes_by_id_sql(true);
+        let ids = serde_json::to_string(ids).map_err(|e| StoreError::Worker(e.to_string()))?;
+        let rows = client(self.pool())
+            .await?
+            .query(&sql, &[&job, &ids])
+            .await?;
+        outcome_entries(&rows)
     }
 
     /// Up to `limit` items of `job` after `(task id, idx)`, page by page.
@@ -294,4 +306,17 @@ impl PgStore {
             .await?;
         Ok(())
     }
+}
+
+/// Rows of [`outcome_page_sql`] or [`outcomes_by_id_sql`]: the export
+/// columns, then the task id.
+fn outcome_entries(rows: &[tokio_postgres::Row]) -> Result<Vec<OutcomeEntry>, StoreError> {
+    rows.iter()
+        .map(|r| {
+            Ok(OutcomeEntry {
+                row: export_row(r)?,
+                task_id: r.try_get(EXPORT_COLUMNS)?,
+            })
+        })
+        .collect()
 }

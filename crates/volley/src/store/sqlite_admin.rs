@@ -9,7 +9,7 @@ use rusqlite::{OptionalExtension, TransactionBehavior, params};
 use super::sqlite::{SqliteReader, SqliteStore, counts_query, export_row, job_row};
 use super::{
     EXPORT_COLUMNS, ItemRow, JOB_COLUMNS, Job, JobRecord, JobState, JobSummary, OutcomeEntry,
-    StoreError, outcome_page_sql,
+    StoreError, outcome_page_sql, outcomes_by_id_sql,
 };
 use crate::outcome::now_ms;
 
@@ -225,6 +225,24 @@ impl SqliteReader {
         let mut stmt = conn.prepare_cached(&sql)?;
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
         let rows = stmt.query_map(params![job, after, class, limit], |r| {
+            let row = export_row(r)?;
+            let task_id: i64 = r.get(EXPORT_COLUMNS)?;
+            Ok(OutcomeEntry { task_id, row })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// The outcomes of `job`'s tasks among `ids` (those that have one), in
+    /// task order.
+    ///
+    /// # Errors
+    /// Database errors.
+    pub fn outcomes_by_id(&self, job: i64, ids: &[i64]) -> Result<Vec<OutcomeEntry>, StoreError> {
+        let sql = outcomes_by_id_sql(false);
+        let conn = self.conn();
+        let mut stmt = conn.prepare_cached(&sql)?;
+        let ids = serde_json::to_string(ids).map_err(|e| StoreError::Worker(e.to_string()))?;
+        let rows = stmt.query_map(params![job, ids], |r| {
             let row = export_row(r)?;
             let task_id: i64 = r.get(EXPORT_COLUMNS)?;
             Ok(OutcomeEntry { task_id, row })

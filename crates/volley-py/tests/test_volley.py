@@ -1,0 +1,206 @@
+"""volley from asyncio, against a real loopback server (conftest.Server)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+import volley
+
+from conftest import Server
+
+FAST = {"backoff_base": "10ms", "backoff_max": "50ms"}
+
+
+async def test_fetch_all_gives_one_outcome_per_input_in_order(server: Server) -> None:
+    urls = [
+        server.url("/ok/1"),
+        server.url("/status/404"),
+        server.url("/flaky/a"),
+        server.url("/stall"),
+        "not a url",
+        server.url("/ok/2"),
+    ]
+    outcomes = await volley.fetch_all(urls, concurrency=8, retries=2, timeout=0.5, **FAST)
+    assert [o.url for o in outcomes] == urls
+    assert [o.line for o in outcomes] == [1, 2, 3, 4, 5, 6]
+    assert [o.outcome_class for o in outcomes] == [
+        "ok",
+        "http_4xx",
+        "ok",
+        "total_timeout",
+        "invalid_url",
+        "ok",
+    ]
+    ok, missing, flaky, stalled, invalid, _ = outcomes
+    assert ok.ok and ok.error_class is None and ok.status == 200 and ok.bytes == 4
+    assert missing.status == 404 and missing.error_class == "http_4xx" and not missing.ok
+    assert flaky.attempts == 2, "503 then 200: retried once"
+    assert stalled.attempts == 3 and stalled.status is None
+    assert invalid.attempts == 0 and invalid.message
+    assert ok.headers is not None and ok.headers["content-type"].startswith("text/plain")
+    assert ok.elapsed_ms is not None and ok.finished_at_ms > 0
+    with pytest.raises(ValueError, match="not saved"):
+        ok.read()
+
+
+async def test_a_wrong_option_is_a_value_error_naming_it() -> None:
+    with pytest.raises(ValueError, match="concurency"):
+        await volley.fetch_all(["http://127.0.0.1:9/"], concurency=4)
+    with pytest.raises(ValueError, match="timeout"):
+        await volley.fetch_all(["http://127.0.0.1:9/"], timeout="soon")
+
+
+async def test_a_job_streams_outcomes_as_they_are_recorded(server: Server, tmp_path: Path) -> None:
+    urls = [server.url(f"/slow/{i}?ms={20 * (i % 5)}") for i in range(40)] + ["bad url"]
+    async with volley.Engine(db=tmp_path / "v.db") as engine:
+        job = await engine.fetch(urls, job="stream", concurrency=4)
+        seen = []
+        first_at = None
+        async for outcome in job:
+            if first_at is None:
+                first_at = job.done
+            seen.append(outcome)
+        summary = await job.wait()
+    assert first_at is False, "the first outcome arrived while the run went on"
+    assert sorted(o.line or 0 for o in seen) == list(range(1, 42)), "each outcome once"
+    assert seen[-1].outcome_class == "invalid_url", "ingest outcomes come last"
+    assert summary.total == 41 and summary.done == 40 and summary.failed == 1
+    assert summary.classes == {"ok": 40, "invalid_url": 1}
+    assert not summary.interrupted and job.summary() == summary
+
+
+async def test_saved_bodies_read_back_and_parse_as_json(server: Server, tmp_path: Path) -> None:
+    urls = [server.url(f"/json/{n}") for n in range(3)]
+    outcomes = await volley.fetch_all(urls, save_bodies=tmp_path / "bodies")
+    assert [o.json() for o in outcomes] == [{"n": 0}, {"n": 1}, {"n": 2}]
+    assert outcomes[0].read() == b'{"n": 0}'
+    assert Path(outcomes[0].body_path or "").is_file()
+
+
+async def test_items_of_a_paginated_job(server: Server, tmp_path: Path) -> None:
+    async with volley.Engine(db=tmp_path / "v.db") as engine:
+        job = await engine.fetch([server.url("/api?page=1&pages=3")], job="api", paginate="link", items="/data")
+        summary = await job.wait()
+        items = [item async for item in engine.items("api")]
+    assert summary.classes == {"ok": 3}
+    assert items == [{"id": n} for n in range(1, 7)]
+
+
+async def test_cancelling_stops_the_job_and_a_later_fetch_resumes_it(server: Server, tmp_path: Path) -> None:
+    urls = [server.url(f"/slow/{i}?ms=100") for i in range(60)]
+    db = tmp_path / "v.db"
+    async with volley.Engine(db=db) as engine:
+        job = await engine.fetch(urls, job="nightly", concurrency=2, grace="5s")
+        with pytest.raises(TimeoutError):
+            async with asyncio.timeout(0.5):
+                await job.wait()
+        assert job.done, "stopped and drained before the cancel returned"
+        summary = await job.wait()
+        assert summary.interrupted and 0 < summary.done < 60
+    async with volley.Engine(db=db) as engine:
+        again = await engine.fetch(urls, job="nightly", concurrency=8)
+        resumed = await again.wait()
+        outcomes = await again.outcomes()
+    assert not resumed.interrupted and resumed.done == 60
+    assert resumed.fetched == 60 - summary.done, "only what was left"
+    assert [o.line for o in outcomes] == list(range(1, 61))
+
+
+async def test_an_abandoned_iterator_stops_the_run(server: Server, tmp_path: Path) -> None:
+    urls = [server.url(f"/slow/{i}?ms=50") for i in range(400)]
+    async with volley.Engine(db=tmp_path / "v.db") as engine:
+        job = await engine.fetch(urls, job="abandoned", concurrency=4)
+        async for _ in job:
+            break
+        await job.aclose()
+        summary = await asyncio.wait_for(job.wait(), timeout=30)
+    assert summary.interrupted and summary.done < 400
+
+
+async def test_the_event_loop_keeps_ticking_while_a_job_runs(server: Server) -> None:
+    ticks = 0
+    late = 0.0
+    running = True
+
+    async def ticker() -> None:
+        nonlocal ticks, late
+        while running:
+            before = time.perf_counter()
+            await asyncio.sleep(0.01)
+            late = max(late, time.perf_counter() - before - 0.01)
+            ticks += 1
+
+    task = asyncio.create_task(ticker())
+    started = time.perf_counter()
+    outcomes = await volley.fetch_all([server.url(f"/slow/{i}?ms=20") for i in range(300)], concurrency=16)
+    took = time.perf_counter() - started
+    running = False
+    await task
+    assert len(outcomes) == 300
+    assert ticks >= 0.5 * took / 0.01, f"{ticks} ticks in {took:.2f} s"
+    assert late < 0.25, f"the loop was blocked for {late:.3f} s"
+
+
+async def test_run_failures_are_typed_exceptions(server: Server, tmp_path: Path) -> None:
+    with pytest.raises(volley.InputError):
+        async with volley.Engine(db=tmp_path / "v.db") as engine:
+            await engine.fetch(tmp_path / "missing.txt")
+    async with volley.Engine(db=tmp_path / "v.db") as engine:
+        await (await engine.fetch([server.url("/ok/1")], job="same")).wait()
+        job = await engine.fetch([server.url("/ok/2")], job="same")
+        with pytest.raises(volley.InputError, match="changed"):
+            await job.wait()
+        bad = await engine.fetch([server.url("/ok/1")], job="tls", ca_cert=tmp_path / "none.pem")
+        with pytest.raises(volley.ClientError, match="none.pem"):
+            await bad.wait()
+
+
+KILLED = textwrap.dedent(
+    """
+    import asyncio, sys
+    import volley
+
+    async def main():
+        urls = [f"{sys.argv[2]}/slow/{i}?ms=100" for i in range(80)]
+        async with volley.Engine(db=sys.argv[1]) as engine:
+            job = await engine.fetch(urls, job="crash", concurrency=2)
+            async for outcome in job:
+                print(outcome.line, flush=True)
+
+    asyncio.run(main())
+    """
+)
+
+
+async def test_a_job_killed_with_sigkill_resumes_without_duplicates(server: Server, tmp_path: Path) -> None:
+    db = tmp_path / "v.db"
+    base = server.url("")
+    child = subprocess.Popen(
+        [sys.executable, "-c", KILLED, str(db), base], stdout=subprocess.PIPE, text=True
+    )
+    assert child.stdout is not None
+    streamed = [child.stdout.readline() for _ in range(6)]
+    assert all(line.strip() for line in streamed), streamed
+    os.kill(child.pid, signal.SIGKILL)
+    child.wait()
+    with sqlite3.connect(db) as conn:
+        (before,) = conn.execute("SELECT count(*) FROM outcomes").fetchone()
+    assert 6 <= before < 80
+    urls = [f"{base}/slow/{i}?ms=100" for i in range(80)]
+    async with volley.Engine(db=db) as engine:
+        job = await engine.fetch(urls, job="crash", concurrency=8)
+        summary = await job.wait()
+        outcomes = await job.outcomes()
+    assert summary.done == 80 and not summary.interrupted
+    assert summary.fetched <= 80 - before + 2, "what was recorded is not fetched again"
+    assert [o.line for o in outcomes] == list(range(1, 81)), "one outcome per input"
