@@ -194,9 +194,8 @@ class Job:
         self._native.close()
         try:
             await asyncio.shield(self._native.wait())
-        except (asyncio.CancelledError, VolleyError):
-            pass
-        except ValueError:
+        except (asyncio.CancelledError, VolleyError, ValueError):
+            # The run's own failure is for wait() to raise, not the cancel.
             pass
 
 
