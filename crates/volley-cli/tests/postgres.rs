@@ -217,6 +217,13 @@ async fn both_stores_keep_the_same_contract() {
         Box::new(move || summary(&SqliteReader::open(&path).expect("reader")))
     })
     .await;
+    // The outcomes recorded at ingest (the partial index's rows), alike.
+    let job = sqlite.open_job("j", "in.txt", None).await.expect("job");
+    let unfetched = SqliteReader::open(&db)
+        .expect("reader")
+        .unfetched_page(job.id, 0, 10)
+        .expect("unfetched");
+    assert_eq!(unfetched_lines(&unfetched), [Some(2), Some(3)]);
 
     let url = pg::database().await;
     let postgres = PgStore::connect(&url, PgOptions::default())
@@ -224,7 +231,30 @@ async fn both_stores_keep_the_same_contract() {
         .expect("connect to PostgreSQL");
     let reader = PgReader::connect(&url).await.expect("PG reader");
     contract(&postgres, move || Box::new(move || summary(&reader))).await;
+    let job = postgres.open_job("j", "in.txt", None).await.expect("job");
+    let all = postgres.unfetched_page(job.id, 0, 10).await.expect("page");
+    assert_eq!(unfetched_lines(&all), [Some(2), Some(3)]);
+    let after = postgres
+        .unfetched_page(job.id, all[0].task_id, 10)
+        .await
+        .expect("page");
+    assert_eq!(
+        unfetched_lines(&after),
+        [Some(3)],
+        "keyset: after the first"
+    );
     postgres.close().await.expect("close");
+}
+
+/// The input lines of outcome entries, all recorded at ingest.
+fn unfetched_lines(entries: &[volley::store::OutcomeEntry]) -> Vec<Option<u64>> {
+    assert!(
+        entries
+            .iter()
+            .all(|e| ["invalid_url", "duplicate"].contains(&e.row.class.as_str())),
+        "only outcomes recorded at ingest"
+    );
+    entries.iter().map(|e| e.row.line).collect()
 }
 
 /// Starts `volley` with `args` in `v`'s directory, output piped.

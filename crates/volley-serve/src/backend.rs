@@ -144,6 +144,25 @@ impl Backend {
         }
     }
 
+    /// Up to `limit` of `job`'s outcomes recorded while its input was read
+    /// (invalid lines, duplicates) after task id `after`, in task order.
+    ///
+    /// # Errors
+    /// Store errors.
+    pub async fn unfetched_page(
+        &self,
+        job: i64,
+        after: i64,
+        limit: usize,
+    ) -> Result<Vec<OutcomeEntry>, StoreError> {
+        match self {
+            Backend::Sqlite { reader, .. } => {
+                Self::read(reader, move |r| r.unfetched_page(job, after, limit)).await
+            }
+            Backend::Postgres { store, .. } => store.unfetched_page(job, after, limit).await,
+        }
+    }
+
     /// The outcomes of `job`'s tasks among `ids`, in task order.
     ///
     /// # Errors

@@ -215,6 +215,10 @@ async fn migrate(pool: &Pool) -> Result<(), StoreError> {
             "V4__resources",
             include_str!("migrations/postgres/V4__resources.sql"),
         )?,
+        refinery_core::Migration::unapplied(
+            "V5__unfetched_index",
+            include_str!("migrations/postgres/V5__unfetched_index.sql"),
+        )?,
     ];
     let client: &mut tokio_postgres::Client = &mut conn;
     let result = refinery_core::Runner::new(&migrations)

@@ -11,7 +11,7 @@
 use super::postgres::{PgStore, client, counts_query, export_row, job_row};
 use super::{
     EXPORT_COLUMNS, ItemRow, JOB_COLUMNS, Job, JobRecord, JobState, JobSummary, OutcomeEntry,
-    StoreError, outcome_page_sql, outcomes_by_id_sql,
+    StoreError, outcome_page_sql, outcomes_by_id_sql, unfetched_page_sql,
 };
 use crate::outcome::now_ms;
 
@@ -209,11 +209,31 @@ impl PgStore {
         class: Option<&str>,
         limit: usize,
     ) -> Result<Vec<OutcomeEntry>, StoreError> {
-        let sql = outcome_page_sql();
+        let sql = outcome_page_sql(true);
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
         let rows = client(self.pool())
             .await?
             .query(&sql, &[&job, &after, &class, &limit])
+            .await?;
+        outcome_entries(&rows)
+    }
+
+    /// Up to `limit` of `job`'s outcomes recorded while its input was read
+    /// ([`super::UNFETCHED`]) after task id `after`, in task order.
+    ///
+    /// # Errors
+    /// Database errors.
+    pub async fn unfetched_page(
+        &self,
+        job: i64,
+        after: i64,
+        limit: usize,
+    ) -> Result<Vec<OutcomeEntry>, StoreError> {
+        let sql = unfetched_page_sql(true);
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let rows = client(self.pool())
+            .await?
+            .query(&sql, &[&job, &after, &limit])
             .await?;
         outcome_entries(&rows)
     }

@@ -13,7 +13,7 @@
 
 use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -32,6 +32,20 @@ use crate::source::Input;
 /// How long a statement waits for another connection's write lock.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// Past this size (bytes) the write-ahead log is checkpointed and truncated
+/// after a write. SQLite's own checkpoints (every 1,000 pages) move pages
+/// into the database but only restart the log when no reader is using it;
+/// a reader that follows every commit (`serve`, a Python job streaming its
+/// outcomes) never leaves such a moment, and the log grew past 600 MB in a
+/// run of a million tasks.
+const WAL_LIMIT: u64 = 64 << 20;
+
+/// How long that checkpoint waits for readers to move off the log (the
+/// writer waits with it). Readers that stay longer (a long `export`) make
+/// it give up until the log has grown by another quarter of the limit, so
+/// such a reader costs the writer this wait once per 16 MB written.
+const WAL_WAIT: Duration = Duration::from_millis(200);
+
 fn migrations() -> Migrations<'static> {
     Migrations::new(vec![
         M::up(include_str!("migrations/0001_init.sql")),
@@ -39,6 +53,7 @@ fn migrations() -> Migrations<'static> {
         M::up(include_str!("migrations/0003_job_state.sql")),
         M::up(include_str!("migrations/0004_job_notify.sql")),
         M::up(include_str!("migrations/0005_resources.sql")),
+        M::up(include_str!("migrations/0006_unfetched_index.sql")),
     ])
 }
 
@@ -68,7 +83,63 @@ fn connect(path: &Path) -> Result<Connection, StoreError> {
 pub struct SqliteStore {
     conn: Arc<Mutex<Connection>>,
     lease_cursor: Mutex<std::collections::HashMap<i64, i64>>,
+    wal: Arc<WalBound>,
     _lock: File,
+}
+
+/// Keeps the write-ahead log under a size (see [`WAL_LIMIT`]).
+struct WalBound {
+    path: PathBuf,
+    limit: u64,
+    /// The log's size (bytes) when a checkpoint last gave up waiting for
+    /// readers.
+    gave_up_at: Mutex<Option<u64>>,
+}
+
+impl WalBound {
+    fn new(db: &Path, limit: u64) -> WalBound {
+        let mut path = db.as_os_str().to_owned();
+        path.push("-wal");
+        WalBound {
+            path: path.into(),
+            limit,
+            gave_up_at: Mutex::new(None),
+        }
+    }
+
+    /// After a write on `conn`: truncates the log if it outgrew the limit.
+    fn after_write(&self, conn: &Connection) -> Result<(), StoreError> {
+        let size = std::fs::metadata(&self.path).map_or(0, |m| m.len());
+        if size <= self.limit {
+            return Ok(());
+        }
+        let mut gave_up_at = self
+            .gave_up_at
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if gave_up_at.is_some_and(|at| size < at.saturating_add(self.limit / 4)) {
+            return Ok(());
+        }
+        conn.busy_timeout(WAL_WAIT)?;
+        // (busy, frames in the log, frames checkpointed); busy = 1 when
+        // readers held the log past the wait.
+        let busy = conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| {
+            r.get::<_, i64>(0)
+        });
+        conn.busy_timeout(BUSY_TIMEOUT)?;
+        match busy {
+            Ok(0) => *gave_up_at = None,
+            Ok(_) => {
+                tracing::debug!(bytes = size, "WAL checkpoint waited for readers; later");
+                *gave_up_at = Some(size);
+            }
+            Err(e) if e.sqlite_error_code() == Some(rusqlite::ErrorCode::DatabaseBusy) => {
+                *gave_up_at = Some(size);
+            }
+            Err(e) => return Err(e.into()),
+        }
+        Ok(())
+    }
 }
 
 impl SqliteStore {
@@ -109,6 +180,7 @@ impl SqliteStore {
         Ok(SqliteStore {
             conn: Arc::new(Mutex::new(conn)),
             lease_cursor: Mutex::new(std::collections::HashMap::new()),
+            wal: Arc::new(WalBound::new(path, WAL_LIMIT)),
             _lock: lock,
         })
     }
@@ -138,11 +210,14 @@ impl SqliteStore {
         F: FnOnce(&mut Connection) -> Result<T, StoreError> + Send + 'static,
     {
         let conn = Arc::clone(&self.conn);
+        let wal = Arc::clone(&self.wal);
         tokio::task::spawn_blocking(move || {
             let mut guard = conn
                 .lock()
                 .map_err(|_| StoreError::Worker("a database call panicked earlier".into()))?;
-            f(&mut guard)
+            let value = f(&mut guard)?;
+            wal.after_write(&guard)?;
+            Ok(value)
         })
         .await
         .map_err(|e| StoreError::Worker(e.to_string()))?
@@ -734,6 +809,68 @@ mod tests {
             url: parse_url(s).expect("test URL parses"),
             meta: None,
         }
+    }
+
+    /// A reader that follows every write (`serve`, a streamed Python job)
+    /// must not let the write-ahead log grow without bound.
+    #[tokio::test]
+    async fn the_log_stays_bounded_while_a_reader_never_pauses() -> Result<(), StoreError> {
+        use std::sync::atomic::{AtomicBool, Ordering};
+        let dir = std::env::temp_dir().join(format!("volley-wal-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).map_err(|e| StoreError::Worker(e.to_string()))?;
+        let db = dir.join("t.db");
+        for suffix in ["", "-wal", "-shm"] {
+            let _ = std::fs::remove_file(format!("{}{suffix}", db.display()));
+        }
+        let mut store = SqliteStore::open(&db)?;
+        let limit = 1 << 20;
+        store.wal = Arc::new(WalBound::new(&db, limit));
+        let job = store.open_job("j", "in.txt", None).await?;
+
+        let reading = Arc::new(AtomicBool::new(true));
+        let reader = {
+            let reading = Arc::clone(&reading);
+            let reader = SqliteReader::open(&db)?;
+            std::thread::spawn(move || -> Result<u64, StoreError> {
+                let mut reads = 0;
+                while reading.load(Ordering::Relaxed) {
+                    let _: i64 =
+                        reader
+                            .conn()
+                            .query_row("SELECT count(*) FROM tasks", [], |r| r.get(0))?;
+                    reads += 1;
+                }
+                Ok(reads)
+            })
+        };
+        let wal = dir.join("t.db-wal");
+        let mut largest = 0;
+        let per_batch = 2000;
+        for batch in 0..40u64 {
+            let first = batch * per_batch + 1;
+            let inputs = (first..first + per_batch)
+                .map(|line| url(line, &format!("http://a.test/{line}/{}", "p".repeat(60))))
+                .collect();
+            let batch = IngestBatch {
+                inputs,
+                through_line: first + per_batch - 1,
+                complete: false,
+                fingerprint: None,
+            };
+            store.ingest(job.id, batch).await?;
+            largest = largest.max(std::fs::metadata(&wal).map_or(0, |m| m.len()));
+        }
+        reading.store(false, Ordering::Relaxed);
+        let reads = reader
+            .join()
+            .map_err(|_| StoreError::Worker("the reader panicked".into()))??;
+        assert!(reads > 40, "the reader kept reading ({reads} reads)");
+        // One write past the limit at most: a batch here is about 1 MB.
+        assert!(
+            largest < 3 * limit,
+            "the log reached {largest} bytes; limit {limit}"
+        );
+        Ok(())
     }
 
     #[test]

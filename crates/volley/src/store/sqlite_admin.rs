@@ -9,7 +9,7 @@ use rusqlite::{OptionalExtension, TransactionBehavior, params};
 use super::sqlite::{SqliteReader, SqliteStore, counts_query, export_row, job_row};
 use super::{
     EXPORT_COLUMNS, ItemRow, JOB_COLUMNS, Job, JobRecord, JobState, JobSummary, OutcomeEntry,
-    StoreError, outcome_page_sql, outcomes_by_id_sql,
+    StoreError, outcome_page_sql, outcomes_by_id_sql, unfetched_page_sql,
 };
 use crate::outcome::now_ms;
 
@@ -220,15 +220,30 @@ impl SqliteReader {
         class: Option<&str>,
         limit: usize,
     ) -> Result<Vec<OutcomeEntry>, StoreError> {
-        let sql = outcome_page_sql();
+        let sql = outcome_page_sql(false);
         let conn = self.conn();
         let mut stmt = conn.prepare_cached(&sql)?;
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-        let rows = stmt.query_map(params![job, after, class, limit], |r| {
-            let row = export_row(r)?;
-            let task_id: i64 = r.get(EXPORT_COLUMNS)?;
-            Ok(OutcomeEntry { task_id, row })
-        })?;
+        let rows = stmt.query_map(params![job, after, class, limit], outcome_entry)?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Up to `limit` of `job`'s outcomes recorded while its input was read
+    /// ([`super::UNFETCHED`]) after task id `after`, in task order.
+    ///
+    /// # Errors
+    /// Database errors.
+    pub fn unfetched_page(
+        &self,
+        job: i64,
+        after: i64,
+        limit: usize,
+    ) -> Result<Vec<OutcomeEntry>, StoreError> {
+        let sql = unfetched_page_sql(false);
+        let conn = self.conn();
+        let mut stmt = conn.prepare_cached(&sql)?;
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let rows = stmt.query_map(params![job, after, limit], outcome_entry)?;
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
@@ -242,11 +257,7 @@ impl SqliteReader {
         let conn = self.conn();
         let mut stmt = conn.prepare_cached(&sql)?;
         let ids = serde_json::to_string(ids).map_err(|e| StoreError::Worker(e.to_string()))?;
-        let rows = stmt.query_map(params![job, ids], |r| {
-            let row = export_row(r)?;
-            let task_id: i64 = r.get(EXPORT_COLUMNS)?;
-            Ok(OutcomeEntry { task_id, row })
-        })?;
+        let rows = stmt.query_map(params![job, ids], outcome_entry)?;
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
@@ -309,4 +320,12 @@ impl SqliteReader {
         let rows = stmt.query_map(params![job, n], |r| r.get(0))?;
         Ok(rows.collect::<Result<_, _>>()?)
     }
+}
+
+/// A row of [`outcome_page_sql`], [`unfetched_page_sql`] or
+/// [`outcomes_by_id_sql`]: the export columns, then the task id.
+fn outcome_entry(r: &rusqlite::Row<'_>) -> rusqlite::Result<OutcomeEntry> {
+    let row = export_row(r)?;
+    let task_id: i64 = r.get(EXPORT_COLUMNS)?;
+    Ok(OutcomeEntry { task_id, row })
 }
