@@ -2,9 +2,9 @@
 //!
 //! The Python half (`python/volley/__init__.py`) gives the API its shape
 //! (`fetch_all`, `Engine`, `Job`); this module opens the store, runs jobs on
-//! the tokio runtime of pyo3-async-runtimes and hands results back as
-//! awaitables. Awaiting never blocks the caller's event loop, and the
-//! engine's threads take the GIL only to hand over finished results.
+//! a tokio runtime of its own and hands results back through a [`Bridge`]:
+//! awaiting never blocks the caller's event loop, and the engine's threads
+//! never take the GIL (see `bridge`).
 //!
 //! A job streams its outcomes in the order they commit: the writer tells
 //! the job's observer the task ids of each committed batch, and
@@ -12,24 +12,30 @@
 //! recorded while the input is read (invalid lines, duplicates) never pass
 //! the writer; they are read by class when the run has ended.
 
-use std::io::{BufReader, Cursor};
+mod bridge;
+mod input;
+mod outcome;
+
+use std::io::BufReader;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::Duration;
 
 use pyo3::exceptions::{PyException, PyRuntimeError, PyValueError};
 use pyo3::prelude::*;
-use pyo3::types::PyBytes;
-use sha2::{Digest as _, Sha256};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use volley::options::{Layer, Source};
 use volley::source::{InputSource, LineSource};
 use volley::stats::{Observed, Observer};
 use volley::store::postgres::{PgOptions, is_postgres_url};
-use volley::store::{ExportRow, Job, OutcomeEntry, Store};
+use volley::store::{Job, OutcomeEntry, Store};
 use volley::{Class, Control, FetchSpec, RunError, RunReport};
 use volley_serve::{Backend, Database};
+
+use crate::bridge::{Bridge, runtime};
+use crate::input::Chunk;
+use crate::outcome::Outcome;
 
 pyo3::create_exception!(
     _volley,
@@ -59,12 +65,10 @@ pyo3::create_exception!(
 /// Rows read from the store per page.
 const PAGE: usize = 1000;
 
-/// What the input of a list job is recorded as: a rerun with the same
-/// name must give a list too (and the same lines, which ingest checks).
-const LIST_INPUT: &str = "(python list)";
-
-/// The classes recorded while the input is read, not by the writer.
-const INGEST_CLASSES: [Class; 3] = [Class::InvalidUrl, Class::InvalidInput, Class::Duplicate];
+/// What the input of a job given an iterable is recorded as: a rerun with
+/// the same name must give an iterable too (and the same lines, which
+/// ingest checks).
+const ITERABLE_INPUT: &str = "(python iterable)";
 
 /// Why a run failed, kept until the Python side asks.
 #[derive(Debug, Clone)]
@@ -105,160 +109,8 @@ fn store_err(e: volley::store::StoreError) -> PyErr {
     Failure::Store(e.to_string()).into_py()
 }
 
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
-}
-
-/// One recorded outcome: the fields `volley export` writes. Frozen.
-#[pyclass(frozen, module = "volley", get_all)]
-#[derive(Debug, Clone)]
-pub struct Outcome {
-    /// The input line (from 1), `None` for pages found by pagination.
-    line: Option<u64>,
-    /// The page of a paginated chain (1 for the input's own URL).
-    page: u32,
-    /// The URL as given.
-    url: String,
-    /// The outcome class: `ok`, `not_modified`, `fresh`, or what went
-    /// wrong (`not_found`, `connect_refused`, `invalid_url`, …).
-    outcome_class: String,
-    /// The final HTTP status, if a response came.
-    status: Option<u16>,
-    /// `HTTP/1.1`, `HTTP/2.0`.
-    http_version: Option<String>,
-    /// What went wrong, for a person.
-    message: Option<String>,
-    /// Requests made, retries included.
-    attempts: u32,
-    /// Decoded body bytes.
-    bytes: Option<u64>,
-    /// Body bytes on the wire.
-    wire_bytes: Option<u64>,
-    /// The final attempt, from sending the request to the end of the body
-    /// (ms).
-    elapsed_ms: Option<u64>,
-    /// From sending the request to the response headers (ms).
-    ttfb_ms: Option<u64>,
-    /// The URL that answered, after redirects.
-    final_url: Option<String>,
-    /// The response's `Content-Type`.
-    content_type: Option<String>,
-    /// Hex SHA-256 of the body.
-    body_sha256: Option<String>,
-    /// Where the body was saved (`save_bodies`).
-    body_path: Option<String>,
-    /// With `refresh`: whether the body differs from the last one.
-    changed: Option<bool>,
-    /// The line this one repeats, for `duplicate` outcomes.
-    duplicate_of_line: Option<u64>,
-    /// When the first attempt started (Unix ms).
-    started_at_ms: Option<i64>,
-    /// When the outcome was decided (Unix ms).
-    finished_at_ms: i64,
-    headers_json: Option<String>,
-    meta_json: Option<String>,
-    extracted_json: Option<String>,
-}
-
-impl From<ExportRow> for Outcome {
-    fn from(r: ExportRow) -> Outcome {
-        Outcome {
-            line: r.line,
-            page: r.page,
-            url: r.url,
-            outcome_class: r.class,
-            status: r.status,
-            http_version: r.http_version,
-            message: r.message,
-            attempts: r.attempts,
-            bytes: r.bytes,
-            wire_bytes: r.wire_bytes,
-            elapsed_ms: r.elapsed_ms,
-            ttfb_ms: r.ttfb_ms,
-            final_url: r.final_url,
-            content_type: r.content_type,
-            body_sha256: r.body_sha256,
-            body_path: r.body_path,
-            changed: r.changed,
-            duplicate_of_line: r.duplicate_of_line,
-            started_at_ms: r.started_at_ms,
-            finished_at_ms: r.finished_at_ms,
-            headers_json: r.headers,
-            meta_json: r.meta,
-            extracted_json: r.extracted,
-        }
-    }
-}
-
-fn json_loads<'py>(py: Python<'py>, text: Option<&str>) -> PyResult<Bound<'py, PyAny>> {
-    match text {
-        None => Ok(py.None().into_bound(py)),
-        Some(text) => py.import("json")?.call_method1("loads", (text,)),
-    }
-}
-
-#[pymethods]
-impl Outcome {
-    /// Whether the outcome is a success (`ok`, `not_modified`, `fresh`).
-    #[getter]
-    fn ok(&self) -> bool {
-        Class::parse(&self.outcome_class).is_some_and(Class::is_success)
-    }
-
-    /// The class of a failure, `None` for a success.
-    #[getter]
-    fn error_class(&self) -> Option<String> {
-        (!self.ok()).then(|| self.outcome_class.clone())
-    }
-
-    /// The response headers, as a dict of lower-case names to values.
-    #[getter]
-    fn headers<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
-        json_loads(py, self.headers_json.as_deref())
-    }
-
-    /// The task's metadata (a CSV row or JSONL record), if any.
-    #[getter]
-    fn meta<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
-        json_loads(py, self.meta_json.as_deref())
-    }
-
-    /// The values `extract` took from the body, if any.
-    #[getter]
-    fn extracted<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
-        json_loads(py, self.extracted_json.as_deref())
-    }
-
-    /// The saved body, as bytes.
-    ///
-    /// Raises `ValueError` when the body was not saved (run with
-    /// `save_bodies=DIR`), `OSError` when the file cannot be read.
-    fn read<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyBytes>> {
-        let Some(path) = &self.body_path else {
-            return Err(PyValueError::new_err(format!(
-                "the body of {} was not saved: run with save_bodies=DIR",
-                self.url
-            )));
-        };
-        let bytes = py.detach(|| std::fs::read(path))?;
-        Ok(PyBytes::new(py, &bytes))
-    }
-
-    /// The saved body parsed as JSON (see `read`).
-    fn json<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
-        let body = self.read(py)?;
-        py.import("json")?.call_method1("loads", (body,))
-    }
-
-    fn __repr__(&self) -> String {
-        format!(
-            "Outcome(line={}, url={:?}, outcome_class={:?}, status={})",
-            self.line.map_or("None".into(), |l| l.to_string()),
-            self.url,
-            self.outcome_class,
-            self.status.map_or("None".into(), |s| s.to_string()),
-        )
-    }
 }
 
 /// Tells a job's stream which tasks each committed batch recorded.
@@ -270,14 +122,6 @@ impl Observer for Feed {
         // A stream that was closed no longer listens: nothing to do.
         let _ = self.0.send(batch.iter().map(|o| o.task_id).collect());
     }
-}
-
-/// Where the end-of-run read of ingest outcomes is: the class (index into
-/// [`INGEST_CLASSES`]) and the last task id read.
-#[derive(Debug, Default)]
-struct Sweep {
-    class: usize,
-    after: i64,
 }
 
 struct JobState {
@@ -293,9 +137,15 @@ struct JobState {
     /// `next_batch` in flight).
     ids: Mutex<Option<mpsc::UnboundedReceiver<Vec<i64>>>>,
     closed: AtomicBool,
-    /// Ingest outcomes with task ids above this are this run's.
-    ingest_before: i64,
-    sweep: Mutex<Sweep>,
+    /// Where an iterable input goes; `None` for a file, once the input
+    /// has ended, or once the run no longer reads it.
+    input: Mutex<Option<mpsc::Sender<Chunk>>>,
+    /// Whether this run reads the input (a resumed job whose input was
+    /// read to the end does not).
+    reads_input: bool,
+    /// The last task id of the ingest outcomes read (or recorded before
+    /// this run): those above it are this run's and not yet given.
+    swept: Mutex<i64>,
 }
 
 /// Puts a lent receiver back when the read ends or is cancelled, unless
@@ -313,7 +163,8 @@ impl Drop for Lent {
     }
 }
 
-/// A running (or finished) job. See the module docs.
+/// A running (or finished) job. See the module docs. Methods that take a
+/// `bridge` return a ticket whose result arrives through it.
 #[pyclass(frozen, module = "volley")]
 pub struct NativeJob {
     state: Arc<JobState>,
@@ -327,11 +178,40 @@ impl NativeJob {
         self.state.job.name.clone()
     }
 
-    /// Awaitable: the next outcomes recorded, in commit order; an empty
-    /// list once the run has ended and every outcome was given.
-    fn next_batch<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+    /// Whether the run reads the iterable given to `start` (see `feed`).
+    #[getter]
+    fn reads_input(&self) -> bool {
+        self.state.reads_input
+    }
+
+    /// Sends the next URLs of the iterable input, in order; the ticket's
+    /// result is `False` once the run no longer reads them (it stopped or
+    /// failed), so the caller stops iterating. Waits while ingest is a few
+    /// chunks behind (backpressure).
+    fn feed(&self, bridge: &Bridge, urls: Vec<String>) -> PyResult<u64> {
+        let mut text = String::with_capacity(urls.iter().map(|u| u.len() + 1).sum());
+        for url in &urls {
+            input::push_line(&mut text, url);
+        }
+        self.send(bridge, Ok(text.into_bytes()))
+    }
+
+    /// Ends the run's input with a failure (the iterable raised `why`):
+    /// the run fails with `InputError`.
+    fn fail_input(&self, bridge: &Bridge, why: String) -> PyResult<u64> {
+        self.send(bridge, Err(why))
+    }
+
+    /// Ends the iterable input: ingest has read every line.
+    fn end_input(&self) {
+        lock(&self.state.input).take();
+    }
+
+    /// Ticket: the next outcomes recorded, in commit order; an empty list
+    /// once the run has ended and every outcome was given.
+    fn next_batch(&self, bridge: &Bridge) -> PyResult<u64> {
         let state = Arc::clone(&self.state);
-        pyo3_async_runtimes::tokio::future_into_py(py, async move {
+        bridge.spawn(async move {
             let mut lent = Lent {
                 rx: lock(&state.ids).take(),
                 state: Arc::clone(&state),
@@ -361,11 +241,11 @@ impl NativeJob {
         })
     }
 
-    /// Awaitable: waits for the run to end; its summary as JSON text, or
-    /// the run's failure raised as a typed exception.
-    fn wait<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+    /// Ticket: waits for the run to end; its summary as JSON text, or the
+    /// run's failure raised as a typed exception.
+    fn wait(&self, bridge: &Bridge) -> PyResult<u64> {
         let state = Arc::clone(&self.state);
-        pyo3_async_runtimes::tokio::future_into_py(py, async move {
+        bridge.spawn(async move {
             state.ended.cancelled().await;
             let report = lock(&state.report).clone();
             match report {
@@ -386,48 +266,82 @@ impl NativeJob {
     /// flight get the grace period; unfinished tasks stay pending, so the
     /// job can be resumed.
     fn stop(&self) {
-        self.state.stop.cancel();
+        self.state.stop_input();
     }
 
     /// Stops the run (see `stop`) and the stream: outcomes are no longer
     /// kept for it, so nothing waits on a reader that went away.
     fn close(&self) {
-        self.state.stop.cancel();
+        self.state.stop_input();
         self.state.closed.store(true, Ordering::Release);
         lock(&self.state.ids).take();
     }
 
-    /// Awaitable: every outcome of the job, in input order.
-    fn all_outcomes<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+    /// Up to `limit` outcomes of the job after task id `after`, in input
+    /// order (pages of a paginated input after the inputs), and the task id
+    /// to pass as `after` for the next page. Reads the store on the
+    /// caller's thread (a few ms a page) with the GIL released.
+    fn outcome_page(
+        &self,
+        py: Python<'_>,
+        after: i64,
+        limit: usize,
+    ) -> PyResult<(Vec<Outcome>, i64)> {
+        let backend = self.state.backend()?;
+        let job = self.state.job.id;
+        let page = py.detach(|| {
+            runtime()?
+                .block_on(backend.outcome_page(job, after, None, limit))
+                .map_err(store_err)
+        })?;
+        let next = page.last().map_or(after, |e| e.task_id);
+        Ok((outcomes(page), next))
+    }
+
+    /// Ticket: how many outcomes the job has recorded so far.
+    fn outcome_count(&self, bridge: &Bridge) -> PyResult<u64> {
         let state = Arc::clone(&self.state);
-        pyo3_async_runtimes::tokio::future_into_py(py, async move {
-            let mut all = Vec::new();
-            let mut after = 0;
-            loop {
-                let page = state
-                    .backend()?
-                    .outcome_page(state.job.id, after, None, PAGE)
-                    .await
-                    .map_err(store_err)?;
-                let full = page.len() == PAGE;
-                if let Some(last) = page.last() {
-                    after = last.task_id;
-                }
-                all.extend(page.into_iter().map(|e| Outcome::from(e.row)));
-                if !full {
-                    return Ok(all);
-                }
-            }
+        bridge.spawn(async move {
+            let record = state
+                .backend()?
+                .job_record(&state.job.name)
+                .await
+                .map_err(store_err)?;
+            let counts = record.summary.counts;
+            Ok(counts.done + counts.failed)
+        })
+    }
+}
+
+impl NativeJob {
+    /// Sends one chunk of the input; see `feed`.
+    fn send(&self, bridge: &Bridge, chunk: Chunk) -> PyResult<u64> {
+        let sender = lock(&self.state.input).clone();
+        bridge.spawn(async move {
+            Ok(match sender {
+                Some(sender) => sender.send(chunk).await.is_ok(),
+                None => false,
+            })
         })
     }
 }
 
 impl JobState {
+    /// Stops the run, then ends an iterable input it may be waiting on
+    /// (ingest reads nothing more once stopped, so the input's end is not
+    /// taken for the end of the list: the job stays resumable).
+    fn stop_input(&self) {
+        self.stop.cancel();
+        lock(&self.input).take();
+    }
+
     /// The store, while the engine is open.
     fn backend(&self) -> PyResult<Arc<Backend>> {
-        self.backend
-            .upgrade()
-            .ok_or_else(|| PyRuntimeError::new_err("the engine is closed"))
+        self.backend.upgrade().ok_or_else(|| {
+            PyRuntimeError::new_err(
+                "the engine is closed: use a job's outcomes inside its `async with Engine(...)`",
+            )
+        })
     }
 }
 
@@ -437,57 +351,31 @@ fn outcomes(rows: Vec<OutcomeEntry>) -> Vec<Outcome> {
 
 /// The next page of this run's ingest outcomes, empty when all are read.
 async fn sweep(state: &JobState) -> PyResult<Vec<Outcome>> {
-    loop {
-        let (class, after) = {
-            let sweep = lock(&state.sweep);
-            match INGEST_CLASSES.get(sweep.class) {
-                Some(class) => (*class, sweep.after.max(state.ingest_before)),
-                None => return Ok(Vec::new()),
-            }
-        };
-        let page = state
-            .backend()?
-            .outcome_page(state.job.id, after, Some(class.as_str().to_owned()), PAGE)
-            .await
-            .map_err(store_err)?;
-        {
-            let mut sweep = lock(&state.sweep);
-            match page.last() {
-                Some(last) if page.len() == PAGE => sweep.after = last.task_id,
-                _ => {
-                    *sweep = Sweep {
-                        class: sweep.class + 1,
-                        after: 0,
-                    }
-                }
-            }
-        }
-        if !page.is_empty() {
-            return Ok(outcomes(page));
-        }
+    let after = *lock(&state.swept);
+    let page = state
+        .backend()?
+        .unfetched_page(state.job.id, after, PAGE)
+        .await
+        .map_err(store_err)?;
+    if let Some(last) = page.last() {
+        *lock(&state.swept) = last.task_id;
     }
+    Ok(outcomes(page))
 }
 
-/// The highest task id among `job`'s ingest outcomes now.
+/// The highest task id among `job`'s ingest outcomes now (0 for none).
 async fn last_ingest_outcome(backend: &Backend, job: i64) -> PyResult<i64> {
     let mut last = 0;
-    for class in INGEST_CLASSES {
-        let mut after = 0;
-        loop {
-            let page = backend
-                .outcome_page(job, after, Some(class.as_str().to_owned()), PAGE)
-                .await
-                .map_err(store_err)?;
-            if let Some(entry) = page.last() {
-                after = entry.task_id;
-                last = last.max(after);
-            }
-            if page.len() < PAGE {
-                break;
-            }
+    loop {
+        let page = backend
+            .unfetched_page(job, last, PAGE)
+            .await
+            .map_err(store_err)?;
+        match page.last() {
+            Some(entry) => last = entry.task_id,
+            None => return Ok(last),
         }
     }
-    Ok(last)
 }
 
 /// The summary of a finished run, as JSON text.
@@ -523,13 +411,13 @@ pub struct NativeEngine {
     max_timeout: Option<Duration>,
 }
 
-/// Opens the database `db` (a SQLite path or a `postgres://` URL) and
-/// migrates its schema; `lease_s` is a PostgreSQL worker's lease.
+/// Ticket: opens the database `db` (a SQLite path or a `postgres://` URL)
+/// and migrates its schema; `lease_s` is a PostgreSQL worker's lease.
 #[pyfunction]
-fn open_engine(py: Python<'_>, db: String, lease_s: f64) -> PyResult<Bound<'_, PyAny>> {
+fn open_engine(bridge: &Bridge, db: String, lease_s: f64) -> PyResult<u64> {
     let lease = Duration::try_from_secs_f64(lease_s)
         .map_err(|_| PyValueError::new_err("lease: a positive number of seconds"))?;
-    pyo3_async_runtimes::tokio::future_into_py(py, async move {
+    bridge.spawn(async move {
         let (database, max_timeout) = if is_postgres_url(&db) {
             let options = PgOptions {
                 lease,
@@ -569,19 +457,40 @@ impl NativeEngine {
     }
 }
 
+/// A file input: what it is recorded as, its stamp and its lines.
+fn file_input(path: String) -> PyResult<(String, String, Box<dyn InputSource>)> {
+    let unreadable = |e: std::io::Error| InputError::new_err(format!("cannot read {path}: {e}"));
+    let file = std::fs::File::open(&path).map_err(unreadable)?;
+    let meta = file.metadata().map_err(unreadable)?;
+    let modified = meta
+        .modified()
+        .ok()
+        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+        .map_or(0, |d| d.as_nanos());
+    let stamp = format!("{}:{modified}", meta.len());
+    let shown = std::fs::canonicalize(&path).map_or(path, |p| p.display().to_string());
+    Ok((
+        shown,
+        stamp,
+        Box::new(LineSource::new(BufReader::new(file))),
+    ))
+}
+
 #[pymethods]
 impl NativeEngine {
-    /// Awaitable: starts (or resumes) job `name` over `urls` (a list) or
-    /// the file at `path`, with `options` (JSON of the keyword arguments).
-    #[pyo3(signature = (name, urls, path, options))]
-    fn start<'py>(
+    /// Ticket: starts (or resumes) job `name` over the file at `path` or,
+    /// without one, over URLs sent with `NativeJob.feed`; `stamp` is the
+    /// iterable's (see `list_stamp`), `None` when it cannot be known ahead;
+    /// `options` is the JSON of the keyword arguments.
+    #[pyo3(signature = (bridge, name, path, stamp, options))]
+    fn start(
         &self,
-        py: Python<'py>,
+        bridge: &Bridge,
         name: String,
-        urls: Option<Vec<String>>,
         path: Option<String>,
+        stamp: Option<String>,
         options: &str,
-    ) -> PyResult<Bound<'py, PyAny>> {
+    ) -> PyResult<u64> {
         let spec = resolve(options)?;
         if let Some(max) = self.max_timeout
             && spec.timeout >= max
@@ -593,45 +502,23 @@ impl NativeEngine {
         }
         // The stamp tells a rerun that the input differs from what the job
         // read, so that ingest checks it again (see `Store::open_job`).
-        let (recorded, stamp, source): (String, String, Box<dyn InputSource>) = match (urls, path) {
-            (Some(urls), None) => {
-                // One URL a line: a newline inside one would shift every
-                // line number after it.
-                let mut text = String::new();
-                for url in &urls {
-                    text.push_str(&url.replace(['\n', '\r'], " "));
-                    text.push('\n');
-                }
-                let stamp = format!("{}:{}", urls.len(), hex::encode(Sha256::digest(&text)));
-                let source = LineSource::new(Cursor::new(text.into_bytes()));
-                (LIST_INPUT.to_owned(), stamp, Box::new(source))
+        let (recorded, stamp, source, sender): (_, _, Box<dyn InputSource>, _) = match path {
+            Some(path) => {
+                let (recorded, stamp, source) = file_input(path)?;
+                (recorded, Some(stamp), source, None)
             }
-            (None, Some(path)) => {
-                let file = std::fs::File::open(&path)
-                    .map_err(|e| InputError::new_err(format!("cannot read {path}: {e}")))?;
-                let meta = file
-                    .metadata()
-                    .map_err(|e| InputError::new_err(format!("cannot read {path}: {e}")))?;
-                let modified = meta
-                    .modified()
-                    .ok()
-                    .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
-                    .map_or(0, |d| d.as_nanos());
-                let stamp = format!("{}:{modified}", meta.len());
-                let shown = std::fs::canonicalize(&path).map_or(path, |p| p.display().to_string());
-                (
-                    shown,
-                    stamp,
-                    Box::new(LineSource::new(BufReader::new(file))),
-                )
+            None => {
+                let (sender, fed) = input::channel();
+                let source = Box::new(LineSource::new(fed));
+                (ITERABLE_INPUT.to_owned(), stamp, source, Some(sender))
             }
-            _ => return Err(PyValueError::new_err("give a list of URLs or a path")),
         };
         let backend = self.backend()?;
-        pyo3_async_runtimes::tokio::future_into_py(py, async move {
-            let job = open_job(&backend, &name, &recorded, &stamp).await?;
+        bridge.spawn(async move {
+            let job = open_job(&backend, &name, &recorded, stamp.as_deref()).await?;
             let ingest_before = last_ingest_outcome(&backend, job.id).await?;
-            let input = (!job.ingest_complete).then_some(source);
+            let reads_input = !job.ingest_complete;
+            let input = reads_input.then_some(source);
             let (tx, rx) = mpsc::unbounded_channel();
             let state = Arc::new(JobState {
                 backend: Arc::downgrade(&backend),
@@ -641,8 +528,9 @@ impl NativeEngine {
                 report: Mutex::new(None),
                 ids: Mutex::new(Some(rx)),
                 closed: AtomicBool::new(false),
-                ingest_before,
-                sweep: Mutex::new(Sweep::default()),
+                input: Mutex::new(sender.filter(|_| reads_input)),
+                reads_input,
+                swept: Mutex::new(ingest_before),
             });
             let run = Arc::clone(&state);
             tokio::spawn(async move {
@@ -656,6 +544,8 @@ impl NativeEngine {
                 drop(backend);
                 // The feed's sender goes with the control: the stream ends.
                 drop(control);
+                // An iterable still being sent is no longer read.
+                lock(&run.input).take();
                 *lock(&run.report) = Some(match result {
                     Ok(report) => Ok(summary(&run.job, &report)),
                     Err(e) => Err(Failure::of_run(&e)),
@@ -666,17 +556,17 @@ impl NativeEngine {
         })
     }
 
-    /// Awaitable: up to `limit` items of job `name` after `(task, index)`,
-    /// as `(task, index, item as JSON text)`.
-    fn item_page<'py>(
+    /// Ticket: up to `limit` items of job `name` after `(task, index)`, as
+    /// `(task, index, item as JSON text)`.
+    fn item_page(
         &self,
-        py: Python<'py>,
+        bridge: &Bridge,
         name: String,
         after: (i64, u64),
         limit: usize,
-    ) -> PyResult<Bound<'py, PyAny>> {
+    ) -> PyResult<u64> {
         let backend = self.backend()?;
-        pyo3_async_runtimes::tokio::future_into_py(py, async move {
+        bridge.spawn(async move {
             let job = backend.job_record(&name).await.map_err(store_err)?;
             let page = backend
                 .item_page(job.summary.job.id, after, limit)
@@ -690,11 +580,11 @@ impl NativeEngine {
         })
     }
 
-    /// Awaitable: closes the store: ends this engine's registration as a
+    /// Ticket: closes the store: ends this engine's registration as a
     /// PostgreSQL worker, releases a SQLite file once its runs have ended.
-    fn close<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+    fn close(&self, bridge: &Bridge) -> PyResult<u64> {
         let backend = lock(&self.backend).take();
-        pyo3_async_runtimes::tokio::future_into_py(py, async move {
+        bridge.spawn(async move {
             match backend {
                 Some(backend) => backend.close().await.map_err(store_err),
                 None => Ok(()),
@@ -704,8 +594,12 @@ impl NativeEngine {
 }
 
 /// Opens (or creates) job `name` over `recorded`, as it is now (`stamp`).
-async fn open_job(backend: &Backend, name: &str, recorded: &str, stamp: &str) -> PyResult<Job> {
-    let stamp = Some(stamp);
+async fn open_job(
+    backend: &Backend,
+    name: &str,
+    recorded: &str,
+    stamp: Option<&str>,
+) -> PyResult<Job> {
     let opened = match backend {
         Backend::Sqlite { store, .. } => store.open_job(name, recorded, stamp).await,
         Backend::Postgres { store, .. } => store.open_job(name, recorded, stamp).await,
@@ -717,10 +611,12 @@ async fn open_job(backend: &Backend, name: &str, recorded: &str, stamp: &str) ->
 #[pymodule]
 fn _volley(m: &Bound<'_, PyModule>) -> PyResult<()> {
     let py = m.py();
+    m.add_class::<Bridge>()?;
     m.add_class::<Outcome>()?;
     m.add_class::<NativeJob>()?;
     m.add_class::<NativeEngine>()?;
     m.add_function(wrap_pyfunction!(open_engine, m)?)?;
+    m.add_function(wrap_pyfunction!(input::list_stamp, m)?)?;
     m.add("VolleyError", py.get_type::<VolleyError>())?;
     m.add("StoreError", py.get_type::<StoreError>())?;
     m.add("InputError", py.get_type::<InputError>())?;

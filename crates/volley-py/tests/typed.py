@@ -7,8 +7,11 @@ import volley
 
 
 async def example(urls: list[str]) -> int:
-    outcomes: list[volley.Outcome] = await volley.fetch_all(urls, concurrency=64, per_host=8, retries=3, timeout=30.0)
+    outcomes: volley.Outcomes = await volley.fetch_all(urls, concurrency=64, per_host=8, retries=3, timeout=30.0)
     failed = [o.error_class for o in outcomes if not o.ok]
+    first: volley.Outcome = outcomes[0]
+    some: list[volley.Outcome] = outcomes[1:3]
+    print(first.url, len(some), len(outcomes))
     async with volley.Engine(db="volley.db") as engine:
         job = await engine.fetch(urls, job="nightly", rate="10/s", save_bodies="bodies/")
         async for outcome in job:

@@ -20,12 +20,16 @@ Options are keyword arguments with the names of ``volley fetch``'s flags
 from __future__ import annotations
 
 import asyncio
+import functools
+import itertools
 import json
 import os
 import tempfile
+import weakref
 from collections import deque
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, AsyncIterator, Iterable, Union
+from typing import Any, AsyncIterator, Callable, Iterable, Iterator, Union, overload
 
 from . import _volley
 from ._volley import (
@@ -44,6 +48,7 @@ __all__ = [
     "InputError",
     "Job",
     "Outcome",
+    "Outcomes",
     "StoreError",
     "Summary",
     "VolleyError",
@@ -55,6 +60,141 @@ Urls = Union[Iterable[str], str, "os.PathLike[str]"]
 #: Lease of a PostgreSQL engine, in seconds: how long its tasks stay its own
 #: after its last heartbeat. A job's ``timeout`` must be shorter.
 DEFAULT_LEASE_S = 120.0
+
+#: URLs of an iterable input sent to the engine at a time.
+_CHUNK = 1000
+
+#: Outcomes read from the database at a time.
+_PAGE = 1000
+
+
+class _Bridge:
+    """Delivers the native calls' results on one event loop: the engine
+    signals a socket the loop watches, and the results become Python
+    objects here, on the loop's thread (see the native ``bridge`` module:
+    no engine thread ever takes the GIL)."""
+
+    __slots__ = ("native", "pending", "__weakref__")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.native = _volley.Bridge()
+        self.pending: dict[int, asyncio.Future[Any]] = {}
+        loop.add_reader(self.native.fileno(), self._deliver)
+
+    def _deliver(self) -> None:
+        for ticket, ok, value in self.native.take():
+            future = self.pending.pop(ticket, None)
+            if future is None or future.done():
+                continue
+            if ok:
+                future.set_result(value)
+            else:
+                future.set_exception(value)
+
+    def _settled(self, ticket: int, future: asyncio.Future[Any]) -> None:
+        # A future cancelled before its result came: drop the native call.
+        if self.pending.pop(ticket, None) is not None and future.cancelled():
+            self.native.cancel(ticket)
+
+
+_bridges: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Bridge] = weakref.WeakKeyDictionary()
+
+
+def _call(method: Callable[..., int], *args: Any) -> asyncio.Future[Any]:
+    """Starts native call ``method(bridge, *args)``; a future of its result.
+    Cancelling the future cancels the call."""
+    loop = asyncio.get_running_loop()
+    bridge = _bridges.get(loop)
+    if bridge is None:
+        bridge = _bridges[loop] = _Bridge(loop)
+    ticket = method(bridge.native, *args)
+    future: asyncio.Future[Any] = loop.create_future()
+    bridge.pending[ticket] = future
+    future.add_done_callback(functools.partial(bridge._settled, ticket))
+    return future
+
+
+async def _feed(native: _volley.NativeJob, urls: Iterable[Any]) -> None:
+    """Sends an iterable input to the run, a chunk at a time, as fast as
+    ingest stores it. Items that are not ``str`` are sent as ``str(item)``."""
+    try:
+        items = iter(urls)
+        while True:
+            chunk = [u if isinstance(u, str) else str(u) for u in itertools.islice(items, _CHUNK)]
+            if not chunk:
+                break
+            if not await _call(native.feed, chunk):
+                return  # the run no longer reads its input
+    except asyncio.CancelledError:
+        # Stopped: the run keeps its place; the input must not look ended.
+        raise
+    except Exception as e:  # noqa: BLE001 - any failure of the caller's iterable
+        await _call(native.fail_input, f"reading the URLs failed: {type(e).__name__}: {e}")
+    native.end_input()
+
+
+class Outcomes(Sequence[Outcome]):
+    """A job's outcomes in input order (pages of a paginated input after
+    the inputs), read from its database a page (1,000) at a time as they
+    are used: a million outcomes cost the memory of one page, not of a
+    million objects. Works as a read-only list: ``len``, indexing (negative
+    too), slices (lists), iteration; ``list(outcomes)`` makes a real
+    list.
+
+    Pages are read on the calling thread, a few milliseconds each, with the
+    GIL released. Outcomes of a job run by an :class:`Engine` can be read
+    while the engine is open; those of :func:`fetch_all` while this object
+    lives (its throwaway database goes with it).
+    """
+
+    def __init__(self, native: _volley.NativeJob, length: int, keep: object = None) -> None:
+        self._native = native
+        self._len = length
+        self._keep = keep
+        #: ``after`` of page k, for the pages seen so far.
+        self._starts = [0]
+        self._page_no = -1
+        self._page: list[Outcome] = []
+
+    def __len__(self) -> int:
+        return self._len
+
+    @overload
+    def __getitem__(self, index: int) -> Outcome: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> list[Outcome]: ...
+
+    def __getitem__(self, index: int | slice) -> Outcome | list[Outcome]:
+        if isinstance(index, slice):
+            return [self[i] for i in range(*index.indices(self._len))]
+        if index < 0:
+            index += self._len
+        if not 0 <= index < self._len:
+            raise IndexError("outcome index out of range")
+        page_no, offset = divmod(index, _PAGE)
+        if page_no != self._page_no:
+            # Pages are found by their first task id: walk to an unseen one.
+            while len(self._starts) <= page_no:
+                self._page, after = self._native.outcome_page(self._starts[-1], _PAGE)
+                self._page_no = len(self._starts) - 1
+                self._starts.append(after)
+            if page_no != self._page_no:
+                self._page, _ = self._native.outcome_page(self._starts[page_no], _PAGE)
+                self._page_no = page_no
+        return self._page[offset]
+
+    def __iter__(self) -> Iterator[Outcome]:
+        after, left = 0, self._len
+        while left > 0:
+            page, after = self._native.outcome_page(after, min(_PAGE, left))
+            if not page:
+                return
+            yield from page
+            left -= len(page)
+
+    def __repr__(self) -> str:
+        return f"<Outcomes of job {self._native.name!r}: {self._len}>"
 
 
 def _options(options: dict[str, Any]) -> str:
@@ -115,8 +255,9 @@ class Job:
     pending, and a later :meth:`Engine.fetch` of the same job resumes it.
     """
 
-    def __init__(self, native: _volley.NativeJob) -> None:
+    def __init__(self, native: _volley.NativeJob, feeding: asyncio.Task[None] | None = None) -> None:
         self._native = native
+        self._feeding = feeding
         self._buffer: deque[Outcome] = deque()
         self._summary: Summary | None = None
         self._exhausted = False
@@ -139,7 +280,7 @@ class Job:
             if self._exhausted:
                 raise StopAsyncIteration
             try:
-                batch = await self._native.next_batch()
+                batch = await _call(self._native.next_batch)
             except asyncio.CancelledError:
                 await self._stop_on_cancel()
                 raise
@@ -151,7 +292,7 @@ class Job:
 
     async def aclose(self) -> None:
         """Stops the run (see the class docs) and the stream."""
-        self._native.close()
+        self._close()
 
     def __del__(self) -> None:
         native = getattr(self, "_native", None)
@@ -161,6 +302,15 @@ class Job:
     def stop(self) -> None:
         """Asks the run to stop gracefully; :meth:`wait` returns when it has."""
         self._native.stop()
+        self._stop_feeding()
+
+    def _close(self) -> None:
+        self._native.close()
+        self._stop_feeding()
+
+    def _stop_feeding(self) -> None:
+        if self._feeding is not None and not self._feeding.done():
+            self._feeding.cancel()
 
     async def wait(self) -> Summary:
         """Waits for the run to end; its summary.
@@ -170,7 +320,7 @@ class Job:
         """
         if self._summary is None:
             try:
-                text = await self._native.wait()
+                text = await _call(self._native.wait)
             except asyncio.CancelledError:
                 await self._stop_on_cancel()
                 raise
@@ -183,19 +333,28 @@ class Job:
             raise RuntimeError("the run has not ended: await job.wait() first")
         return self._summary
 
-    async def outcomes(self) -> list[Outcome]:
-        """Every outcome of the job, in input order (pages of a paginated
-        input after the inputs)."""
-        return await self._native.all_outcomes()
+    async def outcomes(self) -> Outcomes:
+        """The job's outcomes recorded so far, in input order (pages of a
+        paginated input after the inputs), read from the database as they
+        are used (see :class:`Outcomes`); readable while the engine is
+        open."""
+        return Outcomes(self._native, await _call(self._native.outcome_count))
+
+    async def _ended(self) -> None:
+        """Waits for the run to end, whatever its result (the result is
+        for :meth:`wait` to raise)."""
+        try:
+            await asyncio.shield(_call(self._native.wait))
+        except (VolleyError, ValueError):
+            pass
 
     async def _stop_on_cancel(self) -> None:
         # The caller is being cancelled: stop the run and let it drain
         # (the grace period), so that it can be resumed cleanly.
-        self._native.close()
+        self._close()
         try:
-            await asyncio.shield(self._native.wait())
-        except (asyncio.CancelledError, VolleyError, ValueError):
-            # The run's own failure is for wait() to raise, not the cancel.
+            await self._ended()
+        except asyncio.CancelledError:
             pass
 
 
@@ -215,7 +374,7 @@ class Engine:
         self._jobs: list[Job] = []
 
     async def __aenter__(self) -> Engine:
-        self._native = await _volley.open_engine(self._db, float(self._lease))
+        self._native = await _call(_volley.open_engine, self._db, float(self._lease))
         return self
 
     async def __aexit__(self, *exc: object) -> None:
@@ -224,12 +383,9 @@ class Engine:
                 if not job.done:
                     job.stop()
             for job in self._jobs:
-                try:
-                    await asyncio.shield(job._native.wait())
-                except VolleyError:
-                    pass
+                await job._ended()
         finally:
-            await self._engine().close()
+            await _call(self._engine().close)
 
     def _engine(self) -> _volley.NativeEngine:
         if self._native is None:
@@ -237,23 +393,35 @@ class Engine:
         return self._native
 
     async def fetch(self, urls: Urls, *, job: str | None = None, **options: Any) -> Job:
-        """Starts job ``job`` over ``urls`` (an iterable of URL strings, or
-        the path of a file of them, one a line), or resumes it if it exists
-        with the same input. Returns at once; iterate or :meth:`Job.wait`.
+        """Starts job ``job`` over ``urls``, or resumes it if it exists with
+        the same input. Returns at once; iterate or :meth:`Job.wait`.
+
+        ``urls`` is the path of a file of URLs (one a line), or any iterable
+        of URL strings: a list, or a generator that reads them lazily. The
+        iterable is read on this event loop as fast as the engine stores
+        the URLs (a chunk of 1,000 at a time), so a generator costs no
+        memory per URL. A list is checked against the job's tasks when a
+        job is resumed with another one; an iterable of unknown contents is
+        not read again when the job read all of it before.
 
         Raises :class:`ValueError` for a wrong option, :class:`StoreError`
         when the job exists with another input, :class:`InputError` for a
-        file that cannot be read.
+        file that cannot be read. A failure of the iterable fails the run
+        with :class:`InputError` (raised by :meth:`Job.wait`).
         """
         native = self._engine()
+        feeding = None
         if isinstance(urls, (str, os.PathLike)):
             path = os.fspath(urls)
             name = job or os.path.basename(path)
-            started = await native.start(name, None, path, _options(options))
+            started = await _call(native.start, name, path, None, _options(options))
         else:
-            url_list = [u if isinstance(u, str) else str(u) for u in urls]
-            started = await native.start(job or "python", url_list, None, _options(options))
-        handle = Job(started)
+            # A sequence can be stamped up front; an iterator cannot.
+            stamp = _volley.list_stamp(urls) if isinstance(urls, (list, tuple)) else None
+            started = await _call(native.start, job or "python", None, stamp, _options(options))
+            if started.reads_input:
+                feeding = asyncio.ensure_future(_feed(started, urls))
+        handle = Job(started, feeding)
         self._jobs.append(handle)
         return handle
 
@@ -263,7 +431,7 @@ class Engine:
         native = self._engine()
         after = (0, 0)
         while True:
-            page = await native.item_page(job, after, 1000)
+            page = await _call(native.item_page, job, after, 1000)
             for task, idx, item in page:
                 yield json.loads(item)
                 after = (task, idx)
@@ -271,21 +439,34 @@ class Engine:
                 return
 
 
-async def fetch_all(urls: Iterable[str], **options: Any) -> list[Outcome]:
-    """Fetches every URL of ``urls``; one :class:`Outcome` per input, in
-    input order, failures included.
+async def fetch_all(urls: Iterable[str], **options: Any) -> Outcomes:
+    """Fetches every URL of ``urls`` (any iterable, read lazily: see
+    :meth:`Engine.fetch`); one :class:`Outcome` per input, in input order,
+    failures included, as a read-only list (:class:`Outcomes`) read from
+    disk as it is used, so memory stays flat however many URLs there are.
 
-    The job runs on a throwaway SQLite database; use :class:`Engine` for one
-    that survives. Cancelling the awaiting task stops the run (the grace
-    period applies) and raises :class:`asyncio.CancelledError`.
+    The job runs on a throwaway SQLite database, removed when the returned
+    :class:`Outcomes` is; use :class:`Engine` for one that survives.
+    Cancelling the awaiting task stops the run (the grace period applies)
+    and raises :class:`asyncio.CancelledError`.
 
     Common options: ``concurrency`` (requests in flight, default 64),
     ``per_host`` (per host, default 8), ``retries`` (default 3), ``timeout``
     (seconds per attempt, default 30), ``rate`` (per host, ``"10/s"``),
     ``save_bodies`` (a directory; then :meth:`Outcome.read` works).
     """
-    with tempfile.TemporaryDirectory(prefix="volley-") as scratch:
-        async with Engine(os.path.join(scratch, "volley.db")) as engine:
-            job = await engine.fetch(urls, job="fetch_all", **options)
-            await job.wait()
-            return await job.outcomes()
+    scratch = tempfile.TemporaryDirectory(prefix="volley-")
+    engine = Engine(os.path.join(scratch.name, "volley.db"))
+    try:
+        await engine.__aenter__()
+        job = await engine.fetch(urls, job="fetch_all", **options)
+        summary = await job.wait()
+    except BaseException:
+        try:
+            if engine._native is not None:
+                await engine.__aexit__(None, None, None)
+        finally:
+            scratch.cleanup()
+        raise
+    # The engine and the directory live as long as the outcomes read them.
+    return Outcomes(job._native, summary.done + summary.failed, keep=(engine, scratch))
