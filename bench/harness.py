@@ -234,16 +234,20 @@ def write_urls(name, urls):
 
 
 def throughput(name, urls_file, paths_file, n, concurrency, runs, tools, wrk_seconds):
-    """Median requests/s and peak RSS per tool over `runs` runs."""
+    """Median requests/s and peak RSS per tool over `runs` runs. The runs
+    go in rounds (each tool once a round), so a slow spell of the machine
+    falls on every tool rather than on one tool's runs."""
+    walls = {tool: [] for tool in tools}
+    rss = {tool: [] for tool in tools}
+    for _ in range(runs):
+        for tool in tools:
+            wall, peak, _ = measure(PEER_COMMANDS[tool](urls_file, concurrency))
+            walls[tool].append(wall)
+            rss[tool].append(peak)
     results = {}
     for tool in tools:
-        walls, rss = [], []
-        for _ in range(runs):
-            wall, peak, _ = measure(PEER_COMMANDS[tool](urls_file, concurrency))
-            walls.append(wall)
-            rss.append(peak)
-        results[tool] = {"rps": n / statistics.median(walls), "wall": statistics.median(walls),
-                         "rss": statistics.median(rss), "runs": [round(n / w) for w in walls]}
+        results[tool] = {"rps": n / statistics.median(walls[tool]), "wall": statistics.median(walls[tool]),
+                         "rss": statistics.median(rss[tool]), "runs": [round(n / w) for w in walls[tool]]}
         print(f"{name} {tool}: {results[tool]['rps']:.0f} req/s, {results[tool]['rss']:.0f} MB", flush=True)
     if paths_file is not None:
         rates = [wrk(paths_file, concurrency, wrk_seconds) for _ in range(runs)]
@@ -309,6 +313,7 @@ def main():
     try:
         base = f"http://127.0.0.1:{PORT}"
         if "W1" in only:
+            warm_cache(docs)
             files = sorted(str(p.relative_to(docs)) for p in docs.rglob("*") if p.is_file())
             n = 2000 if args.quick else 20000
             paths = ["/" + f for f in files[:n]]
@@ -444,6 +449,14 @@ def many_hosts(quick, runs):
     return rows
 
 
+def warm_cache(docs):
+    """Reads every file under `docs` once, so that no tool's first run is
+    the one that pulls the files from disk into the page cache."""
+    for path in docs.rglob("*"):
+        if path.is_file():
+            path.read_bytes()
+
+
 def commit_now():
     """HEAD's short hash, with "+changes" when the tree differs from it."""
     head = sh(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"])
@@ -455,6 +468,7 @@ def python_workloads(base, docs, quick, runs):
     """W11: volley's Python package against the asyncio clients, each in a
     Python process of its own."""
     tools = ["volley.fetch_all", "volley.Engine stream", "aiohttp", "aiohttp+uvloop", "httpx", "volley"]
+    warm_cache(docs)
     n_tiny = 5000 if quick else 50000
     tiny = write_urls("w11-tiny.txt", [f"{base}/tiny?i={i}" for i in range(n_tiny)])
     files = sorted(str(p.relative_to(docs)) for p in docs.rglob("*") if p.is_file())
