@@ -27,31 +27,33 @@ pub(crate) fn channel() -> (mpsc::Sender<Chunk>, Fed) {
     (tx, fed)
 }
 
-/// Appends `url` to `text` as one line. A newline inside a URL would
-/// shift every line number after it, so it becomes a space (and the URL
-/// an invalid line).
-pub(crate) fn push_line(text: &mut String, url: &str) {
+/// Appends the URL `item` (a `str`, or anything as `str(item)`) to `text`
+/// as one line. A newline inside a URL would shift every line number after
+/// it, so it becomes a space (and the URL an invalid line).
+pub(crate) fn push_line(text: &mut String, item: &Bound<'_, PyAny>) -> PyResult<()> {
+    let shown = item.str()?;
+    let url = shown.to_str()?;
     if url.contains(['\n', '\r']) {
         text.push_str(&url.replace(['\n', '\r'], " "));
     } else {
         text.push_str(url);
     }
     text.push('\n');
+    Ok(())
 }
 
 /// The stamp of a list of URLs: its length and the SHA-256 of its lines
 /// (as [`push_line`] writes them). A rerun of a job with another list gets
 /// another stamp, so ingest reads the list again and checks it against the
-/// tasks recorded. Items that are not `str` count as `str(item)`.
+/// tasks recorded.
 #[pyfunction]
 pub(crate) fn list_stamp(urls: &Bound<'_, PyAny>) -> PyResult<String> {
     let mut hash = Sha256::new();
     let mut line = String::new();
     let mut count = 0u64;
     for item in urls.try_iter()? {
-        let text = item?.str()?;
         line.clear();
-        push_line(&mut line, text.to_str()?);
+        push_line(&mut line, &item?)?;
         hash.update(line.as_bytes());
         count += 1;
     }

@@ -23,6 +23,7 @@ use std::time::Duration;
 
 use pyo3::exceptions::{PyException, PyRuntimeError, PyValueError};
 use pyo3::prelude::*;
+use pyo3::types::PyList;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use volley::options::{Layer, Source};
@@ -184,14 +185,15 @@ impl NativeJob {
         self.state.reads_input
     }
 
-    /// Sends the next URLs of the iterable input, in order; the ticket's
-    /// result is `False` once the run no longer reads them (it stopped or
-    /// failed), so the caller stops iterating. Waits while ingest is a few
+    /// Sends the next URLs of the iterable input, in order (each as
+    /// `push_line` writes it); the ticket's result is `False` once the run no
+    /// longer reads them (it stopped or failed), so the caller stops
+    /// iterating. Waits while ingest is a few
     /// chunks behind (backpressure).
-    fn feed(&self, bridge: &Bridge, urls: Vec<String>) -> PyResult<u64> {
-        let mut text = String::with_capacity(urls.iter().map(|u| u.len() + 1).sum());
-        for url in &urls {
-            input::push_line(&mut text, url);
+    fn feed(&self, bridge: &Bridge, urls: &Bound<'_, PyList>) -> PyResult<u64> {
+        let mut text = String::new();
+        for url in urls.iter() {
+            input::push_line(&mut text, &url)?;
         }
         self.send(bridge, Ok(text.into_bytes()))
     }

@@ -116,11 +116,12 @@ def _call(method: Callable[..., int], *args: Any) -> asyncio.Future[Any]:
 
 async def _feed(native: _volley.NativeJob, urls: Iterable[Any]) -> None:
     """Sends an iterable input to the run, a chunk at a time, as fast as
-    ingest stores it. Items that are not ``str`` are sent as ``str(item)``."""
+    ingest stores it (items that are not ``str`` count as ``str(item)``,
+    as in :func:`_volley.list_stamp`)."""
     try:
         items = iter(urls)
         while True:
-            chunk = [u if isinstance(u, str) else str(u) for u in itertools.islice(items, _CHUNK)]
+            chunk = list(itertools.islice(items, _CHUNK))
             if not chunk:
                 break
             if not await _call(native.feed, chunk):
