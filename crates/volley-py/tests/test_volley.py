@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import json
 import os
 import signal
 import sqlite3
@@ -13,7 +14,7 @@ import tempfile
 import textwrap
 import time
 from pathlib import Path
-from typing import Iterator
+from typing import AsyncIterator, Iterator
 
 import pytest
 
@@ -316,3 +317,81 @@ def test_a_script_exits_cleanly_right_after_its_last_await(server: Server, tmp_p
             timeout=60,
         )
         assert (done.returncode, done.stderr) == (0, ""), f"run {run}"
+
+
+async def test_an_async_generator_input_streams_every_outcome(server: Server, tmp_path: Path) -> None:
+    async def produce() -> AsyncIterator[str]:
+        for i in range(1, 1201):
+            if i == 1150:
+                # A trickle: what came before is sent without waiting for a full chunk.
+                await asyncio.sleep(0.5)
+            yield server.url(f"/ok/{i}")
+
+    async with volley.Engine(db=tmp_path / "v.db") as engine:
+        job = await engine.fetch(produce(), job="produced", concurrency=16)
+        lines = sorted([o.line or 0 async for o in job])
+        summary = await job.wait()
+    assert lines == list(range(1, 1201)), "each outcome once"
+    assert not summary.interrupted and summary.done == 1200
+
+    async def broken() -> AsyncIterator[str]:
+        yield server.url("/ok/1")
+        raise OSError("the producer's socket closed")
+
+    async with volley.Engine(db=tmp_path / "w.db") as engine:
+        job = await engine.fetch(broken(), job="broken")
+        with pytest.raises(volley.InputError, match="socket closed"):
+            async for _ in job:
+                pass
+
+    outcomes = await volley.fetch_all(produce())
+    assert len(outcomes) == 1200
+
+
+async def test_leaving_the_loop_early_stops_the_run(server: Server, tmp_path: Path) -> None:
+    urls = [server.url(f"/slow/{i}?ms=50") for i in range(300)]
+
+    async def take(job: volley.Job, n: int) -> int:
+        seen = 0
+        async for _ in job:
+            seen += 1
+            if seen == n:
+                break
+        return seen
+
+    async with volley.Engine(db=tmp_path / "v.db") as engine:
+        job = await engine.fetch(urls, job="broken-off", concurrency=4)
+        assert await take(job, 20) == 20
+        summary = await asyncio.wait_for(job.wait(), timeout=30)
+        assert summary.interrupted and summary.done < 300, "break stopped the run"
+
+        # An exception out of the loop's body stops it as well.
+        job = await engine.fetch(urls, job="raised", concurrency=4)
+        with pytest.raises(KeyError):
+            async for _ in job:
+                raise KeyError("the caller's bug")
+        summary = await asyncio.wait_for(job.wait(), timeout=30)
+        assert summary.interrupted and summary.done < 300
+
+        # Cancelling the task that iterates stops it.
+        job = await engine.fetch(urls, job="cancelled", concurrency=4)
+        task = asyncio.ensure_future(take(job, 1000))
+        await asyncio.sleep(0.3)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        summary = await asyncio.wait_for(job.wait(), timeout=30)
+        assert summary.interrupted and summary.done < 300
+
+        # A job nobody holds any more is stopped when it is collected.
+        job = await engine.fetch(urls, job="dropped", concurrency=4)
+        native = job._native
+        del job
+        gc.collect()
+        summary_text = await asyncio.wait_for(volley._call(native.wait), timeout=30)
+        assert json.loads(summary_text)["interrupted"]
+
+        # Iterated to its end, the run completes.
+        job = await engine.fetch(urls[:30], job="whole", concurrency=8)
+        assert len([o async for o in job]) == 30
+        assert not (await job.wait()).interrupted

@@ -29,7 +29,7 @@ import weakref
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, AsyncIterator, Callable, Iterable, Iterator, Union, overload
+from typing import Any, AsyncIterable, AsyncIterator, Callable, Iterable, Iterator, Union, overload
 
 from . import _volley
 from ._volley import (
@@ -55,7 +55,7 @@ __all__ = [
     "fetch_all",
 ]
 
-Urls = Union[Iterable[str], str, "os.PathLike[str]"]
+Urls = Union[Iterable[str], AsyncIterable[str], str, "os.PathLike[str]"]
 
 #: Lease of a PostgreSQL engine, in seconds: how long its tasks stay its own
 #: after its last heartbeat. A job's ``timeout`` must be shorter.
@@ -63,6 +63,10 @@ DEFAULT_LEASE_S = 120.0
 
 #: URLs of an iterable input sent to the engine at a time.
 _CHUNK = 1000
+
+#: Longest an async iterable's URLs wait for their chunk to fill, in
+#: seconds: URLs that trickle in are fetched without waiting for 1,000.
+_LINGER_S = 0.2
 
 #: Outcomes read from the database at a time.
 _PAGE = 1000
@@ -114,16 +118,13 @@ def _call(method: Callable[..., int], *args: Any) -> asyncio.Future[Any]:
     return future
 
 
-async def _feed(native: _volley.NativeJob, urls: Iterable[Any]) -> None:
-    """Sends an iterable input to the run, a chunk at a time, as fast as
-    ingest stores it (items that are not ``str`` count as ``str(item)``,
-    as in :func:`_volley.list_stamp`)."""
+async def _feed(native: _volley.NativeJob, urls: Iterable[Any] | AsyncIterable[Any]) -> None:
+    """Sends an iterable (or async iterable) input to the run, a chunk at
+    a time, as fast as ingest stores it (items that are not ``str`` count
+    as ``str(item)``, as in :func:`_volley.list_stamp`)."""
     try:
-        items = iter(urls)
-        while True:
-            chunk = list(itertools.islice(items, _CHUNK))
-            if not chunk:
-                break
+        chunks = _async_chunks(urls) if isinstance(urls, AsyncIterable) else _chunks(urls)
+        async for chunk in chunks:
             if not await _call(native.feed, chunk):
                 return  # the run no longer reads its input
     except asyncio.CancelledError:
@@ -132,6 +133,47 @@ async def _feed(native: _volley.NativeJob, urls: Iterable[Any]) -> None:
     except Exception as e:  # noqa: BLE001 - any failure of the caller's iterable
         await _call(native.fail_input, f"reading the URLs failed: {type(e).__name__}: {e}")
     native.end_input()
+
+
+async def _chunks(urls: Iterable[Any]) -> AsyncIterator[list[Any]]:
+    """The items of ``urls`` in lists of up to :data:`_CHUNK`."""
+    items = iter(urls)
+    while chunk := list(itertools.islice(items, _CHUNK)):
+        yield chunk
+
+
+async def _async_chunks(urls: AsyncIterable[Any]) -> AsyncIterator[list[Any]]:
+    """The items of ``urls`` in lists of up to :data:`_CHUNK`, each sent
+    at most :data:`_LINGER_S` after its first item arrived. The producer is
+    never cancelled mid-item: a late item is awaited across chunks."""
+    items = aiter(urls)
+    pending: asyncio.Future[Any] | None = None
+    try:
+        while True:
+            chunk: list[Any] = []
+            deadline: float | None = None
+            while len(chunk) < _CHUNK:
+                if pending is None:
+                    pending = asyncio.ensure_future(anext(items))
+                timeout = None if deadline is None else max(0.0, deadline - asyncio.get_running_loop().time())
+                done, _ = await asyncio.wait({pending}, timeout=timeout)
+                if not done:
+                    break  # lingered long enough: send what there is
+                try:
+                    item = pending.result()
+                except StopAsyncIteration:
+                    pending = None
+                    if chunk:
+                        yield chunk
+                    return
+                pending = None
+                chunk.append(item)
+                if deadline is None:
+                    deadline = asyncio.get_running_loop().time() + _LINGER_S
+            yield chunk
+    finally:
+        if pending is not None and not pending.done():
+            pending.cancel()
 
 
 class Outcomes(Sequence[Outcome]):
@@ -250,10 +292,15 @@ class Job:
     recorded (each once, in the order they commit; outcomes recorded while
     the input is read, such as invalid lines, come at the end).
 
-    Leaving the iteration early (``break``, :meth:`aclose`, dropping the
-    job) or cancelling the task that awaits it stops the run as Ctrl-C
-    does: requests in flight get the grace period, unfinished tasks stay
-    pending, and a later :meth:`Engine.fetch` of the same job resumes it.
+    Leaving an ``async for`` over the job early (``break``, ``return`` or
+    an exception in its body), :meth:`aclose`, dropping the job, or
+    cancelling the task that awaits it (``asyncio.timeout`` included) stops
+    the run as Ctrl-C does: requests in flight get the grace period,
+    unfinished tasks stay pending, and a later :meth:`Engine.fetch` of the
+    same job resumes it. An ``async for`` that runs to its end has seen
+    every outcome of the run; if the run failed (its input could not be
+    read, the database failed), the loop raises that failure instead of
+    ending quietly.
     """
 
     def __init__(self, native: _volley.NativeJob, feeding: asyncio.Task[None] | None = None) -> None:
@@ -273,10 +320,30 @@ class Job:
         """Whether the run has ended."""
         return self._native.done
 
-    def __aiter__(self) -> Job:
-        return self
+    def __aiter__(self) -> AsyncIterator[Outcome]:
+        # An async generator, so that leaving the loop early closes it (at
+        # once in CPython, through the event loop's async generator hooks),
+        # and closing it stops the run.
+        return self._stream()
+
+    async def _stream(self) -> AsyncIterator[Outcome]:
+        ended = False
+        try:
+            while True:
+                try:
+                    outcome = await self.__anext__()
+                except StopAsyncIteration:
+                    ended = True
+                    return
+                yield outcome
+        finally:
+            if not ended:
+                self._close()
 
     async def __anext__(self) -> Outcome:
+        """The next outcome; at the end of the run, raises the run's
+        failure if it failed, else :class:`StopAsyncIteration`. Calling it
+        directly (``anext(job)``) does not stop the run when you stop."""
         while not self._buffer:
             if self._exhausted:
                 raise StopAsyncIteration
@@ -287,6 +354,8 @@ class Job:
                 raise
             if not batch:
                 self._exhausted = True
+                # A run that failed must not look like one that ended.
+                await self.wait()
                 raise StopAsyncIteration
             self._buffer.extend(batch)
         return self._buffer.popleft()
@@ -344,10 +413,7 @@ class Job:
     async def _ended(self) -> None:
         """Waits for the run to end, whatever its result (the result is
         for :meth:`wait` to raise)."""
-        try:
-            await asyncio.shield(_call(self._native.wait))
-        except (VolleyError, ValueError):
-            pass
+        await _run_ended(self._native)
 
     async def _stop_on_cancel(self) -> None:
         # The caller is being cancelled: stop the run and let it drain
@@ -357,6 +423,14 @@ class Job:
             await self._ended()
         except asyncio.CancelledError:
             pass
+
+
+async def _run_ended(native: _volley.NativeJob) -> None:
+    """Waits for a run to end, whatever its result."""
+    try:
+        await asyncio.shield(_call(native.wait))
+    except (VolleyError, ValueError):
+        pass
 
 
 class Engine:
@@ -372,7 +446,10 @@ class Engine:
         self._db = os.fspath(db)
         self._lease = lease
         self._native: _volley.NativeEngine | None = None
-        self._jobs: list[Job] = []
+        # The jobs handed out, held weakly so that one its caller drops is
+        # stopped (Job.__del__); their runs, held here until they end.
+        self._jobs: weakref.WeakSet[Job] = weakref.WeakSet()
+        self._runs: list[_volley.NativeJob] = []
 
     async def __aenter__(self) -> Engine:
         self._native = await _call(_volley.open_engine, self._db, float(self._lease))
@@ -380,11 +457,14 @@ class Engine:
 
     async def __aexit__(self, *exc: object) -> None:
         try:
-            for job in self._jobs:
+            for job in list(self._jobs):
                 if not job.done:
                     job.stop()
-            for job in self._jobs:
-                await job._ended()
+            for native in self._runs:
+                if not native.done:
+                    native.stop()
+            for native in self._runs:
+                await _run_ended(native)
         finally:
             await _call(self._engine().close)
 
@@ -398,17 +478,20 @@ class Engine:
         the same input. Returns at once; iterate or :meth:`Job.wait`.
 
         ``urls`` is the path of a file of URLs (one a line), or any iterable
-        of URL strings: a list, or a generator that reads them lazily. The
-        iterable is read on this event loop as fast as the engine stores
-        the URLs (a chunk of 1,000 at a time), so a generator costs no
-        memory per URL. A list is checked against the job's tasks when a
+        of URL strings: a list, a generator that reads them lazily, or an
+        async iterable (``async def produce(): yield url``). The iterable is
+        read on this event loop as fast as the engine stores the URLs (a
+        chunk of 1,000 at a time; an async iterable's chunk also goes after
+        0.2 s, so URLs that trickle in are fetched at once), so a generator
+        costs no memory per URL. A list is checked against the job's tasks when a
         job is resumed with another one; an iterable of unknown contents is
         not read again when the job read all of it before.
 
         Raises :class:`ValueError` for a wrong option, :class:`StoreError`
         when the job exists with another input, :class:`InputError` for a
         file that cannot be read. A failure of the iterable fails the run
-        with :class:`InputError` (raised by :meth:`Job.wait`).
+        with :class:`InputError` (raised by :meth:`Job.wait` and by the
+        ``async for`` over the job).
         """
         native = self._engine()
         feeding = None
@@ -423,7 +506,9 @@ class Engine:
             if started.reads_input:
                 feeding = asyncio.ensure_future(_feed(started, urls))
         handle = Job(started, feeding)
-        self._jobs.append(handle)
+        self._jobs.add(handle)
+        self._runs = [native for native in self._runs if not native.done]
+        self._runs.append(started)
         return handle
 
     async def items(self, job: str) -> AsyncIterator[Any]:
@@ -440,7 +525,7 @@ class Engine:
                 return
 
 
-async def fetch_all(urls: Iterable[str], **options: Any) -> Outcomes:
+async def fetch_all(urls: Iterable[str] | AsyncIterable[str], **options: Any) -> Outcomes:
     """Fetches every URL of ``urls`` (any iterable, read lazily: see
     :meth:`Engine.fetch`); one :class:`Outcome` per input, in input order,
     failures included, as a read-only list (:class:`Outcomes`) read from
@@ -453,7 +538,7 @@ async def fetch_all(urls: Iterable[str], **options: Any) -> Outcomes:
 
     Common options: ``concurrency`` (requests in flight, default 64),
     ``per_host`` (per host, default 8), ``retries`` (default 3), ``timeout``
-    (seconds per attempt, default 30), ``rate`` (per host, ``"10/s"``),
+    (seconds per attempt, default 60), ``rate`` (per host, ``"10/s"``),
     ``save_bodies`` (a directory; then :meth:`Outcome.read` works).
     """
     scratch = tempfile.TemporaryDirectory(prefix="volley-")
