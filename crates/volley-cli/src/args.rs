@@ -54,6 +54,9 @@ pub enum Command {
     Status,
     /// Write a job's outcomes to stdout, in input line order.
     Export(ExportArgs),
+    /// Delete a job with all its tasks, outcomes and items, and say how
+    /// many went. Its name is then free for a new job.
+    Delete(DeleteArgs),
     /// PostgreSQL: work on jobs other processes created, alongside any
     /// number of other workers, until they are done.
     Work(Box<WorkArgs>),
@@ -606,6 +609,14 @@ pub struct ExportArgs {
     /// Output format.
     #[arg(long, value_enum, default_value_t = ExportFormat::Jsonl)]
     pub format: ExportFormat,
+}
+
+/// `volley delete`'s flags.
+#[derive(Debug, Args)]
+pub struct DeleteArgs {
+    /// The job to delete (`volley status` lists them).
+    #[arg(long, value_name = "NAME")]
+    pub job: String,
 }
 
 /// Formats of `volley export`.

@@ -154,6 +154,11 @@ impl Resolved {
             .collect()
     }
 
+    /// Whether stdin is the only input.
+    pub fn only_stdin(&self) -> bool {
+        matches!(&self.plan, Plan::Files(files, _) if files.iter().all(Option::is_none))
+    }
+
     /// Whether any input is stdin.
     pub fn reads_stdin(&self) -> bool {
         matches!(&self.plan, Plan::Files(files, _) if files.iter().any(Option::is_none))

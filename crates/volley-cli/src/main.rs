@@ -26,7 +26,7 @@ use volley::store::{Job, Reader, Store, StoreError};
 use volley::{FetchSpec, options};
 
 use crate::args::{
-    Cli, Command, ExportArgs, ExportFormat, FetchArgs, FileConfig, ServeArgs, WorkArgs,
+    Cli, Command, DeleteArgs, ExportArgs, ExportFormat, FetchArgs, FileConfig, ServeArgs, WorkArgs,
 };
 use crate::progress::Display;
 
@@ -38,6 +38,12 @@ fn main() -> ExitCode {
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
         )
         .with_writer(std::io::stderr)
+        // Colour only for a person: not in a file or a pipe, nor with
+        // NO_COLOR set (no-color.org).
+        .with_ansi(
+            std::io::stderr().is_terminal()
+                && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty()),
+        )
         .init();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -73,6 +79,7 @@ fn main() -> ExitCode {
             Command::Serve(args) => serve(&db, *args).await,
             Command::Status => status(&db).await,
             Command::Export(args) => export(&db, &args).await,
+            Command::Delete(args) => delete(&db, &args).await,
         }
     });
     match result {
@@ -216,8 +223,52 @@ fn pg_options(lease: std::time::Duration, spec: &FetchSpec) -> PgOptions {
     }
 }
 
-/// `volley fetch` on an open store: opens the job (calling `opened` with
-/// its id), ingests and works on it.
+/// What stdin holds for a run that reads it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Stdin {
+    /// Not read by this run.
+    Unused,
+    /// A terminal: nothing was piped.
+    Terminal,
+    /// Piped, and ended before its first byte.
+    Empty,
+    /// Piped, with data.
+    Data,
+}
+
+impl Stdin {
+    /// Looks at stdin without consuming it (the bytes stay in its buffer
+    /// for the source that reads it). Waits for the first byte or the end.
+    async fn of(resolved: &inputs::Resolved) -> Stdin {
+        use std::io::BufRead as _;
+        if !resolved.reads_stdin() {
+            return Stdin::Unused;
+        }
+        if std::io::stdin().is_terminal() {
+            return Stdin::Terminal;
+        }
+        let empty = tokio::task::spawn_blocking(|| {
+            std::io::stdin().lock().fill_buf().map(<[u8]>::is_empty)
+        })
+        .await;
+        match empty {
+            Ok(Ok(true)) => Stdin::Empty,
+            // A read error is for the source to report.
+            _ => Stdin::Data,
+        }
+    }
+}
+
+/// `volley fetch` on an open store: checks and opens the inputs, opens the
+/// job (calling `opened` with its id), ingests and works on it.
+///
+/// Everything the user can get wrong is checked before the job row is
+/// written (a CSV header is read when its input is opened), so a usage
+/// error leaves no job behind. Stdin is read again on every run that pipes
+/// something: like a file, what it held before must come first and
+/// unchanged (the fingerprint check), and lines after it are appended to the
+/// job. An empty or terminal stdin reads nothing and, as the only input,
+/// creates no job.
 async fn fetch_with<S: Store, F: Future<Output = Result<(), StoreError>>>(
     store: Arc<S>,
     name: &str,
@@ -227,25 +278,49 @@ async fn fetch_with<S: Store, F: Future<Output = Result<(), StoreError>>>(
     opened: impl FnOnce(i64) -> F,
 ) -> anyhow::Result<ExitCode> {
     let recorded = resolved.recorded.clone();
-    let stamp = resolved.stamp();
-    let job = match store.open_job(name, &recorded, stamp.as_deref()).await {
+    if let Err(e) = volley::preflight(&spec) {
+        return run_failed(e);
+    }
+    let stdin = Stdin::of(resolved).await;
+    let nothing_to_read =
+        matches!(stdin, Stdin::Terminal) || (stdin == Stdin::Empty && resolved.only_stdin());
+    if nothing_to_read && store.find_job(name).await?.is_none() {
+        if stdin == Stdin::Terminal {
+            return Ok(usage(
+                "no input: give a FILE of URLs, or pipe them on stdin",
+            ));
+        }
+        say(format_args!(
+            "volley: stdin is empty: nothing to fetch, and no job '{name}' was created\n"
+        ));
+        return Ok(ExitCode::SUCCESS);
+    }
+    let source = if nothing_to_read {
+        None
+    } else {
+        match resolved.clone().open() {
+            Ok(source) => Some(source),
+            Err(e) => return Ok(usage(e)),
+        }
+    };
+    let job = match store
+        .open_job(name, &recorded, resolved.stamp().as_deref())
+        .await
+    {
         Ok(job) => job,
         Err(e) if is_usage_error(&e) => return Ok(usage(e)),
         Err(e) => return Err(e.into()),
     };
     opened(job.id).await?;
-    let reader = if job.ingest_complete {
+    // Piped stdin may hold lines the job has not read: read it again.
+    let reader = if job.ingest_complete && stdin != Stdin::Data {
         None
+    } else if source.is_none() {
+        return Ok(usage(format_args!(
+            "no input: job '{name}' has not read all of its input yet; give it again (FILE, or pipe it on stdin) to resume"
+        )));
     } else {
-        if resolved.reads_stdin() && std::io::stdin().is_terminal() {
-            return Ok(usage(
-                "no input: give a FILE of URLs, or pipe them on stdin",
-            ));
-        }
-        match resolved.clone().open() {
-            Ok(source) => Some(source),
-            Err(e) => return Ok(usage(e)),
-        }
+        source
     };
     let stop = CancellationToken::new();
     let signals = tokio::spawn(watch_signals(stop.clone(), spec.grace));
@@ -574,6 +649,68 @@ async fn status(db: &Db) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// `volley delete --job NAME`: removes the job and its rows in one
+/// transaction. Refused while a run holds the job: with SQLite the running
+/// process holds the database's lock; with PostgreSQL, leased tasks mean a
+/// worker is on it.
+async fn delete(db: &Db, args: &DeleteArgs) -> anyhow::Result<ExitCode> {
+    let name = &args.job;
+    let deleted = match db {
+        Db::Sqlite(path) => {
+            if !path.exists() {
+                return Ok(usage(StoreError::NoSuchJob(name.clone())));
+            }
+            let store = match SqliteStore::open(path) {
+                Ok(store) => store,
+                Err(e) if is_usage_error(&e) || matches!(e, StoreError::Locked { .. }) => {
+                    return Ok(usage(e));
+                }
+                Err(e) => return Err(e.into()),
+            };
+            let Some(job) = store.find_job(name).await? else {
+                return Ok(usage(StoreError::NoSuchJob(name.clone())));
+            };
+            store.delete_job(job.id).await?
+        }
+        Db::Postgres(url) => {
+            let store = match PgStore::connect(url, PgOptions::default()).await {
+                Ok(store) => store,
+                Err(e) if is_usage_error(&e) => return Ok(usage(e)),
+                Err(e) => return Err(e.into()),
+            };
+            let result = delete_shared(&store, name).await;
+            store.close().await?;
+            match result? {
+                Ok(deleted) => deleted,
+                Err(message) => return Ok(usage(message)),
+            }
+        }
+    };
+    say(format_args!(
+        "volley: deleted job '{name}': {} tasks, {} outcomes, {} items\n",
+        deleted.tasks, deleted.outcomes, deleted.items
+    ));
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The PostgreSQL half of [`delete`]: the deletion, or why it is refused.
+async fn delete_shared(
+    store: &PgStore,
+    name: &str,
+) -> anyhow::Result<Result<volley::store::Deleted, String>> {
+    let Some(job) = store.find_job(name).await? else {
+        return Ok(Err(StoreError::NoSuchJob(name.to_owned()).to_string()));
+    };
+    let counts = store.counts(job.id).await?;
+    if counts.leased > 0 {
+        return Ok(Err(format!(
+            "job '{name}' is being worked on ({} tasks leased); stop its workers first (or wait for the leases of workers that died to expire)",
+            counts.leased
+        )));
+    }
+    Ok(Ok(store.delete_job(job.id).await?))
+}
+
 async fn export(db: &Db, args: &ExportArgs) -> anyhow::Result<ExitCode> {
     match db {
         Db::Sqlite(path) => match SqliteReader::open(path) {
@@ -618,6 +755,13 @@ fn export_from(reader: &impl Reader, db: &str, args: &ExportArgs) -> anyhow::Res
         volley::export::export(reader, job.id, format, out)
     };
     match written {
+        Ok(0) if args.items => {
+            say(format_args!(
+                "volley: job '{}' has no items: they are recorded by a fetch with --items /POINTER (the array of each page)\n",
+                job.name
+            ));
+            Ok(ExitCode::SUCCESS)
+        }
         Ok(_) => Ok(ExitCode::SUCCESS),
         // A closed pipe (`| head`) is the reader's choice, not a failure.
         Err(ExportError::Write(e)) if e.kind() == std::io::ErrorKind::BrokenPipe => {

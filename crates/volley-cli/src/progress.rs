@@ -65,6 +65,9 @@ async fn bar(progress: Arc<Progress>, done: CancellationToken) {
     let start = progress.snapshot();
     bar.set_position(start.finished);
     bar.reset_eta();
+    // The rate and the ETA count this run only: when the run loads what
+    // earlier runs recorded, the bar jumps there and starts measuring anew.
+    let mut earlier = start.earlier;
     let mut tick = tokio::time::interval(BAR_TICK);
     loop {
         tokio::select! {
@@ -72,6 +75,11 @@ async fn bar(progress: Arc<Progress>, done: CancellationToken) {
             _ = tick.tick() => {}
         }
         let s = progress.snapshot();
+        if s.earlier != earlier {
+            earlier = s.earlier;
+            bar.set_position(s.finished.max(s.earlier));
+            bar.reset_eta();
+        }
         bar.set_length(s.total);
         bar.set_position(s.finished);
         bar.set_message(message(&s));
@@ -93,7 +101,6 @@ fn message(s: &ProgressSnapshot) -> String {
 
 async fn lines(progress: Arc<Progress>, done: CancellationToken) {
     let started = Instant::now();
-    let first = progress.snapshot().finished;
     let mut tick = tokio::time::interval(LINE_EVERY);
     tick.tick().await;
     loop {
@@ -102,7 +109,8 @@ async fn lines(progress: Arc<Progress>, done: CancellationToken) {
             _ = tick.tick() => {}
         }
         let s = progress.snapshot();
-        let rate = (s.finished - first.min(s.finished)) as f64 / started.elapsed().as_secs_f64();
+        // This run's outcomes only, not those of the runs it resumes.
+        let rate = s.this_run() as f64 / started.elapsed().as_secs_f64();
         let pct = if s.total > 0 {
             100.0 * s.finished as f64 / s.total as f64
         } else {

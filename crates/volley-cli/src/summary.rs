@@ -16,10 +16,18 @@ pub fn run_summary(job: &str, report: &RunReport) -> String {
     } else {
         "finished"
     };
+    let tasks = if c.pages > 0 {
+        format!(
+            "{} inputs and {} pages found by pagination",
+            c.inputs(),
+            c.pages
+        )
+    } else {
+        format!("{} inputs", c.inputs())
+    };
     let _ = writeln!(
         out,
-        "volley: job '{job}' {state}: {} inputs, {} with outcomes ({} done, {} failed), {} pending",
-        c.total(),
+        "volley: job '{job}' {state}: {tasks}, {} with outcomes ({} done, {} failed), {} pending",
         c.done + c.failed,
         c.done,
         c.failed,
@@ -33,6 +41,9 @@ pub fn run_summary(job: &str, report: &RunReport) -> String {
         report.requests_per_sec(),
         human_bytes(t.bytes)
     );
+    if t.items > 0 {
+        let _ = writeln!(out, "  items     {} recorded in this run", t.items);
+    }
     if let (Some(p50), Some(p95), Some(p99)) = (
         report.latency_ms(0.50),
         report.latency_ms(0.95),

@@ -1394,3 +1394,44 @@ async fn credentials_go_only_where_they_belong_and_are_never_recorded() {
     }
     assert!(text.contains("\"class\":\"ok\""), "the export was read");
 }
+
+/// The `N.N requests/s` of each periodic progress line in `err`.
+fn progress_rates(err: &str) -> Vec<f64> {
+    err.lines()
+        .filter(|l| l.contains(" done ("))
+        .filter_map(|l| {
+            let (before, _) = l.split_once(" requests/s")?;
+            before.rsplit(' ').next()?.parse().ok()
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn progress_after_a_resume_counts_this_runs_rate_only_and_has_no_colour() {
+    let server = Server::start().await;
+    let v = Volley::new();
+    let mut urls: Vec<String> = (0..300).map(|i| server.url(&format!("/ok/{i}"))).collect();
+    v.fetch_ok(&urls, &[]).await;
+    // Lines appended to the list are read by the rerun, at 2 requests/s.
+    urls.extend((300..314).map(|i| server.url(&format!("/ok/{i}"))));
+    let list = v.write_lines("urls.txt", &urls);
+    let mut cmd = v.command(&["fetch", list.to_str().expect("utf-8"), "--rate", "2/s"]);
+    let out = tokio::time::timeout(
+        Duration::from_secs(60),
+        cmd.env("RUST_LOG", "debug").output(),
+    )
+    .await
+    .expect("volley finished within 60 s")
+    .expect("volley ran");
+    let err = stderr(&out);
+    assert!(out.status.success(), "{err}");
+    v.assert_one_outcome_per_task(314);
+    let rates = progress_rates(&err);
+    assert!(!rates.is_empty(), "no progress line in: {err}");
+    assert!(
+        rates.iter().all(|r| *r <= 3.5),
+        "rates {rates:?} count earlier runs' outcomes: {err}"
+    );
+    // stderr is a pipe: no ANSI escapes, in the progress or in the logs.
+    assert!(!err.contains('\u{1b}'), "colour codes on a pipe: {err:?}");
+}

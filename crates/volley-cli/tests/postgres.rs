@@ -137,7 +137,8 @@ async fn contract<S: Store>(
             pending: 1,
             leased: 0,
             done: 3,
-            failed: 1
+            failed: 1,
+            pages: 1
         }
     );
     assert_eq!(store.unfinished(job.id).await.expect("unfinished"), 1);

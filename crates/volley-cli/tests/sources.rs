@@ -407,3 +407,134 @@ async fn pagination_flags_that_cannot_work_exit_2() {
         assert_eq!(out.status.code(), Some(2), "{args:?}: {}", stderr(&out));
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_items_pointer_that_finds_nothing_is_a_failure_and_a_root_array_is_the_empty_pointer() {
+    let server = Server::start().await;
+    let v = Volley::new();
+    let start = server.url("/api/root?page=1&pages=3&size=4");
+    // The README's pointer on a json-server page (a root array).
+    v.fetch_ok(
+        std::slice::from_ref(&start),
+        &["--paginate", "link", "--items", "/items", "--job", "wrong"],
+    )
+    .await;
+    let rows = v.rows();
+    assert_eq!(rows.len(), 1, "the chain stops at the first page: {rows:?}");
+    assert_eq!(rows[0].class, "invalid_json", "{rows:?}");
+    let message = rows[0].message.clone().unwrap_or_default();
+    assert!(
+        message.contains("/items") && message.contains("''"),
+        "{message}"
+    );
+    // The whole document: every page and item.
+    let list = v.write_lines("root.txt", &[start]);
+    let out = v
+        .run(&fetch_args(
+            list.to_str().expect("utf-8"),
+            &["--paginate", "link", "--items", "", "--job", "right"],
+        ))
+        .await;
+    let err = stderr(&out);
+    assert!(out.status.success(), "{err}");
+    assert_eq!(v.items().len(), 12);
+    assert!(err.contains("items     12 recorded"), "{err}");
+    assert!(
+        err.contains("1 inputs and 2 pages found by pagination"),
+        "inputs and pages apart: {err}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_csv_of_items_keeps_the_keys_the_first_item_lacks() {
+    let server = Server::start().await;
+    let v = Volley::new();
+    v.fetch_ok(&[server.url("/api/mixed")], &["--items", "/items"])
+        .await;
+    let out = v.run(&["export", "--items", "--format", "csv"]).await;
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "a,c,b,nested\n1,,,\n2,x,,\n,,3,\"{\"\"k\"\":[1,2]}\"\n"
+    );
+    // A job without items says so rather than printing nothing.
+    let none = v.write_lines("plain.txt", &[server.url("/ok/1")]);
+    v.run(&fetch_args(
+        none.to_str().expect("utf-8"),
+        &["--job", "plain"],
+    ))
+    .await;
+    let out = v.run(&["export", "--items", "--job", "plain"]).await;
+    assert!(out.status.success());
+    assert!(out.stdout.is_empty());
+    assert!(stderr(&out).contains("has no items"), "{}", stderr(&out));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stdin_given_again_appends_to_its_job_and_an_empty_stdin_creates_no_job() {
+    let server = Server::start().await;
+    let v = Volley::new();
+    // Nothing piped: no job.
+    let out = v.run(&["fetch", "--quiet"]).await;
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stderr(&out).contains("stdin is empty"), "{}", stderr(&out));
+    let status = v.run(&["status"]).await;
+    assert_eq!(String::from_utf8_lossy(&status.stdout), "no jobs yet\n");
+
+    let first: String = (1..=3)
+        .map(|i| server.url(&format!("/ok/{i}")) + "\n")
+        .collect();
+    let more: String = (4..=6)
+        .map(|i| server.url(&format!("/ok/{i}")) + "\n")
+        .collect();
+    let args = ["fetch", "-", "--job", "nightly", "--quiet"];
+    let out = v.run_with_stdin(&args, &first).await;
+    assert!(out.status.success(), "{}", stderr(&out));
+    // The same lines and three more: the three are appended.
+    let out = v.run_with_stdin(&args, &(first.clone() + &more)).await;
+    assert!(out.status.success(), "{}", stderr(&out));
+    v.assert_one_outcome_per_task(6);
+    for i in 1..=6 {
+        assert_eq!(server.hits(&format!("/ok/{i}")), 1, "/ok/{i}");
+    }
+    // Other lines where the job's lines were: refused, nothing swallowed.
+    let out = v.run_with_stdin(&args, &more).await;
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("changed since it was read"),
+        "{}",
+        stderr(&out)
+    );
+    // An empty stdin resumes the job without reading.
+    let out = v.run(&args).await;
+    assert!(out.status.success(), "{}", stderr(&out));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_usage_error_leaves_no_job_and_delete_removes_one() {
+    let server = Server::start().await;
+    let v = Volley::new();
+    let path = v.path("pages.csv");
+    std::fs::write(&path, format!("id,link\n1,{}\n", server.url("/ok/1"))).expect("write");
+    let csv = path.to_str().expect("utf-8");
+    let out = v.run(&fetch_args(csv, &["--column", "url"])).await;
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    let status = v.run(&["status"]).await;
+    assert_eq!(String::from_utf8_lossy(&status.stdout), "no jobs yet\n");
+    // The corrected command is not refused.
+    let out = v.run(&fetch_args(csv, &["--column", "link"])).await;
+    assert!(out.status.success(), "{}", stderr(&out));
+    v.assert_one_outcome_per_task(1);
+
+    let out = v.run(&["delete", "--job", "pages.csv"]).await;
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("deleted job 'pages.csv': 1 tasks, 1 outcomes, 0 items"),
+        "{}",
+        stderr(&out)
+    );
+    v.assert_one_outcome_per_task(0);
+    let out = v.run(&["delete", "--job", "pages.csv"]).await;
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(stderr(&out).contains("no job named"), "{}", stderr(&out));
+}

@@ -275,7 +275,7 @@ impl Backend {
     ///
     /// # Errors
     /// Store errors.
-    pub async fn delete_job(&self, job: i64) -> Result<(), StoreError> {
+    pub async fn delete_job(&self, job: i64) -> Result<volley::store::Deleted, StoreError> {
         match self {
             Backend::Sqlite { store, .. } => store.delete_job(job).await,
             Backend::Postgres { store, .. } => store.delete_job(job).await,

@@ -96,10 +96,47 @@ pub struct Control {
     pub observer: Option<Arc<dyn crate::stats::Observer>>,
 }
 
+/// What a run builds from its options before it starts.
+struct Prepared {
+    jar: Option<Arc<Jar>>,
+    clients: Clients,
+    authorization: Option<reqwest::header::HeaderValue>,
+}
+
+/// Checks `spec` and reads the files it names (cookie jar, certificates,
+/// keys, token), building the clients.
+fn prepare(spec: &FetchSpec) -> Result<Prepared, RunError> {
+    spec.validate()?;
+    let jar = Jar::open(spec.keeps_cookies(), spec.cookie_jar.as_deref())?.map(Arc::new);
+    let clients = Clients::build(spec, jar.clone())?;
+    let authorization = fetch::authorization(spec)?;
+    Ok(Prepared {
+        jar,
+        clients,
+        authorization,
+    })
+}
+
+/// Checks everything about `spec` that [`fetch_job`] would refuse before
+/// fetching: the options fit together, and the files they name (cookie
+/// jar, CA and client certificates, bearer token) read and parse. A front
+/// end calls it before it creates a job, so that a usage error leaves no
+/// job behind.
+///
+/// # Errors
+/// [`RunError::Spec`] for options, [`RunError::Client`] and
+/// [`RunError::Cookies`] for the files, as [`fetch_job`] returns them.
+pub fn preflight(spec: &FetchSpec) -> Result<(), RunError> {
+    prepare(spec).map(|_| ())
+}
+
 /// Runs `job` to completion (or until stopped), fetching with `spec`.
 ///
-/// `input` is read from the job's ingest cursor on; it may be `None` only if
-/// the job's input is already fully ingested.
+/// `input` is read from the job's ingest cursor on, even when the job has
+/// read all of its input before: lines appended since become tasks (what
+/// was read before must come first, unchanged: see [`crate::ingest`]). It
+/// may be `None` only if the job's input is already fully ingested (or, on
+/// a shared store, another process ingests it).
 ///
 /// # Errors
 /// See [`RunError`]. On error, outcomes committed so far stay committed and
@@ -111,10 +148,11 @@ pub async fn fetch_job<S: Store>(
     spec: FetchSpec,
     control: &Control,
 ) -> Result<RunReport, RunError> {
-    spec.validate()?;
-    let jar = Jar::open(spec.keeps_cookies(), spec.cookie_jar.as_deref())?.map(Arc::new);
-    let clients = Clients::build(&spec, jar.clone())?;
-    let authorization = fetch::authorization(&spec)?;
+    let Prepared {
+        jar,
+        clients,
+        authorization,
+    } = prepare(&spec)?;
     let insecure = spec.insecure;
     if let Some(dir) = &spec.save_bodies {
         body::prepare_dir(dir).map_err(|source| RunError::BodiesDir {
@@ -128,19 +166,17 @@ pub async fn fetch_job<S: Store>(
     let counts = store.counts(job.id).await?;
     progress.total.store(counts.total(), Ordering::Relaxed);
     progress
+        .earlier
+        .store(counts.done + counts.failed, Ordering::Relaxed);
+    progress
         .finished
         .store(counts.done + counts.failed, Ordering::Relaxed);
     progress.failed.store(counts.failed, Ordering::Relaxed);
 
     let frontier = Arc::new(Frontier::default());
-    let ingesting = if job.ingest_complete {
-        progress.set_ingest_complete();
-        None
-    } else if input.is_none() && S::SHARED {
-        // Another process ingests; the scheduler watches the job row.
-        None
-    } else {
-        let reader = input.ok_or_else(|| RunError::InputNeeded(job.name.clone()))?;
+    let ingesting = if let Some(reader) = input {
+        // Read from the cursor on, also for a job whose input was all read:
+        // lines appended since (stdin given again) become its tasks.
         let (store, job, progress, stop, frontier) = (
             Arc::clone(&store),
             job.clone(),
@@ -155,6 +191,14 @@ pub async fn fetch_job<S: Store>(
             }
             result
         }))
+    } else if job.ingest_complete {
+        progress.set_ingest_complete();
+        None
+    } else if S::SHARED {
+        // Another process ingests; the scheduler watches the job row.
+        None
+    } else {
+        return Err(RunError::InputNeeded(job.name.clone()));
     };
 
     let (outcomes, outcomes_rx) = mpsc::channel(writer::BATCH_MAX * 2);

@@ -29,6 +29,13 @@ pub enum ExportError {
     /// Encoding a row failed.
     #[error("encoding a row failed: {0}")]
     Encode(String),
+    /// A CSV export of items met a key (or a non-object element, named by
+    /// its column) that its first pass had not seen: items were recorded
+    /// while it ran. Nothing was dropped; export again once the job is done.
+    #[error(
+        "an item with the new column '{0}' was recorded during the export (the job is running); export again when it has finished, or use JSON Lines"
+    )]
+    ItemsChanged(String),
 }
 
 /// Writes every outcome of `job` to `out`; returns the number of rows.
@@ -70,12 +77,17 @@ pub fn export(
 /// the number of items.
 ///
 /// JSON Lines: each element exactly as the API sent it, one per line: the
-/// dataset itself. CSV: one column per top-level key of the *first* element
-/// (later elements' other keys are left out; nested values are JSON text;
-/// elements that are not objects go in a single `item` column).
+/// dataset itself. CSV: one column per top-level key found in *any*
+/// element, in the order the keys first appear, so no value is left out
+/// (a key an element lacks is an empty cell; nested values are JSON text).
+/// Elements that are not objects go in one more column, `item` (or
+/// `item_`, `item__`… when an object has a key of that name). The CSV is
+/// written in two passes over the items: the first finds the columns.
 ///
 /// # Errors
-/// See [`ExportError`].
+/// See [`ExportError`]; [`ExportError::ItemsChanged`] when an item with a
+/// key the first pass did not see was recorded between the passes (the job
+/// is running): nothing is dropped, the export fails.
 pub fn export_items(
     reader: &impl Reader,
     job: i64,
@@ -95,32 +107,32 @@ pub fn export_items(
             out.flush()?;
         }
         Format::Csv => {
+            let columns = item_columns(reader, job)?;
             let mut out = csv::Writer::from_writer(out);
-            let mut columns: Option<Vec<String>> = None;
+            if !columns.names.is_empty() {
+                out.write_record(&columns.names).map_err(csv_error)?;
+            }
             reader.for_each_item(job, |row: &ItemRow| {
                 let value: serde_json::Value =
                     serde_json::from_str(&row.item).map_err(json_error)?;
-                let columns = match &mut columns {
-                    Some(c) => c,
-                    None => {
-                        let names = match &value {
-                            serde_json::Value::Object(map) => map.keys().cloned().collect(),
-                            _ => vec!["item".to_owned()],
-                        };
-                        out.write_record(&names).map_err(csv_error)?;
-                        columns.insert(names)
-                    }
-                };
-                let record: Vec<String> = columns
-                    .iter()
-                    .map(|name| match (&value, name.as_str()) {
-                        (serde_json::Value::Object(map), _) => {
-                            map.get(name).map(cell).unwrap_or_default()
+                let mut record = vec![String::new(); columns.names.len()];
+                match &value {
+                    serde_json::Value::Object(map) => {
+                        for (key, field) in map {
+                            let at = columns
+                                .index
+                                .get(key)
+                                .ok_or_else(|| ExportError::ItemsChanged(key.clone()))?;
+                            record[*at] = cell(field);
                         }
-                        (other, "item") => cell(other),
-                        _ => String::new(),
-                    })
-                    .collect();
+                    }
+                    other => {
+                        let at = columns
+                            .scalar
+                            .ok_or_else(|| ExportError::ItemsChanged(columns.scalar_name()))?;
+                        record[at] = cell(other);
+                    }
+                }
                 out.write_record(&record).map_err(csv_error)?;
                 rows += 1;
                 Ok::<(), ExportError>(())
@@ -129,6 +141,55 @@ pub fn export_items(
         }
     }
     Ok(rows)
+}
+
+/// The CSV columns of a job's items: every top-level key, in first-seen
+/// order, and the column of elements that are not objects, if any.
+struct ItemColumns {
+    names: Vec<String>,
+    index: std::collections::HashMap<String, usize>,
+    scalar: Option<usize>,
+}
+
+impl ItemColumns {
+    /// The name the column of non-object elements has (or would have).
+    fn scalar_name(&self) -> String {
+        let mut name = "item".to_owned();
+        while self.index.contains_key(&name) {
+            name.push('_');
+        }
+        name
+    }
+}
+
+/// The first pass of a CSV export of items: the union of their keys.
+fn item_columns(reader: &impl Reader, job: i64) -> Result<ItemColumns, ExportError> {
+    let mut columns = ItemColumns {
+        names: Vec::new(),
+        index: std::collections::HashMap::new(),
+        scalar: None,
+    };
+    let mut scalars = false;
+    reader.for_each_item(job, |row: &ItemRow| {
+        match serde_json::from_str(&row.item).map_err(json_error)? {
+            serde_json::Value::Object(map) => {
+                for key in map.keys() {
+                    if !columns.index.contains_key(key) {
+                        columns.index.insert(key.clone(), columns.names.len());
+                        columns.names.push(key.clone());
+                    }
+                }
+            }
+            _ => scalars = true,
+        }
+        Ok::<(), ExportError>(())
+    })?;
+    if scalars {
+        let name = columns.scalar_name();
+        columns.scalar = Some(columns.names.len());
+        columns.names.push(name);
+    }
+    Ok(columns)
 }
 
 /// The fields that hold JSON objects (headers, metadata, extracted fields).
@@ -173,5 +234,80 @@ fn csv_error(e: csv::Error) -> ExportError {
     match e.into_kind() {
         csv::ErrorKind::Io(io) => ExportError::Write(io),
         other => ExportError::Encode(format!("{other:?}")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::{Job, JobSummary};
+
+    /// A reader whose one job has `items`, as JSON texts.
+    struct Items(Vec<&'static str>);
+
+    impl Reader for Items {
+        fn jobs(&self) -> Result<Vec<JobSummary>, StoreError> {
+            Ok(Vec::new())
+        }
+        fn job(&self, name: &str) -> Result<Job, StoreError> {
+            Err(StoreError::NoSuchJob(name.to_owned()))
+        }
+        fn for_each_outcome<E: From<StoreError>>(
+            &self,
+            _job: i64,
+            _each: impl FnMut(&ExportRow) -> Result<(), E>,
+        ) -> Result<(), E> {
+            Ok(())
+        }
+        fn for_each_item<E: From<StoreError>>(
+            &self,
+            _job: i64,
+            mut each: impl FnMut(&ItemRow) -> Result<(), E>,
+        ) -> Result<(), E> {
+            for (idx, item) in self.0.iter().enumerate() {
+                each(&ItemRow {
+                    line: Some(1),
+                    page: 1,
+                    url: "http://h.test/".into(),
+                    idx: idx as u64,
+                    item: (*item).to_owned(),
+                })?;
+            }
+            Ok(())
+        }
+    }
+
+    fn csv_of(items: Vec<&'static str>) -> String {
+        let mut out = Vec::new();
+        let n = export_items(&Items(items.clone()), 1, Format::Csv, &mut out).expect("export");
+        assert_eq!(n, items.len() as u64);
+        String::from_utf8(out).expect("utf-8")
+    }
+
+    #[test]
+    fn a_csv_of_items_has_a_column_for_every_key_of_any_item() {
+        assert_eq!(
+            csv_of(vec![r#"{"a":1}"#, r#"{"a":2,"c":"x"}"#, r#"{"b":3}"#]),
+            "a,c,b\n1,,\n2,x,\n,,3\n"
+        );
+        // Nested values stay JSON text; null is an empty cell.
+        assert_eq!(
+            csv_of(vec![
+                r#"{"id":1,"tags":["x","y"]}"#,
+                r#"{"id":null,"d":{"k":1}}"#
+            ]),
+            "id,tags,d\n1,\"[\"\"x\"\",\"\"y\"\"]\",\n,,\"{\"\"k\"\":1}\"\n"
+        );
+    }
+
+    #[test]
+    fn elements_that_are_not_objects_get_a_column_of_their_own() {
+        assert_eq!(csv_of(vec!["1", "\"two\""]), "item\n1\ntwo\n");
+        assert_eq!(
+            csv_of(vec![r#"{"item":1}"#, "2"]),
+            "item,item_\n1,\n,2\n",
+            "a key named item keeps its column"
+        );
+        assert_eq!(csv_of(Vec::new()), "");
     }
 }

@@ -52,7 +52,7 @@ pub mod stats;
 pub mod store;
 pub mod writer;
 
-pub use engine::{Control, RunError, fetch_job};
+pub use engine::{Control, RunError, fetch_job, preflight};
 pub use outcome::{Class, Outcome};
 pub use spec::FetchSpec;
 pub use stats::{Progress, RunReport};

@@ -275,7 +275,8 @@ pub fn process(
             Some(serde_json::Value::Array(items)) => {
                 out.items = items.iter().map(serde_json::Value::to_string).collect();
             }
-            Some(serde_json::Value::Null) | None => {}
+            Some(serde_json::Value::Null) => {}
+            None => return Err(missing_items(pointer, json)),
             Some(other) => {
                 return Err(format!(
                     "the value at {pointer} is {}, not an array",
@@ -408,6 +409,29 @@ fn with_param(url: &Url, param: &str, value: &str) -> Url {
         query.append_pair(param, value);
     }
     next
+}
+
+/// Why the items `pointer` found nothing in `json`: it names the pointer
+/// and what the page holds instead, so the user can correct it. A missing
+/// array is never taken for an empty page: that would end a chain early
+/// and record no items without a word.
+fn missing_items(pointer: &str, json: &serde_json::Value) -> String {
+    let holds = match json {
+        serde_json::Value::Object(map) if map.is_empty() => "an empty object".to_owned(),
+        serde_json::Value::Object(map) => {
+            const SHOWN: usize = 10;
+            let mut keys: Vec<String> = map.keys().take(SHOWN).map(|k| format!("/{k}")).collect();
+            if map.len() > SHOWN {
+                keys.push(format!("… {} more", map.len() - SHOWN));
+            }
+            format!("an object with the top-level keys {}", keys.join(", "))
+        }
+        serde_json::Value::Array(_) => {
+            "an array: for items that are the whole page, the pointer is '' (RFC 6901's whole document)".to_owned()
+        }
+        other => kind(other).to_owned(),
+    };
+    format!("the items pointer {pointer} finds nothing in this page, which is {holds}")
 }
 
 fn kind(value: &serde_json::Value) -> &'static str {
@@ -570,6 +594,40 @@ mod tests {
         assert_eq!(
             p.extracted.as_deref(),
             Some(r#"{"total":41,"missing":null}"#)
+        );
+    }
+
+    #[test]
+    fn an_items_pointer_that_finds_nothing_is_an_error_not_an_empty_page() {
+        let r = rules("link", Some("/items"), None);
+        let root = process(&r, &url("http://h.test/"), 1, None, br#"[{"id":1}]"#)
+            .expect_err("a root array has no /items");
+        assert!(root.contains("/items") && root.contains("''"), "{root}");
+        let keys = process(
+            &r,
+            &url("http://h.test/"),
+            1,
+            None,
+            br#"{"data":[],"meta":{}}"#,
+        )
+        .expect_err("no /items key");
+        assert!(keys.contains("/data, /meta"), "{keys}");
+        // The whole document, and an explicit null (no items left), still work.
+        let whole = rules("link", Some(""), None);
+        let p = process(
+            &whole,
+            &url("http://h.test/"),
+            1,
+            None,
+            br#"[{"id":1},{"id":2}]"#,
+        )
+        .expect("a root array");
+        assert_eq!(p.items, [r#"{"id":1}"#, r#"{"id":2}"#]);
+        let null = process(&r, &url("http://h.test/"), 1, None, br#"{"items":null}"#)
+            .expect("null is an empty page");
+        assert_eq!(
+            null.note.as_deref(),
+            Some("pagination ended: an empty page")
         );
     }
 

@@ -47,6 +47,9 @@ pub struct Progress {
     pub total: AtomicU64,
     /// Tasks with a committed outcome.
     pub finished: AtomicU64,
+    /// Of those, the outcomes committed before this run began (set once
+    /// as it starts): `finished - earlier` is this run's, for its rate.
+    pub earlier: AtomicU64,
     /// Of those, tasks that failed.
     pub failed: AtomicU64,
     /// Requests in flight now.
@@ -73,6 +76,8 @@ pub struct ProgressSnapshot {
     pub total: u64,
     /// See [`Progress::finished`].
     pub finished: u64,
+    /// See [`Progress::earlier`].
+    pub earlier: u64,
     /// See [`Progress::failed`].
     pub failed: u64,
     /// See [`Progress::in_flight`].
@@ -85,12 +90,20 @@ pub struct ProgressSnapshot {
     pub ingest_complete: bool,
 }
 
+impl ProgressSnapshot {
+    /// Outcomes committed by this run (earlier runs' left out).
+    pub fn this_run(&self) -> u64 {
+        self.finished.saturating_sub(self.earlier)
+    }
+}
+
 impl Progress {
     /// Reads every counter.
     pub fn snapshot(&self) -> ProgressSnapshot {
         ProgressSnapshot {
             total: self.total.load(Ordering::Relaxed),
             finished: self.finished.load(Ordering::Relaxed),
+            earlier: self.earlier.load(Ordering::Relaxed),
             failed: self.failed.load(Ordering::Relaxed),
             in_flight: self.in_flight.load(Ordering::Relaxed),
             retries: self.retries.load(Ordering::Relaxed),
@@ -141,6 +154,8 @@ pub struct Tally {
     pub fetched: u64,
     /// Decoded body bytes of final attempts.
     pub bytes: u64,
+    /// `--items` elements found in this run's pages.
+    pub items: u64,
 }
 
 impl Default for Tally {
@@ -155,6 +170,7 @@ impl Default for Tally {
                 .expect("constant histogram bounds are valid"),
             fetched: 0,
             bytes: 0,
+            items: 0,
         }
     }
 }
@@ -178,6 +194,7 @@ impl Tally {
             self.latency_ms.saturating_record(ms.max(1));
         }
         self.bytes += outcome.bytes.unwrap_or(0);
+        self.items += outcome.items.len() as u64;
         if let Some(n) = self.by_host.get_mut(host) {
             *n += 1;
             return;

@@ -499,6 +499,21 @@ async fn api(
             };
             json(serde_json::json!({"items": items}))
         }
+        "root" => {
+            // json-server: the page is the array, the next page in Link.
+            let page = param::<u64>(&q, "page").unwrap_or(1);
+            let mut response = json(serde_json::Value::Array(page_items(page, size)));
+            if page < pages {
+                let value = format!("</api/root?{}>; rel=\"next\"", query("page", page + 1));
+                if let Ok(v) = header::HeaderValue::from_str(&value) {
+                    response.headers_mut().insert(header::LINK, v);
+                }
+            }
+            response
+        }
+        "mixed" => json(serde_json::json!({"items": [
+            {"a": 1}, {"a": 2, "c": "x"}, {"b": 3, "nested": {"k": [1, 2]}}
+        ]})),
         "offset" => {
             let start = param::<u64>(&q, "start").unwrap_or(0);
             let total = param::<u64>(&q, "total").unwrap_or(23);
@@ -813,6 +828,24 @@ impl Volley {
             .stderr(Stdio::piped())
             .kill_on_drop(true);
         cmd
+    }
+
+    /// Runs `volley` to the end with `input` piped on its stdin.
+    pub async fn run_with_stdin(&self, args: &[&str], input: &str) -> Output {
+        use tokio::io::AsyncWriteExt as _;
+        let mut cmd = self.command(args);
+        cmd.stdin(Stdio::piped());
+        let mut child = cmd.spawn().expect("start volley");
+        let mut stdin = child.stdin.take().expect("a piped stdin");
+        stdin
+            .write_all(input.as_bytes())
+            .await
+            .expect("write volley's stdin");
+        drop(stdin);
+        tokio::time::timeout(Duration::from_secs(60), child.wait_with_output())
+            .await
+            .expect("volley finished within 60 s")
+            .expect("volley ran")
     }
 
     /// Runs `volley` to the end, failing the test if it takes over a minute.

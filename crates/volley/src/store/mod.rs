@@ -175,6 +175,9 @@ pub struct JobCounts {
     pub done: u64,
     /// Recorded with any other class.
     pub failed: u64,
+    /// Of all the tasks above, those a page found (the next pages of
+    /// `--paginate`), not read from the input.
+    pub pages: u64,
 }
 
 impl JobCounts {
@@ -187,6 +190,23 @@ impl JobCounts {
     pub fn unfinished(&self) -> u64 {
         self.pending + self.leased
     }
+
+    /// Tasks read from the input (each input line that is not blank or a
+    /// comment), as opposed to the pages found by pagination.
+    pub fn inputs(&self) -> u64 {
+        self.total().saturating_sub(self.pages)
+    }
+}
+
+/// What deleting a job removed (`volley delete`, `DELETE /v1/jobs/{name}`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Deleted {
+    /// Tasks: input lines and pages found.
+    pub tasks: u64,
+    /// Outcomes (one per task that had one).
+    pub outcomes: u64,
+    /// `--items` elements.
+    pub items: u64,
 }
 
 /// One job as `volley status` shows it.
@@ -568,6 +588,12 @@ pub trait Store: Send + Sync + 'static {
         input: &str,
         stamp: Option<&str>,
     ) -> impl Future<Output = Result<Job, StoreError>> + Send;
+
+    /// The job called `name`, if there is one; creates nothing.
+    ///
+    /// # Errors
+    /// Database errors.
+    fn find_job(&self, name: &str) -> impl Future<Output = Result<Option<Job>, StoreError>> + Send;
 
     /// Commits a batch of inputs as tasks, with outcomes for those that need
     /// no fetch, and advances the job's ingest cursor.

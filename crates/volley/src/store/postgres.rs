@@ -854,6 +854,14 @@ async fn first_with_urls(
 }
 
 impl Store for PgStore {
+    async fn find_job(&self, name: &str) -> Result<Option<Job>, StoreError> {
+        match find_job(&self.inner.pool, name).await {
+            Ok(job) => Ok(Some(job)),
+            Err(StoreError::NoSuchJob(_)) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
     const SHARED: bool = true;
 
     async fn resources(&self, urls: Vec<String>) -> Result<HashMap<String, Resource>, StoreError> {
@@ -1321,7 +1329,8 @@ pub(super) async fn counts_query(pool: &Pool, job: i64) -> Result<JobCounts, Sto
         .query_one(
             "SELECT count(*) FILTER (WHERE state = 'pending' AND lease_owner IS NULL), \
              count(*) FILTER (WHERE state = 'pending' AND lease_owner IS NOT NULL), \
-             count(*) FILTER (WHERE state = 'done'), count(*) FILTER (WHERE state = 'failed') \
+             count(*) FILTER (WHERE state = 'done'), count(*) FILTER (WHERE state = 'failed'), \
+             count(*) FILTER (WHERE line IS NULL) \
              FROM tasks WHERE job_id = $1",
             &[&job],
         )
@@ -1332,6 +1341,7 @@ pub(super) async fn counts_query(pool: &Pool, job: i64) -> Result<JobCounts, Sto
         leased: n(1),
         done: n(2),
         failed: n(3),
+        pages: n(4),
     })
 }
 

@@ -10,8 +10,8 @@
 
 use super::postgres::{PgStore, client, counts_query, export_row, job_row};
 use super::{
-    EXPORT_COLUMNS, ItemRow, JOB_COLUMNS, Job, JobRecord, JobState, JobSummary, OutcomeEntry,
-    StoreError, outcome_page_sql, outcomes_by_id_sql, unfetched_page_sql,
+    Deleted, EXPORT_COLUMNS, ItemRow, JOB_COLUMNS, Job, JobRecord, JobState, JobSummary,
+    OutcomeEntry, StoreError, outcome_page_sql, outcomes_by_id_sql, unfetched_page_sql,
 };
 use crate::outcome::now_ms;
 
@@ -113,14 +113,16 @@ impl PgStore {
     }
 
     /// Deletes `job` and all its rows (tasks, outcomes, attempts, items,
-    /// hosts). No run of the job may be going.
+    /// hosts), in one transaction; returns how many tasks, outcomes and
+    /// items went. No run of the job may be going.
     ///
     /// # Errors
     /// Database errors.
-    pub async fn delete_job(&self, job: i64) -> Result<(), StoreError> {
+    pub async fn delete_job(&self, job: i64) -> Result<Deleted, StoreError> {
         let mut conn = client(self.pool()).await?;
         let tx = conn.transaction().await?;
-        for sql in [
+        let mut n = [0u64; 7];
+        for (i, sql) in [
             "DELETE FROM attempts WHERE task_id IN (SELECT id FROM tasks WHERE job_id = $1)",
             "DELETE FROM items WHERE task_id IN (SELECT id FROM tasks WHERE job_id = $1)",
             "DELETE FROM outcomes WHERE job_id = $1",
@@ -128,11 +130,18 @@ impl PgStore {
             "DELETE FROM hosts WHERE job_id = $1",
             "UPDATE workers SET job_id = NULL WHERE job_id = $1",
             "DELETE FROM jobs WHERE id = $1",
-        ] {
-            tx.execute(sql, &[&job]).await?;
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            n[i] = tx.execute(sql, &[&job]).await?;
         }
         tx.commit().await?;
-        Ok(())
+        Ok(Deleted {
+            items: n[1],
+            outcomes: n[2],
+            tasks: n[3],
+        })
     }
 
     /// Every job (or only the one named `only`) with its counts, state,

@@ -578,25 +578,47 @@ fn record_tx(
 }
 
 pub(super) fn counts_query(conn: &Connection, job: i64) -> Result<JobCounts, StoreError> {
-    let mut stmt =
-        conn.prepare_cached("SELECT state, count(*) FROM tasks WHERE job_id = ?1 GROUP BY state")?;
+    let mut stmt = conn.prepare_cached(
+        "SELECT state, line IS NULL, count(*) FROM tasks WHERE job_id = ?1 \
+         GROUP BY state, line IS NULL",
+    )?;
     let mut counts = JobCounts::default();
     let rows = stmt.query_map(params![job], |r| {
-        Ok((r.get::<_, String>(0)?, r.get::<_, u64>(1)?))
+        Ok((
+            r.get::<_, String>(0)?,
+            r.get::<_, bool>(1)?,
+            r.get::<_, u64>(2)?,
+        ))
     })?;
     for row in rows {
-        let (state, n) = row?;
+        let (state, page, n) = row?;
         match state.as_str() {
-            "pending" => counts.pending = n,
-            "leased" => counts.leased = n,
-            "done" => counts.done = n,
+            "pending" => counts.pending += n,
+            "leased" => counts.leased += n,
+            "done" => counts.done += n,
             _ => counts.failed += n,
+        }
+        if page {
+            counts.pages += n;
         }
     }
     Ok(counts)
 }
 
 impl Store for SqliteStore {
+    async fn find_job(&self, name: &str) -> Result<Option<Job>, StoreError> {
+        let name = name.to_owned();
+        self.with_conn(move |c| {
+            Ok(c.query_row(
+                &format!("SELECT {JOB_COLUMNS} FROM jobs WHERE name = ?1"),
+                params![name],
+                job_row,
+            )
+            .optional()?)
+        })
+        .await
+    }
+
     async fn open_job(
         &self,
         name: &str,

@@ -8,8 +8,8 @@ use rusqlite::{OptionalExtension, TransactionBehavior, params};
 
 use super::sqlite::{SqliteReader, SqliteStore, counts_query, export_row, job_row};
 use super::{
-    EXPORT_COLUMNS, ItemRow, JOB_COLUMNS, Job, JobRecord, JobState, JobSummary, OutcomeEntry,
-    StoreError, outcome_page_sql, outcomes_by_id_sql, unfetched_page_sql,
+    Deleted, EXPORT_COLUMNS, ItemRow, JOB_COLUMNS, Job, JobRecord, JobState, JobSummary,
+    OutcomeEntry, StoreError, outcome_page_sql, outcomes_by_id_sql, unfetched_page_sql,
 };
 use crate::outcome::now_ms;
 
@@ -113,25 +113,34 @@ impl SqliteStore {
         .await
     }
 
-    /// Deletes `job` and all its rows (tasks, outcomes, attempts, items).
-    /// No run of the job may be going.
+    /// Deletes `job` and all its rows (tasks, outcomes, attempts, items),
+    /// in one transaction; returns how many of each went. No run of the
+    /// job may be going.
     ///
     /// # Errors
     /// Database errors.
-    pub async fn delete_job(&self, job: i64) -> Result<(), StoreError> {
+    pub async fn delete_job(&self, job: i64) -> Result<Deleted, StoreError> {
         self.with_conn(move |c| {
             let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
-            for sql in [
+            let mut n = [0u64; 5];
+            for (i, sql) in [
                 "DELETE FROM attempts WHERE task_id IN (SELECT id FROM tasks WHERE job_id = ?1)",
                 "DELETE FROM items WHERE task_id IN (SELECT id FROM tasks WHERE job_id = ?1)",
                 "DELETE FROM outcomes WHERE job_id = ?1",
                 "DELETE FROM tasks WHERE job_id = ?1",
                 "DELETE FROM jobs WHERE id = ?1",
-            ] {
-                tx.execute(sql, params![job])?;
+            ]
+            .into_iter()
+            .enumerate()
+            {
+                n[i] = tx.execute(sql, params![job])? as u64;
             }
             tx.commit()?;
-            Ok(())
+            Ok(Deleted {
+                items: n[1],
+                outcomes: n[2],
+                tasks: n[3],
+            })
         })
         .await
     }
