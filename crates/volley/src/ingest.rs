@@ -35,7 +35,7 @@ use tokio_util::sync::CancellationToken;
 use crate::RunError;
 use crate::scheduler::Frontier;
 use crate::source::{Input, InputSource};
-use crate::stats::{Progress, Tally};
+use crate::stats::{Observer, Progress, Tally};
 use crate::store::{IngestBatch, Job, Store};
 
 /// Most inputs committed in one ingest transaction.
@@ -64,12 +64,13 @@ pub async fn ingest_only<S: Store>(
     stop: CancellationToken,
 ) -> Result<Tally, RunError> {
     let progress = Arc::new(Progress::default());
-    run(store, job, source, progress, Arc::default(), stop).await
+    run(store, job, source, progress, Arc::default(), None, stop).await
 }
 
 /// Streams `source` into `job`'s tasks. Tells `frontier` after each commit so
-/// the scheduler leases the new tasks, and stops early when `stop` fires
-/// (the cursor then says where to resume).
+/// the scheduler leases the new tasks, and `observer` of the outcomes
+/// recorded at ingest, and stops early when `stop` fires (the cursor then
+/// says where to resume).
 ///
 /// # Errors
 /// [`RunError::Input`] when reading fails; store errors.
@@ -79,6 +80,7 @@ pub(crate) async fn run<S: Store>(
     source: Box<dyn InputSource>,
     progress: Arc<Progress>,
     frontier: Arc<Frontier>,
+    observer: Option<Arc<dyn Observer>>,
     stop: CancellationToken,
 ) -> Result<Tally, RunError> {
     let (tx, mut rx) = mpsc::channel(BATCH_QUEUE);
@@ -106,16 +108,23 @@ pub(crate) async fn run<S: Store>(
         let report = store.ingest(job.id, batch).await?;
         for (class, n) in report.by_class() {
             tally.add_unfetched(class, n);
+            if let Some(observer) = observer.as_ref().filter(|_| n > 0) {
+                observer.recorded_unfetched(class, n);
+            }
         }
         let unfetched = report.failed() + report.duplicates;
         Progress::add(&progress.total, report.pending + unfetched);
         Progress::add(&progress.finished, unfetched);
         Progress::add(&progress.failed, report.failed());
-        if complete {
-            // Before the signal wakes the scheduler: see `Frontier`.
-            progress.set_ingest_complete();
-        }
-        frontier.grew();
+        // The flag after the version moves and before the scheduler wakes
+        // (see `Frontier`): set before, a scheduler that had drained the
+        // frontier could read it with the old version and end the run with
+        // this batch's tasks pending.
+        frontier.grew_then(|| {
+            if complete {
+                progress.set_ingest_complete();
+            }
+        });
         if complete {
             break;
         }

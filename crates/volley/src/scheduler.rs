@@ -120,7 +120,17 @@ pub(crate) struct Frontier {
 impl Frontier {
     /// New tasks were committed.
     pub fn grew(&self) {
+        self.grew_then(|| {});
+    }
+
+    /// New tasks were committed, and `mark` makes something final that the
+    /// scheduler reads before the version (the ingest flag): it runs after
+    /// the version moves and before the wake-up, so a scheduler that sees
+    /// its mark also sees the new version (and leases what it stands for)
+    /// and one that does not is woken afterwards.
+    pub fn grew_then(&self, mark: impl FnOnce()) {
         self.version.fetch_add(1, Ordering::Release);
+        mark();
         self.notify.notify_waiters();
     }
 
