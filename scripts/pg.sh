@@ -9,6 +9,8 @@
 #       postgres://volley@127.0.0.1:PORT/volley
 #       --until PID: stop it and remove DIR once process PID has exited.
 #       --fast: fsync off (for tests: a crash of the server loses data).
+#   scripts/pg.sh restart DIR
+#       restarts it (pg_ctl restart -m fast), cutting every connection.
 #   scripts/pg.sh stop DIR
 #
 # initdb refuses to run as root, so as root the server runs as `postgres`.
@@ -60,6 +62,12 @@ start)
     fi
     echo "postgres://volley@127.0.0.1:$port/volley"
     ;;
+restart)
+    # As a database restart in production: every connection is cut.
+    dir=${1:?usage: scripts/pg.sh restart DIR}
+    bin=$(pg_bin)
+    as_owner "$bin/pg_ctl" -D "$dir/data" -m fast -w restart >/dev/null
+    ;;
 stop)
     dir=${1:?usage: scripts/pg.sh stop DIR}
     bin=$(pg_bin)
@@ -67,7 +75,7 @@ stop)
     rm -rf "$dir"
     ;;
 *)
-    echo "usage: scripts/pg.sh start [DIR] [--until PID] [--fast] | scripts/pg.sh stop DIR" >&2
+    echo "usage: scripts/pg.sh start [DIR] [--until PID] [--fast] | scripts/pg.sh restart DIR | scripts/pg.sh stop DIR" >&2
     exit 2
     ;;
 esac

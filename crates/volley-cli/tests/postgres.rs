@@ -652,3 +652,84 @@ async fn jobs_are_managed_on_postgres_as_on_sqlite() {
     other.close().await.expect("close");
     store.close().await.expect("close");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn workers_ride_through_a_database_restart() {
+    let server = Server::start_on_all_loopback().await;
+    let port = server.addr.port();
+    let n = 6_000;
+    let urls: Vec<String> = (0..n)
+        .map(|i| format!("http://127.0.1.{}:{port}/ok/{i}?ms=20", 1 + i % 8))
+        .collect();
+    let v = Volley::new();
+    let list = v.write_lines("urls.txt", &urls);
+    // A server of this test's own: restarting it disturbs no other test.
+    let own = pg::OwnServer::start();
+    let db = own.url.clone();
+    let common = [
+        "--quiet",
+        "--lease",
+        "10s",
+        "--timeout",
+        "3s",
+        "--concurrency",
+        "32",
+    ];
+    let mut args = vec!["--db", &db, "fetch", list.to_str().expect("utf-8")];
+    args.extend(common);
+    let fetcher = spawn(&v, &args);
+    server.wait_for_requests(200).await;
+    let mut work = vec!["--db", db.as_str(), "work"];
+    work.extend(common);
+    let worker = spawn(&v, &work);
+    server.wait_for_requests(1_500).await;
+    let before = server.total();
+    let own = tokio::task::spawn_blocking(move || {
+        own.restart();
+        own
+    })
+    .await
+    .expect("the restart ran");
+    let (fetched, worked) = tokio::join!(finish(fetcher), finish(worker));
+    for out in [&fetched, &worked] {
+        assert!(
+            out.status.success(),
+            "a worker rides through the restart: {}",
+            stderr(out)
+        );
+    }
+    assert!(
+        stderr(&fetched).contains("PostgreSQL is back")
+            || stderr(&worked).contains("PostgreSQL is back"),
+        "the restart was met and ridden out: {}\n{}",
+        stderr(&fetched),
+        stderr(&worked)
+    );
+    let (tasks, outcomes, distinct, orphans) = pg::outcome_counts(&db).await;
+    assert_eq!(
+        (tasks, outcomes, distinct, orphans),
+        (n as i64, n as i64, n as i64, 0),
+        "every input has exactly one outcome"
+    );
+    // No request was made again: each URL was requested as often
+    // as its outcome's attempts say.
+    let rows = pg::connect(&db)
+        .await
+        .query(
+            "SELECT t.url, o.attempts FROM tasks t JOIN outcomes o ON o.task_id = t.id",
+            &[],
+        )
+        .await
+        .expect("read attempts");
+    let recorded: HashMap<String, i32> = rows.iter().map(|r| (r.get(0), r.get(1))).collect();
+    for (i, url) in urls.iter().enumerate() {
+        let hits = server.hits(&format!("/ok/{i}"));
+        assert_eq!(
+            Some(hits),
+            recorded.get(url).and_then(|a| u64::try_from(*a).ok()),
+            "{url}"
+        );
+    }
+    eprintln!("restarted after {before} requests of {n}");
+    drop(own);
+}

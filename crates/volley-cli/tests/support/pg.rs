@@ -83,3 +83,61 @@ pub async fn outcome_counts(url: &str) -> (i64, i64, i64, i64) {
         .expect("count tasks and outcomes");
     (row.get(0), row.get(1), row.get(2), row.get(3))
 }
+
+/// A PostgreSQL server of the calling test's own (so that restarting it
+/// disturbs no other test), stopped when the test binary exits.
+pub struct OwnServer {
+    /// Its directory, for `scripts/pg.sh restart`.
+    pub dir: tempfile::TempDir,
+    /// Its URL (its `volley` database).
+    pub url: String,
+}
+
+const PG_SH: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../scripts/pg.sh");
+
+impl OwnServer {
+    /// Starts one with `scripts/pg.sh start`.
+    pub fn start() -> OwnServer {
+        let dir = tempfile::Builder::new()
+            .prefix("volley-pg-own")
+            .tempdir_in("/tmp")
+            .expect("a directory for the server");
+        let out = std::process::Command::new(PG_SH)
+            .arg("start")
+            .arg(dir.path())
+            .args(["--fast", "--until", &std::process::id().to_string()])
+            .output()
+            .expect("run scripts/pg.sh");
+        assert!(
+            out.status.success(),
+            "scripts/pg.sh start failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let url = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+        OwnServer { dir, url }
+    }
+
+    /// Restarts it as `pg_ctl restart -m fast` does: every connection is
+    /// cut, and the server is back once this returns.
+    pub fn restart(&self) {
+        let out = std::process::Command::new(PG_SH)
+            .arg("restart")
+            .arg(self.dir.path())
+            .output()
+            .expect("run scripts/pg.sh");
+        assert!(
+            out.status.success(),
+            "scripts/pg.sh restart failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
+impl Drop for OwnServer {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new(PG_SH)
+            .arg("stop")
+            .arg(self.dir.path())
+            .output();
+    }
+}

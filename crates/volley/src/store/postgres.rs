@@ -38,6 +38,21 @@
 //! its own ([`Store::lease_lost`]), and a heartbeat never revives an
 //! expired worker row: once expired, its leases stay void.
 //!
+//! # A database that goes away
+//!
+//! A restart, a failover or a network break fails the statements in
+//! flight. Each statement of a run (a lease, a record, an ingest batch, a
+//! count) is tried again with backoff while the failure is one of a
+//! connection ([`is_transient`]), and new connections replace the broken
+//! ones; meanwhile the run goes on fetching what it holds until its
+//! bounded queues fill. The retries end when the worker's lease runs out
+//! (its heartbeat could not renew it: [`Store::lease_lost`]), since its
+//! tasks may then be other workers'. A transaction is all or nothing, so a
+//! try again cannot record twice: an outcome whose first commit did go
+//! through (its answer lost with the connection) fails the fencing check
+//! the second time and is counted as fenced. A claim whose answer was lost
+//! is given back before the next claim ([`PgStore::forget_unknown_claims`]).
+//!
 //! # Writes
 //!
 //! Ingest and record are one transaction per batch, with one statement per
@@ -189,6 +204,33 @@ pub(super) async fn client(pool: &Pool) -> Result<deadpool_postgres::Object, Sto
     })
 }
 
+/// First wait before a statement is tried again after a connection failure;
+/// it doubles up to [`RETRY_MAX`], with jitter.
+const RETRY_FIRST: Duration = Duration::from_millis(100);
+/// See [`RETRY_FIRST`].
+const RETRY_MAX: Duration = Duration::from_secs(2);
+
+/// Whether `e` is a failure of the connection rather than of the statement:
+/// the server shutting down or restarting (SQLSTATE `57P01`-`57P03`), a
+/// connection exception (class `08`), too many connections (`53300`), a
+/// connection closed or refused (no SQLSTATE, an I/O error). The same
+/// statement may work on a new connection once the server is back.
+pub fn is_transient(e: &StoreError) -> bool {
+    let StoreError::Postgres(e) = e else {
+        return false;
+    };
+    if e.is_closed() {
+        return true;
+    }
+    match e.code() {
+        Some(code) => {
+            let code = code.code();
+            code.starts_with("08") || matches!(code, "57P01" | "57P02" | "57P03" | "53300")
+        }
+        None => std::error::Error::source(e).is_some_and(|s| s.is::<std::io::Error>()),
+    }
+}
+
 /// Brings the schema to the current version, once for workers starting
 /// together.
 async fn migrate(pool: &Pool) -> Result<(), StoreError> {
@@ -311,6 +353,388 @@ impl PgStore {
         Ok(())
     }
 
+    /// One try of [`Store::ingest`].
+    async fn ingest_once(&self, job: i64, batch: &IngestBatch) -> Result<IngestReport, StoreError> {
+        let mut conn = client(&self.inner.pool).await?;
+        let tx = conn.transaction().await?;
+        tx.execute("SELECT pg_advisory_xact_lock($1)", &[&job])
+            .await?;
+        let urls: Vec<&str> = batch
+            .inputs
+            .iter()
+            .filter_map(|i| match i {
+                Input::Url { url, .. } => Some(url.as_str()),
+                Input::Invalid { .. } => None,
+            })
+            .collect();
+        let earlier = first_with_urls(&tx, job, &urls).await?;
+        // What each input becomes: (line, url, host, state, meta), and for
+        // a repeat, the earlier task (by id) or the earlier line of the batch.
+        enum Dup {
+            Id(i64),
+            Line(i64),
+        }
+        let mut first_line: HashMap<&str, i64> = HashMap::new();
+        let mut dup_of: HashMap<i64, Dup> = HashMap::new();
+        let (mut lines, mut texts, mut hosts, mut states, mut metas) =
+            (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        for input in &batch.inputs {
+            match input {
+                Input::Invalid { line, raw, .. } => {
+                    lines.push(*line as i64);
+                    texts.push(raw.as_str());
+                    hosts.push(None);
+                    states.push("failed");
+                    metas.push(None);
+                }
+                Input::Url { line, url, meta } => {
+                    let line = *line as i64;
+                    let text = url.as_str();
+                    let state = if let Some(id) = earlier.get(text) {
+                        dup_of.insert(line, Dup::Id(*id));
+                        "done"
+                    } else if let Some(first) = first_line.get(text) {
+                        dup_of.insert(line, Dup::Line(*first));
+                        "done"
+                    } else {
+                        first_line.insert(text, line);
+                        "pending"
+                    };
+                    lines.push(line);
+                    texts.push(text);
+                    hosts.push(url.host_str());
+                    states.push(state);
+                    metas.push(meta.as_deref());
+                }
+            }
+        }
+        let rows = tx
+            .query(
+                "INSERT INTO tasks (job_id, line, url, host, state, meta) \
+                 SELECT $1, * FROM unnest($2::int8[], $3::text[], $4::text[], $5::text[], $6::text[]) \
+                 ON CONFLICT (job_id, line) DO NOTHING RETURNING id, line",
+                &[&job, &lines, &texts, &hosts, &states, &metas],
+            )
+            .await?;
+        let added: HashMap<i64, i64> = rows.iter().map(|r| (r.get(1), r.get(0))).collect();
+        let mut report = IngestReport::default();
+        let mut outcomes = Vec::new();
+        let mut open: HashMap<&str, i64> = HashMap::new();
+        for input in &batch.inputs {
+            match input {
+                Input::Invalid { line, reason, .. } => {
+                    let Some(id) = added.get(&(*line as i64)) else {
+                        continue;
+                    };
+                    let class = input.invalid_class().unwrap_or(Class::InvalidUrl);
+                    let mut o = Outcome::new(*id, class);
+                    o.message = Some(reason.clone());
+                    match class {
+                        Class::InvalidInput => report.invalid_input += 1,
+                        _ => report.invalid_url += 1,
+                    }
+                    outcomes.push(o);
+                }
+                Input::Url { line, url, .. } => {
+                    let line = *line as i64;
+                    let Some(id) = added.get(&line) else {
+                        continue;
+                    };
+                    match dup_of.get(&line) {
+                        None => {
+                            report.pending += 1;
+                            *open.entry(url.host_str().unwrap_or_default()).or_default() += 1;
+                        }
+                        Some(dup) => {
+                            let first = match dup {
+                                Dup::Id(id) => Some(*id),
+                                Dup::Line(l) => added.get(l).copied(),
+                            };
+                            let mut o = Outcome::new(*id, Class::Duplicate);
+                            o.duplicate_of = first;
+                            outcomes.push(o);
+                            report.duplicates += 1;
+                        }
+                    }
+                }
+            }
+        }
+        let refs: Vec<&Outcome> = outcomes.iter().collect();
+        insert_outcomes(&tx, job, &refs).await?;
+        add_open(&tx, job, open).await?;
+        tx.execute(
+            "UPDATE jobs SET ingested_lines = greatest(ingested_lines, $2), \
+             ingest_complete = ingest_complete OR $3, \
+             input_fingerprint = coalesce($4, input_fingerprint) WHERE id = $1",
+            &[
+                &job,
+                &(batch.through_line as i64),
+                &batch.complete,
+                &batch.fingerprint,
+            ],
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(report)
+    }
+
+    /// One try of [`Store::record`]: one transaction.
+    async fn record_once(&self, job: i64, outcomes: &[Outcome]) -> Result<Recorded, StoreError> {
+        let started = Instant::now();
+        let mut recorded = Recorded::default();
+        // Each outcome with the claim this worker holds on its task.
+        let (mut mine, mut hosts_of) = (Vec::with_capacity(outcomes.len()), HashMap::new());
+        {
+            let held = self.held();
+            let held = held.get(&job);
+            for o in outcomes {
+                match held.and_then(|h| h.tasks.get(&o.task_id)) {
+                    Some((host, claim)) => {
+                        hosts_of.insert(o.task_id, Arc::clone(host));
+                        mine.push((o, *claim));
+                    }
+                    None => recorded.fenced += 1,
+                }
+            }
+        }
+        let mut conn = client(&self.inner.pool).await?;
+        let tx = conn.transaction().await?;
+        // Only a batch that adds pages needs the job's lock (its loop check
+        // must see every committed task). Without pages, workers commit
+        // side by side, and their commits share WAL flushes: the task rows
+        // are this worker's claims, and host counters change by atomic
+        // increments taken in host order.
+        if mine.iter().any(|(o, _)| o.next_page.is_some()) {
+            tx.execute("SELECT pg_advisory_xact_lock($1)", &[&job])
+                .await?;
+        }
+        let ids: Vec<i64> = mine.iter().map(|(o, _)| o.task_id).collect();
+        let claims: Vec<i64> = mine.iter().map(|(_, c)| *c).collect();
+        let states: Vec<&str> = mine
+            .iter()
+            .map(|(o, _)| {
+                if o.class.is_success() {
+                    "done"
+                } else {
+                    "failed"
+                }
+            })
+            .collect();
+        let rows = tx
+            .query(
+                "UPDATE tasks t SET state = u.state, lease_owner = NULL \
+                 FROM unnest($1::int8[], $2::int8[], $3::text[]) AS u(id, claim, state) \
+                 WHERE t.id = u.id AND t.claim = u.claim AND t.state = 'pending' \
+                 RETURNING t.id",
+                &[&ids, &claims, &states],
+            )
+            .await?;
+        let accepted: HashSet<i64> = rows.iter().map(|r| r.get(0)).collect();
+        recorded.fenced += (mine.len() - accepted.len()) as u64;
+        let accepted: Vec<&Outcome> = mine
+            .iter()
+            .map(|(o, _)| *o)
+            .filter(|o| accepted.contains(&o.task_id))
+            .collect();
+        // Pagination: next pages not yet in the job become tasks; one that
+        // is already there is a loop and ends its chain.
+        let next_urls: Vec<&str> = accepted
+            .iter()
+            .filter_map(|o| o.next_page.as_ref().map(|n| n.url.as_str()))
+            .collect();
+        let seen = first_with_urls(&tx, job, &next_urls).await?;
+        let mut new_urls: HashSet<&str> = HashSet::new();
+        let mut open: HashMap<&str, i64> = HashMap::new();
+        let (mut p_url, mut p_host, mut p_parent, mut p_page) =
+            (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        let mut noted: Vec<Outcome> = Vec::new();
+        let mut plain: Vec<&Outcome> = Vec::new();
+        for o in &accepted {
+            if let Some(host) = hosts_of.get(&o.task_id) {
+                *open.entry(host).or_default() -= 1;
+            }
+            let Some(next) = &o.next_page else {
+                plain.push(o);
+                continue;
+            };
+            if seen.contains_key(&next.url) || !new_urls.insert(next.url.as_str()) {
+                let note = format!(
+                    "pagination stopped: the next page {} was already in this job (a loop)",
+                    next.url
+                );
+                let mut o = (*o).clone();
+                o.message = Some(match o.message.take() {
+                    Some(m) => format!("{m}; {note}"),
+                    None => note,
+                });
+                noted.push(o);
+                continue;
+            }
+            p_url.push(next.url.as_str());
+            p_host.push(next.host.as_str());
+            p_parent.push(o.task_id);
+            p_page.push(i32::try_from(next.page).unwrap_or(i32::MAX));
+            *open.entry(next.host.as_str()).or_default() += 1;
+            plain.push(o);
+        }
+        if !p_url.is_empty() {
+            tx.execute(
+                "INSERT INTO tasks (job_id, url, host, parent_id, page) \
+                 SELECT $1, * FROM unnest($2::text[], $3::text[], $4::int8[], $5::int4[])",
+                &[&job, &p_url, &p_host, &p_parent, &p_page],
+            )
+            .await?;
+        }
+        plain.extend(noted.iter());
+        insert_outcomes(&tx, job, &plain).await?;
+        upsert_resources(&tx, &plain).await?;
+        add_open(&tx, job, open).await?;
+        tx.commit().await?;
+        recorded.outcomes = accepted.len() as u64;
+        recorded.pages = p_url.len() as u64;
+        {
+            let mut held = self.held();
+            let held = held.entry(job).or_default();
+            for o in outcomes {
+                if let Some((host, _)) = held.tasks.remove(&o.task_id)
+                    && let Some(n) = held.hosts.get_mut(&host)
+                {
+                    *n = n.saturating_sub(1);
+                }
+            }
+        }
+        tracing::debug!(outcomes = outcomes.len(), elapsed = ?started.elapsed(), "record");
+        let counters = &self.inner.counters;
+        counters
+            .recorded
+            .fetch_add(recorded.outcomes, Ordering::Relaxed);
+        counters
+            .fenced
+            .fetch_add(recorded.fenced, Ordering::Relaxed);
+        if recorded.fenced > 0 {
+            tracing::warn!(
+                fenced = recorded.fenced,
+                "dropped outcomes of tasks this worker no longer held (its lease had expired and another worker claimed them)"
+            );
+        }
+        Ok(recorded)
+    }
+
+    /// Runs `op` (one statement or transaction) and, while it fails for
+    /// the connection ([`is_transient`]), runs it again after a backoff,
+    /// until it works or this worker's lease is lost. `op` gets the number
+    /// of failed tries so far.
+    ///
+    /// # Errors
+    /// The first error that is not transient; the last one once the lease
+    /// is lost.
+    async fn retrying<T, F>(
+        &self,
+        what: &'static str,
+        mut op: impl FnMut(u32) -> F,
+    ) -> Result<T, StoreError>
+    where
+        F: Future<Output = Result<T, StoreError>>,
+    {
+        let mut failed = 0u32;
+        let mut since = None;
+        let mut delay = RETRY_FIRST;
+        loop {
+            match op(failed).await {
+                Err(e) if is_transient(&e) && !self.inner.lost.is_cancelled() => {
+                    let first: Instant = *since.get_or_insert_with(Instant::now);
+                    if failed == 0 {
+                        tracing::warn!(what, error = %e, "PostgreSQL unreachable; trying again until it is back or this worker's lease runs out");
+                    }
+                    failed += 1;
+                    let wait = delay.mul_f64(0.5 + fastrand::f64() / 2.0);
+                    tokio::select! {
+                        () = self.inner.lost.cancelled() => return Err(e),
+                        () = tokio::time::sleep(wait) => {}
+                    }
+                    delay = (delay * 2).min(RETRY_MAX);
+                    tracing::debug!(what, failed, since = ?first.elapsed(), "trying again");
+                }
+                Ok(value) => {
+                    if let Some(first) = since {
+                        tracing::warn!(what, after = ?first.elapsed(), failed, "PostgreSQL is back");
+                    }
+                    return Ok(value);
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// The rows of one statement, tried again as [`PgStore::retrying`] does.
+    async fn rows_retrying(
+        &self,
+        what: &'static str,
+        sql: &str,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<Vec<tokio_postgres::Row>, StoreError> {
+        self.retrying(what, |_| async {
+            Ok(client(&self.inner.pool).await?.query(sql, params).await?)
+        })
+        .await
+    }
+
+    /// The one row of one statement, tried again as [`PgStore::retrying`]
+    /// does.
+    async fn row_retrying(
+        &self,
+        what: &'static str,
+        sql: &str,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<tokio_postgres::Row, StoreError> {
+        self.retrying(what, |_| async {
+            Ok(client(&self.inner.pool)
+                .await?
+                .query_one(sql, params)
+                .await?)
+        })
+        .await
+    }
+
+    /// Gives back the claims the database says this worker holds on `job`
+    /// but that it does not know of: those of a claim statement that
+    /// committed while its answer was lost with the connection. Unknown,
+    /// they would be neither fetched nor given back until this worker ends.
+    async fn forget_unknown_claims(&self, job: i64) -> Result<(), StoreError> {
+        let (tasks, hosts): (Vec<i64>, Vec<String>) = {
+            let held = self.held();
+            held.get(&job).map_or_else(Default::default, |h| {
+                (
+                    h.tasks.keys().copied().collect(),
+                    h.hosts.keys().map(|h| h.to_string()).collect(),
+                )
+            })
+        };
+        let conn = client(&self.inner.pool).await?;
+        let tasks_back = conn
+            .execute(
+                "UPDATE tasks SET lease_owner = NULL WHERE job_id = $1 AND lease_owner = $2 \
+                 AND state = 'pending' AND NOT (id = ANY($3))",
+                &[&job, &self.inner.worker, &tasks],
+            )
+            .await?;
+        let hosts_back = conn
+            .execute(
+                "UPDATE hosts SET owner = NULL WHERE job_id = $1 AND owner = $2 \
+                 AND NOT (host = ANY($3))",
+                &[&job, &self.inner.worker, &hosts],
+            )
+            .await?;
+        if tasks_back + hosts_back > 0 {
+            tracing::info!(
+                tasks_back,
+                hosts_back,
+                "gave back claims whose answers were lost with the connection"
+            );
+        }
+        Ok(())
+    }
+
     /// Active jobs (not paused or cancelled through `volley serve`) with
     /// tasks still to fetch, or input still to ingest, oldest first.
     ///
@@ -396,25 +820,10 @@ impl PgStore {
         let names: Vec<&str> = hosts.iter().map(|(h, _)| &**h).collect();
         let rooms: Vec<i64> = hosts.iter().map(|(_, r)| *r).collect();
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-        let conn = client(&self.inner.pool).await?;
-        let stmt = conn
-            .prepare_cached(
-                "WITH c AS ( \
-                   SELECT t.id FROM unnest($2::text[], $3::int8[]) AS h(host, room) \
-                   CROSS JOIN LATERAL ( \
-                     SELECT id FROM tasks \
-                     WHERE job_id = $1 AND host = h.host AND state = 'pending' \
-                       AND lease_owner IS DISTINCT FROM $4 \
-                     ORDER BY id LIMIT h.room FOR UPDATE SKIP LOCKED) t \
-                   WHERE EXISTS (SELECT 1 FROM jobs WHERE id = $1 AND state = 'active') \
-                   LIMIT $5) \
-                 UPDATE tasks SET lease_owner = $4, claim = tasks.claim + 1 \
-                 FROM c WHERE tasks.id = c.id \
-                 RETURNING tasks.id, tasks.line, tasks.url, tasks.page, tasks.host, tasks.claim",
-            )
-            .await?;
-        let rows = conn
-            .query(&stmt, &[&job, &names, &rooms, &self.inner.worker, &limit])
+        let rows = self
+            .retrying("claim tasks", |failed| {
+                self.claim_tasks_once(job, &names, &rooms, limit, failed)
+            })
             .await?;
         let mut tasks = Vec::with_capacity(rows.len());
         let mut held = self.held();
@@ -439,6 +848,41 @@ impl PgStore {
         Ok(tasks)
     }
 
+    /// One try of the claim statement of [`PgStore::claim_tasks`]; after
+    /// a failed try, first gives back claims whose answers were lost.
+    async fn claim_tasks_once(
+        &self,
+        job: i64,
+        names: &[&str],
+        rooms: &[i64],
+        limit: i64,
+        failed: u32,
+    ) -> Result<Vec<tokio_postgres::Row>, StoreError> {
+        if failed > 0 {
+            self.forget_unknown_claims(job).await?;
+        }
+        let conn = client(&self.inner.pool).await?;
+        let stmt = conn
+            .prepare_cached(
+                "WITH c AS ( \
+                   SELECT t.id FROM unnest($2::text[], $3::int8[]) AS h(host, room) \
+                   CROSS JOIN LATERAL ( \
+                     SELECT id FROM tasks \
+                     WHERE job_id = $1 AND host = h.host AND state = 'pending' \
+                       AND lease_owner IS DISTINCT FROM $4 \
+                     ORDER BY id LIMIT h.room FOR UPDATE SKIP LOCKED) t \
+                   WHERE EXISTS (SELECT 1 FROM jobs WHERE id = $1 AND state = 'active') \
+                   LIMIT $5) \
+                 UPDATE tasks SET lease_owner = $4, claim = tasks.claim + 1 \
+                 FROM c WHERE tasks.id = c.id \
+                 RETURNING tasks.id, tasks.line, tasks.url, tasks.page, tasks.host, tasks.claim",
+            )
+            .await?;
+        Ok(conn
+            .query(&stmt, &[&job, &names, &rooms, &self.inner.worker, &limit])
+            .await?)
+    }
+
     /// This worker's fair share of `job`'s hosts: the hosts with open
     /// tasks divided among the live workers, rounded up, so that workers
     /// joining later find hosts to work on. Counted again after
@@ -449,9 +893,9 @@ impl PgStore {
         {
             return Ok(fair);
         }
-        let share = client(&self.inner.pool)
-            .await?
-            .query_one(
+        let share = self
+            .row_retrying(
+                "count the fair share",
                 "SELECT (SELECT count(*) FROM hosts WHERE job_id = $1 AND open > 0), \
                         (SELECT count(*) FROM workers WHERE lease_expires_at > now())",
                 &[&job],
@@ -478,23 +922,30 @@ impl PgStore {
         if n <= 0 {
             return Ok(Vec::new());
         }
-        let conn = client(&self.inner.pool).await?;
-        let stmt = conn
-            .prepare_cached(
-                "WITH c AS ( \
-                   SELECT h.host FROM hosts h \
-                   WHERE h.job_id = $1 AND h.open > 0 \
-                     AND EXISTS (SELECT 1 FROM jobs WHERE id = $1 AND state = 'active') \
-                     AND (h.free_at IS NULL OR h.free_at <= now()) \
-                     AND (h.owner IS NULL OR NOT EXISTS ( \
-                       SELECT 1 FROM workers w \
-                       WHERE w.id = h.owner AND w.lease_expires_at > now())) \
-                   LIMIT $3 FOR UPDATE SKIP LOCKED) \
-                 UPDATE hosts SET owner = $2, free_at = NULL FROM c \
-                 WHERE hosts.job_id = $1 AND hosts.host = c.host RETURNING hosts.host",
-            )
+        let rows = self
+            .retrying("claim hosts", |failed| async move {
+                if failed > 0 {
+                    self.forget_unknown_claims(job).await?;
+                }
+                let conn = client(&self.inner.pool).await?;
+                let stmt = conn
+                    .prepare_cached(
+                        "WITH c AS ( \
+                       SELECT h.host FROM hosts h \
+                       WHERE h.job_id = $1 AND h.open > 0 \
+                         AND EXISTS (SELECT 1 FROM jobs WHERE id = $1 AND state = 'active') \
+                         AND (h.free_at IS NULL OR h.free_at <= now()) \
+                         AND (h.owner IS NULL OR NOT EXISTS ( \
+                           SELECT 1 FROM workers w \
+                           WHERE w.id = h.owner AND w.lease_expires_at > now())) \
+                       LIMIT $3 FOR UPDATE SKIP LOCKED) \
+                     UPDATE hosts SET owner = $2, free_at = NULL FROM c \
+                     WHERE hosts.job_id = $1 AND hosts.host = c.host RETURNING hosts.host",
+                    )
+                    .await?;
+                Ok(conn.query(&stmt, &[&job, &self.inner.worker, &n]).await?)
+            })
             .await?;
-        let rows = conn.query(&stmt, &[&job, &self.inner.worker, &n]).await?;
         let hosts: Vec<Arc<str>> = rows
             .iter()
             .map(|r| Arc::from(r.get::<_, &str>(0)))
@@ -523,16 +974,19 @@ impl PgStore {
             held.handover
         };
         let names: Vec<&str> = hosts.iter().map(|h| &**h).collect();
-        client(&self.inner.pool)
-            .await?
-            .execute(
-                "UPDATE hosts SET owner = NULL, \
-                 free_at = now() + $4::int8 * interval '1 microsecond' \
-                 WHERE job_id = $1 AND host = ANY($2) AND owner = $3",
-                &[&job, &names, &self.inner.worker, &micros(handover)],
-            )
-            .await?;
-        Ok(())
+        self.retrying("release hosts", |_| async {
+            client(&self.inner.pool)
+                .await?
+                .execute(
+                    "UPDATE hosts SET owner = NULL, \
+                     free_at = now() + $4::int8 * interval '1 microsecond' \
+                     WHERE job_id = $1 AND host = ANY($2) AND owner = $3",
+                    &[&job, &names, &self.inner.worker, &micros(handover)],
+                )
+                .await?;
+            Ok(())
+        })
+        .await
     }
 }
 
@@ -855,7 +1309,10 @@ async fn first_with_urls(
 
 impl Store for PgStore {
     async fn find_job(&self, name: &str) -> Result<Option<Job>, StoreError> {
-        match find_job(&self.inner.pool, name).await {
+        match self
+            .retrying("find the job", |_| find_job(&self.inner.pool, name))
+            .await
+        {
             Ok(job) => Ok(Some(job)),
             Err(StoreError::NoSuchJob(_)) => Ok(None),
             Err(e) => Err(e),
@@ -865,13 +1322,8 @@ impl Store for PgStore {
     const SHARED: bool = true;
 
     async fn resources(&self, urls: Vec<String>) -> Result<HashMap<String, Resource>, StoreError> {
-        let rows = client(self.pool())
-            .await?
-            .query(
-                &format!("SELECT {RESOURCE_COLUMNS} FROM resources WHERE url = ANY($1)"),
-                &[&urls],
-            )
-            .await?;
+        let sql = format!("SELECT {RESOURCE_COLUMNS} FROM resources WHERE url = ANY($1)");
+        let rows = self.rows_retrying("read resources", &sql, &[&urls]).await?;
         rows.iter()
             .map(|r| {
                 let resource = Resource {
@@ -943,127 +1395,10 @@ impl Store for PgStore {
     }
 
     async fn ingest(&self, job: i64, batch: IngestBatch) -> Result<IngestReport, StoreError> {
-        let mut conn = client(&self.inner.pool).await?;
-        let tx = conn.transaction().await?;
-        tx.execute("SELECT pg_advisory_xact_lock($1)", &[&job])
-            .await?;
-        let urls: Vec<&str> = batch
-            .inputs
-            .iter()
-            .filter_map(|i| match i {
-                Input::Url { url, .. } => Some(url.as_str()),
-                Input::Invalid { .. } => None,
-            })
-            .collect();
-        let earlier = first_with_urls(&tx, job, &urls).await?;
-        // What each input becomes: (line, url, host, state, meta), and for
-        // a repeat, the earlier task (by id) or the earlier line of the batch.
-        enum Dup {
-            Id(i64),
-            Line(i64),
-        }
-        let mut first_line: HashMap<&str, i64> = HashMap::new();
-        let mut dup_of: HashMap<i64, Dup> = HashMap::new();
-        let (mut lines, mut texts, mut hosts, mut states, mut metas) =
-            (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
-        for input in &batch.inputs {
-            match input {
-                Input::Invalid { line, raw, .. } => {
-                    lines.push(*line as i64);
-                    texts.push(raw.as_str());
-                    hosts.push(None);
-                    states.push("failed");
-                    metas.push(None);
-                }
-                Input::Url { line, url, meta } => {
-                    let line = *line as i64;
-                    let text = url.as_str();
-                    let state = if let Some(id) = earlier.get(text) {
-                        dup_of.insert(line, Dup::Id(*id));
-                        "done"
-                    } else if let Some(first) = first_line.get(text) {
-                        dup_of.insert(line, Dup::Line(*first));
-                        "done"
-                    } else {
-                        first_line.insert(text, line);
-                        "pending"
-                    };
-                    lines.push(line);
-                    texts.push(text);
-                    hosts.push(url.host_str());
-                    states.push(state);
-                    metas.push(meta.as_deref());
-                }
-            }
-        }
-        let rows = tx
-            .query(
-                "INSERT INTO tasks (job_id, line, url, host, state, meta) \
-                 SELECT $1, * FROM unnest($2::int8[], $3::text[], $4::text[], $5::text[], $6::text[]) \
-                 ON CONFLICT (job_id, line) DO NOTHING RETURNING id, line",
-                &[&job, &lines, &texts, &hosts, &states, &metas],
-            )
-            .await?;
-        let added: HashMap<i64, i64> = rows.iter().map(|r| (r.get(1), r.get(0))).collect();
-        let mut report = IngestReport::default();
-        let mut outcomes = Vec::new();
-        let mut open: HashMap<&str, i64> = HashMap::new();
-        for input in &batch.inputs {
-            match input {
-                Input::Invalid { line, reason, .. } => {
-                    let Some(id) = added.get(&(*line as i64)) else {
-                        continue;
-                    };
-                    let class = input.invalid_class().unwrap_or(Class::InvalidUrl);
-                    let mut o = Outcome::new(*id, class);
-                    o.message = Some(reason.clone());
-                    match class {
-                        Class::InvalidInput => report.invalid_input += 1,
-                        _ => report.invalid_url += 1,
-                    }
-                    outcomes.push(o);
-                }
-                Input::Url { line, url, .. } => {
-                    let line = *line as i64;
-                    let Some(id) = added.get(&line) else {
-                        continue;
-                    };
-                    match dup_of.get(&line) {
-                        None => {
-                            report.pending += 1;
-                            *open.entry(url.host_str().unwrap_or_default()).or_default() += 1;
-                        }
-                        Some(dup) => {
-                            let first = match dup {
-                                Dup::Id(id) => Some(*id),
-                                Dup::Line(l) => added.get(l).copied(),
-                            };
-                            let mut o = Outcome::new(*id, Class::Duplicate);
-                            o.duplicate_of = first;
-                            outcomes.push(o);
-                            report.duplicates += 1;
-                        }
-                    }
-                }
-            }
-        }
-        let refs: Vec<&Outcome> = outcomes.iter().collect();
-        insert_outcomes(&tx, job, &refs).await?;
-        add_open(&tx, job, open).await?;
-        tx.execute(
-            "UPDATE jobs SET ingested_lines = greatest(ingested_lines, $2), \
-             ingest_complete = ingest_complete OR $3, \
-             input_fingerprint = coalesce($4, input_fingerprint) WHERE id = $1",
-            &[
-                &job,
-                &(batch.through_line as i64),
-                &batch.complete,
-                &batch.fingerprint,
-            ],
-        )
-        .await?;
-        tx.commit().await?;
-        Ok(report)
+        // Idempotent: a batch committed before its answer was lost adds
+        // nothing the second time (`ON CONFLICT DO NOTHING`).
+        self.retrying("ingest", |_| self.ingest_once(job, &batch))
+            .await
     }
 
     async fn lease(&self, job: i64, want: Want) -> Result<Vec<LeasedTask>, StoreError> {
@@ -1131,175 +1466,44 @@ impl Store for PgStore {
     }
 
     async fn record(&self, job: i64, outcomes: Vec<Outcome>) -> Result<Recorded, StoreError> {
-        let started = Instant::now();
-        let mut recorded = Recorded::default();
-        // Each outcome with the claim this worker holds on its task.
-        let (mut mine, mut hosts_of) = (Vec::with_capacity(outcomes.len()), HashMap::new());
-        {
-            let held = self.held();
-            let held = held.get(&job);
-            for o in &outcomes {
-                match held.and_then(|h| h.tasks.get(&o.task_id)) {
-                    Some((host, claim)) => {
-                        hosts_of.insert(o.task_id, Arc::clone(host));
-                        mine.push((o, *claim));
-                    }
-                    None => recorded.fenced += 1,
-                }
-            }
-        }
-        let mut conn = client(&self.inner.pool).await?;
-        let tx = conn.transaction().await?;
-        // Only a batch that adds pages needs the job's lock (its loop check
-        // must see every committed task). Without pages, workers commit
-        // side by side, and their commits share WAL flushes: the task rows
-        // are this worker's claims, and host counters change by atomic
-        // increments taken in host order.
-        if mine.iter().any(|(o, _)| o.next_page.is_some()) {
-            tx.execute("SELECT pg_advisory_xact_lock($1)", &[&job])
-                .await?;
-        }
-        let ids: Vec<i64> = mine.iter().map(|(o, _)| o.task_id).collect();
-        let claims: Vec<i64> = mine.iter().map(|(_, c)| *c).collect();
-        let states: Vec<&str> = mine
-            .iter()
-            .map(|(o, _)| {
-                if o.class.is_success() {
-                    "done"
-                } else {
-                    "failed"
-                }
-            })
-            .collect();
-        let rows = tx
-            .query(
-                "UPDATE tasks t SET state = u.state, lease_owner = NULL \
-                 FROM unnest($1::int8[], $2::int8[], $3::text[]) AS u(id, claim, state) \
-                 WHERE t.id = u.id AND t.claim = u.claim AND t.state = 'pending' \
-                 RETURNING t.id",
-                &[&ids, &claims, &states],
-            )
-            .await?;
-        let accepted: HashSet<i64> = rows.iter().map(|r| r.get(0)).collect();
-        recorded.fenced += (mine.len() - accepted.len()) as u64;
-        let accepted: Vec<&Outcome> = mine
-            .iter()
-            .map(|(o, _)| *o)
-            .filter(|o| accepted.contains(&o.task_id))
-            .collect();
-        // Pagination: next pages not yet in the job become tasks; one that
-        // is already there is a loop and ends its chain.
-        let next_urls: Vec<&str> = accepted
-            .iter()
-            .filter_map(|o| o.next_page.as_ref().map(|n| n.url.as_str()))
-            .collect();
-        let seen = first_with_urls(&tx, job, &next_urls).await?;
-        let mut new_urls: HashSet<&str> = HashSet::new();
-        let mut open: HashMap<&str, i64> = HashMap::new();
-        let (mut p_url, mut p_host, mut p_parent, mut p_page) =
-            (Vec::new(), Vec::new(), Vec::new(), Vec::new());
-        let mut noted: Vec<Outcome> = Vec::new();
-        let mut plain: Vec<&Outcome> = Vec::new();
-        for o in &accepted {
-            if let Some(host) = hosts_of.get(&o.task_id) {
-                *open.entry(host).or_default() -= 1;
-            }
-            let Some(next) = &o.next_page else {
-                plain.push(o);
-                continue;
-            };
-            if seen.contains_key(&next.url) || !new_urls.insert(next.url.as_str()) {
-                let note = format!(
-                    "pagination stopped: the next page {} was already in this job (a loop)",
-                    next.url
-                );
-                let mut o = (*o).clone();
-                o.message = Some(match o.message.take() {
-                    Some(m) => format!("{m}; {note}"),
-                    None => note,
-                });
-                noted.push(o);
-                continue;
-            }
-            p_url.push(next.url.as_str());
-            p_host.push(next.host.as_str());
-            p_parent.push(o.task_id);
-            p_page.push(i32::try_from(next.page).unwrap_or(i32::MAX));
-            *open.entry(next.host.as_str()).or_default() += 1;
-            plain.push(o);
-        }
-        if !p_url.is_empty() {
-            tx.execute(
-                "INSERT INTO tasks (job_id, url, host, parent_id, page) \
-                 SELECT $1, * FROM unnest($2::text[], $3::text[], $4::int8[], $5::int4[])",
-                &[&job, &p_url, &p_host, &p_parent, &p_page],
-            )
-            .await?;
-        }
-        plain.extend(noted.iter());
-        insert_outcomes(&tx, job, &plain).await?;
-        upsert_resources(&tx, &plain).await?;
-        add_open(&tx, job, open).await?;
-        tx.commit().await?;
-        recorded.outcomes = accepted.len() as u64;
-        recorded.pages = p_url.len() as u64;
-        {
-            let mut held = self.held();
-            let held = held.entry(job).or_default();
-            for o in &outcomes {
-                if let Some((host, _)) = held.tasks.remove(&o.task_id)
-                    && let Some(n) = held.hosts.get_mut(&host)
-                {
-                    *n = n.saturating_sub(1);
-                }
-            }
-        }
-        tracing::debug!(outcomes = outcomes.len(), elapsed = ?started.elapsed(), "record");
-        let counters = &self.inner.counters;
-        counters
-            .recorded
-            .fetch_add(recorded.outcomes, Ordering::Relaxed);
-        counters
-            .fenced
-            .fetch_add(recorded.fenced, Ordering::Relaxed);
-        if recorded.fenced > 0 {
-            tracing::warn!(
-                fenced = recorded.fenced,
-                "dropped outcomes of tasks this worker no longer held (its lease had expired and another worker claimed them)"
-            );
-        }
-        Ok(recorded)
+        self.retrying("record", |_| self.record_once(job, &outcomes))
+            .await
     }
 
     async fn release(&self, job: i64) -> Result<u64, StoreError> {
         let held = self.held().remove(&job).unwrap_or_default();
         let ids: Vec<i64> = held.tasks.keys().copied().collect();
-        let conn = client(&self.inner.pool).await?;
-        let n = conn
-            .execute(
-                "UPDATE tasks SET lease_owner = NULL \
-                 WHERE id = ANY($1) AND lease_owner = $2 AND state = 'pending'",
-                &[&ids, &self.inner.worker],
+        let handover = micros(held.handover);
+        self.retrying("release", |_| async {
+            let conn = client(&self.inner.pool).await?;
+            let n = conn
+                .execute(
+                    "UPDATE tasks SET lease_owner = NULL \
+                     WHERE id = ANY($1) AND lease_owner = $2 AND state = 'pending'",
+                    &[&ids, &self.inner.worker],
+                )
+                .await?;
+            conn.execute(
+                "UPDATE hosts SET owner = NULL, \
+                 free_at = now() + $3::int8 * interval '1 microsecond' \
+                 WHERE job_id = $1 AND owner = $2",
+                &[&job, &self.inner.worker, &handover],
             )
             .await?;
-        conn.execute(
-            "UPDATE hosts SET owner = NULL, \
-             free_at = now() + $3::int8 * interval '1 microsecond' \
-             WHERE job_id = $1 AND owner = $2",
-            &[&job, &self.inner.worker, &micros(held.handover)],
-        )
-        .await?;
-        Ok(n)
+            Ok(n)
+        })
+        .await
     }
 
     async fn counts(&self, job: i64) -> Result<JobCounts, StoreError> {
-        counts_query(&self.inner.pool, job).await
+        self.retrying("count tasks", |_| counts_query(&self.inner.pool, job))
+            .await
     }
 
     async fn unfinished(&self, job: i64) -> Result<u64, StoreError> {
-        let row = client(&self.inner.pool)
-            .await?
-            .query_one(
+        let row = self
+            .row_retrying(
+                "count unfinished tasks",
                 "SELECT coalesce(sum(open), 0)::int8 FROM hosts WHERE job_id = $1 AND open > 0",
                 &[&job],
             )
@@ -1308,14 +1512,8 @@ impl Store for PgStore {
     }
 
     async fn reload_job(&self, job: i64) -> Result<Job, StoreError> {
-        let row = client(&self.inner.pool)
-            .await?
-            .query_one(
-                &format!("SELECT {JOB_COLUMNS} FROM jobs WHERE id = $1"),
-                &[&job],
-            )
-            .await?;
-        job_row(&row)
+        let sql = format!("SELECT {JOB_COLUMNS} FROM jobs WHERE id = $1");
+        job_row(&self.row_retrying("read the job", &sql, &[&job]).await?)
     }
 
     fn lease_lost(&self) -> CancellationToken {
