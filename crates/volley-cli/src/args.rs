@@ -78,6 +78,10 @@ pub struct ServeArgs {
     #[arg(long, value_name = "FILE")]
     pub token_file: Option<PathBuf>,
 
+    /// Print a one-time link to the dashboard that signs the browser in without typing the token (valid for one use, within 5 minutes).
+    #[arg(long)]
+    pub print_url: bool,
+
     /// TOML file of option defaults for every job and the shared budget (as fetch's --config).
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
@@ -281,7 +285,7 @@ pub struct OptionArgs {
     #[arg(long)]
     pub deny_private: bool,
 
-    /// With --deny-private: a range to allow anyway, as CIDR (127.0.0.0/8); repeatable.
+    /// Where private addresses are refused (with --deny-private, and always in volley serve): a range to allow anyway, as CIDR (127.0.0.0/8); repeatable.
     #[arg(long, value_name = "CIDR")]
     pub allow_private: Vec<String>,
 

@@ -571,6 +571,16 @@ async fn serve(db: &Db, args: ServeArgs) -> anyhow::Result<ExitCode> {
     say(format_args!(
         "volley: serving {db_shown} on http://{shown}/ (API under /v1, dashboard at /)\n"
     ));
+    if args.print_url {
+        match app.auth.one_time_key() {
+            Some(key) => say(format_args!(
+                "volley: dashboard: http://{shown}/session/link?key={key} (signs in once, within 5 minutes)\n"
+            )),
+            None => say(format_args!(
+                "volley: warning: --print-url: no random numbers for a link; sign in with the token\n"
+            )),
+        }
+    }
     let shutdown = CancellationToken::new();
     let interrupted = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let signals = tokio::spawn({

@@ -109,6 +109,17 @@ impl Serve {
         )
     }
 
+    /// The Prometheus text of `/metrics`.
+    async fn metrics(&self) -> String {
+        self.request(reqwest::Method::GET, "/metrics")
+            .send()
+            .await
+            .expect("metrics")
+            .text()
+            .await
+            .expect("metrics text")
+    }
+
     async fn get(&self, path: &str) -> Value {
         let (status, body) = self.json(reqwest::Method::GET, path, None).await;
         assert_eq!(status, 200, "GET {path}: {body}");
@@ -243,14 +254,7 @@ async fn a_job_submitted_over_http_runs_to_done_with_events_pages_and_ndjson() {
         job["latency_ms"]["p50"].as_u64().is_some_and(|p| p >= 30),
         "{job}"
     );
-    let metrics = serve
-        .request(reqwest::Method::GET, "/metrics")
-        .send()
-        .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("metrics text");
+    let metrics = serve.metrics().await;
     assert!(
         metrics.contains("volley_outcomes_total{class=\"ok\",status=\"200\"} 60"),
         "{metrics}"
@@ -354,6 +358,13 @@ async fn pause_resume_and_cancel_keep_one_outcome_per_input() {
     assert_eq!(cancelled["classes"]["cancelled"], n);
     assert_eq!(cancelled["counts"]["total"], 30);
     assert_eq!(cancelled["counts"]["pending"], 0);
+    let metrics = serve.metrics().await;
+    assert!(
+        metrics.contains(&format!(
+            "volley_outcomes_total{{class=\"cancelled\",status=\"none\"}} {n}"
+        )),
+        "cancelled outcomes are counted: {metrics}"
+    );
     v.assert_one_outcome_per_task(70);
     let (status, _) = serve
         .json(reqwest::Method::DELETE, "/v1/jobs/dropped", None)
@@ -506,8 +517,22 @@ async fn the_dashboard_shows_a_job_advance_to_its_final_counts_in_a_browser() {
         &format!("{}/docs", serve.base),
     )
     .await;
+    // The failures of a class, with their messages, linked by the hash.
+    let drill = chromium(
+        &["--virtual-time-budget=5000", "--dump-dom"],
+        &format!("{page}#outcomes=docs-mirror/http_4xx"),
+    )
+    .await;
+    let panel = drill
+        .split("class=\"outcomes\" data-class=\"http_4xx\"")
+        .nth(1)
+        .unwrap_or_else(|| panic!("no http_4xx outcomes panel: {drill}"));
+    assert!(
+        panel.contains("/status/404") && panel.contains("404"),
+        "the failed URL and its status: {panel}"
+    );
     let operations = docs.matches("<span class=\"method ").count();
-    assert_eq!(operations, 16, "operations on /docs: {docs}");
+    assert_eq!(operations, 17, "operations on /docs: {docs}");
     assert!(docs.contains("/v1/jobs/{name}/outcomes"), "{docs}");
     let bytes = std::fs::read(&png).expect("the screenshot was written");
     assert!(
@@ -684,4 +709,73 @@ async fn on_postgres_a_job_submitted_to_the_server_is_shared_with_volley_work() 
     for i in 0..n {
         assert_eq!(upstream.hits(&format!("/ok/{i}")), 1, "/ok/{i}");
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn print_url_gives_a_link_that_signs_in_once() {
+    let v = Volley::new();
+    let token = v.path("token");
+    std::fs::write(&token, TOKEN).expect("write the token file");
+    let mut cmd = v.command(&[
+        "serve",
+        "--listen",
+        "127.0.0.1:0",
+        "--token-file",
+        token.to_str().expect("utf-8"),
+        "--print-url",
+    ]);
+    let mut child = cmd.spawn().expect("volley serve starts");
+    let stderr = child.stderr.take().expect("stderr is piped");
+    let mut lines = tokio::io::BufReader::new(stderr).lines();
+    let link = tokio::time::timeout(Duration::from_secs(30), async {
+        while let Ok(Some(line)) = lines.next_line().await {
+            if let Some(rest) = line.strip_prefix("volley: dashboard: ") {
+                return rest.split(' ').next().unwrap_or_default().to_owned();
+            }
+        }
+        panic!("volley serve printed no link");
+    })
+    .await
+    .expect("the link within 30 s");
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    let base = link
+        .split("/session/")
+        .next()
+        .unwrap_or_default()
+        .to_owned();
+    let http = reqwest::Client::builder()
+        .no_proxy()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("a client");
+    let first = http.get(&link).send().await.expect("the server answers");
+    assert_eq!(first.status().as_u16(), 303);
+    assert_eq!(first.headers()["location"], "/");
+    let cookie = first.headers()["set-cookie"]
+        .to_str()
+        .expect("a cookie")
+        .split(';')
+        .next()
+        .unwrap_or_default()
+        .to_owned();
+    let jobs = http
+        .get(format!("{base}/v1/jobs"))
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .expect("the server answers");
+    assert_eq!(jobs.status().as_u16(), 200, "the session works");
+    let again = http.get(&link).send().await.expect("the server answers");
+    assert_eq!(again.status().as_u16(), 401, "a link signs in once");
+    let wrong = format!("{base}/session/link?key=00");
+    assert_eq!(
+        http.get(&wrong)
+            .send()
+            .await
+            .expect("answers")
+            .status()
+            .as_u16(),
+        401
+    );
+    drop(child);
 }

@@ -83,7 +83,7 @@ enum Failure {
 
 impl Failure {
     fn of_run(e: &RunError) -> Failure {
-        let text = e.to_string();
+        let text = python_words(&e.to_string());
         match e {
             RunError::Spec(_) => Failure::Options(text),
             RunError::Store(_) => Failure::Store(text),
@@ -107,7 +107,13 @@ impl Failure {
 }
 
 fn store_err(e: volley::store::StoreError) -> PyErr {
-    Failure::Store(e.to_string()).into_py()
+    Failure::Store(python_words(&e.to_string())).into_py()
+}
+
+/// An engine message with its options named as Python keywords
+/// (`per_host`, `job=NEW_NAME`), not as the command line's flags.
+fn python_words(message: &str) -> String {
+    volley::options::respell(message, volley::options::Spelling::Python)
 }
 
 pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -445,10 +451,11 @@ fn resolve(options: &str) -> PyResult<FetchSpec> {
         _ => return Err(PyValueError::new_err("options must be keyword arguments")),
     };
     let layer = Layer {
-        source: Source::Named("keyword argument".into()),
+        source: Source::Keywords,
         values,
     };
-    volley::options::resolve(&[layer]).map_err(|e| PyValueError::new_err(e.to_string()))
+    volley::options::resolve(&[layer])
+        .map_err(|e| PyValueError::new_err(python_words(&e.to_string())))
 }
 
 impl NativeEngine {

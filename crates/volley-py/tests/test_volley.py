@@ -62,6 +62,11 @@ async def test_a_wrong_option_is_a_value_error_naming_it() -> None:
         await volley.fetch_all(["http://127.0.0.1:9/"], concurency=4)
     with pytest.raises(ValueError, match="timeout"):
         await volley.fetch_all(["http://127.0.0.1:9/"], timeout="soon")
+    # Named as the caller wrote them, not as the command line's flags.
+    with pytest.raises(ValueError, match="^per_host must be at least 1$"):
+        await volley.fetch_all(["http://127.0.0.1:9/"], per_host=0)
+    with pytest.raises(ValueError, match="keyword argument timeout: "):
+        await volley.fetch_all(["http://127.0.0.1:9/"], timeout="soon")
 
 
 async def test_a_job_streams_outcomes_as_they_are_recorded(server: Server, tmp_path: Path) -> None:

@@ -20,6 +20,7 @@ use serde_json::{Map, Value, json};
 use volley::FetchSpec;
 use volley::options::{Layer, Source};
 use volley::source::{InputSource, LineSource};
+use volley::stats::Observer as _;
 use volley::store::{JobRecord, JobState, StoreError};
 
 use crate::App;
@@ -60,7 +61,7 @@ impl ApiError {
     pub fn new(status: StatusCode, message: impl Into<String>) -> ApiError {
         ApiError {
             status,
-            message: message.into(),
+            message: api_words(message.into()),
             field: None,
         }
     }
@@ -69,10 +70,16 @@ impl ApiError {
     pub fn invalid(field: impl Into<String>, message: impl Into<String>) -> ApiError {
         ApiError {
             status: StatusCode::UNPROCESSABLE_ENTITY,
-            message: message.into(),
+            message: api_words(message.into()),
             field: Some(field.into()),
         }
     }
+}
+
+/// An engine message with its options named as fields of the API's JSON
+/// (`options.per_host`), not as the command line's flags.
+fn api_words(message: String) -> String {
+    volley::options::respell(&message, volley::options::Spelling::Api)
 }
 
 impl IntoResponse for ApiError {
@@ -164,8 +171,8 @@ pub fn job_spec(app: &App, options: Option<&str>) -> ApiResult<FetchSpec> {
                 ));
             }
         };
-        let mut layer = job_layer(stored_by_client(values))?;
-        layer.source = Source::Named("the job's stored options".into());
+        // What the job's creator sent as `options`, named as it sent them.
+        let layer = job_layer(stored_by_client(values))?;
         layers.push(layer);
     }
     let mut spec = volley::options::resolve(&layers)
@@ -214,7 +221,7 @@ fn job_layer(values: Map<String, Value>) -> ApiResult<Layer> {
         layer.insert(key, value);
     }
     Ok(Layer {
-        source: Source::Named("options".into()),
+        source: Source::Request,
         values: layer,
     })
 }
@@ -521,7 +528,11 @@ async fn ingest(
     app.backend
         .ingest_only(job, source, app.shutdown.child_token())
         .await
-        .map(|_| ())
+        .map(|tally| {
+            for (class, n) in tally.by_class {
+                app.metrics.recorded_unfetched(class, n);
+            }
+        })
         .map_err(|e| match e {
             volley::RunError::Input(e) => ApiError::new(
                 StatusCode::BAD_REQUEST,
@@ -704,6 +715,8 @@ pub async fn cancel_job(
         .await?;
     app.runs.stop(&name).await;
     let cancelled = app.backend.cancel_job(record.summary.job.id).await?;
+    app.metrics
+        .recorded_unfetched(volley::Class::Cancelled, cancelled);
     crate::notify::deliver(&app, name.clone());
     let record = find_job(&app, &name).await?;
     let mut body = job_json(&app, &record);

@@ -8,6 +8,11 @@
 //! `X-Requested-With: volley`, which a cross-site form cannot send.
 //! Without a configured token (allowed on loopback only) every request is
 //! let through.
+//!
+//! `volley serve --print-url` prints a one-time link instead
+//! (`GET /session/link?key=…`): its first use opens a session as the token
+//! would and redirects to the dashboard; it expires after that use or after
+//! [`LINK_TTL`], whichever comes first.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -29,11 +34,15 @@ pub const COOKIE: &str = "volley_session";
 /// How long a dashboard session lasts.
 pub const SESSION_TTL: Duration = Duration::from_secs(12 * 3600);
 
-/// The token and the open sessions.
+/// How long a one-time dashboard link stays valid if it is not used.
+pub const LINK_TTL: Duration = Duration::from_secs(5 * 60);
+
+/// The token, the open sessions and the unused one-time links.
 #[derive(Debug)]
 pub struct Auth {
     token: Option<String>,
     sessions: Mutex<HashMap<String, Instant>>,
+    links: Mutex<HashMap<String, Instant>>,
 }
 
 impl Auth {
@@ -42,6 +51,7 @@ impl Auth {
         Auth {
             token,
             sessions: Mutex::default(),
+            links: Mutex::default(),
         }
     }
 
@@ -66,15 +76,43 @@ impl Auth {
     }
 
     fn open(&self) -> Option<String> {
-        let mut bytes = [0u8; 32];
-        getrandom::fill(&mut bytes).ok()?;
-        let id = hex::encode(bytes);
+        let id = random_id()?;
         self.sessions
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .insert(id.clone(), Instant::now());
         Some(id)
     }
+
+    /// A new one-time link key (see the module docs); `None` when the
+    /// system has no random numbers to give.
+    pub fn one_time_key(&self) -> Option<String> {
+        let key = random_id()?;
+        self.links
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(key.clone(), Instant::now());
+        Some(key)
+    }
+
+    /// Uses up the link `key`: whether it was valid (made here, unused and
+    /// younger than [`LINK_TTL`]).
+    fn use_key(&self, key: &str) -> bool {
+        let mut links = self.links.lock().unwrap_or_else(PoisonError::into_inner);
+        links.retain(|_, made| made.elapsed() < LINK_TTL);
+        let found = links
+            .keys()
+            .find(|known| bool::from(known.as_bytes().ct_eq(key.as_bytes())))
+            .cloned();
+        found.is_some_and(|known| links.remove(&known).is_some())
+    }
+}
+
+/// 32 random bytes as hex.
+fn random_id() -> Option<String> {
+    let mut bytes = [0u8; 32];
+    getrandom::fill(&mut bytes).ok()?;
+    Some(hex::encode(bytes))
 }
 
 fn bearer(headers: &HeaderMap) -> Option<&str> {
@@ -170,6 +208,40 @@ pub async fn open_session(
     if !app.auth.token_matches(&login.token) {
         return unauthorized("the token is wrong");
     }
+    with_session(
+        &app,
+        (StatusCode::OK, Json(serde_json::json!({"session": "open"}))).into_response(),
+    )
+}
+
+/// Query of `GET /session/link`.
+#[derive(Debug, serde::Deserialize)]
+pub struct LinkQuery {
+    /// The key `volley serve --print-url` printed.
+    key: String,
+}
+
+/// `GET /session/link?key=…`: a one-time link's first use opens a
+/// dashboard session and redirects to the dashboard (303); a used, expired
+/// or unknown key is a 401.
+pub async fn open_by_link(
+    State(app): State<Arc<App>>,
+    crate::api::ApiQuery(query): crate::api::ApiQuery<LinkQuery>,
+) -> Response {
+    if !app.auth.use_key(&query.key) {
+        return unauthorized(
+            "this link was used already, has expired (after 5 minutes) or is not this server's; sign in with the token",
+        );
+    }
+    let mut response = StatusCode::SEE_OTHER.into_response();
+    response
+        .headers_mut()
+        .insert(header::LOCATION, HeaderValue::from_static("/"));
+    with_session(&app, response)
+}
+
+/// `response` with a new session's cookie set.
+fn with_session(app: &App, mut response: Response) -> Response {
     let Some(id) = app.auth.open() else {
         return ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -181,8 +253,6 @@ pub async fn open_session(
         "{COOKIE}={id}; HttpOnly; SameSite=Strict; Path=/; Max-Age={}",
         SESSION_TTL.as_secs()
     );
-    let mut response =
-        (StatusCode::OK, Json(serde_json::json!({"session": "open"}))).into_response();
     if let Ok(value) = HeaderValue::from_str(&cookie) {
         response.headers_mut().insert(header::SET_COOKIE, value);
     }

@@ -198,6 +198,7 @@ pub fn router(app: Arc<App>) -> Router {
         .merge(metrics)
         .route("/", get(api::dashboard))
         .route("/session", post(auth::open_session))
+        .route("/session/link", get(auth::open_by_link))
         .route("/healthz", get(api::healthz))
         .route("/openapi.json", get(api::openapi))
         .route("/docs", get(api::docs))

@@ -151,4 +151,13 @@ impl Observer for Metrics {
             self.bytes.inc_by(o.bytes.unwrap_or(0));
         }
     }
+
+    fn recorded_unfetched(&self, class: volley::Class, n: u64) {
+        self.outcomes
+            .get_or_create(&vec![
+                ("class", class.as_str().to_owned()),
+                ("status", "none".to_owned()),
+            ])
+            .inc_by(n);
+    }
 }

@@ -138,6 +138,30 @@ async fn bad_requests_get_4xx_with_json_saying_what_to_fix() {
     .await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
     assert_eq!(body["field"], "options.save-bodies", "{body}");
+    // Options named as the API spells them, not as the command line's flags.
+    for (options, named) in [
+        (
+            json!({"per_host": 0}),
+            "options.per_host must be at least 1",
+        ),
+        (json!({"timeout": "soon"}), "options.timeout"),
+        (
+            json!({"paginate": "offset=start", "items": "/i"}),
+            "needs options.page_size N",
+        ),
+    ] {
+        let (status, body) = call(
+            &app,
+            "POST",
+            "/v1/jobs",
+            Some(json!({"name": "a", "options": options})),
+            t,
+        )
+        .await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+        let error = body["error"].as_str().unwrap_or_default();
+        assert!(error.contains(named) && !error.contains("--"), "{body}");
+    }
     let (status, body) = call(&app, "POST", "/v1/jobs", Some(json!({"name": "../x"})), t).await;
     assert_eq!(
         (status, body["field"].as_str()),
@@ -241,7 +265,7 @@ async fn every_operation_of_the_openapi_description_is_routed() {
             }
         }
     }
-    assert_eq!(operations, 16, "operations in the description");
+    assert_eq!(operations, 17, "operations in the description");
     let response = router(Arc::clone(&app))
         .oneshot(
             Request::get("/docs")

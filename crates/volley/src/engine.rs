@@ -177,15 +177,25 @@ pub async fn fetch_job<S: Store>(
     let ingesting = if let Some(reader) = input {
         // Read from the cursor on, also for a job whose input was all read:
         // lines appended since (stdin given again) become its tasks.
-        let (store, job, progress, stop, frontier) = (
+        let (store, job, progress, stop, frontier, observer) = (
             Arc::clone(&store),
             job.clone(),
             Arc::clone(&progress),
             stop.clone(),
             Arc::clone(&frontier),
+            control.observer.clone(),
         );
         Some(tokio::spawn(async move {
-            let result = ingest::run(store, &job, reader, progress, frontier, stop.clone()).await;
+            let result = ingest::run(
+                store,
+                &job,
+                reader,
+                progress,
+                frontier,
+                observer,
+                stop.clone(),
+            )
+            .await;
             if result.is_err() {
                 stop.cancel();
             }

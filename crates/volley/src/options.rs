@@ -28,6 +28,83 @@ pub struct Layer {
     pub values: Map<String, Value>,
 }
 
+/// How a front end spells an option, for its messages. The engine words
+/// its messages with flags (`--per-host must be at least 1`), the spelling
+/// of the command line; the other front ends pass every message they show
+/// through [`respell`], so that each caller reads the name it wrote.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Spelling {
+    /// Command-line flags: `--per-host`.
+    Flag,
+    /// Python keyword arguments: `per_host=`.
+    Python,
+    /// Fields of the HTTP API's JSON: `options.per_host`.
+    Api,
+}
+
+/// Names the front ends have beside the options, as (flag key, Python
+/// keyword, API field).
+const FRONT_END_KEYS: [(&str, &str, &str); 2] = [("job", "job", "name"), ("db", "db", "db")];
+
+/// `message` with each `--key` of an option (or of [`FRONT_END_KEYS`])
+/// written in `spelling`. A placeholder after a flag (`--page-size N`,
+/// `--job NEW_NAME`) goes with it: `page_size=N`. Anything else, an unknown
+/// `--word` included, is left as it is.
+pub fn respell(message: &str, spelling: Spelling) -> String {
+    if spelling == Spelling::Flag || !message.contains("--") {
+        return message.to_owned();
+    }
+    let known = known_keys();
+    let mut out = String::with_capacity(message.len() + 16);
+    let mut rest = message;
+    while let Some(at) = rest.find("--") {
+        let (before, after) = rest.split_at(at);
+        out.push_str(before);
+        let body = &after[2..];
+        let len = body
+            .find(|c: char| !(c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-'))
+            .unwrap_or(body.len());
+        let key = body[..len].trim_end_matches('-');
+        let starts_word = before
+            .chars()
+            .next_back()
+            .is_none_or(|c| !c.is_alphanumeric() && c != '-');
+        let named = FRONT_END_KEYS.iter().find(|(flag, ..)| *flag == key);
+        if !starts_word || key.is_empty() || (named.is_none() && !known.contains_key(key)) {
+            out.push_str("--");
+            rest = body;
+            continue;
+        }
+        let snake = key.replace('-', "_");
+        let name = match (spelling, named) {
+            (Spelling::Python, Some((_, python, _))) => format!("{python}="),
+            (Spelling::Api, Some((_, _, field))) => (*field).to_owned(),
+            (Spelling::Python, None) => format!("{snake}="),
+            _ => format!("options.{snake}"),
+        };
+        out.push_str(&name);
+        rest = &body[key.len()..];
+        // A placeholder value: `N`, `NAME`, `NEW_NAME`, `FILE`.
+        if spelling == Spelling::Python
+            && let Some(value) = rest.strip_prefix(' ')
+        {
+            let word = value
+                .find(|c: char| !(c.is_ascii_uppercase() || c == '_'))
+                .unwrap_or(value.len());
+            if word > 0 && value[..word].chars().any(|c| c.is_ascii_uppercase()) {
+                out.push_str(&value[..word]);
+                rest = &value[word..];
+            } else if name.ends_with('=') {
+                out.pop();
+            }
+        } else if name.ends_with('=') && !rest.starts_with('=') {
+            out.pop();
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
 /// Where a layer comes from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Source {
@@ -37,19 +114,26 @@ pub enum Source {
     Environment,
     /// Command-line flags.
     Flags,
-    /// Anything else, named (an API request, a stored job).
+    /// Anything else, named (a stored job).
     Named(String),
+    /// Python keyword arguments: `keyword argument per_host`.
+    Keywords,
+    /// The `options` object of an HTTP API request: `options.per_host`.
+    Request,
 }
 
 impl Source {
     /// Where `key` of this layer was set, as a user would look for it
-    /// (`--per-host`, `VOLLEY_PER_HOST`, `file.toml: 'per-host'`).
+    /// (`--per-host`, `VOLLEY_PER_HOST`, `file.toml: 'per-host'`,
+    /// `keyword argument per_host`, `options.per_host`).
     pub fn describe(&self, key: &str) -> String {
         match self {
             Source::File(path) => format!("{path}: '{key}'"),
             Source::Environment => format!("VOLLEY_{}", key.replace('-', "_").to_uppercase()),
             Source::Flags => format!("--{key}"),
             Source::Named(name) => format!("{name}: '{key}'"),
+            Source::Keywords => format!("keyword argument {}", key.replace('-', "_")),
+            Source::Request => format!("options.{}", key.replace('-', "_")),
         }
     }
 }
@@ -594,6 +678,44 @@ pub mod text {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn messages_name_options_as_each_caller_wrote_them() {
+        use super::{Spelling, respell};
+        let cases = [
+            (
+                "--per-host must be at least 1",
+                "per_host must be at least 1",
+                "options.per_host must be at least 1",
+            ),
+            (
+                "--paginate offset=NAME needs --page-size N",
+                "paginate offset=NAME needs page_size=N",
+                "options.paginate offset=NAME needs options.page_size N",
+            ),
+            (
+                "to fetch it as it is now, pass --job NEW_NAME",
+                "to fetch it as it is now, pass job=NEW_NAME",
+                "to fetch it as it is now, pass name NEW_NAME",
+            ),
+            (
+                "--backoff-base (1s) must not exceed --backoff-max (500ms)",
+                "backoff_base (1s) must not exceed backoff_max (500ms)",
+                "options.backoff_base (1s) must not exceed options.backoff_max (500ms)",
+            ),
+            // Not an option, and not a flag: left alone.
+            (
+                "--frobnicate and a--b and -- x",
+                "--frobnicate and a--b and -- x",
+                "--frobnicate and a--b and -- x",
+            ),
+        ];
+        for (flag, python, api) in cases {
+            assert_eq!(respell(flag, Spelling::Flag), flag);
+            assert_eq!(respell(flag, Spelling::Python), python);
+            assert_eq!(respell(flag, Spelling::Api), api);
+        }
+    }
+
     use std::time::Duration;
 
     use serde_json::json;

@@ -709,12 +709,21 @@ fn truncate(text: &str) -> String {
 }
 
 /// Parses one URL as volley will fetch it: absolute, `http` or `https`, with
-/// a host.
+/// a host, and no whitespace inside (`text` is trimmed already). The URL
+/// standard would percent-encode inner spaces and fetch
+/// `http://h/f3.txt%20%20trailing%20words` for a line with words after its
+/// URL; such a line is refused instead, since the words were most likely a
+/// comment or a second field, not part of the address.
 ///
 /// # Errors
 /// A one-line reason suitable for the outcome's message.
 pub fn parse_url(text: &str) -> Result<Url, String> {
     let url = Url::parse(text).map_err(|e| format!("not a URL: {e}"))?;
+    if let Some(at) = text.find(char::is_whitespace) {
+        return Err(format!(
+            "whitespace inside the URL at byte {at} (a URL has none: write a space as %20, and put comments on lines of their own, starting with #)"
+        ));
+    }
     if !matches!(url.scheme(), "http" | "https") {
         return Err(format!(
             "unsupported scheme '{}' (only http and https)",
@@ -752,6 +761,23 @@ mod tests {
         let lines: Vec<u64> = inputs.iter().map(Input::line).collect();
         assert_eq!(lines, [1, 4, 5]);
         assert!(matches!(&inputs[1], Input::Url { url, .. } if url.as_str() == "http://b.test/2"));
+    }
+
+    #[test]
+    fn a_url_followed_by_more_text_is_not_a_url() {
+        let inputs = read_all(LineSource::new(
+            &b"http://h.test/f3.txt   trailing words
+http://h.test/a	b
+"[..],
+        ));
+        assert_eq!(inputs.len(), 2);
+        for input in &inputs {
+            assert!(
+                reason(input).contains("whitespace inside the URL"),
+                "{input:?}"
+            );
+        }
+        assert!(reason(&inputs[0]).contains("at byte 20"));
     }
 
     #[test]

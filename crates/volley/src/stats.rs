@@ -37,6 +37,13 @@ pub trait Observer: Send + Sync + std::fmt::Debug {
     /// A batch of outcomes was committed, taking `took` (the store's
     /// transaction, start to commit).
     fn committed(&self, batch: &[Observed], took: std::time::Duration);
+
+    /// `n` outcomes of `class` were committed without a request: at ingest
+    /// (invalid lines, duplicates) or by cancelling a job. Nothing by
+    /// default.
+    fn recorded_unfetched(&self, class: crate::outcome::Class, n: u64) {
+        let _ = (class, n);
+    }
 }
 
 /// Live counters of a run, updated by the engine and read by displays.
