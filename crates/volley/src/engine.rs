@@ -21,7 +21,8 @@ use tokio_util::sync::CancellationToken;
 
 use crate::clients::Clients;
 use crate::cookies::Jar;
-use crate::scheduler::{self, Frontier, Shared};
+use crate::run::{Frontier, Shared};
+use crate::scheduler;
 use crate::source::InputSource;
 use crate::spec::{FetchSpec, SpecError};
 use crate::stats::{Progress, RunReport, Tally};

@@ -324,7 +324,7 @@ pub struct Attempt {
 }
 
 impl Attempt {
-    fn new() -> Attempt {
+    pub(crate) fn new() -> Attempt {
         Attempt {
             class: Class::Other,
             status: None,

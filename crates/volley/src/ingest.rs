@@ -33,7 +33,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::RunError;
-use crate::scheduler::Frontier;
+use crate::run::Frontier;
 use crate::source::{Input, InputSource};
 use crate::stats::{Observer, Progress, Tally};
 use crate::store::{IngestBatch, Job, Store};

@@ -45,11 +45,13 @@ pub mod proxy;
 pub mod refresh;
 pub mod retry;
 pub mod robots;
+pub(crate) mod run;
 pub mod scheduler;
 pub mod source;
 pub mod spec;
 pub mod stats;
 pub mod store;
+pub mod task;
 pub mod writer;
 
 pub use engine::{Control, RunError, fetch_job, preflight};

@@ -22,7 +22,7 @@ use tokio::sync::mpsc;
 use tokio::sync::mpsc::error::TryRecvError;
 
 use crate::outcome::{Class, Outcome};
-use crate::scheduler::Frontier;
+use crate::run::{Finished, Frontier};
 use crate::stats::{Observed, Observer, Progress, Tally};
 use crate::store::{Store, StoreError};
 
@@ -31,13 +31,6 @@ pub const BATCH_MAX: usize = 1024;
 
 /// Longest wait for a batch to fill before committing what is there.
 pub const LINGER: Duration = Duration::from_millis(20);
-
-/// An outcome on its way to the store, with the host it came from.
-#[derive(Debug)]
-pub(crate) struct Finished {
-    pub outcome: Outcome,
-    pub host: Box<str>,
-}
 
 /// Receives outcomes until every sender is dropped, committing in batches.
 ///
