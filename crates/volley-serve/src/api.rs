@@ -25,6 +25,7 @@ use volley::store::{JobRecord, JobState, StoreError};
 
 use crate::App;
 use crate::runs::{Failure, InputFault};
+use crate::view::{STORED_RULES, job_json, job_status, stored_by_client};
 
 /// Options a job may not set through the API: they name files on the
 /// server, loosen the server's address rules, or are secrets a job cannot
@@ -184,10 +185,6 @@ pub fn job_spec(app: &App, options: Option<&str>) -> ApiResult<FetchSpec> {
     Ok(spec)
 }
 
-/// The address rules a server stores with each job, so that `volley work`
-/// processes sharing the database apply them too; see [`stored_options`].
-const STORED_RULES: [&str; 2] = ["deny-private", "allow-private"];
-
 /// What is stored for a job: its options as a layer (kebab-case keys, as
 /// `volley work` reads them) and the server's address rules.
 fn stored_options(app: &App, layer: &Layer) -> String {
@@ -195,15 +192,6 @@ fn stored_options(app: &App, layer: &Layer) -> String {
     stored.insert(STORED_RULES[0].into(), Value::Bool(true));
     stored.insert(STORED_RULES[1].into(), json!(app.allow_private));
     Value::Object(stored).to_string()
-}
-
-/// Stored options without the server's address rules: what the job's
-/// creator gave.
-fn stored_by_client(mut values: Map<String, Value>) -> Map<String, Value> {
-    for key in STORED_RULES {
-        values.remove(key);
-    }
-    values
 }
 
 /// A job's options as a layer: keys with `_` or `-` alike (`per_host` is
@@ -223,63 +211,6 @@ fn job_layer(values: Map<String, Value>) -> ApiResult<Layer> {
     Ok(Layer {
         source: Source::Request,
         values: layer,
-    })
-}
-
-/// Where a job stands, derived from what its owner asked for and its tasks.
-pub fn job_status(record: &JobRecord, running: bool) -> &'static str {
-    let counts = &record.summary.counts;
-    match record.state {
-        JobState::Cancelled => "cancelled",
-        JobState::Paused => "paused",
-        JobState::Active if !record.summary.job.ingest_complete && !running => "waiting",
-        JobState::Active if record.summary.job.ingest_complete && counts.unfinished() == 0 => {
-            "done"
-        }
-        JobState::Active => "running",
-    }
-}
-
-/// A job as JSON.
-pub fn job_json(app: &App, record: &JobRecord) -> Value {
-    let job = &record.summary.job;
-    let counts = &record.summary.counts;
-    let live = app.runs.live(&job.name);
-    let classes: Map<String, Value> = record
-        .summary
-        .classes
-        .iter()
-        .map(|(class, n)| (class.clone(), json!(n)))
-        .collect();
-    let status = job_status(record, live.is_some());
-    let per_sec = live.map(|l| l.per_sec).filter(|r| *r > 0.0);
-    let eta = per_sec.map(|r| counts.unfinished() as f64 / r);
-    let options = match record.options.as_deref().map(serde_json::from_str) {
-        Some(Ok(Value::Object(values))) => Value::Object(stored_by_client(values)),
-        _ => json!({}),
-    };
-    let finished = matches!(status, "done" | "cancelled");
-    json!({
-        "name": job.name,
-        "state": status,
-        "counts": {
-            "total": counts.total(),
-            "pending": counts.pending,
-            "leased": counts.leased,
-            "done": counts.done,
-            "failed": counts.failed,
-        },
-        "classes": classes,
-        "in_flight": live.map_or(0, |l| l.in_flight),
-        "requests_per_sec": per_sec,
-        "eta_secs": eta,
-        "created_at_ms": record.created_at_ms,
-        "started_at_ms": record.first_outcome_ms,
-        "finished_at_ms": if finished { record.last_outcome_ms } else { None },
-        "options": options,
-        "notify": record.notify,
-        "notified": record.notified,
-        "error": app.runs.failure(&job.name).map(|f| f.message),
     })
 }
 

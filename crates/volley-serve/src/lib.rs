@@ -19,6 +19,7 @@ pub mod metrics;
 pub mod notify;
 pub mod runs;
 pub mod stream;
+pub mod view;
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};

@@ -17,7 +17,7 @@ use backon::{ExponentialBuilder, Retryable as _};
 use volley::FetchSpec;
 
 use crate::App;
-use crate::api::{job_json, job_status};
+use crate::view::{job_json, job_status};
 
 /// Requests made at most for one webhook.
 pub const ATTEMPTS: usize = 5;

@@ -19,8 +19,9 @@ use tokio::sync::mpsc;
 use volley::export::ExportError;
 
 use crate::App;
-use crate::api::{ApiError, ApiPath, ApiQuery, ApiResult, find_job, job_json, job_status};
+use crate::api::{ApiError, ApiPath, ApiQuery, ApiResult, find_job};
 use crate::backend::Export;
+use crate::view::{job_json, job_status};
 
 /// Default and largest page of a JSON listing.
 pub const PAGE_DEFAULT: usize = 100;
