@@ -63,7 +63,7 @@ impl Notifier {
             ..FetchSpec::default()
         };
         let rules = spec.address_rules().map_err(|e| e.to_string())?;
-        let client = volley::fetch::build_client(&spec).map_err(|e| e.to_string())?;
+        let client = volley::clients::build_client(&spec).map_err(|e| e.to_string())?;
         Ok(Notifier {
             client,
             rules,

@@ -38,7 +38,7 @@ pub enum RunError {
     Spec(#[from] SpecError),
     /// The HTTP client could not be built (CA files, TLS set-up).
     #[error(transparent)]
-    Client(#[from] fetch::ClientError),
+    Client(#[from] crate::clients::ClientError),
     /// The database failed.
     #[error(transparent)]
     Store(#[from] StoreError),

@@ -27,24 +27,19 @@ use async_compression::tokio::bufread::{BrotliDecoder, GzipDecoder, ZlibDecoder,
 use bytes::{Bytes, BytesMut};
 use futures_util::TryStreamExt as _;
 use reqwest::header::{
-    ACCEPT_ENCODING, AUTHORIZATION, CONNECTION, CONTENT_ENCODING, CONTENT_TYPE, HeaderMap,
-    HeaderName, HeaderValue, IF_MODIFIED_SINCE, IF_NONE_MATCH, RETRY_AFTER, SET_COOKIE,
+    AUTHORIZATION, CONNECTION, CONTENT_ENCODING, CONTENT_TYPE, HeaderMap, HeaderValue,
+    IF_MODIFIED_SINCE, IF_NONE_MATCH, RETRY_AFTER, SET_COOKIE,
 };
 use tokio::io::{AsyncRead, AsyncReadExt as _};
 use url::Url;
 
 use crate::body::{BodySink, header_text};
-use crate::clients::{Clients, Stops};
-use crate::cookies::Jar;
+use crate::clients::{ClientError, Clients, RedirectError};
 use crate::dns::DnsError;
-use crate::guard::AddressRules;
 use crate::outcome::Class;
 use crate::refresh::{CacheInfo, Plan};
 use crate::retry::{is_retryable_class, is_retryable_status, parse_retry_after, rate_limit_reset};
 use crate::spec::FetchSpec;
-
-/// The encodings volley decodes, as sent in `Accept-Encoding`.
-pub const ACCEPTED_ENCODINGS: &str = "gzip, deflate, br, zstd";
 
 /// Decoded bytes before the decompression ratio is checked: small bodies
 /// compress well legitimately.
@@ -52,80 +47,6 @@ pub const RATIO_FLOOR_BYTES: u64 = 1 << 20;
 
 /// Most bytes read for one decoded chunk.
 const READ_CHUNK: usize = 64 * 1024;
-
-/// Largest response header block accepted over HTTP/2, in bytes (HTTP/1.1
-/// responses are held to hyper's limit of about 400 KiB and 100 fields).
-pub const MAX_HEADER_BYTES: u32 = 256 * 1024;
-
-/// Why the shared client could not be built.
-#[derive(Debug, thiserror::Error)]
-pub enum ClientError {
-    /// A `--ca-cert` file could not be read.
-    #[error("cannot read CA certificate {path}: {source}")]
-    CaRead {
-        /// The file.
-        path: String,
-        /// The underlying error.
-        source: io::Error,
-    },
-    /// A `--ca-cert` file holds no usable PEM certificate.
-    #[error("{path} is not a PEM certificate: {source}")]
-    CaParse {
-        /// The file.
-        path: String,
-        /// The parse error.
-        source: reqwest::Error,
-    },
-    /// The DNS resolver could not be set up.
-    #[error(transparent)]
-    Dns(#[from] crate::dns::DnsSetupError),
-    /// The TLS or connection set-up failed.
-    #[error("cannot build the HTTP client: {0}")]
-    Build(reqwest::Error),
-    /// The `--proxy` URL does not make a proxy.
-    #[error("--proxy {url}: {source}")]
-    Proxy {
-        /// The URL given.
-        url: String,
-        /// The underlying error.
-        source: reqwest::Error,
-    },
-    /// A `--client-cert` or `--client-key` file could not be read.
-    #[error("cannot read {path}: {source}")]
-    IdentityRead {
-        /// The file.
-        path: String,
-        /// The underlying error.
-        source: std::io::Error,
-    },
-    /// The client certificate and key do not make an identity.
-    #[error(
-        "--client-cert {cert} with its --client-key is not a PEM certificate and private key: {source}"
-    )]
-    IdentityParse {
-        /// The certificate file.
-        cert: String,
-        /// The underlying error.
-        source: reqwest::Error,
-    },
-    /// The `--bearer-token-file` could not be read.
-    #[error("cannot read --bearer-token-file {path}: {source}")]
-    TokenRead {
-        /// The file.
-        path: String,
-        /// The underlying error.
-        source: io::Error,
-    },
-    /// The token (or `--user`) is empty or not a valid header value.
-    #[error("{path}: the token must be one line of visible characters")]
-    TokenBad {
-        /// The file (or `--user`).
-        path: String,
-    },
-    /// An `--allow-private` range does not parse.
-    #[error(transparent)]
-    Range(#[from] crate::spec::SpecError),
-}
 
 /// The `Authorization` value of `--user` (Basic, RFC 7617) or
 /// `--bearer-token-file` (RFC 6750), marked sensitive so that it is never
@@ -164,118 +85,6 @@ pub fn authorization(spec: &FetchSpec) -> Result<Option<HeaderValue>, ClientErro
     })?;
     value.set_sensitive(true);
     Ok(Some(value))
-}
-
-/// Builds a client from `spec`, verifying certificates unless `--insecure`,
-/// without cookies; a run's clients come from [`Clients::build`].
-///
-/// # Errors
-/// See [`ClientError`].
-pub fn build_client(spec: &FetchSpec) -> Result<reqwest::Client, ClientError> {
-    client_with(spec, None, spec.insecure, Arc::new(Stops::of(spec)?))
-}
-
-/// Builds one client of a run from `spec`: sharing `jar`, verifying
-/// certificates unless `unverified`, and stopping redirects where `stops`
-/// says.
-///
-/// # Errors
-/// See [`ClientError`].
-pub(crate) fn client_with(
-    spec: &FetchSpec,
-    jar: Option<Arc<Jar>>,
-    unverified: bool,
-    stops: Arc<Stops>,
-) -> Result<reqwest::Client, ClientError> {
-    let mut headers = HeaderMap::new();
-    headers.insert(
-        ACCEPT_ENCODING,
-        HeaderValue::from_static(ACCEPTED_ENCODINGS),
-    );
-    for (name, value) in &spec.headers {
-        if let (Ok(n), Ok(v)) = (
-            HeaderName::from_bytes(name.as_bytes()),
-            HeaderValue::from_str(value),
-        ) {
-            if n == ACCEPT_ENCODING {
-                headers.remove(&n);
-            }
-            headers.append(n, v);
-        }
-    }
-    let mut builder = reqwest::Client::builder();
-    for path in &spec.ca_certs {
-        let shown = || path.display().to_string();
-        let pem = std::fs::read(path).map_err(|source| ClientError::CaRead {
-            path: shown(),
-            source,
-        })?;
-        let certs =
-            reqwest::Certificate::from_pem_bundle(&pem).map_err(|source| ClientError::CaParse {
-                path: shown(),
-                source,
-            })?;
-        for cert in certs {
-            builder = builder.add_root_certificate(cert);
-        }
-    }
-    if let (Some(cert), Some(key)) = (&spec.client_cert, &spec.client_key) {
-        let mut pem = Vec::new();
-        for path in [cert, key] {
-            let mut text = std::fs::read(path).map_err(|source| ClientError::IdentityRead {
-                path: path.display().to_string(),
-                source,
-            })?;
-            pem.append(&mut text);
-            pem.push(b'\n');
-        }
-        let identity =
-            reqwest::Identity::from_pem(&pem).map_err(|source| ClientError::IdentityParse {
-                cert: cert.display().to_string(),
-                source,
-            })?;
-        builder = builder.identity(identity);
-    }
-    if unverified {
-        builder = builder.danger_accept_invalid_certs(true);
-    }
-    if let Some(jar) = jar {
-        builder = builder.cookie_provider(jar);
-    }
-    if let Some(url) = &spec.proxy {
-        let route = crate::proxy::ProxyRoute::new(spec, |name| std::env::var(name).ok());
-        let mut proxy = reqwest::Proxy::all(url).map_err(|source| ClientError::Proxy {
-            url: url.clone(),
-            source,
-        })?;
-        if let Some(list) = route.no_proxy_list() {
-            proxy = proxy.no_proxy(reqwest::NoProxy::from_string(&list));
-        }
-        builder = builder.proxy(proxy);
-    }
-    let rules = spec.address_rules()?;
-    if !rules.is_open() {
-        // A proxy resolves and connects on its own: no rule would hold.
-        builder = builder.no_proxy();
-    }
-    let resolver = crate::dns::Resolver::new(&spec.dns_servers)?.with_rules(rules.clone());
-    builder
-        .user_agent(spec.user_agent.clone())
-        .default_headers(headers)
-        .connect_timeout(spec.connect_timeout)
-        .read_timeout(spec.read_timeout)
-        .redirect(redirect_policy(
-            spec.max_redirects,
-            rules,
-            move |first: &Url, next: &Url| stops.stops(first, next, unverified),
-        ))
-        .dns_resolver(Arc::new(resolver))
-        .pool_max_idle_per_host(spec.per_host)
-        .pool_idle_timeout(spec.idle_timeout)
-        .http2_max_header_list_size(MAX_HEADER_BYTES)
-        .tcp_nodelay(true)
-        .build()
-        .map_err(ClientError::Build)
 }
 
 /// What one attempt produced. Fields are `None` when the attempt failed
@@ -478,7 +287,7 @@ pub async fn attempt(
             record.class = Class::TotalTimeout;
             record.message = Some(format!(
                 "attempt exceeded --timeout of {}",
-                humanize(spec.timeout)
+                crate::options::text::duration_text(spec.timeout)
             ));
         }
     }
@@ -656,7 +465,12 @@ pub async fn fetch_small(
     };
     tokio::time::timeout(timeout, exchange)
         .await
-        .unwrap_or_else(|_| Err(format!("no answer within {}", humanize(timeout))))
+        .unwrap_or_else(|_| {
+            Err(format!(
+                "no answer within {}",
+                crate::options::text::duration_text(timeout)
+            ))
+        })
 }
 
 /// A failure while reading a body.
@@ -960,80 +774,12 @@ fn chain<'a>(
     })
 }
 
-/// Why a redirect was not followed: more than `--max-redirects`, or a URL
-/// already visited in the same chain.
-#[derive(Debug, thiserror::Error)]
-pub enum RedirectError {
-    /// More redirects than allowed.
-    #[error("stopped after {count} redirects (--max-redirects {max}); the last pointed to {last}")]
-    TooMany {
-        /// Redirects followed.
-        count: usize,
-        /// The limit.
-        max: usize,
-        /// The redirect not followed.
-        last: String,
-    },
-    /// A redirect back to a URL of the same chain.
-    #[error("redirect loop after {count} redirects: {last} was already visited")]
-    Loop {
-        /// Redirects followed.
-        count: usize,
-        /// The URL seen twice.
-        last: String,
-    },
-}
-
 /// The target of a redirect response from `from` when it is on another
 /// origin (scheme, host or port).
 fn cross_host_location(from: &Url, headers: &HeaderMap) -> Option<Url> {
     let location = headers.get(reqwest::header::LOCATION)?.to_str().ok()?;
     let next = from.join(location).ok()?;
     (next.origin() != from.origin()).then_some(next)
-}
-
-/// The redirect policy: follow up to `max` redirects, refusing loops, with
-/// errors that say how many and where to ([`RedirectError`]). A chain
-/// stops where `stops(first, next)` says ([`Stops::stops`]: a hop to
-/// another origin from a host with its own headers, or between a verified
-/// and an unverified host), and [`attempt`] follows it with a new request
-/// made for the next host: reqwest drops only `Authorization`, `Cookie` and
-/// their kind on such a hop, and a host's headers may be any.
-fn redirect_policy(
-    max: usize,
-    rules: AddressRules,
-    stops: impl Fn(&Url, &Url) -> bool + Send + Sync + 'static,
-) -> reqwest::redirect::Policy {
-    reqwest::redirect::Policy::custom(move |attempt| {
-        if let Some(first) = attempt.previous().first()
-            && stops(first, attempt.url())
-        {
-            return attempt.stop();
-        }
-        // IP-literal hops never reach the resolver's check.
-        if let Err(forbidden) = rules.check_url(attempt.url()) {
-            return attempt.error(forbidden);
-        }
-        // `previous` holds every URL requested so far, the first included.
-        let followed = attempt.previous().len().saturating_sub(1);
-        let last = || attempt.url().to_string();
-        if attempt.previous().contains(attempt.url()) {
-            let last = last();
-            return attempt.error(RedirectError::Loop {
-                count: followed,
-                last,
-            });
-        }
-        if followed >= max {
-            let last = last();
-            return attempt.error(RedirectError::TooMany {
-                count: followed,
-                max,
-                last,
-            });
-        }
-        attempt.follow()
-    })
 }
 
 /// The error and its sources, joined by `": "`, repeats dropped.
@@ -1110,14 +856,6 @@ fn push_json_string(out: &mut String, text: &str) {
 
 fn millis(d: Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
-}
-
-pub(crate) fn humanize(d: Duration) -> String {
-    if d.subsec_millis() == 0 {
-        format!("{}s", d.as_secs())
-    } else {
-        format!("{}ms", d.as_millis())
-    }
 }
 
 #[cfg(test)]

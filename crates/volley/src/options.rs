@@ -363,8 +363,9 @@ pub mod text {
             .map_err(|_| format!("'{text}' is not an IP address or IP:PORT, e.g. 127.0.0.1:5353"))
     }
 
-    /// A duration as text that [`parse_duration`] reads back.
-    fn duration_text(d: Duration) -> String {
+    /// A duration as text that [`parse_duration`] reads back (`30s`,
+    /// `500ms`, `0.25`), as options are written and messages show them.
+    pub fn duration_text(d: Duration) -> String {
         let nanos = d.subsec_nanos();
         if nanos == 0 {
             format!("{}s", d.as_secs())

@@ -184,8 +184,8 @@ pub fn plan(prior: Option<&Resource>, spec: &FetchSpec, now_ms: i64) -> Plan {
     {
         return Plan::Fresh(format!(
             "checked {} ago, within --max-age {}",
-            crate::fetch::humanize(Duration::from_millis(age_ms.unsigned_abs())),
-            crate::fetch::humanize(max_age)
+            crate::options::text::duration_text(Duration::from_millis(age_ms.unsigned_abs())),
+            crate::options::text::duration_text(max_age)
         ));
     }
     if spec.respect_cache_control
@@ -193,7 +193,9 @@ pub fn plan(prior: Option<&Resource>, spec: &FetchSpec, now_ms: i64) -> Plan {
     {
         return Plan::Fresh(format!(
             "fresh for {} more, as the server's Cache-Control or Expires said",
-            crate::fetch::humanize(Duration::from_millis((until - now_ms).unsigned_abs()))
+            crate::options::text::duration_text(Duration::from_millis(
+                (until - now_ms).unsigned_abs()
+            ))
         ));
     }
     if spec.refresh && (prior.etag.is_some() || prior.last_modified.is_some()) {
