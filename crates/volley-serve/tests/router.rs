@@ -458,3 +458,31 @@ async fn a_broken_upload_is_resumed_and_a_changed_one_refused() {
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(body["counts"]["total"], 3000, "{body}");
 }
+
+#[test]
+fn the_openapi_options_are_the_options_a_job_may_set() {
+    let spec: Value = serde_json::from_str(volley_serve::api::OPENAPI).expect("valid JSON");
+    let documented: std::collections::BTreeSet<String> =
+        spec["components"]["schemas"]["Options"]["properties"]
+            .as_object()
+            .expect("the Options schema has properties")
+            .keys()
+            .map(|k| k.replace('_', "-"))
+            .collect();
+    let Ok(Value::Object(all)) = serde_json::to_value(volley::FetchSpec::default()) else {
+        panic!("the options serialise to an object");
+    };
+    // The server makes every connection itself, under its address rules:
+    // a job's proxy is refused with a 422, and no-proxy would mean nothing.
+    let refused = ["proxy", "no-proxy"];
+    let settable: std::collections::BTreeSet<String> = all
+        .keys()
+        .filter(|k| !volley_serve::api::SERVER_ONLY.contains(&k.as_str()))
+        .filter(|k| !refused.contains(&k.as_str()))
+        .cloned()
+        .collect();
+    assert_eq!(
+        documented, settable,
+        "the Options schema (additionalProperties: false) must list exactly what a job may set"
+    );
+}
