@@ -29,10 +29,10 @@ use tokio_util::sync::CancellationToken;
 use volley::options::{Layer, Source};
 use volley::source::{InputSource, LineSource};
 use volley::stats::{Observed, Observer};
+use volley::store::any::{Backend, Database};
 use volley::store::postgres::{PgOptions, is_postgres_url};
 use volley::store::{Job, OutcomeEntry, Store};
 use volley::{Class, Control, FetchSpec, RunError, RunReport};
-use volley_serve::{Backend, Database};
 
 use crate::bridge::{Bridge, runtime};
 use crate::input::Chunk;

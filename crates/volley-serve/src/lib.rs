@@ -8,13 +8,14 @@
 //!
 //! Modules: [`api`] (the `/v1` routes and their JSON), [`auth`] (bearer
 //! token and the dashboard's session cookie), [`stream`] (NDJSON and SSE),
-//! [`runs`], [`metrics`], [`notify`] (completion webhooks); the dashboard,
+//! [`runs`], [`metrics`], [`notify`] (completion webhooks), [`view`] (a
+//! job's status and JSON); the store is the engine's
+//! [`volley::store::any::Backend`]. The dashboard,
 //! the OpenAPI 3.1 description (`/openapi.json`) and its reader (`/docs`)
 //! are embedded files.
 
 pub mod api;
 pub mod auth;
-pub mod backend;
 pub mod metrics;
 pub mod notify;
 pub mod runs;
@@ -31,7 +32,7 @@ use tokio_util::sync::CancellationToken;
 use volley::options::Layer;
 use volley::store::StoreError;
 
-pub use backend::{Backend, Database};
+pub use volley::store::any::{Backend, Database};
 
 /// Largest JSON request body, in bytes (job creation with inline URLs).
 pub const MAX_JSON_BYTES: usize = 16 * 1024 * 1024;

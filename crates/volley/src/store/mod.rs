@@ -39,6 +39,7 @@
 //! which the operating system drops when the process dies, however it dies.
 //! That lock is what makes reclaiming every `leased` task safe.
 
+pub mod any;
 pub mod postgres;
 mod postgres_admin;
 pub mod sqlite;

@@ -1,6 +1,8 @@
-//! The store behind the server: a SQLite file (one server owns it) or a
-//! PostgreSQL database (shared with other servers and `volley work`
-//! processes). Each operation the API needs, async, whichever it is.
+//! Either store behind one handle: a SQLite file (one process owns it) or a
+//! PostgreSQL database (shared with other processes). Each operation a
+//! front end needs (jobs, pages, pause, cancel, delete, runs, exports),
+//! async, whichever it is: `volley serve` and the Python package open
+//! their database through it.
 //!
 //! SQLite reads go through one read connection on the blocking pool (it
 //! takes no lock and does not wait for writes); PostgreSQL reads and writes
@@ -11,14 +13,14 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
+use super::postgres::{PgOptions, PgReader, PgStore};
+use super::sqlite::{SqliteReader, SqliteStore};
+use super::{Deleted, ItemRow, Job, JobRecord, JobState, OutcomeEntry, Reader, StoreError};
+use crate::export::ExportError;
+use crate::source::InputSource;
+use crate::stats::{RunReport, Tally};
+use crate::{Control, FetchSpec, RunError};
 use tokio_util::sync::CancellationToken;
-use volley::export::ExportError;
-use volley::source::InputSource;
-use volley::stats::{RunReport, Tally};
-use volley::store::postgres::{PgOptions, PgReader, PgStore};
-use volley::store::sqlite::{SqliteReader, SqliteStore};
-use volley::store::{ItemRow, Job, JobRecord, JobState, OutcomeEntry, Reader, StoreError};
-use volley::{Control, FetchSpec, RunError};
 
 /// Where the server keeps its jobs.
 #[derive(Debug, Clone)]
@@ -275,7 +277,7 @@ impl Backend {
     ///
     /// # Errors
     /// Store errors.
-    pub async fn delete_job(&self, job: i64) -> Result<volley::store::Deleted, StoreError> {
+    pub async fn delete_job(&self, job: i64) -> Result<Deleted, StoreError> {
         match self {
             Backend::Sqlite { store, .. } => store.delete_job(job).await,
             Backend::Postgres { store, .. } => store.delete_job(job).await,
@@ -285,7 +287,7 @@ impl Backend {
     /// Stores all of `source` as `job`'s tasks without fetching.
     ///
     /// # Errors
-    /// See [`volley::ingest::ingest_only`].
+    /// See [`crate::ingest::ingest_only`].
     pub async fn ingest_only(
         &self,
         job: &Job,
@@ -294,18 +296,18 @@ impl Backend {
     ) -> Result<Tally, RunError> {
         match self {
             Backend::Sqlite { store, .. } => {
-                volley::ingest::ingest_only(Arc::clone(store), job, source, stop).await
+                crate::ingest::ingest_only(Arc::clone(store), job, source, stop).await
             }
             Backend::Postgres { store, .. } => {
-                volley::ingest::ingest_only(Arc::clone(store), job, source, stop).await
+                crate::ingest::ingest_only(Arc::clone(store), job, source, stop).await
             }
         }
     }
 
-    /// Runs `job`; see [`volley::fetch_job`].
+    /// Runs `job`; see [`crate::fetch_job`].
     ///
     /// # Errors
-    /// See [`volley::fetch_job`].
+    /// See [`crate::fetch_job`].
     pub async fn fetch_job(
         &self,
         job: &Job,
@@ -315,10 +317,10 @@ impl Backend {
     ) -> Result<RunReport, RunError> {
         match self {
             Backend::Sqlite { store, .. } => {
-                volley::fetch_job(Arc::clone(store), job, input, spec, control).await
+                crate::fetch_job(Arc::clone(store), job, input, spec, control).await
             }
             Backend::Postgres { store, .. } => {
-                volley::fetch_job(Arc::clone(store), job, input, spec, control).await
+                crate::fetch_job(Arc::clone(store), job, input, spec, control).await
             }
         }
     }
@@ -362,7 +364,7 @@ fn export<R: Reader>(
             if class.as_deref().is_some_and(|c| c != row.class) {
                 return Ok(());
             }
-            let value = volley::export::json_row(row)?;
+            let value = crate::export::json_row(row)?;
             serde_json::to_writer(&mut *out, &value).map_err(std::io::Error::from)?;
             out.write_all(b"\n")?;
             Ok::<(), ExportError>(())
