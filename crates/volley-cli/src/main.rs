@@ -665,60 +665,45 @@ async fn status(db: &Db) -> anyhow::Result<ExitCode> {
 /// worker is on it.
 async fn delete(db: &Db, args: &DeleteArgs) -> anyhow::Result<ExitCode> {
     let name = &args.job;
-    let deleted = match db {
-        Db::Sqlite(path) => {
-            if !path.exists() {
-                return Ok(usage(StoreError::NoSuchJob(name.clone())));
-            }
-            let store = match SqliteStore::open(path) {
-                Ok(store) => store,
-                Err(e) if is_usage_error(&e) || matches!(e, StoreError::Locked { .. }) => {
-                    return Ok(usage(e));
-                }
-                Err(e) => return Err(e.into()),
-            };
-            let Some(job) = store.find_job(name).await? else {
-                return Ok(usage(StoreError::NoSuchJob(name.clone())));
-            };
-            store.delete_job(job.id).await?
+    let database = match db {
+        Db::Sqlite(path) if !path.exists() => {
+            return Ok(usage(StoreError::NoSuchJob(name.clone())));
         }
+        Db::Sqlite(path) => volley::store::any::Database::Sqlite(path.clone()),
         Db::Postgres(url) => {
-            let store = match PgStore::connect(url, PgOptions::default()).await {
-                Ok(store) => store,
-                Err(e) if is_usage_error(&e) => return Ok(usage(e)),
-                Err(e) => return Err(e.into()),
-            };
-            let result = delete_shared(&store, name).await;
-            store.close().await?;
-            match result? {
-                Ok(deleted) => deleted,
-                Err(message) => return Ok(usage(message)),
-            }
+            volley::store::any::Database::Postgres(url.clone(), PgOptions::default())
         }
+    };
+    let backend = match volley::store::any::Backend::open(&database).await {
+        Ok(backend) => backend,
+        Err(e) if is_usage_error(&e) || matches!(e, StoreError::Locked { .. }) => {
+            return Ok(usage(e));
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let deleted = async {
+        let record = backend.job_record(name).await?;
+        let leased = record.summary.counts.leased;
+        if leased > 0 {
+            return Ok(Err(format!(
+                "job '{name}' is being worked on ({leased} tasks leased); stop its workers first (or wait for the leases of workers that died to expire)"
+            )));
+        }
+        Ok::<_, StoreError>(Ok(backend.delete_job(record.summary.job.id).await?))
+    }
+    .await;
+    backend.close().await?;
+    let deleted = match deleted {
+        Ok(Ok(deleted)) => deleted,
+        Ok(Err(refused)) => return Ok(usage(refused)),
+        Err(e) if is_usage_error(&e) => return Ok(usage(e)),
+        Err(e) => return Err(e.into()),
     };
     say(format_args!(
         "volley: deleted job '{name}': {} tasks, {} outcomes, {} items\n",
         deleted.tasks, deleted.outcomes, deleted.items
     ));
     Ok(ExitCode::SUCCESS)
-}
-
-/// The PostgreSQL half of [`delete`]: the deletion, or why it is refused.
-async fn delete_shared(
-    store: &PgStore,
-    name: &str,
-) -> anyhow::Result<Result<volley::store::Deleted, String>> {
-    let Some(job) = store.find_job(name).await? else {
-        return Ok(Err(StoreError::NoSuchJob(name.to_owned()).to_string()));
-    };
-    let counts = store.counts(job.id).await?;
-    if counts.leased > 0 {
-        return Ok(Err(format!(
-            "job '{name}' is being worked on ({} tasks leased); stop its workers first (or wait for the leases of workers that died to expire)",
-            counts.leased
-        )));
-    }
-    Ok(Ok(store.delete_job(job.id).await?))
 }
 
 async fn export(db: &Db, args: &ExportArgs) -> anyhow::Result<ExitCode> {
