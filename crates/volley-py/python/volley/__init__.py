@@ -330,12 +330,13 @@ class Job:
         ended = False
         try:
             while True:
+                while self._buffer:
+                    yield self._buffer.popleft()
                 try:
-                    outcome = await self.__anext__()
+                    await self._refill()
                 except StopAsyncIteration:
                     ended = True
                     return
-                yield outcome
         finally:
             if not ended:
                 self._close()
@@ -345,20 +346,25 @@ class Job:
         failure if it failed, else :class:`StopAsyncIteration`. Calling it
         directly (``anext(job)``) does not stop the run when you stop."""
         while not self._buffer:
-            if self._exhausted:
-                raise StopAsyncIteration
-            try:
-                batch = await _call(self._native.next_batch)
-            except asyncio.CancelledError:
-                await self._stop_on_cancel()
-                raise
-            if not batch:
-                self._exhausted = True
-                # A run that failed must not look like one that ended.
-                await self.wait()
-                raise StopAsyncIteration
-            self._buffer.extend(batch)
+            await self._refill()
         return self._buffer.popleft()
+
+    async def _refill(self) -> None:
+        """Reads the next batch of outcomes into the buffer. At the end of
+        the run raises its failure (a run that failed must not look like
+        one that ended), else :class:`StopAsyncIteration`."""
+        if self._exhausted:
+            raise StopAsyncIteration
+        try:
+            batch = await _call(self._native.next_batch)
+        except asyncio.CancelledError:
+            await self._stop_on_cancel()
+            raise
+        if not batch:
+            self._exhausted = True
+            await self.wait()
+            raise StopAsyncIteration
+        self._buffer.extend(batch)
 
     async def aclose(self) -> None:
         """Stops the run (see the class docs) and the stream."""
