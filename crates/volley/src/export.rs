@@ -197,7 +197,7 @@ fn item_columns(reader: &impl Reader, job: i64) -> Result<ItemColumns, ExportErr
 /// so that `jq '.headers["content-type"]'` reads them.
 const JSON_FIELDS: [&str; 3] = ["headers", "meta", "extracted"];
 
-/// `row` as a JSON object, in field order, with [`JSON_FIELDS`] nested.
+/// `row` as a JSON object, in field order, with `JSON_FIELDS` nested.
 pub fn json_row(row: &ExportRow) -> Result<serde_json::Value, ExportError> {
     let mut value = serde_json::to_value(row).map_err(json_error)?;
     for field in JSON_FIELDS {

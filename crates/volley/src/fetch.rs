@@ -1,6 +1,6 @@
 //! Fetching: one shared pooled client and one attempt at one URL.
 //!
-//! [`build_client`] makes the single `reqwest` client every request goes
+//! [`crate::clients::build_client`] makes the single `reqwest` client every request goes
 //! through: HTTP/1.1 and HTTP/2 (chosen by ALPN over TLS), rustls, redirects
 //! up to a cap, connect and read timeouts. The whole-attempt timeout is
 //! applied here, around [`attempt`], so that volley knows which limit fired.
@@ -188,7 +188,7 @@ pub struct Ask<'a> {
     pub plan: &'a Plan,
     /// The host's own headers (config `[hosts."…"] headers`): sent to it
     /// only. A redirect to another host is followed by a new request
-    /// without them (see [`build_client`]'s redirect policy).
+    /// without them (see [`crate::clients::build_client`]'s redirect policy).
     pub host_headers: Option<&'a HeaderMap>,
     /// The run's `Authorization` ([`authorization`]), unless the host's
     /// own headers set one.

@@ -6,10 +6,13 @@
 //!
 //! * [`source`] reads inputs, [`ingest`] streams them into the frontier;
 //! * [`store`] holds the frontier (tasks) and the record (outcomes), and
-//!   documents the durability model;
-//! * [`scheduler`] leases tasks and gates them per host and globally;
-//! * [`fetch`] makes attempts with the shared client, [`retry`] decides
-//!   whether and when to try again, [`body`] hashes and saves bodies;
+//!   documents the durability model; [`store::any`] opens either database
+//!   behind one handle;
+//! * [`scheduler`] leases tasks into a window; [`task`] takes each through
+//!   its steps (admit, gate and attempt until final, process, finish);
+//! * [`clients`] builds the shared clients, [`fetch`] makes attempts with
+//!   them, [`retry`] decides whether and when to try again, [`body`] hashes
+//!   and saves bodies;
 //! * [`writer`] commits outcomes in batches;
 //! * [`engine`] wires one run together; [`stats`] counts it; [`export`]
 //!   writes outcomes out.

@@ -46,7 +46,7 @@ pub enum Spelling {
 /// keyword, API field).
 const FRONT_END_KEYS: [(&str, &str, &str); 2] = [("job", "job", "name"), ("db", "db", "db")];
 
-/// `message` with each `--key` of an option (or of [`FRONT_END_KEYS`])
+/// `message` with each `--key` of an option (or of `FRONT_END_KEYS`)
 /// written in `spelling`. A placeholder after a flag (`--page-size N`,
 /// `--job NEW_NAME`) goes with it: `page_size=N`. Anything else, an unknown
 /// `--word` included, is left as it is.

@@ -21,7 +21,7 @@
 //! 3. **Backoff.** A retryable failure waits out its backoff or
 //!    `Retry-After` ([`crate::retry`]) holding *no* permit, then goes back to
 //!    1. The task's lease keeps it out of other runs meanwhile.
-//! 4. **Outcome.** The final attempt becomes an [`Outcome`], sent to the
+//! 4. **Outcome.** The final attempt becomes an [`crate::Outcome`], sent to the
 //!    writer; only then does the task leave the window.
 //!
 //! # Stopping

@@ -1,22 +1,22 @@
 //! One leased task, from its URL to its outcome, in named steps:
 //!
-//! 1. [`admit`]: what can be decided without a request. A URL the address
+//! 1. `admit`: what can be decided without a request. A URL the address
 //!    rules refuse is `forbidden_address`; a body the database remembers
 //!    as fresh is `fresh` (`--max-age`, `--respect-cache-control`); a URL
 //!    robots.txt disallows is `robots_denied` (`--respect-robots`, with the
 //!    host's robots.txt fetched by its first task).
-//! 2. [`fetch_until_final`]: gate, attempt, backoff, again: each attempt
+//! 2. `fetch_until_final`: gate, attempt, backoff, again: each attempt
 //!    waits for its host's and the run's gates ([`crate::host`]), is made by
 //!    [`fetch::attempt`], feeds what it learnt back to the host, and is
 //!    retried after its backoff or `Retry-After` ([`crate::retry`]) until
 //!    one is final.
-//! 3. [`process_page`]: with page rules, the final body is parsed off the
+//! 3. `process_page`: with page rules, the final body is parsed off the
 //!    async workers for its next page, items and fields ([`crate::process`]).
-//! 4. [`finish`]: the one place an [`Outcome`] is built from the final
+//! 4. `finish`: the one place an [`Outcome`] is built from the final
 //!    attempt, what processing found and what the database remembered of
 //!    the URL (a `304` carries the remembered body; RFC 9111 §4.3.4).
 //!
-//! [`run_task`] runs the steps and sends the outcome to the writer. When
+//! `run_task` runs the steps and sends the outcome to the writer. When
 //! the run stops (Ctrl-C), a task waiting at a gate or in a backoff gives
 //! up without an outcome; when its deadline passes, it ends with a
 //! `deadline` outcome (see [`crate::scheduler`]).

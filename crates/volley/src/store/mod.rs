@@ -405,7 +405,7 @@ pub(crate) fn outcome_page_sql(postgres: bool) -> String {
 /// in SQL. A query must repeat this term as it is for the index to serve.
 const UNFETCHED_TERM: &str = "o.class IN ('invalid_url', 'invalid_input', 'duplicate')";
 
-/// The classes of [`UNFETCHED_TERM`].
+/// The classes of `UNFETCHED_TERM`.
 pub const UNFETCHED: [Class; 3] = [Class::InvalidUrl, Class::InvalidInput, Class::Duplicate];
 
 /// One keyset page of the outcomes recorded while the input was read

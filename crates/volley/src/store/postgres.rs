@@ -51,7 +51,7 @@
 //! try again cannot record twice: an outcome whose first commit did go
 //! through (its answer lost with the connection) fails the fencing check
 //! the second time and is counted as fenced. A claim whose answer was lost
-//! is given back before the next claim ([`PgStore::forget_unknown_claims`]).
+//! is given back before the next claim (`PgStore::forget_unknown_claims`).
 //!
 //! # Writes
 //!
