@@ -400,3 +400,20 @@ async def test_leaving_the_loop_early_stops_the_run(server: Server, tmp_path: Pa
         job = await engine.fetch(urls[:30], job="whole", concurrency=8)
         assert len([o async for o in job]) == 30
         assert not (await job.wait()).interrupted
+
+
+async def test_the_stub_names_every_field_of_an_outcome(server: Server) -> None:
+    # An Outcome's fields are written twice by hand: the Rust class and the
+    # type stub that mypy reads. Each is held against the other.
+    import ast
+
+    stub = Path(volley.__file__).with_name("_volley.pyi")
+    tree = ast.parse(stub.read_text())
+    outcome = next(n for n in tree.body if isinstance(n, ast.ClassDef) and n.name == "Outcome")
+    stubbed = {n.target.id for n in outcome.body if isinstance(n, ast.AnnAssign) and isinstance(n.target, ast.Name)}
+    stubbed |= {n.name for n in outcome.body if isinstance(n, ast.FunctionDef)}
+    runtime = {name for name in dir(volley.Outcome) if not name.startswith("_")}
+    assert stubbed == runtime, f"stub only: {stubbed - runtime}; class only: {runtime - stubbed}"
+    (row,) = await volley.fetch_all([server.url("/ok/1")])
+    for field in stubbed - {"read", "json"}:
+        getattr(row, field)  # every field reads on a real outcome

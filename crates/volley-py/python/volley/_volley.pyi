@@ -54,6 +54,12 @@ class Outcome:
     """When the first attempt started (Unix ms)."""
     finished_at_ms: int
     """When the outcome was decided (Unix ms)."""
+    headers_json: str | None
+    """The response headers as JSON text (``headers`` parses it)."""
+    meta_json: str | None
+    """The task's metadata as JSON text (``meta`` parses it)."""
+    extracted_json: str | None
+    """The ``extract`` fields as JSON text (``extracted`` parses it)."""
     @property
     def ok(self) -> bool:
         """Whether the outcome is a success (ok, not_modified, fresh)."""
