@@ -410,6 +410,10 @@ def main():
     report["machine"] = machine()
     if partial and commit:
         report["machine"]["commit"] = commit
+    if partial and (not previous.exists() or report.get("partial")):
+        # No full report to update (target/ is new): rewriting RESULTS.md
+        # with these workloads alone would drop every other one.
+        report["partial"] = sorted(set(report.get("partial", [])) | only)
     (WORK / "report.json").write_text(json.dumps(report, indent=1))
     write_results(report)
 
@@ -1003,7 +1007,12 @@ def write_results(r):
     notes = ROOT / "bench" / "NOTES.md"
     if notes.exists():
         lines.extend([notes.read_text()])
-    out = ROOT / "bench" / ("RESULTS-quick.md" if r["quick"] else "RESULTS.md")
+    name = "RESULTS-quick.md" if r["quick"] else "RESULTS.md"
+    if r.get("partial"):
+        name = "RESULTS-" + "-".join(r["partial"]) + ".md"
+        print(f"no full report in {WORK} to update: {name} holds only {', '.join(r['partial'])}; "
+              "bench/RESULTS.md is left as it was", flush=True)
+    out = ROOT / "bench" / name
     out.write_text("\n".join(lines))
     print(f"wrote {out}")
 
