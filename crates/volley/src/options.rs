@@ -206,8 +206,51 @@ pub fn resolve(layers: &[Layer]) -> Result<FetchSpec, SpecError> {
             return Err(culprit(layers, &defaults).unwrap_or(SpecError::Option(e.to_string())));
         }
     };
-    spec.validate()?;
+    if let Err(e) = spec.validate() {
+        // Said with flags; a value from a file or the environment is named
+        // where it was set.
+        let text = e.to_string();
+        let named = name_sources(&text, layers);
+        return Err(if named == text {
+            e
+        } else {
+            SpecError::Option(named)
+        });
+    }
     Ok(spec)
+}
+
+/// `message` with each `--key` whose value came from a config file or the
+/// environment (the last layer that set it) named as it was set there:
+/// `volley.toml: 'per-host'`, `VOLLEY_PER_HOST`.
+fn name_sources(message: &str, layers: &[Layer]) -> String {
+    let mut out = String::with_capacity(message.len());
+    let mut rest = message;
+    while let Some(at) = rest.find("--") {
+        let (before, after) = rest.split_at(at);
+        out.push_str(before);
+        let body = &after[2..];
+        let len = body
+            .find(|c: char| !(c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-'))
+            .unwrap_or(body.len());
+        let key = &body[..len];
+        let source = layers
+            .iter()
+            .rev()
+            .find(|layer| layer.values.contains_key(key))
+            .map(|layer| &layer.source)
+            .filter(|source| matches!(source, Source::File(_) | Source::Environment));
+        match source {
+            Some(source) if !key.is_empty() => out.push_str(&source.describe(key)),
+            _ => {
+                out.push_str("--");
+                out.push_str(key);
+            }
+        }
+        rest = &body[len..];
+    }
+    out.push_str(rest);
+    out
 }
 
 /// The first value that does not parse on its own (over the defaults),
@@ -679,6 +722,28 @@ pub mod text {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_value_that_fails_validation_is_named_where_it_was_set() {
+        use super::{Layer, Source, resolve};
+        let layer = |source: Source, key: &str, value: serde_json::Value| Layer {
+            source,
+            values: [(key.to_owned(), value)].into_iter().collect(),
+        };
+        let file = layer(Source::File("volley.toml".into()), "per-host", 0.into());
+        let e = resolve(std::slice::from_ref(&file)).expect_err("0 is refused");
+        assert_eq!(e.to_string(), "volley.toml: 'per-host' must be at least 1");
+        let env = layer(Source::Environment, "per-host", "0".into());
+        let e = resolve(&[file.clone(), env]).expect_err("0 is refused");
+        assert_eq!(e.to_string(), "VOLLEY_PER_HOST must be at least 1");
+        let flags = layer(Source::Flags, "per-host", "0".into());
+        let e = resolve(&[file, flags]).expect_err("0 is refused");
+        assert_eq!(
+            e.to_string(),
+            "--per-host must be at least 1",
+            "the flag, as typed"
+        );
+    }
+
     #[test]
     fn messages_name_options_as_each_caller_wrote_them() {
         use super::{Spelling, respell};
