@@ -57,22 +57,13 @@ pub fn respell(message: &str, spelling: Spelling) -> String {
     let known = known_keys();
     let mut out = String::with_capacity(message.len() + 16);
     let mut rest = message;
-    while let Some(at) = rest.find("--") {
-        let (before, after) = rest.split_at(at);
+    while let Some(Flag { before, key, after }) = next_flag(rest) {
         out.push_str(before);
-        let body = &after[2..];
-        let len = body
-            .find(|c: char| !(c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-'))
-            .unwrap_or(body.len());
-        let key = body[..len].trim_end_matches('-');
-        let starts_word = before
-            .chars()
-            .next_back()
-            .is_none_or(|c| !c.is_alphanumeric() && c != '-');
         let named = FRONT_END_KEYS.iter().find(|(flag, ..)| *flag == key);
-        if !starts_word || key.is_empty() || (named.is_none() && !known.contains_key(key)) {
+        if named.is_none() && !known.contains_key(key) {
             out.push_str("--");
-            rest = body;
+            out.push_str(key);
+            rest = after;
             continue;
         }
         let snake = key.replace('-', "_");
@@ -83,7 +74,7 @@ pub fn respell(message: &str, spelling: Spelling) -> String {
             _ => format!("options.{snake}"),
         };
         out.push_str(&name);
-        rest = &body[key.len()..];
+        rest = after;
         // A placeholder value: `N`, `NAME`, `NEW_NAME`, `FILE`.
         if spelling == Spelling::Python
             && let Some(value) = rest.strip_prefix(' ')
@@ -103,6 +94,39 @@ pub fn respell(message: &str, spelling: Spelling) -> String {
     }
     out.push_str(rest);
     out
+}
+
+/// A `--key` in a message, with the text around it.
+struct Flag<'a> {
+    before: &'a str,
+    key: &'a str,
+    after: &'a str,
+}
+
+/// The next `--key` of `text` that starts a word (`a--b` and `--` alone are
+/// not flags: they stay in `before`).
+fn next_flag(text: &str) -> Option<Flag<'_>> {
+    let mut from = 0;
+    loop {
+        let at = from + text[from..].find("--")?;
+        let body = &text[at + 2..];
+        let len = body
+            .find(|c: char| !(c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-'))
+            .unwrap_or(body.len());
+        let key = body[..len].trim_end_matches('-');
+        let starts_word = text[..at]
+            .chars()
+            .next_back()
+            .is_none_or(|c| !c.is_alphanumeric() && c != '-');
+        if starts_word && !key.is_empty() {
+            return Some(Flag {
+                before: &text[..at],
+                key,
+                after: &body[key.len()..],
+            });
+        }
+        from = at + 2;
+    }
 }
 
 /// Where a layer comes from.
@@ -226,14 +250,8 @@ pub fn resolve(layers: &[Layer]) -> Result<FetchSpec, SpecError> {
 fn name_sources(message: &str, layers: &[Layer]) -> String {
     let mut out = String::with_capacity(message.len());
     let mut rest = message;
-    while let Some(at) = rest.find("--") {
-        let (before, after) = rest.split_at(at);
+    while let Some(Flag { before, key, after }) = next_flag(rest) {
         out.push_str(before);
-        let body = &after[2..];
-        let len = body
-            .find(|c: char| !(c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-'))
-            .unwrap_or(body.len());
-        let key = &body[..len];
         let source = layers
             .iter()
             .rev()
@@ -241,13 +259,13 @@ fn name_sources(message: &str, layers: &[Layer]) -> String {
             .map(|layer| &layer.source)
             .filter(|source| matches!(source, Source::File(_) | Source::Environment));
         match source {
-            Some(source) if !key.is_empty() => out.push_str(&source.describe(key)),
-            _ => {
+            Some(source) => out.push_str(&source.describe(key)),
+            None => {
                 out.push_str("--");
                 out.push_str(key);
             }
         }
-        rest = &body[len..];
+        rest = after;
     }
     out.push_str(rest);
     out
