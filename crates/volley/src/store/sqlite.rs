@@ -343,11 +343,8 @@ fn open_job_tx(
          ON CONFLICT (name) DO NOTHING",
         params![name, input, now_ms(), stamp],
     )?;
-    let mut job = tx.query_row(
-        &format!("SELECT {JOB_COLUMNS} FROM jobs WHERE name = ?1"),
-        params![name],
-        job_row,
-    )?;
+    // Inserted above, or there already.
+    let mut job = job_named(&tx, name)?.ok_or(rusqlite::Error::QueryReturnedNoRows)?;
     if job.input != input {
         return Err(StoreError::JobInputMismatch {
             job: job.name,
@@ -608,15 +605,7 @@ pub(super) fn counts_query(conn: &Connection, job: i64) -> Result<JobCounts, Sto
 impl Store for SqliteStore {
     async fn find_job(&self, name: &str) -> Result<Option<Job>, StoreError> {
         let name = name.to_owned();
-        self.with_conn(move |c| {
-            Ok(c.query_row(
-                &format!("SELECT {JOB_COLUMNS} FROM jobs WHERE name = ?1"),
-                params![name],
-                job_row,
-            )
-            .optional()?)
-        })
-        .await
+        self.with_conn(move |c| Ok(job_named(c, &name)?)).await
     }
 
     async fn open_job(
@@ -741,14 +730,7 @@ impl Reader for SqliteReader {
     }
 
     fn job(&self, name: &str) -> Result<Job, StoreError> {
-        self.conn
-            .query_row(
-                &format!("SELECT {JOB_COLUMNS} FROM jobs WHERE name = ?1"),
-                params![name],
-                job_row,
-            )
-            .optional()?
-            .ok_or_else(|| StoreError::NoSuchJob(name.to_owned()))
+        job_named(&self.conn, name)?.ok_or_else(|| StoreError::NoSuchJob(name.to_owned()))
     }
 
     fn for_each_outcome<E: From<StoreError>>(
@@ -790,6 +772,16 @@ impl Reader for SqliteReader {
         }
         Ok(())
     }
+}
+
+/// The job called `name`, if there is one.
+pub(super) fn job_named(conn: &Connection, name: &str) -> rusqlite::Result<Option<Job>> {
+    conn.query_row(
+        &format!("SELECT {JOB_COLUMNS} FROM jobs WHERE name = ?1"),
+        params![name],
+        job_row,
+    )
+    .optional()
 }
 
 pub(super) fn export_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<ExportRow> {

@@ -6,7 +6,7 @@
 
 use rusqlite::{OptionalExtension, TransactionBehavior, params};
 
-use super::sqlite::{SqliteReader, SqliteStore, counts_query, export_row, job_row};
+use super::sqlite::{SqliteReader, SqliteStore, counts_query, export_row, job_named, job_row};
 use super::{
     Deleted, EXPORT_COLUMNS, ItemRow, JOB_COLUMNS, Job, JobRecord, JobState, JobSummary,
     OutcomeEntry, StoreError, outcome_page_sql, outcomes_by_id_sql, unfetched_page_sql,
@@ -39,11 +39,7 @@ impl SqliteStore {
             if added == 0 {
                 return Err(StoreError::JobExists(name));
             }
-            let job = tx.query_row(
-                &format!("SELECT {JOB_COLUMNS} FROM jobs WHERE name = ?1"),
-                params![name],
-                job_row,
-            )?;
+            let job = job_named(&tx, &name)?.ok_or(rusqlite::Error::QueryReturnedNoRows)?;
             tx.commit()?;
             Ok(job)
         })
