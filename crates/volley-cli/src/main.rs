@@ -283,7 +283,7 @@ async fn fetch_with<S: Store, F: Future<Output = Result<(), StoreError>>>(
     }
     let stdin = Stdin::of(resolved).await;
     let nothing_to_read =
-        matches!(stdin, Stdin::Terminal) || (stdin == Stdin::Empty && resolved.only_stdin());
+        stdin == Stdin::Terminal || (stdin == Stdin::Empty && resolved.only_stdin());
     if nothing_to_read && store.find_job(name).await?.is_none() {
         if stdin == Stdin::Terminal {
             return Ok(usage(

@@ -14,23 +14,31 @@ fn server() -> &'static str {
         if let Ok(url) = std::env::var("VOLLEY_TEST_DATABASE_URL") {
             return url;
         }
-        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../../scripts/pg.sh");
-        let out = std::process::Command::new(script)
-            .args([
-                "start",
-                "--fast",
-                "--until",
-                &std::process::id().to_string(),
-            ])
-            .output()
-            .expect("run scripts/pg.sh");
-        assert!(
-            out.status.success(),
-            "scripts/pg.sh start failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).trim().to_owned()
+        pg_sh(&[
+            "start",
+            "--fast",
+            "--until",
+            &std::process::id().to_string(),
+        ])
     })
+}
+
+const PG_SH: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../scripts/pg.sh");
+
+/// Runs `scripts/pg.sh` with `args`; its stdout, trimmed (a URL for
+/// `start`). Fails the test if the script fails.
+fn pg_sh(args: &[&str]) -> String {
+    let out = std::process::Command::new(PG_SH)
+        .args(args)
+        .output()
+        .expect("run scripts/pg.sh");
+    assert!(
+        out.status.success(),
+        "scripts/pg.sh {} failed: {}",
+        args.first().copied().unwrap_or_default(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
 }
 
 /// `url` with its database name replaced by `name`.
@@ -93,8 +101,6 @@ pub struct OwnServer {
     pub url: String,
 }
 
-const PG_SH: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../scripts/pg.sh");
-
 impl OwnServer {
     /// Starts one with `scripts/pg.sh start`.
     pub fn start() -> OwnServer {
@@ -102,34 +108,24 @@ impl OwnServer {
             .prefix("volley-pg-own")
             .tempdir_in("/tmp")
             .expect("a directory for the server");
-        let out = std::process::Command::new(PG_SH)
-            .arg("start")
-            .arg(dir.path())
-            .args(["--fast", "--until", &std::process::id().to_string()])
-            .output()
-            .expect("run scripts/pg.sh");
-        assert!(
-            out.status.success(),
-            "scripts/pg.sh start failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let url = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+        let path = dir.path().to_str().expect("a UTF-8 temporary path");
+        let url = pg_sh(&[
+            "start",
+            path,
+            "--fast",
+            "--until",
+            &std::process::id().to_string(),
+        ]);
         OwnServer { dir, url }
     }
 
     /// Restarts it as `pg_ctl restart -m fast` does: every connection is
     /// cut, and the server is back once this returns.
     pub fn restart(&self) {
-        let out = std::process::Command::new(PG_SH)
-            .arg("restart")
-            .arg(self.dir.path())
-            .output()
-            .expect("run scripts/pg.sh");
-        assert!(
-            out.status.success(),
-            "scripts/pg.sh restart failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        pg_sh(&[
+            "restart",
+            self.dir.path().to_str().expect("a UTF-8 temporary path"),
+        ]);
     }
 }
 
