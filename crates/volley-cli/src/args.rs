@@ -11,9 +11,10 @@
 
 use std::path::{Path, PathBuf};
 
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::{Arg, ArgAction, ArgMatches, Args, Parser, Subcommand, ValueEnum};
 use volley::FetchSpec;
-use volley::options::{Layer, Source};
+use volley::options::table::{Form, Kind, OPTIONS, Opt};
+use volley::options::{Layer, Source, Spelling};
 
 /// Fetch very many URLs concurrently and politely; record one outcome per input.
 #[derive(Debug, Parser)]
@@ -119,256 +120,148 @@ pub struct WorkArgs {
 /// those of the config file and the environment (`volley::options`): an
 /// option without a value here takes the environment's, then the file's,
 /// then the default shown in its help.
-#[derive(Debug, Args, serde::Serialize)]
-#[serde(rename_all = "kebab-case")]
+#[derive(Debug, Args)]
 pub struct FetchArgs {
     /// Inputs to read, in order: files, or `-` for stdin (nothing reads stdin).
     #[arg(value_name = "FILE|-")]
-    #[serde(skip)]
     pub inputs: Vec<PathBuf>,
 
     /// Expand a URL template instead of reading files: {1..100} ranges (zero-padded as written) and {a,b,c} lists.
     #[arg(long, value_name = "TEMPLATE", conflicts_with = "inputs")]
-    #[serde(skip)]
     pub template: Option<String>,
 
     /// Read CSV (TSV for .tsv files or with --tsv) and take the URL from this column; the other columns are kept as metadata.
     #[arg(long, value_name = "NAME", conflicts_with = "field")]
-    #[serde(skip)]
     pub column: Option<String>,
 
     /// With --column: the input is tab-separated.
     #[arg(long, requires = "column")]
-    #[serde(skip)]
     pub tsv: bool,
 
     /// Read JSON Lines and take the URL at this JSON pointer (e.g. /links/self); the object is kept as metadata.
     #[arg(long, value_name = "POINTER")]
-    #[serde(skip)]
     pub field: Option<String>,
 
     /// TOML file with defaults for these options and per-host limits.
     #[arg(long, value_name = "FILE")]
-    #[serde(skip)]
     pub config: Option<PathBuf>,
 
     /// Job name [default: the input's file name, or `stdin`].
     #[arg(long, value_name = "NAME")]
-    #[serde(skip)]
     pub job: Option<String>,
 
     /// No progress bar or progress lines (the summary is still printed).
     #[arg(short, long)]
-    #[serde(skip)]
     pub quiet: bool,
 
     /// The fetch options.
     #[command(flatten)]
-    #[serde(flatten)]
     pub options: OptionArgs,
 }
 
-/// The fetch options as flags (`volley fetch`, `volley work`). Each is
-/// defined by `volley::FetchSpec`; here it is only text.
-#[derive(Debug, Args, serde::Serialize)]
-#[serde(rename_all = "kebab-case")]
+/// The fetch options as flags (`volley fetch`, `volley work`, `volley
+/// serve`): one flag per option of the engine's table
+/// (`volley::options::table::OPTIONS`), generated with its help and its
+/// real default, plus the worker's `--lease`. The values stay text, read
+/// by `volley::options::resolve` with the other layers.
+#[derive(Debug, Clone, Default)]
 pub struct OptionArgs {
-    /// PostgreSQL only: how long this worker's leases on hosts and tasks outlive its last heartbeat; must exceed --timeout [default: --timeout + 30s].
-    #[arg(long, value_name = "DURATION")]
-    #[serde(skip)]
+    /// `--lease`, as given.
     pub lease: Option<String>,
-
-    /// Follow pagination: link (RFC 8288 Link rel=next), json-next=/ptr, cursor=/ptr (with --cursor-param), page=NAME, offset=NAME (with --page-size).
-    #[arg(long, value_name = "STYLE")]
-    pub paginate: Option<String>,
-
-    /// The query parameter that carries the cursor for --paginate cursor=/ptr.
-    #[arg(long, value_name = "NAME")]
-    pub cursor_param: Option<String>,
-
-    /// Items per page: --paginate offset= advances by it; a shorter page ends page=/offset= chains.
-    #[arg(long, value_name = "N")]
-    pub page_size: Option<String>,
-
-    /// Most pages followed in one chain [default: no limit].
-    #[arg(long, value_name = "N")]
-    pub max_pages: Option<String>,
-
-    /// Record each element of the JSON array at this pointer as an item (see `volley export --items`); an empty array ends a chain.
-    #[arg(long, value_name = "POINTER")]
-    pub items: Option<String>,
-
-    /// Keep a field of each JSON page in its outcome, as NAME=/pointer; repeatable.
-    #[arg(long, value_name = "NAME=POINTER")]
-    pub extract: Vec<String>,
-
-    /// Most requests in flight at once, over all hosts [default: 64].
-    #[arg(long, value_name = "N")]
-    pub concurrency: Option<String>,
-
-    /// Most requests in flight at once to one host [default: 8].
-    #[arg(long, value_name = "N")]
-    pub per_host: Option<String>,
-
-    /// Most requests started per second to one host, as N/s, N/m or N/h [default: no limit].
-    #[arg(long, value_name = "RATE")]
-    pub rate: Option<String>,
-
-    /// Most requests started per second over all hosts, as N/s, N/m or N/h [default: no limit].
-    #[arg(long, value_name = "RATE")]
-    pub global_rate: Option<String>,
-
-    /// Fetch each host's robots.txt first; disallowed URLs get robots_denied, Crawl-delay caps the rate.
-    #[arg(long)]
-    pub respect_robots: bool,
-
-    /// Time to establish a connection: seconds, or with a unit (500ms, 2m) [default: 10s].
-    #[arg(long, value_name = "DURATION")]
-    pub connect_timeout: Option<String>,
-
-    /// Longest silence while waiting for headers or body data: seconds, or with a unit [default: 30s].
-    #[arg(long, value_name = "DURATION")]
-    pub read_timeout: Option<String>,
-
-    /// Time for one whole attempt (connect, headers, body): seconds, or with a unit [default: 60s].
-    #[arg(long, value_name = "DURATION")]
-    pub timeout: Option<String>,
-
-    /// How long an idle connection is kept open for reuse: seconds, or with a unit [default: 5s].
-    #[arg(long, value_name = "DURATION")]
-    pub idle_timeout: Option<String>,
-
-    /// Time for the whole run; tasks without an outcome by then get `deadline` [default: no limit].
-    #[arg(long, value_name = "DURATION")]
-    pub deadline: Option<String>,
-
-    /// Retries after the first attempt, for connect errors, timeouts, resets and 408/429/500/502/503/504 [default: 3].
-    #[arg(long, value_name = "N")]
-    pub retries: Option<String>,
-
-    /// First backoff ceiling (doubles per retry, full jitter): seconds, or with a unit [default: 500ms].
-    #[arg(long, value_name = "DURATION")]
-    pub backoff_base: Option<String>,
-
-    /// Highest backoff ceiling: seconds, or with a unit [default: 30s].
-    #[arg(long, value_name = "DURATION")]
-    pub backoff_max: Option<String>,
-
-    /// Longest Retry-After honoured (and longest host pause); a server asking for more is not retried [default: 120s].
-    #[arg(long, value_name = "DURATION")]
-    pub max_retry_after: Option<String>,
-
-    /// Redirects followed before the outcome is too_many_redirects [default: 10].
-    #[arg(long, value_name = "N")]
-    pub max_redirects: Option<String>,
-
-    /// Extra request header, as 'Name: value'; repeatable (replaces the config file's list).
-    #[arg(short = 'H', long = "header", value_name = "HEADER")]
-    #[serde(rename = "header")]
-    pub headers: Vec<String>,
-
-    /// User-Agent header [default: volley/<version>].
-    #[arg(long, value_name = "STRING")]
-    pub user_agent: Option<String>,
-
-    /// Extra certificate authority to trust (PEM file), besides the system's; repeatable.
-    #[arg(long = "ca-cert", value_name = "FILE")]
-    #[serde(rename = "ca-cert")]
-    pub ca_certs: Vec<String>,
-
-    /// Name server to ask instead of the system's, as IP or IP:PORT (port 53 by default); repeatable.
-    #[arg(long = "dns-server", value_name = "ADDR")]
-    #[serde(rename = "dns-server")]
-    pub dns_servers: Vec<String>,
-
-    /// Refuse loopback, private, link-local and other special addresses (checked after DNS and on every redirect); such URLs get forbidden_address.
-    #[arg(long)]
-    pub deny_private: bool,
-
-    /// Where private addresses are refused (with --deny-private, and always in volley serve): a range to allow anyway, as CIDR (127.0.0.0/8); repeatable.
-    #[arg(long, value_name = "CIDR")]
-    pub allow_private: Vec<String>,
-
-    /// Proxy for every request: http://, https://, socks5:// or socks5h://HOST:PORT [default: HTTP_PROXY, HTTPS_PROXY or ALL_PROXY].
-    #[arg(long, value_name = "URL")]
-    pub proxy: Option<String>,
-
-    /// Hosts reached without the proxy, comma-separated (a name covers its subdomains; * for all; IPs, CIDR) [default: NO_PROXY].
-    #[arg(long, value_name = "LIST")]
-    pub no_proxy: Vec<String>,
-
-    /// Accept any TLS certificate without verifying it, as curl's -k (for internal servers with self-made certificates); a warning says so.
-    #[arg(short = 'k', long)]
-    pub insecure: bool,
-
-    /// Client certificate (PEM) for servers that require one (mutual TLS); with --client-key.
-    #[arg(long, value_name = "FILE")]
-    pub client_cert: Option<String>,
-
-    /// Private key (PEM) of --client-cert.
-    #[arg(long, value_name = "FILE")]
-    pub client_key: Option<String>,
-
-    /// HTTP Basic credentials for every request, as curl's -u; dropped on a redirect to another host, never stored or shown.
-    #[arg(short = 'u', long, value_name = "NAME:PASSWORD")]
-    pub user: Option<String>,
-
-    /// A file holding a bearer token, sent as Authorization: Bearer …; dropped on a redirect to another host, never stored or shown.
-    #[arg(long, value_name = "FILE")]
-    pub bearer_token_file: Option<String>,
-
-    /// Keep cookies for the run: Set-Cookie answers are sent back to the hosts they belong to (RFC 6265); values are kept out of the recorded headers.
-    #[arg(long)]
-    pub cookies: bool,
-
-    /// Load cookies from FILE (Netscape format, as curl -c and wget --save-cookies write it; missing = empty) and save them back when the run ends; implies --cookies.
-    #[arg(long, value_name = "FILE")]
-    pub cookie_jar: Option<String>,
-
-    /// Save bodies under DIR, named by their SHA-256 (DIR/ab/abcd…); otherwise bodies are hashed and dropped.
-    #[arg(long, value_name = "DIR")]
-    pub save_bodies: Option<String>,
-
-    /// Largest decoded body, in bytes (suffixes K, M, G = 1024-based); larger is body_too_large [default: no limit].
-    #[arg(long, value_name = "BYTES")]
-    pub max_body: Option<String>,
-
-    /// Largest ratio of decoded to received bytes (past 1 MiB decoded); larger is decompression_bomb [default: 200].
-    #[arg(long, value_name = "N")]
-    pub max_decompression_ratio: Option<String>,
-
-    /// Slowest body transfer allowed, in bytes per second over --speed-window; slower is too_slow [default: no limit].
-    #[arg(long, value_name = "BYTES")]
-    pub min_speed: Option<String>,
-
-    /// The window over which --min-speed is measured: seconds, or with a unit [default: 30s].
-    #[arg(long, value_name = "DURATION")]
-    pub speed_window: Option<String>,
-
-    /// After Ctrl-C, how long requests in flight may finish: seconds, or with a unit [default: 5s].
-    #[arg(long, value_name = "DURATION")]
-    pub grace: Option<String>,
-
-    /// Ask only for what changed: send If-None-Match/If-Modified-Since from the last response the database has for each URL; a 304 is not_modified.
-    #[arg(long)]
-    pub refresh: bool,
-
-    /// Make no request for a URL checked less than this long ago (outcome fresh): seconds, or with a unit (1h, 7d) [default: always ask].
-    #[arg(long, value_name = "DURATION")]
-    pub max_age: Option<String>,
-
-    /// Make no request for a URL still fresh by its last response's Cache-Control max-age or Expires (outcome fresh).
-    #[arg(long)]
-    pub respect_cache_control: bool,
-
-    /// With --paginate and --refresh: follow a chain past pages that are not_modified or fresh, to the next page they named last time.
-    #[arg(long)]
-    pub paginate_always: bool,
+    /// The option flags given, by key: text, `true` for a switch, a list
+    /// for a repeatable flag.
+    given: serde_json::Map<String, serde_json::Value>,
 }
 
-/// Config-file keys that are not fetch options but choices of the command
-/// line: where the inputs come from, the job, the database, the display.
-const COMMAND_KEYS: [&str; 7] = ["db", "job", "template", "column", "tsv", "field", "quiet"];
+/// The options that have a flag.
+fn flagged() -> impl Iterator<Item = &'static Opt> {
+    OPTIONS.iter().filter(|opt| !opt.is(Kind::NoFlag))
+}
+
+/// The flag of `opt`.
+fn flag(opt: &'static Opt) -> Arg {
+    let arg = Arg::new(opt.key).long(opt.key).help(
+        opt.help_with_default(Spelling::Flag)
+            .trim_end_matches('.')
+            .to_owned(),
+    );
+    let arg = match opt.short {
+        Some(letter) => arg.short(letter),
+        None => arg,
+    };
+    match opt.form {
+        Form::Switch => arg.action(ArgAction::SetTrue),
+        Form::Texts => arg.action(ArgAction::Append).value_name(opt.value_name),
+        _ => arg.action(ArgAction::Set).value_name(opt.value_name),
+    }
+}
+
+impl clap::Args for OptionArgs {
+    fn augment_args(cmd: clap::Command) -> clap::Command {
+        let lease = Arg::new("lease")
+            .long("lease")
+            .value_name("DURATION")
+            .help("PostgreSQL only: how long this worker's leases on hosts and tasks outlive its last heartbeat; must exceed --timeout [default: --timeout + 30s]");
+        cmd.arg(lease).args(flagged().map(flag))
+    }
+
+    fn augment_args_for_update(cmd: clap::Command) -> clap::Command {
+        Self::augment_args(cmd)
+    }
+}
+
+impl clap::FromArgMatches for OptionArgs {
+    fn from_arg_matches(matches: &ArgMatches) -> Result<Self, clap::Error> {
+        let mut args = OptionArgs::default();
+        args.update_from_arg_matches(matches)?;
+        Ok(args)
+    }
+
+    fn update_from_arg_matches(&mut self, matches: &ArgMatches) -> Result<(), clap::Error> {
+        use serde_json::Value;
+        if let Some(lease) = matches.get_one::<String>("lease") {
+            self.lease = Some(lease.clone());
+        }
+        for opt in flagged() {
+            let value = match opt.form {
+                Form::Switch => matches.get_flag(opt.key).then_some(Value::Bool(true)),
+                Form::Texts => matches
+                    .get_many::<String>(opt.key)
+                    .map(|values| values.cloned().map(Value::String).collect()),
+                _ => matches
+                    .get_one::<String>(opt.key)
+                    .cloned()
+                    .map(Value::String),
+            };
+            if let Some(value) = value {
+                self.given.insert(opt.key.to_owned(), value);
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Whether a config-file key is not a fetch option but a choice of the
+/// command line: one of `volley fetch`'s own flags (where the inputs come
+/// from, the job, the display) or the global `--db`. Read off the command
+/// line's definition, so a new flag is a key at once.
+fn is_command_key(key: &str) -> bool {
+    use clap::CommandFactory;
+    static KEYS: std::sync::LazyLock<Vec<String>> = std::sync::LazyLock::new(|| {
+        let cli = Cli::command();
+        let own = cli
+            .find_subcommand("fetch")
+            .into_iter()
+            .flat_map(|fetch| fetch.get_arguments())
+            .chain(cli.get_arguments())
+            .filter_map(|arg| arg.get_long())
+            .filter(|long| !matches!(*long, "config" | "lease" | "help" | "version"));
+        own.filter(|long| volley::options::table::find(long).is_none())
+            .map(str::to_owned)
+            .collect()
+    });
+    KEYS.iter().any(|own| own == key)
+}
 
 /// A parsed `--config` file: the command's own keys, and a layer of fetch
 /// options (checked by `volley::options::resolve`).
@@ -391,9 +284,8 @@ impl FileConfig {
         let values: toml::Table = text
             .parse()
             .map_err(|e: toml::de::Error| format!("{shown} is not valid TOML: {}", e.message()))?;
-        let (command, options): (toml::Table, toml::Table) = values
-            .into_iter()
-            .partition(|(key, _)| COMMAND_KEYS.contains(&key.as_str()));
+        let (command, options): (toml::Table, toml::Table) =
+            values.into_iter().partition(|(key, _)| is_command_key(key));
         let options = match serde_json::to_value(options) {
             Ok(serde_json::Value::Object(values)) => values,
             _ => return Err(format!("{shown}: cannot read its values")),
@@ -427,11 +319,6 @@ impl FileConfig {
     }
 }
 
-/// Options that set politeness: a job keeps the ones it was created with,
-/// so that every worker applies the same ones.
-pub const POLITENESS_KEYS: [&str; 5] =
-    ["per-host", "rate", "global-rate", "hosts", "respect-robots"];
-
 impl OptionArgs {
     /// The engine's options: these flags over `VOLLEY_*` variables over
     /// `file` over `base` (a stored job's options) over the defaults.
@@ -461,50 +348,33 @@ impl OptionArgs {
     ) -> Result<Vec<Layer>, String> {
         let mut layers: Vec<Layer> = file.options.iter().cloned().collect();
         layers.push(Layer::environment(env));
-        layers.push(self.flags()?);
+        layers.push(self.flags());
         Ok(layers)
     }
 
-    /// The PostgreSQL lease: `--lease`, or the per-attempt timeout plus 30 s.
+    /// The PostgreSQL lease: `--lease`, or the per-attempt timeout plus 30 s
+    /// (`volley::store::postgres::lease`).
     ///
     /// # Errors
     /// A one-line message when it does not parse or is not longer than
     /// the timeout.
     pub fn lease(&self, spec: &FetchSpec) -> Result<std::time::Duration, String> {
-        let lease = match &self.lease {
-            Some(text) => volley::options::text::parse_duration(text)
-                .map_err(|e| format!("--lease {text}: {e}"))?,
-            None => spec.timeout + std::time::Duration::from_secs(30),
+        let given = match &self.lease {
+            Some(text) => Some(
+                volley::options::text::parse_duration(text)
+                    .map_err(|e| format!("--lease {text}: {e}"))?,
+            ),
+            None => None,
         };
-        if lease <= spec.timeout {
-            return Err(format!(
-                "--lease {}s must be longer than --timeout {}s, so a worker that lost its lease is no longer fetching",
-                lease.as_secs_f64(),
-                spec.timeout.as_secs_f64()
-            ));
-        }
-        Ok(lease)
+        volley::store::postgres::lease(given, spec.timeout).map_err(|e| e.to_string())
     }
 
-    /// The option flags given, as a layer: the serialised flags without the
-    /// ones not given (null, false, empty lists).
-    fn flags(&self) -> Result<Layer, String> {
-        let values = match serde_json::to_value(self) {
-            Ok(serde_json::Value::Object(values)) => values,
-            _ => return Err("cannot read the flags".into()),
-        };
-        let values = values
-            .into_iter()
-            .filter(|(_, v)| match v {
-                serde_json::Value::Null | serde_json::Value::Bool(false) => false,
-                serde_json::Value::Array(items) => !items.is_empty(),
-                _ => true,
-            })
-            .collect();
-        Ok(Layer {
+    /// The option flags given, as a layer.
+    fn flags(&self) -> Layer {
+        Layer {
             source: Source::Flags,
-            values,
-        })
+            values: self.given.clone(),
+        }
     }
 }
 

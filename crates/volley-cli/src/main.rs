@@ -20,6 +20,7 @@ use volley::RunError;
 use volley::clients::ClientError;
 use volley::cookies::CookieError;
 use volley::export::{ExportError, Format};
+use volley::options::table::{Kind, OPTIONS};
 use volley::store::postgres::{PgOptions, PgReader, PgStore, is_postgres_url};
 use volley::store::sqlite::{SqliteReader, SqliteStore};
 use volley::store::{Job, Reader, Store, StoreError};
@@ -410,9 +411,11 @@ async fn work(url: &str, args: WorkArgs) -> anyhow::Result<ExitCode> {
         Err(e) => return Ok(usage(e)),
     };
     for layer in &layers {
-        if let Some(key) = args::POLITENESS_KEYS
+        if let Some(key) = OPTIONS
             .iter()
-            .find(|k| layer.values.contains_key(**k))
+            .filter(|opt| opt.is(Kind::Politeness))
+            .map(|opt| opt.key)
+            .find(|key| layer.values.contains_key(*key))
         {
             return Ok(usage(format_args!(
                 "{}: politeness options come from the job, so that every worker applies the same ones; give them to the volley fetch that creates the job",

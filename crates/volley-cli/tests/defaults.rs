@@ -119,9 +119,9 @@ fn fetch_help_shows_the_real_defaults() {
 
 #[test]
 fn the_openapi_options_show_the_real_defaults() {
-    let text = std::fs::read_to_string(format!("{ROOT}/crates/volley-serve/src/openapi.json"))
-        .expect("read openapi.json");
-    let spec: Value = serde_json::from_str(&text).expect("openapi.json is JSON");
+    // The document as served, with its generated Options.
+    let spec: Value =
+        serde_json::from_str(&volley_serve::api::OPENAPI).expect("the document is JSON");
     let properties = spec["components"]["schemas"]["Options"]["properties"]
         .as_object()
         .expect("the Options schema has properties");
@@ -129,7 +129,7 @@ fn the_openapi_options_show_the_real_defaults() {
         .iter()
         .filter_map(|(name, schema)| {
             let description = schema["description"].as_str()?;
-            let (_, rest) = description.split_once("[default ")?;
+            let (_, rest) = description.split_once("[default: ")?;
             let value = rest.split(']').next()?;
             Some((name.replace('_', "-"), value.to_owned()))
         })
@@ -146,7 +146,13 @@ fn the_python_docs_show_the_real_defaults() {
     let text =
         std::fs::read_to_string(format!("{ROOT}/crates/volley-py/python/volley/__init__.py"))
             .expect("read the Python package");
-    // ``per_host`` (per host, default 8)
+    // The options' docs are generated from the table (`_volley.OPTIONS`),
+    // as the Python tests check; a default typed by hand in prose, as
+    // ``per_host`` (per host, default 8), must still be the real one.
+    assert!(
+        text.contains("_volley.OPTIONS"),
+        "the Python docs list the options from the engine's table"
+    );
     let mut found = Vec::new();
     for part in text.split("``").collect::<Vec<_>>().windows(2) {
         let (name, after) = (part[0], part[1]);
@@ -168,9 +174,5 @@ fn the_python_docs_show_the_real_defaults() {
             found.push((name.replace('_', "-"), value));
         }
     }
-    let checked = check("the Python docstrings", &found);
-    assert!(
-        checked >= 4,
-        "only {checked} defaults read from the Python docs: {found:?}"
-    );
+    check("the Python docstrings", &found);
 }

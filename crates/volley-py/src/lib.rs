@@ -415,8 +415,9 @@ fn summary(job: &Job, report: &RunReport) -> String {
 pub struct NativeEngine {
     /// `None` once closed.
     backend: Mutex<Option<Arc<Backend>>>,
-    /// Longest per-attempt timeout a job may use (PostgreSQL leases).
-    max_timeout: Option<Duration>,
+    /// A PostgreSQL worker's lease, which each job's per-attempt timeout
+    /// must be shorter than.
+    lease: Option<Duration>,
 }
 
 /// Ticket: opens the database `db` (a SQLite path or a `postgres://` URL)
@@ -426,7 +427,7 @@ fn open_engine(bridge: &Bridge, db: String, lease_s: f64) -> PyResult<u64> {
     let lease = Duration::try_from_secs_f64(lease_s)
         .map_err(|_| PyValueError::new_err("lease: a positive number of seconds"))?;
     bridge.spawn(async move {
-        let (database, max_timeout) = if is_postgres_url(&db) {
+        let (database, lease) = if is_postgres_url(&db) {
             let options = PgOptions {
                 lease,
                 ..PgOptions::default()
@@ -438,7 +439,7 @@ fn open_engine(bridge: &Bridge, db: String, lease_s: f64) -> PyResult<u64> {
         let backend = Backend::open(&database).await.map_err(store_err)?;
         Ok(NativeEngine {
             backend: Mutex::new(Some(Arc::new(backend))),
-            max_timeout,
+            lease,
         })
     })
 }
@@ -501,13 +502,10 @@ impl NativeEngine {
         options: &str,
     ) -> PyResult<u64> {
         let spec = resolve(options)?;
-        if let Some(max) = self.max_timeout
-            && spec.timeout >= max
+        if let Some(lease) = self.lease
+            && let Err(e) = volley::store::postgres::lease(Some(lease), spec.timeout)
         {
-            return Err(PyValueError::new_err(format!(
-                "timeout must be shorter than the engine's lease ({} s)",
-                max.as_secs_f64()
-            )));
+            return Err(PyValueError::new_err(python_words(&e.to_string())));
         }
         // The stamp tells a rerun that the input differs from what the job
         // read, so that ingest checks it again (see `Store::open_job`).
@@ -630,6 +628,18 @@ fn _volley(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("StoreError", py.get_type::<StoreError>())?;
     m.add("InputError", py.get_type::<InputError>())?;
     m.add("ClientError", py.get_type::<ClientError>())?;
+    m.add(
+        "OPTIONS",
+        volley::options::table::OPTIONS
+            .iter()
+            .map(|opt| {
+                (
+                    opt.snake(),
+                    opt.help_with_default(volley::options::Spelling::Python),
+                )
+            })
+            .collect::<Vec<_>>(),
+    )?;
     m.add(
         "CLASSES",
         Class::ALL.iter().map(|c| c.as_str()).collect::<Vec<_>>(),

@@ -69,6 +69,17 @@ async def test_a_wrong_option_is_a_value_error_naming_it() -> None:
         await volley.fetch_all(["http://127.0.0.1:9/"], timeout="soon")
 
 
+def test_the_option_docs_are_the_engines_table_with_its_real_defaults() -> None:
+    doc = volley.fetch_all.__doc__ or ""
+    assert "``per_host``: Most requests in flight at once to one host [default: 8]." in doc
+    assert "``timeout``: " in doc and "[default: 60s]" in doc
+    assert volley.Engine.fetch.__doc__ is not None and "``retries``" in volley.Engine.fetch.__doc__
+    for keyword, _ in volley._volley.OPTIONS:
+        assert f"``{keyword}``: " in doc
+        # Options named in the help are respelled as keywords.
+        assert "--" + keyword.replace("_", "-") not in doc
+
+
 async def test_a_job_streams_outcomes_as_they_are_recorded(server: Server, tmp_path: Path) -> None:
     urls = [server.url(f"/slow/{i}?ms={20 * (i % 5)}") for i in range(40)] + ["bad url"]
     async with volley.Engine(db=tmp_path / "v.db") as engine:

@@ -18,6 +18,7 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
 use serde_json::{Map, Value, json};
 use volley::FetchSpec;
+use volley::options::table::{self, Kind, OPTIONS, Opt};
 use volley::options::{Layer, Source};
 use volley::source::{InputSource, LineSource};
 use volley::stats::Observer as _;
@@ -25,23 +26,15 @@ use volley::store::{JobRecord, JobState, StoreError};
 
 use crate::App;
 use crate::runs::{Failure, InputFault};
-use crate::view::{STORED_RULES, job_json, job_status, stored_by_client};
+use crate::view::{job_json, job_status, stored_by_client};
 
-/// Options a job may not set through the API: they name files on the
-/// server, loosen the server's address rules, or are secrets a job cannot
-/// keep across a restart (jobs never store credentials).
-pub const SERVER_ONLY: [&str; 10] = [
-    "save-bodies",
-    "cookie-jar",
-    "ca-cert",
-    "client-cert",
-    "client-key",
-    "bearer-token-file",
-    "user",
-    "dns-server",
-    "deny-private",
-    "allow-private",
-];
+/// Whether a job may set `opt` through the API: not an option of the
+/// server's own ([`Kind::ServerOnly`]: files on the server, its address
+/// rules, secrets), and not a proxy, which the address rules every server
+/// job runs under rule out ([`Kind::Proxy`]).
+pub fn settable(opt: &Opt) -> bool {
+    !opt.is(Kind::ServerOnly) && !opt.is(Kind::Proxy)
+}
 
 /// Longest job name, in bytes.
 pub const MAX_NAME: usize = 100;
@@ -189,8 +182,11 @@ pub fn job_spec(app: &App, options: Option<&str>) -> ApiResult<FetchSpec> {
 /// `volley work` reads them) and the server's address rules.
 fn stored_options(app: &App, layer: &Layer) -> String {
     let mut stored = layer.values.clone();
-    stored.insert(STORED_RULES[0].into(), Value::Bool(true));
-    stored.insert(STORED_RULES[1].into(), json!(app.allow_private));
+    // The address rules: deny-private on, allow-private the server's.
+    let rules = json!({"deny-private": true, "allow-private": app.allow_private});
+    for opt in OPTIONS.iter().filter(|opt| opt.is(Kind::AddressRule)) {
+        stored.insert(opt.key.to_owned(), rules[opt.key].clone());
+    }
     Value::Object(stored).to_string()
 }
 
@@ -200,7 +196,7 @@ fn job_layer(values: Map<String, Value>) -> ApiResult<Layer> {
     let mut layer = Map::new();
     for (key, value) in values {
         let key = key.replace('_', "-");
-        if SERVER_ONLY.contains(&key.as_str()) {
+        if table::find(&key).is_some_and(|opt| opt.is(Kind::ServerOnly)) {
             return Err(ApiError::invalid(
                 format!("options.{key}"),
                 format!("'{key}' is set by the server (volley serve's flags), not per job"),
@@ -690,12 +686,29 @@ pub async fn hosts(State(app): State<Arc<App>>) -> Json<Value> {
     Json(json!({ "held": app.budget.len(), "peak": app.budget.peak(), "busiest": busiest }))
 }
 
-/// The OpenAPI 3.1 description of this API, as served.
-pub const OPENAPI: &str = include_str!("openapi.json");
+/// The OpenAPI 3.1 description of this API, as served: `openapi.json`
+/// with its `Options` schema generated from the engine's option table
+/// ([`settable`] options, with their forms, help and real defaults).
+pub static OPENAPI: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    let written = include_str!("openapi.json");
+    let Ok(mut document) = serde_json::from_str::<Value>(written) else {
+        return written.to_owned();
+    };
+    let mut options = table::json_schema(settable);
+    options["description"] = json!(
+        "The `volley fetch` options by their long names (`per_host` or `per-host`), with the same text forms."
+    );
+    document["components"]["schemas"]["Options"] = options;
+    document.to_string()
+});
 
 /// `GET /openapi.json`.
 pub async fn openapi() -> Response {
-    ([(header::CONTENT_TYPE, "application/json")], OPENAPI).into_response()
+    (
+        [(header::CONTENT_TYPE, "application/json")],
+        OPENAPI.as_str(),
+    )
+        .into_response()
 }
 
 /// `GET /docs`: a reader for [`OPENAPI`], embedded like the dashboard.

@@ -3,19 +3,17 @@
 //! JSON.
 
 use serde_json::{Map, Value, json};
+use volley::options::table::{Kind, OPTIONS};
 use volley::store::{JobRecord, JobState};
 
 use crate::App;
 
-/// The address rules a server stores with each job, so that `volley work`
-/// processes sharing the database apply them too; see [`stored_options`].
-pub(crate) const STORED_RULES: [&str; 2] = ["deny-private", "allow-private"];
-
-/// Stored options without the server's address rules: what the job's
+/// Stored options without the address rules a server stores with each
+/// job (so that `volley work` processes apply them too): what the job's
 /// creator gave.
 pub(crate) fn stored_by_client(mut values: Map<String, Value>) -> Map<String, Value> {
-    for key in STORED_RULES {
-        values.remove(key);
+    for opt in OPTIONS.iter().filter(|opt| opt.is(Kind::AddressRule)) {
+        values.remove(opt.key);
     }
     values
 }

@@ -237,7 +237,7 @@ async fn a_job_waits_for_inputs_and_is_cancelled_and_deleted() {
 async fn every_operation_of_the_openapi_description_is_routed() {
     let dir = tempfile::tempdir().expect("a temp dir");
     let app = app(&dir).await;
-    let spec: Value = serde_json::from_str(volley_serve::api::OPENAPI).expect("valid JSON");
+    let spec: Value = serde_json::from_str(&volley_serve::api::OPENAPI).expect("valid JSON");
     assert_eq!(spec["openapi"], "3.1.0");
     let paths = spec["paths"].as_object().expect("paths");
     let mut operations = 0;
@@ -461,7 +461,7 @@ async fn a_broken_upload_is_resumed_and_a_changed_one_refused() {
 
 #[test]
 fn the_openapi_options_are_the_options_a_job_may_set() {
-    let spec: Value = serde_json::from_str(volley_serve::api::OPENAPI).expect("valid JSON");
+    let spec: Value = serde_json::from_str(&volley_serve::api::OPENAPI).expect("valid JSON");
     let documented: std::collections::BTreeSet<String> =
         spec["components"]["schemas"]["Options"]["properties"]
             .as_object()
@@ -477,7 +477,10 @@ fn the_openapi_options_are_the_options_a_job_may_set() {
     let refused = ["proxy", "no-proxy"];
     let settable: std::collections::BTreeSet<String> = all
         .keys()
-        .filter(|k| !volley_serve::api::SERVER_ONLY.contains(&k.as_str()))
+        .filter(|k| {
+            volley::options::table::find(k)
+                .is_some_and(|opt| !opt.is(volley::options::table::Kind::ServerOnly))
+        })
         .filter(|k| !refused.contains(&k.as_str()))
         .cloned()
         .collect();

@@ -19,7 +19,7 @@ use crate::guard::AddressRules;
 
 use crate::cookies::Jar;
 use crate::host::Policy;
-use crate::spec::{FetchSpec, SpecError};
+use crate::options::{FetchSpec, SpecError};
 
 /// What one host rule changes about the requests to its hosts, prepared
 /// once per rule.
@@ -256,7 +256,7 @@ pub enum ClientError {
     },
     /// An `--allow-private` range does not parse.
     #[error(transparent)]
-    Range(#[from] crate::spec::SpecError),
+    Range(#[from] crate::options::SpecError),
 }
 
 /// Builds a client from `spec`, verifying certificates unless `--insecure`,

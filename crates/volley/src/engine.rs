@@ -21,10 +21,10 @@ use tokio_util::sync::CancellationToken;
 
 use crate::clients::Clients;
 use crate::cookies::Jar;
+use crate::options::{FetchSpec, SpecError};
 use crate::run::{Frontier, Shared};
 use crate::scheduler;
 use crate::source::InputSource;
-use crate::spec::{FetchSpec, SpecError};
 use crate::stats::{Progress, RunReport, Tally};
 use crate::store::{Job, Store, StoreError};
 use crate::{body, fetch, ingest, writer};

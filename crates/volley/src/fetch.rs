@@ -36,10 +36,10 @@ use url::Url;
 use crate::body::{BodySink, header_text};
 use crate::clients::{ClientError, Clients, RedirectError};
 use crate::dns::DnsError;
+use crate::options::FetchSpec;
 use crate::outcome::Class;
 use crate::refresh::{CacheInfo, Plan};
 use crate::retry::{is_retryable_class, is_retryable_status, parse_retry_after, rate_limit_reset};
-use crate::spec::FetchSpec;
 
 /// Decoded bytes before the decompression ratio is checked: small bodies
 /// compress well legitimately.

@@ -42,7 +42,6 @@ use tokio::sync::{OnceCell, OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
 
 use crate::robots::Robots;
-use crate::spec::{HostRule, Rate};
 
 /// Lowest rate factor adaptive throttling goes down to.
 pub const MIN_RATE_FACTOR: f64 = 1.0 / 64.0;
@@ -779,6 +778,62 @@ impl Hosts {
     }
 }
 
+/// A request rate: requests per second.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
+pub struct Rate {
+    /// Requests per second (above 0).
+    pub per_sec: f64,
+}
+
+impl std::str::FromStr for Rate {
+    type Err = String;
+
+    /// Parses `N/s`, `N/m` or `N/h` (N may have a fraction), or a bare `N`
+    /// meaning per second.
+    fn from_str(text: &str) -> Result<Rate, String> {
+        let text = text.trim();
+        let (number, per) = match text.split_once('/') {
+            Some((n, unit)) => (n.trim(), unit.trim()),
+            None => (text, "s"),
+        };
+        let seconds = match per {
+            "s" | "sec" | "second" => 1.0,
+            "m" | "min" | "minute" => 60.0,
+            "h" | "hour" => 3600.0,
+            _ => return Err(format!("rate '{text}': use N/s, N/m or N/h, e.g. 5/s")),
+        };
+        match number.parse::<f64>() {
+            Ok(n) if n > 0.0 && n.is_finite() => Ok(Rate {
+                per_sec: n / seconds,
+            }),
+            _ => Err(format!(
+                "rate '{text}': use a number above 0, e.g. 5/s or 300/m"
+            )),
+        }
+    }
+}
+
+/// Limits for the hosts matching `pattern`: a host, `host:port`, or a glob of
+/// either (`*.example.com`, `127.0.0.*:8080`); see [`crate::host::Policy`].
+/// Unset fields keep the defaults.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HostRule {
+    /// Host name or glob pattern (lower case).
+    pub pattern: String,
+    /// Most requests in flight to one matching host.
+    pub concurrency: Option<usize>,
+    /// Most requests per second to one matching host.
+    pub rate: Option<Rate>,
+    /// Headers sent only to matching hosts (`headers = {Authorization =
+    /// "…"}`), never on a redirect to another host, and never stored with
+    /// a job (they are usually secrets).
+    pub headers: Vec<(String, String)>,
+    /// Accept any TLS certificate from matching hosts, unverified (as
+    /// `insecure`, for these hosts only). A redirect to another host is
+    /// followed with verification again.
+    pub insecure: bool,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1082,5 +1137,15 @@ mod tests {
         let private = url::Url::parse("http://a/private/x").expect("url");
         assert!(robots.check(&private).is_err());
         assert_eq!(again.rate_now(), Some(0.5), "Crawl-delay 2 s caps the rate");
+    }
+
+    #[test]
+    fn parses_rates_per_second_minute_and_hour() {
+        assert_eq!("5/s".parse(), Ok(Rate { per_sec: 5.0 }));
+        assert_eq!("120/m".parse(), Ok(Rate { per_sec: 2.0 }));
+        assert_eq!("0.5".parse(), Ok(Rate { per_sec: 0.5 }));
+        assert!("0/s".parse::<Rate>().is_err());
+        assert!("5/d".parse::<Rate>().is_err());
+        assert!("fast".parse::<Rate>().is_err());
     }
 }

@@ -51,13 +51,12 @@ pub mod robots;
 pub(crate) mod run;
 pub mod scheduler;
 pub mod source;
-pub mod spec;
 pub mod stats;
 pub mod store;
 pub mod task;
 pub mod writer;
 
 pub use engine::{Control, RunError, fetch_job, preflight};
+pub use options::FetchSpec;
 pub use outcome::{Class, Outcome};
-pub use spec::FetchSpec;
 pub use stats::{Progress, RunReport};

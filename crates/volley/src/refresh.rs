@@ -21,7 +21,7 @@ use std::time::{Duration, SystemTime};
 
 use reqwest::header::{AGE, CACHE_CONTROL, DATE, ETAG, EXPIRES, HeaderMap, LAST_MODIFIED};
 
-use crate::spec::FetchSpec;
+use crate::options::FetchSpec;
 
 /// What the database remembers of a URL: one row of `resources`, keyed by
 /// the task's URL (before redirects). Times are Unix epoch milliseconds.

@@ -17,8 +17,8 @@ use std::time::{Duration, SystemTime};
 
 use backon::{BackoffBuilder, ExponentialBackoff, ExponentialBuilder};
 
+use crate::options::FetchSpec;
 use crate::outcome::Class;
-use crate::spec::FetchSpec;
 
 /// Whether a final HTTP status is worth retrying.
 pub fn is_retryable_status(status: u16) -> bool {

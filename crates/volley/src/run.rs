@@ -13,8 +13,8 @@ use tokio_util::sync::CancellationToken;
 
 use crate::clients::Clients;
 use crate::host::Hosts;
+use crate::options::{FetchSpec, SpecError};
 use crate::outcome::Outcome;
-use crate::spec::{FetchSpec, SpecError};
 use crate::stats::Progress;
 
 /// Tells the scheduler that the frontier grew: ingest committed input, or

@@ -45,8 +45,8 @@ use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
 use crate::RunError;
+use crate::options::FetchSpec;
 use crate::run::{Frontier, Shared};
-use crate::spec::FetchSpec;
 use crate::store::{Store, Want};
 use crate::task::{self, Target};
 

@@ -32,13 +32,13 @@ use crate::RunError;
 use crate::clients::HostAsk;
 use crate::fetch::{self, Attempt, SaveTo};
 use crate::host::{Feedback, Host, HostTask};
+use crate::options::FetchSpec;
 use crate::outcome::{AttemptRecord, Class, NextPage, Outcome, now_ms};
 use crate::process::{self, Processed};
 use crate::refresh::{self, Plan, Resource};
 use crate::retry::{Backoff, Decision};
 use crate::robots::{self, Robots};
 use crate::run::{Finished, Frontier, Shared};
-use crate::spec::FetchSpec;
 use crate::stats::Progress;
 use crate::store::LeasedTask;
 

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import inspect
 import itertools
 import json
 import os
@@ -542,10 +543,8 @@ async def fetch_all(urls: Iterable[str] | AsyncIterable[str], **options: Any) ->
     Cancelling the awaiting task stops the run (the grace period applies)
     and raises :class:`asyncio.CancelledError`.
 
-    Common options: ``concurrency`` (requests in flight, default 64),
-    ``per_host`` (per host, default 8), ``retries`` (default 3), ``timeout``
-    (seconds per attempt, default 60), ``rate`` (per host, ``"10/s"``),
-    ``save_bodies`` (a directory; then :meth:`Outcome.read` works).
+    The options are those of :meth:`Engine.fetch`, listed below; with
+    ``save_bodies`` (a directory), :meth:`Outcome.read` works.
     """
     scratch = tempfile.TemporaryDirectory(prefix="volley-")
     engine = Engine(os.path.join(scratch.name, "volley.db"))
@@ -562,3 +561,17 @@ async def fetch_all(urls: Iterable[str] | AsyncIterable[str], **options: Any) ->
         raise
     # The engine and the directory live as long as the outcomes read them.
     return Outcomes(job._native, summary.done + summary.failed, keep=(engine, scratch))
+
+
+def _options_doc() -> str:
+    """The options section of the docstrings, from the engine's option
+    table (``_volley.OPTIONS``): each keyword with its help and its real
+    default, so that the docs cannot drift from the engine."""
+    lines = ["Options (keyword arguments):", ""]
+    for keyword, text in _volley.OPTIONS:
+        lines.append(f"``{keyword}``: {text}")
+    return "\n".join(lines)
+
+
+for _documented in (Engine.fetch, fetch_all):
+    _documented.__doc__ = inspect.cleandoc(_documented.__doc__ or "") + "\n\n" + _options_doc()

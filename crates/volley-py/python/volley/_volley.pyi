@@ -4,6 +4,8 @@ import builtins
 from typing import Any, Iterable
 
 CLASSES: list[str]
+OPTIONS: list[tuple[str, str]]
+"""Every option keyword with its help and real default, from the engine's option table."""
 
 class VolleyError(Exception):
     """A failure of a run itself (failed fetches are outcomes, never exceptions)."""

@@ -123,12 +123,47 @@ pub struct PgOptions {
 }
 
 impl Default for PgOptions {
+    /// The lease [`lease`] gives the default per-attempt timeout, and 4
+    /// connections.
     fn default() -> Self {
+        let timeout = crate::FetchSpec::default().timeout;
         PgOptions {
-            lease: Duration::from_secs(30),
+            lease: timeout + LEASE_MARGIN,
             pool_size: 4,
         }
     }
+}
+
+/// How much longer than the per-attempt timeout a worker's lease lasts
+/// when none is given: 30 s.
+pub const LEASE_MARGIN: Duration = Duration::from_secs(30);
+
+/// A lease that is not longer than the per-attempt timeout: a worker that
+/// lost its lease could still be fetching a task another worker took over.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "--lease {} must be longer than --timeout {}, so a worker that lost its lease is no longer fetching",
+    crate::options::text::duration_text(*lease),
+    crate::options::text::duration_text(*timeout)
+)]
+pub struct LeaseTooShort {
+    /// The lease.
+    pub lease: Duration,
+    /// The per-attempt timeout.
+    pub timeout: Duration,
+}
+
+/// The lease of a worker whose attempts last at most `timeout`: `given`,
+/// or `timeout` + [`LEASE_MARGIN`].
+///
+/// # Errors
+/// [`LeaseTooShort`] when the lease is not longer than `timeout`.
+pub fn lease(given: Option<Duration>, timeout: Duration) -> Result<Duration, LeaseTooShort> {
+    let lease = given.unwrap_or(timeout + LEASE_MARGIN);
+    if lease <= timeout {
+        return Err(LeaseTooShort { lease, timeout });
+    }
+    Ok(lease)
 }
 
 /// What this worker holds of one job.

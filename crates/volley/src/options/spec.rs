@@ -182,7 +182,8 @@ pub struct FetchSpec {
     pub paginate_always: bool,
 }
 
-use crate::options::text;
+use super::text;
+use crate::host::{HostRule, Rate};
 
 /// The default `User-Agent`: `volley/<version>`.
 pub const DEFAULT_USER_AGENT: &str = concat!("volley/", env!("CARGO_PKG_VERSION"));
@@ -440,83 +441,6 @@ impl FetchSpec {
     }
 }
 
-/// A request rate: requests per second.
-#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
-pub struct Rate {
-    /// Requests per second (above 0).
-    pub per_sec: f64,
-}
-
-impl std::str::FromStr for Rate {
-    type Err = String;
-
-    /// Parses `N/s`, `N/m` or `N/h` (N may have a fraction), or a bare `N`
-    /// meaning per second.
-    fn from_str(text: &str) -> Result<Rate, String> {
-        let text = text.trim();
-        let (number, per) = match text.split_once('/') {
-            Some((n, unit)) => (n.trim(), unit.trim()),
-            None => (text, "s"),
-        };
-        let seconds = match per {
-            "s" | "sec" | "second" => 1.0,
-            "m" | "min" | "minute" => 60.0,
-            "h" | "hour" => 3600.0,
-            _ => return Err(format!("rate '{text}': use N/s, N/m or N/h, e.g. 5/s")),
-        };
-        match number.parse::<f64>() {
-            Ok(n) if n > 0.0 && n.is_finite() => Ok(Rate {
-                per_sec: n / seconds,
-            }),
-            _ => Err(format!(
-                "rate '{text}': use a number above 0, e.g. 5/s or 300/m"
-            )),
-        }
-    }
-}
-
-/// Limits for the hosts matching `pattern`: a host, `host:port`, or a glob of
-/// either (`*.example.com`, `127.0.0.*:8080`); see [`crate::host::Policy`].
-/// Unset fields keep the defaults.
-#[derive(Debug, Clone, PartialEq)]
-pub struct HostRule {
-    /// Host name or glob pattern (lower case).
-    pub pattern: String,
-    /// Most requests in flight to one matching host.
-    pub concurrency: Option<usize>,
-    /// Most requests per second to one matching host.
-    pub rate: Option<Rate>,
-    /// Headers sent only to matching hosts (`headers = {Authorization =
-    /// "…"}`), never on a redirect to another host, and never stored with
-    /// a job (they are usually secrets).
-    pub headers: Vec<(String, String)>,
-    /// Accept any TLS certificate from matching hosts, unverified (as
-    /// `insecure`, for these hosts only). A redirect to another host is
-    /// followed with verification again.
-    pub insecure: bool,
-}
-
-/// Whether a request header named `name` carries credentials, so that it
-/// is never stored with a job (case-insensitive).
-pub fn is_credential(name: &str) -> bool {
-    ["authorization", "proxy-authorization", "cookie"]
-        .iter()
-        .any(|c| name.trim().eq_ignore_ascii_case(c))
-}
-
-/// Splits a `Name: value` header argument, as curl's `-H` takes it.
-///
-/// # Errors
-/// [`SpecError::Header`] when there is no colon or the name is empty.
-pub fn parse_header(arg: &str) -> Result<(String, String), SpecError> {
-    match arg.split_once(':') {
-        Some((name, value)) if !name.trim().is_empty() => {
-            Ok((name.trim().to_owned(), value.trim().to_owned()))
-        }
-        _ => Err(SpecError::Header(arg.to_owned())),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -561,25 +485,5 @@ mod tests {
             ..FetchSpec::default()
         };
         assert_eq!(spec.validate(), Ok(()));
-    }
-
-    #[test]
-    fn parses_rates_per_second_minute_and_hour() {
-        assert_eq!("5/s".parse(), Ok(Rate { per_sec: 5.0 }));
-        assert_eq!("120/m".parse(), Ok(Rate { per_sec: 2.0 }));
-        assert_eq!("0.5".parse(), Ok(Rate { per_sec: 0.5 }));
-        assert!("0/s".parse::<Rate>().is_err());
-        assert!("5/d".parse::<Rate>().is_err());
-        assert!("fast".parse::<Rate>().is_err());
-    }
-
-    #[test]
-    fn parses_curl_style_headers() {
-        assert_eq!(
-            parse_header("Authorization:  Bearer x:y "),
-            Ok(("Authorization".into(), "Bearer x:y".into()))
-        );
-        assert!(parse_header("no-colon").is_err());
-        assert!(parse_header(": empty-name").is_err());
     }
 }
