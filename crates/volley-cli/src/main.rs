@@ -21,9 +21,9 @@ use volley::clients::ClientError;
 use volley::cookies::CookieError;
 use volley::export::{ExportError, Format};
 use volley::options::table::{Kind, OPTIONS};
-use volley::store::postgres::{PgOptions, PgReader, PgStore, is_postgres_url};
-use volley::store::sqlite::{SqliteReader, SqliteStore};
-use volley::store::{Job, Reader, Store, StoreError};
+use volley::store::any::{AnyReader, Backend, Database};
+use volley::store::postgres::{PgOptions, PgStore};
+use volley::store::{Job, Reader, StoreError};
 use volley::{FetchSpec, options};
 
 use crate::args::{
@@ -53,7 +53,7 @@ fn main() -> ExitCode {
         Ok(rt) => rt,
         Err(e) => return fail(&anyhow::anyhow!("cannot start the async runtime: {e}")),
     };
-    let db = Db::of(cli.db());
+    let db = Database::named(cli.db());
     let given = cli.db_given();
     let result = runtime.block_on(async {
         match cli.command {
@@ -63,21 +63,21 @@ fn main() -> ExitCode {
                     Err(e) => return Ok(usage(e)),
                 };
                 let db = match (given, args::db_from(&file)) {
-                    (Some(given), _) => Db::of(given),
-                    (None, Ok(Some(from_file))) => Db::of(from_file),
+                    (Some(given), _) => Database::named(given),
+                    (None, Ok(Some(from_file))) => Database::named(from_file),
                     (None, Ok(None)) => db,
                     (None, Err(e)) => return Ok(usage(e)),
                 };
-                fetch(&db, *args, &file).await
+                fetch(db, *args, &file).await
             }
             Command::Work(args) => match &db {
-                Db::Postgres(url) => work(url, *args).await,
-                Db::Sqlite(path) => Ok(usage(format_args!(
+                Database::Postgres(url, _) => work(url, *args).await,
+                Database::Sqlite(path) => Ok(usage(format_args!(
                     "volley work needs a shared database: --db postgres://… (with SQLite {} one process runs a job: use volley fetch)",
                     path.display()
                 ))),
             },
-            Command::Serve(args) => serve(&db, *args).await,
+            Command::Serve(args) => serve(db, *args).await,
             Command::Status => status(&db).await,
             Command::Export(args) => export(&db, &args).await,
             Command::Delete(args) => delete(&db, &args).await,
@@ -105,23 +105,6 @@ fn fail(e: &anyhow::Error) -> ExitCode {
 fn usage(message: impl std::fmt::Display) -> ExitCode {
     say(format_args!("volley: error: {message}\n"));
     ExitCode::from(2)
-}
-
-/// Which database `--db` names.
-enum Db {
-    /// A SQLite file.
-    Sqlite(std::path::PathBuf),
-    /// A PostgreSQL URL.
-    Postgres(String),
-}
-
-impl Db {
-    fn of(given: std::path::PathBuf) -> Db {
-        match given.to_str() {
-            Some(text) if is_postgres_url(text) => Db::Postgres(text.to_owned()),
-            _ => Db::Sqlite(given),
-        }
-    }
 }
 
 /// The `--config` file, or an empty one.
@@ -153,7 +136,7 @@ fn is_usage_error(e: &StoreError) -> bool {
     )
 }
 
-async fn fetch(db: &Db, args: FetchArgs, file: &FileConfig) -> anyhow::Result<ExitCode> {
+async fn fetch(db: Database, args: FetchArgs, file: &FileConfig) -> anyhow::Result<ExitCode> {
     let (spec, job, quiet) = match (
         args.spec(file, std::env::vars()),
         args.job(file),
@@ -170,12 +153,8 @@ async fn fetch(db: &Db, args: FetchArgs, file: &FileConfig) -> anyhow::Result<Ex
         Err(e) => return Ok(usage(e)),
     };
     let name = job.unwrap_or_else(|| resolved.default_name.clone());
-    let no_database = match db {
-        Db::Sqlite(path) => !path.exists(),
-        Db::Postgres(_) => false,
-    };
     // Nothing to read and nothing to resume: say so before creating a database.
-    if resolved.reads_stdin() && std::io::stdin().is_terminal() && no_database {
+    if resolved.reads_stdin() && std::io::stdin().is_terminal() && db.is_missing() {
         return Ok(usage(
             "no input: give a FILE of URLs, or pipe them on stdin",
         ));
@@ -183,36 +162,31 @@ async fn fetch(db: &Db, args: FetchArgs, file: &FileConfig) -> anyhow::Result<Ex
     for warning in resolved.warnings() {
         say(format_args!("volley: warning: {warning}\n"));
     }
-    match db {
-        Db::Sqlite(path) => {
-            let store = Arc::new(SqliteStore::open(path)?);
-            fetch_with(store, &name, &resolved, spec, quiet, |_| async { Ok(()) }).await
-        }
-        Db::Postgres(url) => {
-            let lease = match args.options.lease(&spec) {
-                Ok(lease) => lease,
-                Err(e) => return Ok(usage(e)),
-            };
-            let store = match PgStore::connect(url, pg_options(lease, &spec)).await {
-                Ok(store) => Arc::new(store),
-                Err(e) if is_usage_error(&e) => return Ok(usage(e)),
-                Err(e) => return Err(e.into()),
-            };
-            let options = serde_json::to_string(&spec).context("serialising the job options")?;
-            let kept = Arc::clone(&store);
-            let code = fetch_with(
-                Arc::clone(&store),
-                &name,
-                &resolved,
-                spec,
-                quiet,
-                |job| async move { kept.keep_options(job, &options).await },
-            )
-            .await;
-            store.close().await?;
-            code
-        }
+    let db = match worker_options(db, &args.options, &spec) {
+        Ok(db) => db,
+        Err(e) => return Ok(usage(e)),
+    };
+    let backend = match Backend::open(&db).await {
+        Ok(backend) => backend,
+        Err(e) if is_usage_error(&e) => return Ok(usage(e)),
+        Err(e) => return Err(e.into()),
+    };
+    let code = fetch_with(&backend, &name, &resolved, spec, quiet).await;
+    backend.close().await?;
+    code
+}
+
+/// `db` with a PostgreSQL worker's lease (`--lease`, checked against the
+/// timeout) and pool; SQLite as it is.
+fn worker_options(
+    db: Database,
+    flags: &args::OptionArgs,
+    spec: &FetchSpec,
+) -> Result<Database, String> {
+    if !matches!(db, Database::Postgres(..)) {
+        return Ok(db);
     }
+    Ok(db.with_options(pg_options(flags.lease(spec)?, spec)))
 }
 
 /// The pool and lease of a PostgreSQL worker.
@@ -270,13 +244,12 @@ impl Stdin {
 /// unchanged (the fingerprint check), and lines after it are appended to the
 /// job. An empty or terminal stdin reads nothing and, as the only input,
 /// creates no job.
-async fn fetch_with<S: Store, F: Future<Output = Result<(), StoreError>>>(
-    store: Arc<S>,
+async fn fetch_with(
+    backend: &Backend,
     name: &str,
     resolved: &inputs::Resolved,
     spec: FetchSpec,
     quiet: bool,
-    opened: impl FnOnce(i64) -> F,
 ) -> anyhow::Result<ExitCode> {
     let recorded = resolved.recorded.clone();
     if let Err(e) = volley::preflight(&spec) {
@@ -285,7 +258,7 @@ async fn fetch_with<S: Store, F: Future<Output = Result<(), StoreError>>>(
     let stdin = Stdin::of(resolved).await;
     let nothing_to_read =
         stdin == Stdin::Terminal || (stdin == Stdin::Empty && resolved.only_stdin());
-    if nothing_to_read && store.find_job(name).await?.is_none() {
+    if nothing_to_read && backend.find_job(name).await?.is_none() {
         if stdin == Stdin::Terminal {
             return Ok(usage(
                 "no input: give a FILE of URLs, or pipe them on stdin",
@@ -304,7 +277,7 @@ async fn fetch_with<S: Store, F: Future<Output = Result<(), StoreError>>>(
             Err(e) => return Ok(usage(e)),
         }
     };
-    let job = match store
+    let job = match backend
         .open_job(name, &recorded, resolved.stamp().as_deref())
         .await
     {
@@ -312,7 +285,7 @@ async fn fetch_with<S: Store, F: Future<Output = Result<(), StoreError>>>(
         Err(e) if is_usage_error(&e) => return Ok(usage(e)),
         Err(e) => return Err(e.into()),
     };
-    opened(job.id).await?;
+    backend.keep_options(job.id, &spec).await?;
     // Piped stdin may hold lines the job has not read: read it again.
     let reader = if job.ingest_complete && stdin != Stdin::Data {
         None
@@ -325,7 +298,7 @@ async fn fetch_with<S: Store, F: Future<Output = Result<(), StoreError>>>(
     };
     let stop = CancellationToken::new();
     let signals = tokio::spawn(watch_signals(stop.clone(), spec.grace));
-    let result = run_job(store, &job, reader, spec, quiet, &stop).await;
+    let result = run_job(backend, &job, reader, spec, quiet, &stop).await;
     signals.abort();
     match result {
         Ok(report) => {
@@ -342,8 +315,8 @@ async fn fetch_with<S: Store, F: Future<Output = Result<(), StoreError>>>(
 }
 
 /// Runs one job with a progress display.
-async fn run_job<S: Store>(
-    store: Arc<S>,
+async fn run_job(
+    backend: &Backend,
     job: &Job,
     reader: Option<Box<dyn volley::source::InputSource>>,
     spec: FetchSpec,
@@ -368,7 +341,7 @@ async fn run_job<S: Store>(
             "volley: warning: --insecure: TLS certificates are not verified, so anyone on the path can read and change these responses\n"
         ));
     }
-    let result = volley::fetch_job(store, job, reader, spec, &control).await;
+    let result = backend.fetch_job(job, reader, spec, &control).await;
     shown.cancel();
     let _ = display.await;
     result
@@ -437,16 +410,21 @@ async fn work(url: &str, args: WorkArgs) -> anyhow::Result<ExitCode> {
         Err(e) if is_usage_error(&e) => return Ok(usage(e)),
         Err(e) => return Err(e.into()),
     };
+    let backend = Backend::Postgres {
+        store: Arc::clone(&store),
+        url: url.to_owned(),
+    };
     let stop = CancellationToken::new();
     let signals = tokio::spawn(watch_signals(stop.clone(), own.grace));
-    let result = work_on(&store, &args, &layers, &stop).await;
+    let result = work_on(&backend, &store, &args, &layers, &stop).await;
     signals.abort();
     store.close().await?;
     result
 }
 
 async fn work_on(
-    store: &Arc<PgStore>,
+    backend: &Backend,
+    store: &PgStore,
     args: &WorkArgs,
     layers: &[options::Layer],
     stop: &CancellationToken,
@@ -490,7 +468,7 @@ async fn work_on(
                 Ok(spec) => spec,
                 Err(e) => return Ok(usage(e)),
             };
-            match run_job(Arc::clone(store), &job, None, spec, args.quiet, stop).await {
+            match run_job(backend, &job, None, spec, args.quiet, stop).await {
                 Ok(report) => {
                     let code = finished(&job, &report);
                     if stop.is_cancelled() {
@@ -505,7 +483,7 @@ async fn work_on(
 
 /// `volley serve`: the API over a SQLite or PostgreSQL database until
 /// SIGTERM or Ctrl-C, then a drain: exit 0 after SIGTERM, 130 after Ctrl-C.
-async fn serve(db: &Db, args: ServeArgs) -> anyhow::Result<ExitCode> {
+async fn serve(db: Database, args: ServeArgs) -> anyhow::Result<ExitCode> {
     let layers = match config_layers(args.config.as_deref(), &args.options) {
         Ok(layers) => layers,
         Err(e) => return Ok(usage(e)),
@@ -534,21 +512,10 @@ async fn serve(db: &Db, args: ServeArgs) -> anyhow::Result<ExitCode> {
             args.listen
         )));
     }
-    let (database, db_shown) = match db {
-        Db::Sqlite(path) => (
-            volley_serve::Database::Sqlite(path.clone()),
-            path.display().to_string(),
-        ),
-        Db::Postgres(url) => {
-            let lease = match args.options.lease(&spec) {
-                Ok(lease) => lease,
-                Err(e) => return Ok(usage(e)),
-            };
-            (
-                volley_serve::Database::Postgres(url.clone(), pg_options(lease, &spec)),
-                volley::store::postgres::redact(url),
-            )
-        }
+    let db_shown = db.shown();
+    let database = match worker_options(db, &args.options, &spec) {
+        Ok(database) => database,
+        Err(e) => return Ok(usage(e)),
     };
     let config = volley_serve::ServeConfig {
         db: database,
@@ -639,23 +606,16 @@ async fn watch_signals(stop: CancellationToken, grace: std::time::Duration) {
     std::process::exit(130);
 }
 
-async fn status(db: &Db) -> anyhow::Result<ExitCode> {
-    let text = match db {
-        Db::Sqlite(path) => match SqliteReader::open(path) {
-            Ok(reader) => summary::status_table(&reader.jobs()?),
-            Err(e) if is_usage_error(&e) => return Ok(usage(e)),
-            Err(e) => return Err(e.into()),
-        },
-        Db::Postgres(url) => match PgReader::connect(url).await {
-            Ok(reader) => {
-                let mut text = summary::status_table(&reader.jobs()?);
-                text.push_str(&summary::workers_table(&reader.workers()?));
-                text
-            }
-            Err(e) if is_usage_error(&e) => return Ok(usage(e)),
-            Err(e) => return Err(e.into()),
-        },
+async fn status(db: &Database) -> anyhow::Result<ExitCode> {
+    let reader = match db.reader().await {
+        Ok(reader) => reader,
+        Err(e) if is_usage_error(&e) => return Ok(usage(e)),
+        Err(e) => return Err(e.into()),
     };
+    let mut text = summary::status_table(&reader.jobs()?);
+    if let AnyReader::Postgres(_) = reader {
+        text.push_str(&summary::workers_table(&reader.workers()?));
+    }
     let mut out = std::io::stdout().lock();
     out.write_all(text.as_bytes())
         .context("writing to stdout")?;
@@ -666,18 +626,12 @@ async fn status(db: &Db) -> anyhow::Result<ExitCode> {
 /// transaction. Refused while a run holds the job: with SQLite the running
 /// process holds the database's lock; with PostgreSQL, leased tasks mean a
 /// worker is on it.
-async fn delete(db: &Db, args: &DeleteArgs) -> anyhow::Result<ExitCode> {
+async fn delete(db: &Database, args: &DeleteArgs) -> anyhow::Result<ExitCode> {
     let name = &args.job;
-    let database = match db {
-        Db::Sqlite(path) if !path.exists() => {
-            return Ok(usage(StoreError::NoSuchJob(name.clone())));
-        }
-        Db::Sqlite(path) => volley::store::any::Database::Sqlite(path.clone()),
-        Db::Postgres(url) => {
-            volley::store::any::Database::Postgres(url.clone(), PgOptions::default())
-        }
-    };
-    let backend = match volley::store::any::Backend::open(&database).await {
+    if db.is_missing() {
+        return Ok(usage(StoreError::NoSuchJob(name.clone())));
+    }
+    let backend = match Backend::open(db).await {
         Ok(backend) => backend,
         Err(e) if is_usage_error(&e) || matches!(e, StoreError::Locked { .. }) => {
             return Ok(usage(e));
@@ -709,18 +663,11 @@ async fn delete(db: &Db, args: &DeleteArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-async fn export(db: &Db, args: &ExportArgs) -> anyhow::Result<ExitCode> {
-    match db {
-        Db::Sqlite(path) => match SqliteReader::open(path) {
-            Ok(reader) => export_from(&reader, &path.display().to_string(), args),
-            Err(e) if is_usage_error(&e) => Ok(usage(e)),
-            Err(e) => Err(e.into()),
-        },
-        Db::Postgres(url) => match PgReader::connect(url).await {
-            Ok(reader) => export_from(&reader, &volley::store::postgres::redact(url), args),
-            Err(e) if is_usage_error(&e) => Ok(usage(e)),
-            Err(e) => Err(e.into()),
-        },
+async fn export(db: &Database, args: &ExportArgs) -> anyhow::Result<ExitCode> {
+    match db.reader().await {
+        Ok(reader) => export_from(&reader, &db.shown(), args),
+        Err(e) if is_usage_error(&e) => Ok(usage(e)),
+        Err(e) => Err(e.into()),
     }
 }
 

@@ -15,20 +15,141 @@ use std::sync::{Arc, Mutex};
 
 use super::postgres::{PgOptions, PgReader, PgStore};
 use super::sqlite::{SqliteReader, SqliteStore};
-use super::{Deleted, ItemRow, Job, JobRecord, JobState, OutcomeEntry, Reader, StoreError};
+use super::{Deleted, ItemRow, Job, JobRecord, JobState, OutcomeEntry, Reader, Store, StoreError};
 use crate::export::ExportError;
 use crate::source::InputSource;
 use crate::stats::{RunReport, Tally};
 use crate::{Control, FetchSpec, RunError};
 use tokio_util::sync::CancellationToken;
 
-/// Where the server keeps its jobs.
+/// Which database holds the jobs: a SQLite file or a PostgreSQL URL.
 #[derive(Debug, Clone)]
 pub enum Database {
     /// A SQLite file.
     Sqlite(PathBuf),
     /// A PostgreSQL URL, with the worker's lease and pool.
     Postgres(String, PgOptions),
+}
+
+impl Database {
+    /// The database `given` names: a `postgres://` (or `postgresql://`)
+    /// URL, with [`PgOptions::default`], or else a SQLite file's path.
+    pub fn named(given: PathBuf) -> Database {
+        match given.to_str() {
+            Some(text) if super::postgres::is_postgres_url(text) => {
+                Database::Postgres(text.to_owned(), PgOptions::default())
+            }
+            _ => Database::Sqlite(given),
+        }
+    }
+
+    /// The same database with a PostgreSQL worker's `options` (nothing
+    /// changes for SQLite).
+    pub fn with_options(self, options: PgOptions) -> Database {
+        match self {
+            Database::Postgres(url, _) => Database::Postgres(url, options),
+            sqlite => sqlite,
+        }
+    }
+
+    /// The database as it can be shown: the path, or the URL without its
+    /// password.
+    pub fn shown(&self) -> String {
+        match self {
+            Database::Sqlite(path) => path.display().to_string(),
+            Database::Postgres(url, _) => super::postgres::redact(url),
+        }
+    }
+
+    /// Whether this is a SQLite file that does not exist yet (opening
+    /// would create it).
+    pub fn is_missing(&self) -> bool {
+        matches!(self, Database::Sqlite(path) if !path.exists())
+    }
+
+    /// A reader of the jobs and their records that takes no lock: it
+    /// reads while a run writes (SQLite's WAL; PostgreSQL's snapshots).
+    ///
+    /// # Errors
+    /// [`StoreError::Missing`] for a SQLite file that does not exist; a
+    /// PostgreSQL server that cannot be reached.
+    pub async fn reader(&self) -> Result<AnyReader, StoreError> {
+        Ok(match self {
+            Database::Sqlite(path) => AnyReader::Sqlite(SqliteReader::open(path)?),
+            Database::Postgres(url, _) => AnyReader::Postgres(PgReader::connect(url).await?),
+        })
+    }
+}
+
+/// A reader of either database; see [`Database::reader`].
+pub enum AnyReader {
+    /// SQLite.
+    Sqlite(SqliteReader),
+    /// PostgreSQL.
+    Postgres(PgReader),
+}
+
+impl AnyReader {
+    /// The workers registered with a PostgreSQL database, and their
+    /// leases; none for SQLite, where the run is the only worker.
+    ///
+    /// # Errors
+    /// Store errors.
+    pub fn workers(&self) -> Result<Vec<super::postgres::WorkerRow>, StoreError> {
+        match self {
+            AnyReader::Sqlite(_) => Ok(Vec::new()),
+            AnyReader::Postgres(reader) => reader.workers(),
+        }
+    }
+}
+
+impl Reader for AnyReader {
+    fn jobs(&self) -> Result<Vec<super::JobSummary>, StoreError> {
+        match self {
+            AnyReader::Sqlite(r) => r.jobs(),
+            AnyReader::Postgres(r) => r.jobs(),
+        }
+    }
+
+    fn job(&self, name: &str) -> Result<Job, StoreError> {
+        match self {
+            AnyReader::Sqlite(r) => r.job(name),
+            AnyReader::Postgres(r) => r.job(name),
+        }
+    }
+
+    fn for_each_outcome<E: From<StoreError>>(
+        &self,
+        job: i64,
+        f: impl FnMut(&super::ExportRow) -> Result<(), E>,
+    ) -> Result<(), E> {
+        match self {
+            AnyReader::Sqlite(r) => r.for_each_outcome(job, f),
+            AnyReader::Postgres(r) => r.for_each_outcome(job, f),
+        }
+    }
+
+    fn for_each_item<E: From<StoreError>>(
+        &self,
+        job: i64,
+        f: impl FnMut(&ItemRow) -> Result<(), E>,
+    ) -> Result<(), E> {
+        match self {
+            AnyReader::Sqlite(r) => r.for_each_item(job, f),
+            AnyReader::Postgres(r) => r.for_each_item(job, f),
+        }
+    }
+}
+
+/// `$body` with `$store` bound to the store `$backend` holds, whichever
+/// it is: both implement the same operations, each in its own SQL.
+macro_rules! on_store {
+    ($backend:expr, $store:ident => $body:expr) => {
+        match $backend {
+            Backend::Sqlite { store: $store, .. } => $body,
+            Backend::Postgres { store: $store, .. } => $body,
+        }
+    };
 }
 
 /// The open store; see the module docs.
@@ -94,6 +215,46 @@ impl Backend {
         })
         .await
         .map_err(|e| StoreError::Worker(e.to_string()))?
+    }
+
+    /// The job named `name`, if it exists.
+    ///
+    /// # Errors
+    /// Store errors.
+    pub async fn find_job(&self, name: &str) -> Result<Option<Job>, StoreError> {
+        on_store!(self, store => store.find_job(name).await)
+    }
+
+    /// Opens job `name` for a run over the inputs `recorded` (stamped
+    /// `stamp`), creating it if new; see [`Store::open_job`].
+    ///
+    /// # Errors
+    /// [`StoreError::JobInputMismatch`] when the job exists with other
+    /// inputs; store errors.
+    pub async fn open_job(
+        &self,
+        name: &str,
+        recorded: &str,
+        stamp: Option<&str>,
+    ) -> Result<Job, StoreError> {
+        on_store!(self, store => store.open_job(name, recorded, stamp).await)
+    }
+
+    /// Keeps `spec` with `job`, so that the other workers of a shared
+    /// PostgreSQL database apply the same options; nothing for SQLite,
+    /// where the run that created the job is its only worker.
+    ///
+    /// # Errors
+    /// Store errors.
+    pub async fn keep_options(&self, job: i64, spec: &FetchSpec) -> Result<(), StoreError> {
+        match self {
+            Backend::Sqlite { .. } => Ok(()),
+            Backend::Postgres { store, .. } => {
+                let options = serde_json::to_string(spec)
+                    .map_err(|e| StoreError::Worker(format!("writing the job's options: {e}")))?;
+                store.keep_options(job, &options).await
+            }
+        }
     }
 
     /// Every job (or the one named `only`), oldest first.
@@ -234,10 +395,7 @@ impl Backend {
         options: &str,
         notify: Option<&str>,
     ) -> Result<Job, StoreError> {
-        match self {
-            Backend::Sqlite { store, .. } => store.create_job(name, "api", options, notify).await,
-            Backend::Postgres { store, .. } => store.create_job(name, "api", options, notify).await,
-        }
+        on_store!(self, store => store.create_job(name, "api", options, notify).await)
     }
 
     /// Sets what the job's owner asks for.
@@ -245,10 +403,7 @@ impl Backend {
     /// # Errors
     /// Store errors.
     pub async fn set_job_state(&self, job: i64, state: JobState) -> Result<(), StoreError> {
-        match self {
-            Backend::Sqlite { store, .. } => store.set_job_state(job, state).await,
-            Backend::Postgres { store, .. } => store.set_job_state(job, state).await,
-        }
+        on_store!(self, store => store.set_job_state(job, state).await)
     }
 
     /// Records how the job's webhook went.
@@ -256,10 +411,7 @@ impl Backend {
     /// # Errors
     /// Store errors.
     pub async fn set_notified(&self, job: i64, result: &str) -> Result<(), StoreError> {
-        match self {
-            Backend::Sqlite { store, .. } => store.set_notified(job, result).await,
-            Backend::Postgres { store, .. } => store.set_notified(job, result).await,
-        }
+        on_store!(self, store => store.set_notified(job, result).await)
     }
 
     /// Cancels the job; the tasks cancelled.
@@ -267,10 +419,7 @@ impl Backend {
     /// # Errors
     /// Store errors.
     pub async fn cancel_job(&self, job: i64) -> Result<u64, StoreError> {
-        match self {
-            Backend::Sqlite { store, .. } => store.cancel_job(job).await,
-            Backend::Postgres { store, .. } => store.cancel_job(job).await,
-        }
+        on_store!(self, store => store.cancel_job(job).await)
     }
 
     /// Deletes the job and its rows.
@@ -278,10 +427,7 @@ impl Backend {
     /// # Errors
     /// Store errors.
     pub async fn delete_job(&self, job: i64) -> Result<Deleted, StoreError> {
-        match self {
-            Backend::Sqlite { store, .. } => store.delete_job(job).await,
-            Backend::Postgres { store, .. } => store.delete_job(job).await,
-        }
+        on_store!(self, store => store.delete_job(job).await)
     }
 
     /// Stores all of `source` as `job`'s tasks without fetching.
@@ -294,14 +440,7 @@ impl Backend {
         source: Box<dyn InputSource>,
         stop: CancellationToken,
     ) -> Result<Tally, RunError> {
-        match self {
-            Backend::Sqlite { store, .. } => {
-                crate::ingest::ingest_only(Arc::clone(store), job, source, stop).await
-            }
-            Backend::Postgres { store, .. } => {
-                crate::ingest::ingest_only(Arc::clone(store), job, source, stop).await
-            }
-        }
+        on_store!(self, store => crate::ingest::ingest_only(Arc::clone(store), job, source, stop).await)
     }
 
     /// Runs `job`; see [`crate::fetch_job`].
@@ -315,14 +454,7 @@ impl Backend {
         spec: FetchSpec,
         control: &Control,
     ) -> Result<RunReport, RunError> {
-        match self {
-            Backend::Sqlite { store, .. } => {
-                crate::fetch_job(Arc::clone(store), job, input, spec, control).await
-            }
-            Backend::Postgres { store, .. } => {
-                crate::fetch_job(Arc::clone(store), job, input, spec, control).await
-            }
-        }
+        on_store!(self, store => crate::fetch_job(Arc::clone(store), job, input, spec, control).await)
     }
 
     /// Writes `what` of `job` to `out` as NDJSON, from a reader of its own.
@@ -332,13 +464,13 @@ impl Backend {
     /// # Errors
     /// Store errors; [`ExportError::Write`] when `out` fails.
     pub fn export(&self, job: i64, what: &Export, out: &mut impl Write) -> Result<(), ExportError> {
-        match self {
-            Backend::Sqlite { path, .. } => export(&SqliteReader::open(path)?, job, what, out),
-            Backend::Postgres { url, .. } => {
-                let reader = tokio::runtime::Handle::current().block_on(PgReader::connect(url))?;
-                export(&reader, job, what, out)
-            }
-        }
+        let reader = match self {
+            Backend::Sqlite { path, .. } => AnyReader::Sqlite(SqliteReader::open(path)?),
+            Backend::Postgres { url, .. } => AnyReader::Postgres(
+                tokio::runtime::Handle::current().block_on(PgReader::connect(url))?,
+            ),
+        };
+        export(&reader, job, what, out)
     }
 
     /// Ends the worker's registration (PostgreSQL); nothing for SQLite.
