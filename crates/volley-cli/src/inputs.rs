@@ -4,7 +4,7 @@ use std::fs::File;
 use std::io::BufReader;
 use std::path::{Path, PathBuf};
 
-use volley::source::{
+use volley::input::{
     CsvSource, InputSource, Inputs, JsonlSource, LineSource, Template, TemplateSource,
 };
 

@@ -17,11 +17,11 @@ use anyhow::Context as _;
 use clap::Parser as _;
 use tokio_util::sync::CancellationToken;
 use volley::RunError;
-use volley::clients::ClientError;
-use volley::cookies::CookieError;
+use volley::database::{AnyReader, Backend, Database};
 use volley::export::{ExportError, Format};
+use volley::http::clients::ClientError;
+use volley::http::cookies::CookieError;
 use volley::options::table::{Kind, OPTIONS};
-use volley::store::any::{AnyReader, Backend, Database};
 use volley::store::postgres::{PgOptions, PgStore};
 use volley::store::{Job, Reader, StoreError};
 use volley::{FetchSpec, options};
@@ -96,7 +96,7 @@ fn say(text: std::fmt::Arguments<'_>) {
 
 /// A run failure: one line (the error and its causes, each said once), exit 1.
 fn fail(e: &anyhow::Error) -> ExitCode {
-    let chain = volley::fetch::error_chain(e.as_ref());
+    let chain = volley::http::fetch::error_chain(e.as_ref());
     say(format_args!("volley: error: {chain}\n"));
     ExitCode::FAILURE
 }
@@ -318,7 +318,7 @@ async fn fetch_with(
 async fn run_job(
     backend: &Backend,
     job: &Job,
-    reader: Option<Box<dyn volley::source::InputSource>>,
+    reader: Option<Box<dyn volley::input::InputSource>>,
     spec: FetchSpec,
     quiet: bool,
     stop: &CancellationToken,

@@ -9,9 +9,9 @@ use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use support::{Server, Volley, max_per_second, pg, signal, stderr};
+use volley::http::refresh::Resource;
+use volley::input::{Input, parse_url};
 use volley::outcome::{Class, NextPage, Outcome};
-use volley::refresh::Resource;
-use volley::source::{Input, parse_url};
 use volley::store::postgres::{PgOptions, PgReader, PgStore};
 use volley::store::sqlite::{SqliteReader, SqliteStore};
 use volley::store::{IngestBatch, IngestReport, JobCounts, Reader, Recorded, Store, Want};

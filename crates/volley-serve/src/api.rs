@@ -18,9 +18,9 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
 use serde_json::{Map, Value, json};
 use volley::FetchSpec;
+use volley::input::{InputSource, LineSource};
 use volley::options::table::{self, Kind, OPTIONS, Opt};
 use volley::options::{Layer, Source};
-use volley::source::{InputSource, LineSource};
 use volley::stats::Observer as _;
 use volley::store::{JobRecord, JobState, StoreError};
 
@@ -94,7 +94,7 @@ impl From<StoreError> for ApiError {
             }
             StoreError::JobExists(_) => ApiError::new(StatusCode::CONFLICT, e.to_string()),
             e => {
-                tracing::error!("store: {}", volley::fetch::error_chain(&e));
+                tracing::error!("store: {}", volley::http::fetch::error_chain(&e));
                 ApiError::new(
                     StatusCode::INTERNAL_SERVER_ERROR,
                     format!("the database failed: {e}"),
@@ -339,7 +339,7 @@ pub async fn create_job(
             ));
         }
         (_, Some(pattern)) => {
-            let template = volley::source::Template::parse(pattern)
+            let template = volley::input::Template::parse(pattern)
                 .map_err(|e| ApiError::invalid("template", e))?;
             if template.len() > MAX_TEMPLATE_URLS {
                 return Err(ApiError::invalid(
@@ -370,7 +370,7 @@ pub async fn create_job(
         (Some(urls), _) => Some(Box::new(LineSource::new(std::io::Cursor::new(
             urls.join("\n"),
         )))),
-        (None, Some(template)) => Some(Box::new(volley::source::TemplateSource::new(template))),
+        (None, Some(template)) => Some(Box::new(volley::input::TemplateSource::new(template))),
         (None, None) => None,
     };
     if let Some(source) = source {
@@ -542,7 +542,7 @@ pub async fn upload_inputs(
         Ok(match kind.as_str() {
             "text/csv" => {
                 let column = query.column.unwrap_or_else(|| "url".into());
-                let csv = volley::source::CsvSource::new(blocking, &column, b',');
+                let csv = volley::input::CsvSource::new(blocking, &column, b',');
                 if !csv.has_column() && !csv.headers().is_empty() {
                     return Err(ApiError::invalid(
                         "column",
@@ -561,7 +561,7 @@ pub async fn upload_inputs(
                 } else {
                     format!("/{field}")
                 };
-                Box::new(volley::source::JsonlSource::new(blocking, &pointer))
+                Box::new(volley::input::JsonlSource::new(blocking, &pointer))
             }
             _ => Box::new(LineSource::new(blocking)),
         })

@@ -10,9 +10,12 @@
 //! token and the dashboard's session cookie), [`stream`] (NDJSON and SSE),
 //! [`runs`], [`metrics`], [`notify`] (completion webhooks), [`view`] (a
 //! job's status and JSON); the store is the engine's
-//! [`volley::store::any::Backend`]. The dashboard,
+//! [`volley::database::Backend`]. The dashboard,
 //! the OpenAPI 3.1 description (`/openapi.json`) and its reader (`/docs`)
 //! are embedded files.
+
+#![deny(missing_docs)]
+#![deny(unreachable_pub)]
 
 pub mod api;
 pub mod auth;
@@ -32,7 +35,7 @@ use tokio_util::sync::CancellationToken;
 use volley::options::Layer;
 use volley::store::StoreError;
 
-pub use volley::store::any::{Backend, Database};
+pub use volley::database::{Backend, Database};
 
 /// Largest JSON request body, in bytes (job creation with inline URLs).
 pub const MAX_JSON_BYTES: usize = 16 * 1024 * 1024;
@@ -76,7 +79,7 @@ pub struct App {
     /// The runs going.
     pub runs: Arc<runs::Runs>,
     /// The politeness budget shared by all jobs.
-    pub budget: Arc<volley::host::Hosts>,
+    pub budget: Arc<volley::politeness::host::Hosts>,
     /// Prometheus metrics.
     pub metrics: Arc<metrics::Metrics>,
     /// Bearer token and sessions.
@@ -103,7 +106,7 @@ impl App {
     pub async fn open(config: ServeConfig) -> Result<Arc<App>, ServeError> {
         let spec = volley::options::resolve(&config.layers)
             .map_err(|e| ServeError::Options(e.to_string()))?;
-        volley::guard::AddressRules::deny_private(&config.allow_private)
+        volley::http::guard::AddressRules::deny_private(&config.allow_private)
             .map_err(|e| ServeError::Options(e.to_string()))?;
         if spec.proxy.is_some() {
             return Err(ServeError::Options(
@@ -113,7 +116,7 @@ impl App {
         let policy = spec
             .host_policy()
             .map_err(|e| ServeError::Options(e.to_string()))?;
-        let budget = Arc::new(volley::host::Hosts::new(
+        let budget = Arc::new(volley::politeness::host::Hosts::new(
             policy,
             spec.concurrency,
             spec.global_rate,

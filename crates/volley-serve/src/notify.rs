@@ -32,7 +32,7 @@ pub const BACKOFF_BASE: Duration = Duration::from_millis(500);
 /// The webhook client and the deliveries under way.
 pub struct Notifier {
     client: reqwest::Client,
-    rules: volley::guard::AddressRules,
+    rules: volley::http::guard::AddressRules,
     sending: Mutex<HashSet<String>>,
 }
 
@@ -63,7 +63,7 @@ impl Notifier {
             ..FetchSpec::default()
         };
         let rules = spec.address_rules().map_err(|e| e.to_string())?;
-        let client = volley::clients::build_client(&spec).map_err(|e| e.to_string())?;
+        let client = volley::http::clients::build_client(&spec).map_err(|e| e.to_string())?;
         Ok(Notifier {
             client,
             rules,
@@ -153,7 +153,7 @@ async fn send(client: &reqwest::Client, url: &str, body: &serde_json::Value) -> 
             .body(body.to_string())
             .send()
             .await
-            .map_err(|e| (true, volley::fetch::error_chain(&e)))?;
+            .map_err(|e| (true, volley::http::fetch::error_chain(&e)))?;
         let status = response.status();
         if status.is_success() {
             return Ok(());

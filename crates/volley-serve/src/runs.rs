@@ -15,7 +15,7 @@ use std::time::Instant;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
-use volley::source::InputSource;
+use volley::input::InputSource;
 use volley::store::Job;
 use volley::{Control, FetchSpec, Progress};
 
@@ -60,7 +60,7 @@ pub enum InputFault {
 /// The server's runs; see the module docs.
 pub struct Runs {
     backend: Arc<crate::Backend>,
-    budget: Arc<volley::host::Hosts>,
+    budget: Arc<volley::politeness::host::Hosts>,
     observer: Arc<dyn volley::stats::Observer>,
     running: Mutex<HashMap<String, Running>>,
     /// Errors of runs that failed, by job (shown by the API until the next
@@ -79,7 +79,7 @@ impl Runs {
     /// the receiver gets the name of each job whose run ends.
     pub fn new(
         backend: Arc<crate::Backend>,
-        budget: Arc<volley::host::Hosts>,
+        budget: Arc<volley::politeness::host::Hosts>,
         observer: Arc<dyn volley::stats::Observer>,
     ) -> (Runs, mpsc::UnboundedReceiver<String>) {
         let (ended, ended_rx) = mpsc::unbounded_channel();
@@ -197,7 +197,7 @@ impl Runs {
                     "run ended"
                 ),
                 Err(e) => {
-                    let message = volley::fetch::error_chain(&e);
+                    let message = volley::http::fetch::error_chain(&e);
                     tracing::warn!(job = %job.name, "run failed: {message}");
                     let input = match e {
                         volley::RunError::Input(_) => Some(InputFault::Unreadable),

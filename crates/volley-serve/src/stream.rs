@@ -21,7 +21,7 @@ use volley::export::ExportError;
 use crate::App;
 use crate::api::{ApiError, ApiPath, ApiQuery, ApiResult, find_job};
 use crate::view::{job_json, job_status};
-use volley::store::any::Export;
+use volley::database::Export;
 
 /// Default and largest page of a JSON listing.
 pub const PAGE_DEFAULT: usize = 100;

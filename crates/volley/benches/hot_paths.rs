@@ -3,9 +3,9 @@
 
 use std::io::Cursor;
 
-use volley::body::BodySink;
-use volley::process::{PageRules, Paginate, process};
-use volley::source::{InputSource, LineSource, Template, TemplateSource};
+use volley::http::body::BodySink;
+use volley::input::{InputSource, LineSource, Template, TemplateSource};
+use volley::pipeline::process::{PageRules, Paginate, process};
 
 fn main() {
     divan::main();
@@ -63,7 +63,7 @@ fn save_64mib_body(bencher: divan::Bencher) {
         .build()
         .expect("a runtime");
     let dir = std::env::temp_dir().join(format!("volley-bench-{}", std::process::id()));
-    volley::body::prepare_dir(&dir).expect("a bodies directory");
+    volley::http::body::prepare_dir(&dir).expect("a bodies directory");
     let chunk = bytes::Bytes::from(vec![9u8; 16 * 1024]);
     bencher.bench(|| {
         runtime.block_on(async {

@@ -22,8 +22,8 @@
 
 use std::time::{Duration, Instant};
 
+use volley::input::{Input, parse_url};
 use volley::outcome::{Class, Outcome};
-use volley::source::{Input, parse_url};
 use volley::store::postgres::{PgOptions, PgStore};
 use volley::store::{IngestBatch, Store, Want};
 

@@ -1,21 +1,25 @@
 //! volley: fetch very many URLs concurrently and politely, and record exactly
 //! one outcome per input in a database.
 //!
-//! The crate is the engine; the `volley` binary (crate `volley-cli`) is a thin
-//! front over it. Data flows one way through one module per stage:
+//! The crate is the engine; the `volley` binary (crate `volley-cli`), the
+//! HTTP service (`volley-serve`) and the Python package (`volley-py`) are
+//! fronts over it. Its folders are its subsystems, in the order data flows:
 //!
-//! * [`source`] reads inputs, [`ingest`] streams them into the frontier;
-//! * [`store`] holds the frontier (tasks) and the record (outcomes), and
-//!   documents the durability model; [`store::any`] opens either database
-//!   behind one handle;
-//! * [`scheduler`] leases tasks into a window; [`task`] takes each through
-//!   its steps (admit, gate and attempt until final, process, finish);
-//! * [`clients`] builds the shared clients, [`fetch`] makes attempts with
-//!   them, [`retry`] decides whether and when to try again, [`body`] hashes
-//!   and saves bodies;
-//! * [`writer`] commits outcomes in batches;
-//! * [`engine`] wires one run together; [`stats`] counts it; [`export`]
-//!   writes outcomes out.
+//! * [`options`]: the option table, the layers (file, environment, flags,
+//!   API, Python) and the one [`FetchSpec`] they resolve to;
+//! * [`input`]: sources of inputs (lists, CSV, JSON Lines, templates),
+//!   streamed into the frontier;
+//! * [`store`]: the frontier (tasks) and the record (outcomes) in SQLite
+//!   or PostgreSQL, one implementation each, with the durability model;
+//! * [`politeness`]: per-host limits and rates, backoff and `Retry-After`,
+//!   robots.txt;
+//! * [`http`]: the clients, one attempt, bodies, cookies, conditional
+//!   requests, the address rules;
+//! * [`pipeline`]: one run, from leased task to recorded outcome;
+//! * [`database`]: the one handle a front end opens, either database,
+//!   for runs and administration alike;
+//! * [`outcome`] is what a task ends with, [`stats`] counts a run,
+//!   [`export`] writes outcomes out.
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
@@ -24,39 +28,28 @@
 //!
 //! let store = Arc::new(SqliteStore::open("volley.db".as_ref())?);
 //! let job = store.open_job("demo", "-", None).await?;
-//! let input = Box::new(volley::source::LineSource::new(std::io::Cursor::new("https://example.com/\n")));
+//! let input = Box::new(volley::input::LineSource::new(std::io::Cursor::new("https://example.com/\n")));
 //! let control = volley::Control::default();
 //! let report = volley::fetch_job(store, &job, Some(input), volley::FetchSpec::default(), &control).await?;
 //! println!("{} fetched, {:.0} requests/s", report.tally.fetched, report.requests_per_sec());
 //! # Ok(()) }
 //! ```
 
-pub mod body;
-pub mod clients;
-pub mod cookies;
-pub mod dns;
-pub mod engine;
+#![deny(missing_docs)]
+#![deny(unreachable_pub)]
+
+pub mod database;
 pub mod export;
-pub mod fetch;
-pub mod guard;
-pub mod host;
-pub mod ingest;
+pub mod http;
+pub mod input;
 pub mod options;
 pub mod outcome;
-pub mod process;
-pub mod proxy;
-pub mod refresh;
-pub mod retry;
-pub mod robots;
-pub(crate) mod run;
-pub mod scheduler;
-pub mod source;
+pub mod pipeline;
+pub mod politeness;
 pub mod stats;
 pub mod store;
-pub mod task;
-pub mod writer;
 
-pub use engine::{Control, RunError, fetch_job, preflight};
 pub use options::FetchSpec;
 pub use outcome::{Class, Outcome};
+pub use pipeline::engine::{Control, RunError, fetch_job, preflight};
 pub use stats::{Progress, RunReport};

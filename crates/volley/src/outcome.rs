@@ -248,7 +248,7 @@ pub struct Outcome {
     pub changed: Option<bool>,
     /// What to remember of the URL now (`resources`), written in the same
     /// transaction as the outcome; `None` leaves the row as it is.
-    pub resource: Option<Box<crate::refresh::Resource>>,
+    pub resource: Option<Box<crate::http::refresh::Resource>>,
 }
 
 /// A page discovered from the page just fetched.

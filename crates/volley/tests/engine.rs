@@ -12,7 +12,7 @@ use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::routing::get;
 use tokio_util::sync::CancellationToken;
-use volley::source::LineSource;
+use volley::input::LineSource;
 use volley::stats::{Observed, Observer};
 use volley::store::sqlite::{SqliteReader, SqliteStore};
 use volley::store::{ExportRow, Reader, Store};
@@ -108,7 +108,7 @@ async fn new_job() -> (tempfile::TempDir, Arc<SqliteStore>, volley::store::Job) 
     (dir, store, job)
 }
 
-fn lines(text: String) -> Option<Box<dyn volley::source::InputSource>> {
+fn lines(text: String) -> Option<Box<dyn volley::input::InputSource>> {
     Some(Box::new(LineSource::new(Cursor::new(text.into_bytes()))))
 }
 

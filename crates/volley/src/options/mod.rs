@@ -345,7 +345,7 @@ mod tests {
     use serde_json::json;
 
     use super::*;
-    use crate::host::{HostRule, Rate};
+    use crate::politeness::host::{HostRule, Rate};
 
     fn layer(source: Source, values: Value) -> Layer {
         let Value::Object(values) = values else {

@@ -54,7 +54,7 @@ pub struct FetchSpec {
     #[serde(with = "text::duration")]
     pub idle_timeout: Duration,
     /// Retries after the first attempt, for failures that can succeed later
-    /// (see [`crate::retry`]).
+    /// (see [`crate::politeness::retry`]).
     #[serde(with = "text::count")]
     pub retries: u32,
     /// The first backoff ceiling; the ceiling doubles with each retry.
@@ -85,7 +85,7 @@ pub struct FetchSpec {
     #[serde(rename = "dns-server", with = "text::dns_servers")]
     pub dns_servers: Vec<std::net::SocketAddr>,
     /// Refuse requests to loopback, private, link-local and other special
-    /// addresses (the SSRF guard, [`crate::guard`]); the outcome is
+    /// addresses (the SSRF guard, [`crate::http::guard`]); the outcome is
     /// `forbidden_address`. On by default in `volley serve`.
     #[serde(with = "text::flag")]
     pub deny_private: bool,
@@ -156,13 +156,13 @@ pub struct FetchSpec {
     /// `paginate`, `cursor-param`, `items`, `extract`, `page-size`,
     /// `max-pages`).
     #[serde(flatten)]
-    pub pages: crate::process::PageRules,
+    pub pages: crate::pipeline::process::PageRules,
     /// After a graceful stop is asked for, how long requests in flight may
     /// run before they are abandoned (and left for the next run).
     #[serde(with = "text::duration")]
     pub grace: Duration,
     /// Send `If-None-Match` / `If-Modified-Since` from what the database
-    /// remembers of each URL ([`crate::refresh`]); a `304` is
+    /// remembers of each URL ([`crate::http::refresh`]); a `304` is
     /// `not_modified`.
     #[serde(with = "text::flag")]
     pub refresh: bool,
@@ -183,7 +183,7 @@ pub struct FetchSpec {
 }
 
 use super::text;
-use crate::host::{HostRule, Rate};
+use crate::politeness::host::{HostRule, Rate};
 
 /// The default `User-Agent`: `volley/<version>`.
 pub const DEFAULT_USER_AGENT: &str = concat!("volley/", env!("CARGO_PKG_VERSION"));
@@ -227,7 +227,7 @@ impl Default for FetchSpec {
             min_speed_bytes: None,
             speed_window: Duration::from_secs(30),
             deadline: None,
-            pages: crate::process::PageRules::default(),
+            pages: crate::pipeline::process::PageRules::default(),
             grace: Duration::from_secs(5),
             refresh: false,
             max_age: None,
@@ -259,14 +259,14 @@ pub enum SpecError {
     Pages(String),
     /// A host rule's pattern can never match a host.
     #[error(transparent)]
-    HostRule(#[from] crate::host::RuleError),
+    HostRule(#[from] crate::politeness::host::RuleError),
     /// An option that does not parse or does not exist, named with where it
     /// came from (see [`crate::options`]).
     #[error("{0}")]
     Option(String),
     /// An `--allow-private` range that does not parse.
     #[error(transparent)]
-    Range(#[from] crate::guard::BadRange),
+    Range(#[from] crate::http::guard::BadRange),
     /// A proxy URL of a scheme volley cannot use.
     #[error("--proxy {0}: give a proxy URL: http://, https://, socks5:// or socks5h://HOST:PORT")]
     Proxy(String),
@@ -311,11 +311,11 @@ impl FetchSpec {
     ///
     /// # Errors
     /// [`SpecError::Range`] for an allowed range that does not parse.
-    pub fn address_rules(&self) -> Result<crate::guard::AddressRules, SpecError> {
+    pub fn address_rules(&self) -> Result<crate::http::guard::AddressRules, SpecError> {
         if !self.deny_private {
-            return Ok(crate::guard::AddressRules::open());
+            return Ok(crate::http::guard::AddressRules::open());
         }
-        Ok(crate::guard::AddressRules::deny_private(
+        Ok(crate::http::guard::AddressRules::deny_private(
             &self.allow_private,
         )?)
     }
@@ -432,12 +432,12 @@ impl FetchSpec {
     ///
     /// # Errors
     /// [`SpecError::HostRule`] for a rule that can never match a host.
-    pub fn host_policy(&self) -> Result<crate::host::Policy, SpecError> {
-        let limits = crate::host::HostLimits {
+    pub fn host_policy(&self) -> Result<crate::politeness::host::Policy, SpecError> {
+        let limits = crate::politeness::host::HostLimits {
             concurrency: self.per_host,
             rate: self.rate,
         };
-        Ok(crate::host::Policy::new(limits, &self.hosts)?)
+        Ok(crate::politeness::host::Policy::new(limits, &self.hosts)?)
     }
 }
 

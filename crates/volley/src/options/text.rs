@@ -8,7 +8,7 @@ use serde::de::{self, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde::ser::{SerializeMap, Serializer};
 use serde::{Deserialize, Serialize};
 
-use crate::host::{HostRule, Rate};
+use crate::politeness::host::{HostRule, Rate};
 
 /// A scalar written as text or as a TOML/JSON number or boolean.
 enum Scalar {

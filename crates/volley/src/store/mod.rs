@@ -39,7 +39,6 @@
 //! which the operating system drops when the process dies, however it dies.
 //! That lock is what makes reclaiming every `leased` task safe.
 
-pub mod any;
 pub mod postgres;
 mod postgres_admin;
 pub mod sqlite;
@@ -51,9 +50,9 @@ use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
+use crate::http::refresh::Resource;
+use crate::input::Input;
 use crate::outcome::{Class, Outcome};
-use crate::refresh::Resource;
-use crate::source::Input;
 
 /// A job row: the named run over one input.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -69,7 +68,7 @@ pub struct Job {
     /// Whether the whole input has been ingested.
     pub ingest_complete: bool,
     /// Hex SHA-256 over the inputs through `ingested_lines` (see
-    /// [`crate::ingest`]); `None` before the first batch.
+    /// [`crate::pipeline::ingest`]); `None` before the first batch.
     pub input_fingerprint: Option<String>,
 }
 
@@ -131,7 +130,7 @@ pub struct IngestBatch {
     pub through_line: u64,
     /// Whether this is the end of the input.
     pub complete: bool,
-    /// The input fingerprint through `through_line` (see [`crate::ingest`]).
+    /// The input fingerprint through `through_line` (see [`crate::pipeline::ingest`]).
     pub fingerprint: Option<String>,
 }
 
@@ -641,7 +640,7 @@ pub trait Store: Send + Sync + 'static {
     }
 
     /// What the database remembers of each of `urls` (rows of
-    /// `resources`, see [`crate::refresh`]), by URL; URLs it never had are
+    /// `resources`, see [`crate::http::refresh`]), by URL; URLs it never had are
     /// absent from the map.
     fn resources(
         &self,

@@ -10,7 +10,7 @@
 //! A worker first leases **hosts** (`hosts.owner`), then claims a few tasks
 //! of each host it holds, so a host's tasks are fetched by one worker at a
 //! time and the per-host limits, rate limits, robots.txt and `Retry-After`
-//! pauses of [`crate::host`] hold for the whole cluster at no database cost
+//! pauses of [`crate::politeness::host`] hold for the whole cluster at no database cost
 //! per request. A worker keeps a host while it has work there and gives it
 //! back when it has none; a dead worker's hosts are claimable once its
 //! lease has expired.
@@ -79,9 +79,9 @@ use super::{
     JobCounts, JobSummary, LeasedTask, RESOURCE_COLUMNS, RESOURCE_CONFLICT, Reader, Recorded,
     Store, StoreError, Want,
 };
+use crate::http::refresh::Resource;
+use crate::input::Input;
 use crate::outcome::{Class, Outcome, now_ms};
-use crate::refresh::Resource;
-use crate::source::Input;
 
 /// The advisory lock (two-key form) held while migrating the schema, so
 /// that workers starting together migrate once.
@@ -126,7 +126,7 @@ impl Default for PgOptions {
     /// The lease [`lease`] gives the default per-attempt timeout, and 4
     /// connections.
     fn default() -> Self {
-        let timeout = crate::FetchSpec::default().timeout;
+        let timeout = crate::options::FetchSpec::default().timeout;
         PgOptions {
             lease: timeout + LEASE_MARGIN,
             pool_size: 4,

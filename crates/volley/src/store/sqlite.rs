@@ -25,9 +25,9 @@ use super::{
     JobCounts, JobSummary, LeasedTask, RESOURCE_COLUMNS, RESOURCE_CONFLICT, Reader, Recorded,
     Store, StoreError, Want,
 };
+use crate::http::refresh::Resource;
+use crate::input::Input;
 use crate::outcome::{Class, Outcome, now_ms};
-use crate::refresh::Resource;
-use crate::source::Input;
 
 /// How long a statement waits for another connection's write lock.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(30);
@@ -815,7 +815,7 @@ pub(super) fn export_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<ExportRow> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::source::parse_url;
+    use crate::input::parse_url;
 
     fn url(line: u64, s: &str) -> Input {
         Input::Url {

@@ -1,6 +1,6 @@
 //! Fetching: one shared pooled client and one attempt at one URL.
 //!
-//! [`crate::clients::build_client`] makes the single `reqwest` client every request goes
+//! [`crate::http::clients::build_client`] makes the single `reqwest` client every request goes
 //! through: HTTP/1.1 and HTTP/2 (chosen by ALPN over TLS), rustls, redirects
 //! up to a cap, connect and read timeouts. The whole-attempt timeout is
 //! applied here, around [`attempt`], so that volley knows which limit fired.
@@ -33,13 +33,15 @@ use reqwest::header::{
 use tokio::io::{AsyncRead, AsyncReadExt as _};
 use url::Url;
 
-use crate::body::{BodySink, header_text};
-use crate::clients::{ClientError, Clients, RedirectError};
-use crate::dns::DnsError;
+use crate::http::body::{BodySink, header_text};
+use crate::http::clients::{ClientError, Clients, RedirectError};
+use crate::http::dns::DnsError;
+use crate::http::refresh::{CacheInfo, Plan};
 use crate::options::FetchSpec;
 use crate::outcome::Class;
-use crate::refresh::{CacheInfo, Plan};
-use crate::retry::{is_retryable_class, is_retryable_status, parse_retry_after, rate_limit_reset};
+use crate::politeness::retry::{
+    is_retryable_class, is_retryable_status, parse_retry_after, rate_limit_reset,
+};
 
 /// Decoded bytes before the decompression ratio is checked: small bodies
 /// compress well legitimately.
@@ -123,12 +125,12 @@ pub struct Attempt {
     /// Where the body was saved.
     pub body_path: Option<String>,
     /// The whole decoded body of a 2xx response, kept when the page rules
-    /// need it ([`crate::process`]).
+    /// need it ([`crate::pipeline::process`]).
     pub body: Option<Bytes>,
     /// The `Link` header's `rel="next"` target, as written (RFC 8288).
     pub link_next: Option<String>,
     /// The validators and freshness of a 2xx or 304 response
-    /// ([`crate::refresh`]).
+    /// ([`crate::http::refresh`]).
     pub cache: Option<CacheInfo>,
 }
 
@@ -156,7 +158,7 @@ impl Attempt {
         }
     }
 
-    /// Whether this failure can succeed later (see [`crate::retry`]).
+    /// Whether this failure can succeed later (see [`crate::politeness::retry`]).
     pub fn is_retryable(&self) -> bool {
         self.class != Class::Ok
             && (self.status.is_some_and(is_retryable_status) || is_retryable_class(self.class))
@@ -166,7 +168,7 @@ impl Attempt {
 /// Where to save the body of a final response.
 #[derive(Debug, Clone, Copy)]
 pub struct SaveTo<'a> {
-    /// The bodies directory (prepared with [`crate::body::prepare_dir`]).
+    /// The bodies directory (prepared with [`crate::http::body::prepare_dir`]).
     pub dir: &'a Path,
     /// A name for the partial file, unique among attempts in flight.
     pub partial_name: &'a str,
@@ -184,11 +186,11 @@ pub struct Ask<'a> {
     /// Whether the request goes through a proxy (its connect failures are
     /// then `proxy`).
     pub via_proxy: bool,
-    /// Conditional or not ([`crate::refresh`]).
+    /// Conditional or not ([`crate::http::refresh`]).
     pub plan: &'a Plan,
     /// The host's own headers (config `[hosts."…"] headers`): sent to it
     /// only. A redirect to another host is followed by a new request
-    /// without them (see [`crate::clients::build_client`]'s redirect policy).
+    /// without them (see [`crate::http::clients::build_client`]'s redirect policy).
     pub host_headers: Option<&'a HeaderMap>,
     /// The run's `Authorization` ([`authorization`]), unless the host's
     /// own headers set one.
@@ -357,19 +359,19 @@ async fn exchange(
     }
     // Only `--paginate link` reads it: many sites send Link preload hints on
     // every page, and parsing them is not free.
-    if spec.pages.paginate == Some(crate::process::Paginate::Link) {
+    if spec.pages.paginate == Some(crate::pipeline::process::Paginate::Link) {
         record.link_next = response
             .headers()
             .get_all(reqwest::header::LINK)
             .iter()
             .filter_map(|v| v.to_str().ok())
-            .find_map(crate::process::link_next);
+            .find_map(crate::pipeline::process::link_next);
     }
     let mut kept = (spec.pages.is_active() && (200..300).contains(&status)).then(BytesMut::new);
     let max_body = match &kept {
         Some(_) => Some(
             spec.max_body_bytes
-                .unwrap_or(crate::process::DEFAULT_MAX_PAGE_BYTES),
+                .unwrap_or(crate::pipeline::process::DEFAULT_MAX_PAGE_BYTES),
         ),
         None => spec.max_body_bytes,
     };
@@ -662,13 +664,13 @@ pub fn tls_advice(err: &rustls::Error) -> Option<&'static str> {
 
 /// Sorts a transport error into a [`Class`] by its structure: reqwest's own
 /// kind (`is_timeout`, `is_connect`, `is_redirect`), then the types in its
-/// source chain (our [`DnsError`] and [`RedirectError`], `rustls::Error`,
+/// source chain (our `DnsError` and [`RedirectError`], `rustls::Error`,
 /// `h2::Error`, `hyper::Error`) and `io::ErrorKind`s.
 ///
 /// Never by the words of a message: those include the URL, so the class
 /// (and with it whether the request is retried) would depend on user data.
 pub fn classify(err: &reqwest::Error) -> Class {
-    if chain(err).any(|e| e.is::<crate::guard::Forbidden>()) {
+    if chain(err).any(|e| e.is::<crate::http::guard::Forbidden>()) {
         return Class::ForbiddenAddress;
     }
     if err.is_redirect() || chain(err).any(|e| e.is::<RedirectError>()) {
@@ -688,7 +690,7 @@ pub fn classify(err: &reqwest::Error) -> Class {
         if e.is::<DnsError>() {
             return Class::Dns;
         }
-        if e.is::<crate::guard::Forbidden>() {
+        if e.is::<crate::http::guard::Forbidden>() {
             return Class::ForbiddenAddress;
         }
         if e.is::<rustls::Error>() {

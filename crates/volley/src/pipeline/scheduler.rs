@@ -5,21 +5,21 @@
 //! The scheduler leases tasks from the store a page at a time and keeps at
 //! most `window` of them in memory (see [`window_for`]); it leases again
 //! when a quarter of the window is free. Each leased task runs as a tokio
-//! task through the steps of [`crate::task`], looping over attempts:
+//! task through the steps of [`crate::pipeline::task`], looping over attempts:
 //!
 //! 0. **Robots.** With `--respect-robots`, the first task of a host fetches
-//!    its robots.txt ([`crate::robots`]) and every task of the host checks
+//!    its robots.txt ([`crate::politeness::robots`]) and every task of the host checks
 //!    it; a disallowed URL gets `robots_denied` without a request.
 //! 1. **Gate.** Before every attempt, retries included, it waits for a
-//!    [`Slot`](crate::host::Slot): its host unpaused, a host permit, the
+//!    [`Slot`](crate::politeness::host::Slot): its host unpaused, a host permit, the
 //!    host's and the global token buckets, then a global permit
-//!    ([`crate::host`]). Waiting for a busy host never holds a global slot
+//!    ([`crate::politeness::host`]). Waiting for a busy host never holds a global slot
 //!    that another host could use.
-//! 2. **Attempt.** See [`crate::fetch::attempt`]. The slot is released when
+//! 2. **Attempt.** See [`crate::http::fetch::attempt`]. The slot is released when
 //!    the attempt ends, and what the attempt says about the host (throttled,
 //!    `Retry-After`, rate limit exhausted, unreachable) is fed back to it.
 //! 3. **Backoff.** A retryable failure waits out its backoff or
-//!    `Retry-After` ([`crate::retry`]) holding *no* permit, then goes back to
+//!    `Retry-After` ([`crate::politeness::retry`]) holding *no* permit, then goes back to
 //!    1. The task's lease keeps it out of other runs meanwhile.
 //! 4. **Outcome.** The final attempt becomes an [`crate::Outcome`], sent to the
 //!    writer; only then does the task leave the window.
@@ -44,23 +44,23 @@ use std::time::Duration;
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
-use crate::RunError;
 use crate::options::FetchSpec;
-use crate::run::{Frontier, Shared};
+use crate::pipeline::run::RunError;
+use crate::pipeline::run::{Frontier, Shared};
+use crate::pipeline::task::{self, Target};
 use crate::store::{Store, Want};
-use crate::task::{self, Target};
 
 /// Tasks held in memory for a given global concurrency: four per request
 /// slot, at least 1024, so that tasks of hosts at their limit do not starve
 /// the others of work.
-pub fn window_for(concurrency: usize) -> usize {
+pub(crate) fn window_for(concurrency: usize) -> usize {
     concurrency.saturating_mul(4).max(1024)
 }
 
 /// How often a run on a shared store looks again for work it cannot be
 /// told about: tasks ingested by another process, hosts freed by a worker
 /// that left or died.
-pub const SHARED_POLL: Duration = Duration::from_millis(250);
+pub(crate) const SHARED_POLL: Duration = Duration::from_millis(250);
 
 /// Most tasks of one host a run holds at once (with host affinity): four
 /// per request the host may have in flight, so it never waits for a lease,
@@ -169,7 +169,7 @@ pub(crate) async fn run<S: Store>(
             };
             drained = leased.len() < free;
             short_at = drained.then(tokio::time::Instant::now);
-            let mut priors = if crate::refresh::wanted(&shared.spec) {
+            let mut priors = if crate::http::refresh::wanted(&shared.spec) {
                 let urls = leased.iter().map(|t| t.url.clone()).collect();
                 match store.resources(urls).await {
                     Ok(found) => found,

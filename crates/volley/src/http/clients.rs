@@ -6,7 +6,7 @@
 //! Both are enforced at redirects too: a hop to another origin that would
 //! change either (it leaves a host with its own headers, or it crosses
 //! between a verified and an unverified host) is not followed by the
-//! client but by [`crate::fetch::attempt`], with a new request made for
+//! client but by [`crate::http::fetch::attempt`], with a new request made for
 //! the new host ([`Clients::stops`]).
 
 use std::collections::HashMap;
@@ -15,11 +15,11 @@ use std::sync::Arc;
 use reqwest::header::{ACCEPT_ENCODING, HeaderMap, HeaderName, HeaderValue};
 use url::Url;
 
-use crate::guard::AddressRules;
+use crate::http::guard::AddressRules;
 
-use crate::cookies::Jar;
-use crate::host::Policy;
+use crate::http::cookies::Jar;
 use crate::options::{FetchSpec, SpecError};
+use crate::politeness::host::Policy;
 
 /// What one host rule changes about the requests to its hosts, prepared
 /// once per rule.
@@ -92,7 +92,7 @@ impl HostAsks {
 
 /// Where a chain of redirects must stop, so that a new request is made for
 /// the next host: shared by the clients' redirect policies and
-/// [`crate::fetch::attempt`], which must agree on it.
+/// [`crate::http::fetch::attempt`], which must agree on it.
 #[derive(Debug)]
 pub struct Stops {
     asks: Option<HostAsks>,
@@ -210,7 +210,7 @@ pub enum ClientError {
     },
     /// The DNS resolver could not be set up.
     #[error(transparent)]
-    Dns(#[from] crate::dns::DnsSetupError),
+    Dns(#[from] crate::http::dns::DnsSetupError),
     /// The TLS or connection set-up failed.
     #[error("cannot build the HTTP client: {0}")]
     Build(reqwest::Error),
@@ -336,7 +336,7 @@ pub(crate) fn client_with(
         builder = builder.cookie_provider(jar);
     }
     if let Some(url) = &spec.proxy {
-        let route = crate::proxy::ProxyRoute::new(spec, |name| std::env::var(name).ok());
+        let route = crate::http::proxy::ProxyRoute::new(spec, |name| std::env::var(name).ok());
         let mut proxy = reqwest::Proxy::all(url).map_err(|source| ClientError::Proxy {
             url: url.clone(),
             source,
@@ -351,7 +351,7 @@ pub(crate) fn client_with(
         // A proxy resolves and connects on its own: no rule would hold.
         builder = builder.no_proxy();
     }
-    let resolver = crate::dns::Resolver::new(&spec.dns_servers)?.with_rules(rules.clone());
+    let resolver = crate::http::dns::Resolver::new(&spec.dns_servers)?.with_rules(rules.clone());
     builder
         .user_agent(spec.user_agent.clone())
         .default_headers(headers)

@@ -6,12 +6,12 @@
 //!    robots.txt disallows is `robots_denied` (`--respect-robots`, with the
 //!    host's robots.txt fetched by its first task).
 //! 2. `fetch_until_final`: gate, attempt, backoff, again: each attempt
-//!    waits for its host's and the run's gates ([`crate::host`]), is made by
+//!    waits for its host's and the run's gates ([`crate::politeness::host`]), is made by
 //!    [`fetch::attempt`], feeds what it learnt back to the host, and is
-//!    retried after its backoff or `Retry-After` ([`crate::retry`]) until
+//!    retried after its backoff or `Retry-After` ([`crate::politeness::retry`]) until
 //!    one is final.
 //! 3. `process_page`: with page rules, the final body is parsed off the
-//!    async workers for its next page, items and fields ([`crate::process`]).
+//!    async workers for its next page, items and fields ([`crate::pipeline::process`]).
 //! 4. `finish`: the one place an [`Outcome`] is built from the final
 //!    attempt, what processing found and what the database remembered of
 //!    the URL (a `304` carries the remembered body; RFC 9111 §4.3.4).
@@ -19,7 +19,7 @@
 //! `run_task` runs the steps and sends the outcome to the writer. When
 //! the run stops (Ctrl-C), a task waiting at a gate or in a backoff gives
 //! up without an outcome; when its deadline passes, it ends with a
-//! `deadline` outcome (see [`crate::scheduler`]).
+//! `deadline` outcome (see [`crate::pipeline::scheduler`]).
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -28,17 +28,17 @@ use std::time::Duration;
 use tokio::sync::OwnedSemaphorePermit;
 use url::Url;
 
-use crate::RunError;
-use crate::clients::HostAsk;
-use crate::fetch::{self, Attempt, SaveTo};
-use crate::host::{Feedback, Host, HostTask};
+use crate::http::clients::HostAsk;
+use crate::http::fetch::{self, Attempt, SaveTo};
+use crate::http::refresh::{self, Plan, Resource};
 use crate::options::FetchSpec;
 use crate::outcome::{AttemptRecord, Class, NextPage, Outcome, now_ms};
-use crate::process::{self, Processed};
-use crate::refresh::{self, Plan, Resource};
-use crate::retry::{Backoff, Decision};
-use crate::robots::{self, Robots};
-use crate::run::{Finished, Frontier, Shared};
+use crate::pipeline::process::{self, Processed};
+use crate::pipeline::run::RunError;
+use crate::pipeline::run::{Finished, Frontier, Shared};
+use crate::politeness::host::{Feedback, Host, HostTask};
+use crate::politeness::retry::{Backoff, Decision};
+use crate::politeness::robots::{self, Robots};
 use crate::stats::Progress;
 use crate::store::LeasedTask;
 
@@ -98,7 +98,7 @@ impl Target {
 /// The key politeness state is kept under: the host, with the port when it
 /// is not the scheme's default (`127.0.0.1:8080`). Two ports are two
 /// services, each with its own robots.txt (RFC 9309 scopes it to the origin).
-pub fn host_key(url: &Url) -> Box<str> {
+pub(crate) fn host_key(url: &Url) -> Box<str> {
     let host = url.host_str().unwrap_or_default();
     match url.port() {
         Some(port) => format!("{host}:{port}").into(),
@@ -593,12 +593,12 @@ async fn acquire(
     shared: &Shared,
     host: &Arc<Host>,
     outer: Option<&Arc<Host>>,
-) -> Option<crate::host::Slot> {
+) -> Option<crate::politeness::host::Slot> {
     let within = shared.budget.as_deref().zip(outer);
     shared.hosts.acquire_within(host, within).await
 }
 
-/// Fetches `host`'s robots.txt through the host's gate; see [`crate::robots`].
+/// Fetches `host`'s robots.txt through the host's gate; see [`crate::politeness::robots`].
 async fn fetch_robots(
     shared: &Shared,
     host: &Arc<Host>,
@@ -653,7 +653,7 @@ async fn send(shared: &Shared, outcome: Outcome, host: Box<str>) -> Result<(), R
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::refresh::CacheInfo;
+    use crate::http::refresh::CacheInfo;
 
     fn task(page: u32) -> LeasedTask {
         LeasedTask {

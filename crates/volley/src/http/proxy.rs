@@ -9,11 +9,11 @@
 
 use url::{Host, Url};
 
-use crate::FetchSpec;
+use crate::options::FetchSpec;
 
 /// The proxy settings of a run; see the module docs.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct ProxyRoute {
+pub(crate) struct ProxyRoute {
     /// Whether `http://` URLs go through a proxy.
     http: bool,
     /// Whether `https://` URLs do.
@@ -25,7 +25,7 @@ pub struct ProxyRoute {
 impl ProxyRoute {
     /// The route for `spec`, reading the environment through `env`. With
     /// the address rules on, no proxy is used at all.
-    pub fn new(spec: &FetchSpec, env: impl Fn(&str) -> Option<String>) -> ProxyRoute {
+    pub(crate) fn new(spec: &FetchSpec, env: impl Fn(&str) -> Option<String>) -> ProxyRoute {
         if spec.deny_private {
             return ProxyRoute::default();
         }
@@ -57,14 +57,14 @@ impl ProxyRoute {
     }
 
     /// The list for reqwest's `NoProxy`, comma-separated, if any.
-    pub fn no_proxy_list(&self) -> Option<String> {
+    pub(crate) fn no_proxy_list(&self) -> Option<String> {
         (!self.no_proxy.is_empty()).then(|| self.no_proxy.join(","))
     }
 
     /// Whether a request for `url` goes through the proxy. Exceptions
     /// match a host name and its subdomains, `*` everything, and an IP
     /// address or CIDR range the host's literal address.
-    pub fn routes(&self, url: &Url) -> bool {
+    pub(crate) fn routes(&self, url: &Url) -> bool {
         let scheme_proxied = match url.scheme() {
             "http" => self.http,
             "https" => self.https,

@@ -22,15 +22,15 @@ use tokio::sync::mpsc;
 use tokio::sync::mpsc::error::TryRecvError;
 
 use crate::outcome::{Class, Outcome};
-use crate::run::{Finished, Frontier};
+use crate::pipeline::run::{Finished, Frontier};
 use crate::stats::{Observed, Observer, Progress, Tally};
 use crate::store::{Store, StoreError};
 
 /// Most outcomes committed in one transaction.
-pub const BATCH_MAX: usize = 1024;
+pub(crate) const BATCH_MAX: usize = 1024;
 
 /// Longest wait for a batch to fill before committing what is there.
-pub const LINGER: Duration = Duration::from_millis(20);
+pub(crate) const LINGER: Duration = Duration::from_millis(20);
 
 /// Receives outcomes until every sender is dropped, committing in batches.
 ///

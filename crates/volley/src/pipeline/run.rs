@@ -1,7 +1,8 @@
 //! What the stages of one run share: the [`Frontier`] signal between the
 //! producers of tasks (ingest, the writer's next pages) and the scheduler,
-//! the state every task reads ([`Shared`]), and the envelope an outcome
-//! travels to the writer in ([`Finished`]). Kept apart from the stages so
+//! the state every task reads ([`Shared`]), the envelope an outcome
+//! travels to the writer in ([`Finished`]), and why a run fails
+//! ([`RunError`]). Kept apart from the stages so
 //! that each imports it and none imports another.
 
 use std::sync::Arc;
@@ -11,11 +12,62 @@ use reqwest::header::HeaderValue;
 use tokio::sync::{Notify, mpsc};
 use tokio_util::sync::CancellationToken;
 
-use crate::clients::Clients;
-use crate::host::Hosts;
+use crate::http::clients::Clients;
 use crate::options::{FetchSpec, SpecError};
 use crate::outcome::Outcome;
+use crate::politeness::host::Hosts;
 use crate::stats::Progress;
+use crate::store::StoreError;
+
+/// Why a run failed. Failed fetches are outcomes, not errors: these are
+/// failures of the run itself.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    /// The configuration cannot work.
+    #[error(transparent)]
+    Spec(#[from] SpecError),
+    /// The HTTP client could not be built (CA files, TLS set-up).
+    #[error(transparent)]
+    Client(#[from] crate::http::clients::ClientError),
+    /// The database failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The cookie file could not be loaded or saved.
+    #[error(transparent)]
+    Cookies(#[from] crate::http::cookies::CookieError),
+    /// Reading the input failed.
+    #[error("reading the input failed: {0}")]
+    Input(std::io::Error),
+    /// The part of the input a job read before has changed since (lines
+    /// edited, inserted or removed), so its tasks no longer match it.
+    #[error(
+        "the input of job '{job}' changed since it was read: {detail}; \
+         to fetch it as it is now, pass --job NEW_NAME"
+    )]
+    InputChanged {
+        /// The job.
+        job: String,
+        /// What changed.
+        detail: String,
+    },
+    /// The job's input is not fully ingested, and no input was given.
+    #[error("job '{0}' has input not yet read; give its input file again to resume it")]
+    InputNeeded(String),
+    /// The bodies directory could not be created.
+    #[error("cannot create the bodies directory {dir}: {source}")]
+    BodiesDir {
+        /// The directory.
+        dir: String,
+        /// The underlying error.
+        source: std::io::Error,
+    },
+    /// A body could not be written to disk.
+    #[error("writing a body to disk failed: {0}")]
+    BodyIo(std::io::Error),
+    /// An internal task failed (a bug).
+    #[error("internal error: {0}")]
+    Internal(String),
+}
 
 /// Tells the scheduler that the frontier grew: ingest committed input, or
 /// the writer committed pages found by pagination.
@@ -35,7 +87,7 @@ pub(crate) struct Frontier {
 
 impl Frontier {
     /// New tasks were committed.
-    pub fn grew(&self) {
+    pub(crate) fn grew(&self) {
         self.grew_then(|| {});
     }
 
@@ -44,14 +96,14 @@ impl Frontier {
     /// the version moves and before the wake-up, so a scheduler that sees
     /// its mark also sees the new version (and leases what it stands for)
     /// and one that does not is woken afterwards.
-    pub fn grew_then(&self, mark: impl FnOnce()) {
+    pub(crate) fn grew_then(&self, mark: impl FnOnce()) {
         self.version.fetch_add(1, Ordering::Release);
         mark();
         self.notify.notify_waiters();
     }
 
     /// `n` outcomes with next pages were committed (after [`Frontier::grew`]).
-    pub fn pages_committed(&self, n: u64) {
+    pub(crate) fn pages_committed(&self, n: u64) {
         if n > 0 {
             self.pending_pages.fetch_sub(n, Ordering::Release);
             self.notify.notify_waiters();
@@ -93,10 +145,10 @@ pub(crate) struct Shared {
     /// Politeness shared with other runs of this process (`volley serve`):
     /// every request also passes the budget's host and global gates.
     pub budget: Option<Arc<Hosts>>,
-    /// Which addresses may be fetched ([`crate::guard`]).
-    pub rules: crate::guard::AddressRules,
-    /// Which requests go through a proxy ([`crate::proxy`]).
-    pub proxy: crate::proxy::ProxyRoute,
+    /// Which addresses may be fetched ([`crate::http::guard`]).
+    pub rules: crate::http::guard::AddressRules,
+    /// Which requests go through a proxy ([`crate::http::proxy`]).
+    pub proxy: crate::http::proxy::ProxyRoute,
     /// The run's `Authorization` (`--user`, `--bearer-token-file`).
     pub authorization: Option<HeaderValue>,
 }
@@ -104,7 +156,7 @@ pub(crate) struct Shared {
 impl Shared {
     /// # Errors
     /// A host rule whose pattern is not a valid glob.
-    pub fn new(
+    pub(crate) fn new(
         clients: Clients,
         spec: FetchSpec,
         outcomes: mpsc::Sender<Finished>,
@@ -116,7 +168,7 @@ impl Shared {
         let policy = spec.host_policy()?;
         let rules = spec.address_rules()?;
         let hosts = Hosts::new(policy, spec.concurrency, spec.global_rate);
-        let proxy = crate::proxy::ProxyRoute::new(&spec, |name| std::env::var(name).ok());
+        let proxy = crate::http::proxy::ProxyRoute::new(&spec, |name| std::env::var(name).ok());
         Ok(Shared {
             clients,
             spec,

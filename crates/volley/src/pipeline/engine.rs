@@ -19,65 +19,19 @@ use std::time::Instant;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use crate::clients::Clients;
-use crate::cookies::Jar;
-use crate::options::{FetchSpec, SpecError};
-use crate::run::{Frontier, Shared};
-use crate::scheduler;
-use crate::source::InputSource;
+use crate::http::clients::Clients;
+use crate::http::cookies::Jar;
+use crate::http::{body, fetch};
+use crate::input::InputSource;
+use crate::options::FetchSpec;
+use crate::pipeline::ingest;
+use crate::pipeline::run::{Frontier, Shared};
+use crate::pipeline::scheduler;
+use crate::pipeline::writer;
 use crate::stats::{Progress, RunReport, Tally};
 use crate::store::{Job, Store, StoreError};
-use crate::{body, fetch, ingest, writer};
 
-/// Why a run failed. Failed fetches are outcomes, not errors: these are
-/// failures of the run itself.
-#[derive(Debug, thiserror::Error)]
-pub enum RunError {
-    /// The configuration cannot work.
-    #[error(transparent)]
-    Spec(#[from] SpecError),
-    /// The HTTP client could not be built (CA files, TLS set-up).
-    #[error(transparent)]
-    Client(#[from] crate::clients::ClientError),
-    /// The database failed.
-    #[error(transparent)]
-    Store(#[from] StoreError),
-    /// The cookie file could not be loaded or saved.
-    #[error(transparent)]
-    Cookies(#[from] crate::cookies::CookieError),
-    /// Reading the input failed.
-    #[error("reading the input failed: {0}")]
-    Input(std::io::Error),
-    /// The part of the input a job read before has changed since (lines
-    /// edited, inserted or removed), so its tasks no longer match it.
-    #[error(
-        "the input of job '{job}' changed since it was read: {detail}; \
-         to fetch it as it is now, pass --job NEW_NAME"
-    )]
-    InputChanged {
-        /// The job.
-        job: String,
-        /// What changed.
-        detail: String,
-    },
-    /// The job's input is not fully ingested, and no input was given.
-    #[error("job '{0}' has input not yet read; give its input file again to resume it")]
-    InputNeeded(String),
-    /// The bodies directory could not be created.
-    #[error("cannot create the bodies directory {dir}: {source}")]
-    BodiesDir {
-        /// The directory.
-        dir: String,
-        /// The underlying error.
-        source: std::io::Error,
-    },
-    /// A body could not be written to disk.
-    #[error("writing a body to disk failed: {0}")]
-    BodyIo(std::io::Error),
-    /// An internal task failed (a bug).
-    #[error("internal error: {0}")]
-    Internal(String),
-}
+pub use super::run::RunError;
 
 /// What the caller holds while a run goes: a way to stop it, and its
 /// live counters.
@@ -92,7 +46,7 @@ pub struct Control {
     /// host limits and one global concurrency for all of them (`volley
     /// serve` runs many jobs on one budget). The run's own limits apply
     /// too, so a job can be stricter than the budget, never looser.
-    pub budget: Option<Arc<crate::host::Hosts>>,
+    pub budget: Option<Arc<crate::politeness::host::Hosts>>,
     /// Told of every committed batch of outcomes (metrics), if set.
     pub observer: Option<Arc<dyn crate::stats::Observer>>,
 }
@@ -135,7 +89,7 @@ pub fn preflight(spec: &FetchSpec) -> Result<(), RunError> {
 ///
 /// `input` is read from the job's ingest cursor on, even when the job has
 /// read all of its input before: lines appended since become tasks (what
-/// was read before must come first, unchanged: see [`crate::ingest`]). It
+/// was read before must come first, unchanged: see the `ingest` stage). It
 /// may be `None` only if the job's input is already fully ingested (or, on
 /// a shared store, another process ingests it).
 ///

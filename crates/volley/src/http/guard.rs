@@ -11,7 +11,7 @@
 //!
 //! The rules are checked where the address is known for certain, so no
 //! name can sneak past them:
-//! * the resolver ([`crate::dns::Resolver`]) fails a name when *any* of its
+//! * the resolver (`dns::Resolver`) fails a name when *any* of its
 //!   addresses is refused, so DNS rebinding between a check and the connect
 //!   cannot pass (the connection only ever uses addresses the check saw);
 //! * IP-literal URLs never reach a resolver, so the scheduler checks them
@@ -59,7 +59,7 @@ const DENIED: [&str; 24] = [
 ];
 
 /// A request refused by the address rules. It reaches
-/// [`crate::fetch::classify`] in the error's source chain, which makes the
+/// [`crate::http::fetch::classify`] in the error's source chain, which makes the
 /// outcome's class `forbidden_address`.
 #[derive(Debug, Clone, thiserror::Error)]
 #[error(

@@ -1,4 +1,5 @@
-//! Sources: where inputs come from.
+//! Inputs: where they come from (the pipeline's ingest stage streams them
+//! into the frontier).
 //!
 //! A source turns bytes into numbered [`Input`]s, streaming: it holds one
 //! line (or CSV record) at a time, whatever the input's size. Four formats:

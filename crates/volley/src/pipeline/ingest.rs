@@ -32,9 +32,9 @@ use sha2::{Digest as _, Sha256};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use crate::RunError;
-use crate::run::Frontier;
-use crate::source::{Input, InputSource};
+use crate::input::{Input, InputSource};
+use crate::pipeline::run::Frontier;
+use crate::pipeline::run::RunError;
 use crate::stats::{Observer, Progress, Tally};
 use crate::store::{IngestBatch, Job, Store};
 

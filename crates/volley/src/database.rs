@@ -13,13 +13,16 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
-use super::postgres::{PgOptions, PgReader, PgStore};
-use super::sqlite::{SqliteReader, SqliteStore};
-use super::{Deleted, ItemRow, Job, JobRecord, JobState, OutcomeEntry, Reader, Store, StoreError};
 use crate::export::ExportError;
-use crate::source::InputSource;
+use crate::input::InputSource;
+use crate::options::FetchSpec;
+use crate::pipeline::engine::{Control, RunError};
 use crate::stats::{RunReport, Tally};
-use crate::{Control, FetchSpec, RunError};
+use crate::store::postgres::{PgOptions, PgReader, PgStore};
+use crate::store::sqlite::{SqliteReader, SqliteStore};
+use crate::store::{
+    Deleted, ItemRow, Job, JobRecord, JobState, OutcomeEntry, Reader, Store, StoreError,
+};
 use tokio_util::sync::CancellationToken;
 
 /// Which database holds the jobs: a SQLite file or a PostgreSQL URL.
@@ -36,7 +39,7 @@ impl Database {
     /// URL, with [`PgOptions::default`], or else a SQLite file's path.
     pub fn named(given: PathBuf) -> Database {
         match given.to_str() {
-            Some(text) if super::postgres::is_postgres_url(text) => {
+            Some(text) if crate::store::postgres::is_postgres_url(text) => {
                 Database::Postgres(text.to_owned(), PgOptions::default())
             }
             _ => Database::Sqlite(given),
@@ -57,7 +60,7 @@ impl Database {
     pub fn shown(&self) -> String {
         match self {
             Database::Sqlite(path) => path.display().to_string(),
-            Database::Postgres(url, _) => super::postgres::redact(url),
+            Database::Postgres(url, _) => crate::store::postgres::redact(url),
         }
     }
 
@@ -95,7 +98,7 @@ impl AnyReader {
     ///
     /// # Errors
     /// Store errors.
-    pub fn workers(&self) -> Result<Vec<super::postgres::WorkerRow>, StoreError> {
+    pub fn workers(&self) -> Result<Vec<crate::store::postgres::WorkerRow>, StoreError> {
         match self {
             AnyReader::Sqlite(_) => Ok(Vec::new()),
             AnyReader::Postgres(reader) => reader.workers(),
@@ -104,7 +107,7 @@ impl AnyReader {
 }
 
 impl Reader for AnyReader {
-    fn jobs(&self) -> Result<Vec<super::JobSummary>, StoreError> {
+    fn jobs(&self) -> Result<Vec<crate::store::JobSummary>, StoreError> {
         match self {
             AnyReader::Sqlite(r) => r.jobs(),
             AnyReader::Postgres(r) => r.jobs(),
@@ -121,7 +124,7 @@ impl Reader for AnyReader {
     fn for_each_outcome<E: From<StoreError>>(
         &self,
         job: i64,
-        f: impl FnMut(&super::ExportRow) -> Result<(), E>,
+        f: impl FnMut(&crate::store::ExportRow) -> Result<(), E>,
     ) -> Result<(), E> {
         match self {
             AnyReader::Sqlite(r) => r.for_each_outcome(job, f),
@@ -433,14 +436,14 @@ impl Backend {
     /// Stores all of `source` as `job`'s tasks without fetching.
     ///
     /// # Errors
-    /// See [`crate::ingest::ingest_only`].
+    /// See [`crate::pipeline::ingest::ingest_only`].
     pub async fn ingest_only(
         &self,
         job: &Job,
         source: Box<dyn InputSource>,
         stop: CancellationToken,
     ) -> Result<Tally, RunError> {
-        on_store!(self, store => crate::ingest::ingest_only(Arc::clone(store), job, source, stop).await)
+        on_store!(self, store => crate::pipeline::ingest::ingest_only(Arc::clone(store), job, source, stop).await)
     }
 
     /// Runs `job`; see [`crate::fetch_job`].
@@ -454,7 +457,7 @@ impl Backend {
         spec: FetchSpec,
         control: &Control,
     ) -> Result<RunReport, RunError> {
-        on_store!(self, store => crate::fetch_job(Arc::clone(store), job, input, spec, control).await)
+        on_store!(self, store => crate::pipeline::engine::fetch_job(Arc::clone(store), job, input, spec, control).await)
     }
 
     /// Writes `what` of `job` to `out` as NDJSON, from a reader of its own.

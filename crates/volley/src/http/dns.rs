@@ -11,7 +11,7 @@
 //! `getaddrinfo` on tokio's blocking pool.
 //!
 //! A failed lookup reaches the classifier as a typed [`DnsError`] in the
-//! error's source chain, so [`crate::fetch::classify`] finds it by type: the
+//! error's source chain, so [`crate::http::fetch::classify`] finds it by type: the
 //! `dns` class never depends on the words of an error message (which contain
 //! the URL, and so user data). IP-literal URLs never reach a resolver: the
 //! client connects to them directly.
@@ -24,15 +24,15 @@ use hickory_resolver::config::{LookupIpStrategy, NameServerConfig, ResolverConfi
 use hickory_resolver::net::runtime::TokioRuntimeProvider;
 use reqwest::dns::{Addrs, Name, Resolve, Resolving};
 
-use crate::guard::AddressRules;
+use crate::http::guard::AddressRules;
 
 /// Most answers the resolver caches (positive and negative).
-pub const CACHE_ENTRIES: u64 = 4096;
+pub(crate) const CACHE_ENTRIES: u64 = 4096;
 
 /// A host name that did not resolve to any address.
 #[derive(Debug, thiserror::Error)]
 #[error("cannot resolve host name {name}: {reason}")]
-pub struct DnsError {
+pub(crate) struct DnsError {
     /// The name looked up.
     pub name: String,
     /// What the resolver said.
@@ -46,10 +46,10 @@ pub struct DnsSetupError(String);
 
 /// The client's resolver; see the module docs.
 #[derive(Clone)]
-pub struct Resolver {
+pub(crate) struct Resolver {
     backend: Backend,
     /// Addresses refused (the SSRF guard): a name with any refused address
-    /// fails as a whole with [`crate::guard::Forbidden`].
+    /// fails as a whole with [`crate::http::guard::Forbidden`].
     rules: Arc<AddressRules>,
 }
 
@@ -74,7 +74,7 @@ impl Resolver {
     ///
     /// # Errors
     /// [`DnsSetupError`] when the resolver cannot be built from `servers`.
-    pub fn new(servers: &[SocketAddr]) -> Result<Resolver, DnsSetupError> {
+    pub(crate) fn new(servers: &[SocketAddr]) -> Result<Resolver, DnsSetupError> {
         let provider = TokioRuntimeProvider::default();
         let mut builder = if servers.is_empty() {
             match TokioResolver::builder_tokio() {
@@ -114,8 +114,8 @@ impl Resolver {
     }
 
     /// This resolver, failing every name that resolves to an address
-    /// `rules` refuse (see [`crate::guard`]).
-    pub fn with_rules(mut self, rules: AddressRules) -> Resolver {
+    /// `rules` refuse (see [`crate::http::guard`]).
+    pub(crate) fn with_rules(mut self, rules: AddressRules) -> Resolver {
         self.rules = Arc::new(rules);
         self
     }
@@ -124,7 +124,7 @@ impl Resolver {
     ///
     /// # Errors
     /// [`DnsError`] when the name does not resolve, or resolves to nothing.
-    pub async fn lookup(&self, host: &str) -> Result<Vec<SocketAddr>, DnsError> {
+    pub(crate) async fn lookup(&self, host: &str) -> Result<Vec<SocketAddr>, DnsError> {
         let fail = |reason: String| DnsError {
             name: host.to_owned(),
             reason,

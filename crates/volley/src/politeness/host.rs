@@ -41,7 +41,7 @@ use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use tokio::sync::{OnceCell, OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
 
-use crate::robots::Robots;
+use crate::politeness::robots::Robots;
 
 /// Lowest rate factor adaptive throttling goes down to.
 pub const MIN_RATE_FACTOR: f64 = 1.0 / 64.0;
@@ -814,7 +814,7 @@ impl std::str::FromStr for Rate {
 }
 
 /// Limits for the hosts matching `pattern`: a host, `host:port`, or a glob of
-/// either (`*.example.com`, `127.0.0.*:8080`); see [`crate::host::Policy`].
+/// either (`*.example.com`, `127.0.0.*:8080`); see [`crate::politeness::host::Policy`].
 /// Unset fields keep the defaults.
 #[derive(Debug, Clone, PartialEq)]
 pub struct HostRule {
