@@ -640,6 +640,7 @@ fn _volley(m: &Bound<'_, PyModule>) -> PyResult<()> {
             })
             .collect::<Vec<_>>(),
     )?;
+    m.add("EXPORT_COLUMNS", volley::export::columns())?;
     m.add(
         "CLASSES",
         Class::ALL.iter().map(|c| c.as_str()).collect::<Vec<_>>(),

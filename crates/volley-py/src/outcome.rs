@@ -46,15 +46,18 @@ pub struct Outcome {
     body_path: Option<String>,
     /// With `refresh`: whether the body differs from the last one.
     changed: Option<bool>,
+    /// The response headers as JSON text (`headers` parses it).
+    headers_json: Option<String>,
+    /// The task's metadata as JSON text (`meta` parses it).
+    meta_json: Option<String>,
+    /// The `extract` fields as JSON text (`extracted` parses it).
+    extracted_json: Option<String>,
     /// The line this one repeats, for `duplicate` outcomes.
     duplicate_of_line: Option<u64>,
     /// When the first attempt started (Unix ms).
     started_at_ms: Option<i64>,
     /// When the outcome was decided (Unix ms).
     finished_at_ms: i64,
-    headers_json: Option<String>,
-    meta_json: Option<String>,
-    extracted_json: Option<String>,
 }
 
 impl From<ExportRow> for Outcome {

@@ -425,6 +425,11 @@ async def test_the_stub_names_every_field_of_an_outcome(server: Server) -> None:
     stubbed |= {n.name for n in outcome.body if isinstance(n, ast.FunctionDef)}
     runtime = {name for name in dir(volley.Outcome) if not name.startswith("_")}
     assert stubbed == runtime, f"stub only: {stubbed - runtime}; class only: {runtime - stubbed}"
+    # The fields are the export's columns, in order, under Python names.
+    renamed = {"class": "outcome_class", "headers": "headers_json", "meta": "meta_json", "extracted": "extracted_json"}
+    fields = [n.target.id for n in outcome.body if isinstance(n, ast.AnnAssign) and isinstance(n.target, ast.Name)]
+    columns = [renamed.get(c, c) for c in volley._volley.EXPORT_COLUMNS]
+    assert [f for f in fields if f in columns] == columns, f"stub fields {fields}; export columns {columns}"
     (row,) = await volley.fetch_all([server.url("/ok/1")])
     for field in stubbed - {"read", "json"}:
         getattr(row, field)  # every field reads on a real outcome

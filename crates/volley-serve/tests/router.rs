@@ -489,3 +489,23 @@ fn the_openapi_options_are_the_options_a_job_may_set() {
         "the Options schema (additionalProperties: false) must list exactly what a job may set"
     );
 }
+
+#[test]
+fn the_openapi_outcome_is_the_export_row_with_its_id() {
+    let spec: Value = serde_json::from_str(&volley_serve::api::OPENAPI).expect("valid JSON");
+    let documented: Vec<String> = spec["components"]["schemas"]["Outcome"]["properties"]
+        .as_object()
+        .expect("the Outcome schema has properties")
+        .keys()
+        .cloned()
+        .collect();
+    let mut expected = vec!["id".to_owned()];
+    expected.extend(volley::export::columns());
+    let (mut a, mut b) = (documented.clone(), expected.clone());
+    a.sort();
+    b.sort();
+    assert_eq!(
+        a, b,
+        "the API's Outcome must have the export's fields and the row id"
+    );
+}

@@ -192,6 +192,21 @@ fn item_columns(reader: &impl Reader, job: i64) -> Result<ItemColumns, ExportErr
     Ok(columns)
 }
 
+/// The columns of an outcome export, in order: the fields of
+/// [`ExportRow`], as the CSV header names them.
+pub fn columns() -> Vec<String> {
+    let mut header = csv::Writer::from_writer(Vec::new());
+    if header.serialize(ExportRow::default()).is_err() {
+        return Vec::new();
+    }
+    let Ok(bytes) = header.into_inner() else {
+        return Vec::new();
+    };
+    let text = String::from_utf8_lossy(&bytes);
+    let first = text.lines().next().unwrap_or_default();
+    first.split(',').map(str::to_owned).collect()
+}
+
 /// The fields that hold JSON objects (headers, metadata, extracted fields).
 /// CSV keeps them as JSON text in a cell; JSON Lines nests them as objects,
 /// so that `jq '.headers["content-type"]'` reads them.
@@ -239,6 +254,21 @@ fn csv_error(e: csv::Error) -> ExportError {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn the_columns_are_the_export_row_in_order() {
+        let columns = super::columns();
+        assert_eq!(columns.first().map(String::as_str), Some("line"));
+        assert_eq!(columns.len(), 23, "{columns:?}");
+        // The JSON form has the same fields in the same order.
+        let row = super::json_row(&crate::store::ExportRow::default()).expect("a row");
+        let keys: Vec<&String> = row.as_object().expect("an object").keys().collect();
+        let mut sorted = columns.clone();
+        sorted.sort();
+        let mut json: Vec<String> = keys.into_iter().cloned().collect();
+        json.sort();
+        assert_eq!(json, sorted);
+    }
+
     use super::*;
     use crate::store::{Job, JobSummary};
 

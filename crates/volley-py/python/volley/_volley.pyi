@@ -4,6 +4,8 @@ import builtins
 from typing import Any, Iterable
 
 CLASSES: list[str]
+EXPORT_COLUMNS: list[str]
+"""The fields of a recorded outcome, in order, as ``volley export`` writes them."""
 OPTIONS: list[tuple[str, str]]
 """Every option keyword with its help and real default, from the engine's option table."""
 
@@ -51,17 +53,17 @@ class Outcome:
     """Where the body was saved (with ``save_bodies``)."""
     changed: bool | None
     """With ``refresh``: whether the body differs from the last one."""
-    duplicate_of_line: int | None
-    started_at_ms: int | None
-    """When the first attempt started (Unix ms)."""
-    finished_at_ms: int
-    """When the outcome was decided (Unix ms)."""
     headers_json: str | None
     """The response headers as JSON text (``headers`` parses it)."""
     meta_json: str | None
     """The task's metadata as JSON text (``meta`` parses it)."""
     extracted_json: str | None
     """The ``extract`` fields as JSON text (``extracted`` parses it)."""
+    duplicate_of_line: int | None
+    started_at_ms: int | None
+    """When the first attempt started (Unix ms)."""
+    finished_at_ms: int
+    """When the outcome was decided (Unix ms)."""
     @property
     def ok(self) -> bool:
         """Whether the outcome is a success (ok, not_modified, fresh)."""

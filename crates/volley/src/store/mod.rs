@@ -221,7 +221,12 @@ pub struct JobSummary {
 }
 
 /// One exported outcome with its task: a row of `volley export`.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+///
+/// This is the one definition of the outcome record as readers see it:
+/// its fields, in this order, are the export's columns
+/// ([`crate::export::columns`]), the API's `Outcome` (with the row's `id`)
+/// and the Python `Outcome`'s fields, each held to it by a test.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
 pub struct ExportRow {
     /// Input ordinal (line number across inputs); `None` for discovered pages.
     pub line: Option<u64>,
