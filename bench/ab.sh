@@ -7,9 +7,14 @@
 #
 #   bench/ab.sh BASE_REV [ROUNDS]      (default 5 rounds)
 #
-# Workloads, against one nginx on loopback (1 worker), concurrency 64:
-#   docs   the first 20,000 files of the Rust docs (W1's input), bodies hashed
-#   tiny   50,000 requests for a 3-byte response (W2's input)
+# Workloads, against one nginx on loopback (1 worker):
+#   docs   the first 20,000 files of the Rust docs (W1's input), bodies hashed,
+#          concurrency 64
+#   tiny   50,000 requests for a 3-byte response (W2's input), concurrency 64
+#   delay  5,000 responses each delayed 100 ms, concurrency 500 (W3; ideal
+#          wall 1.0 s, so its req/s ideal is 5,000)
+#   rss    peak RSS (MB) of 200,000 tiny inputs from a template (W4's
+#          measure at a size a round can afford)
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 # shellcheck source=../scripts/lib/common.sh
@@ -18,7 +23,7 @@ base=${1:?usage: bench/ab.sh BASE_REV [ROUNDS]}
 rounds=${2:-5}
 port=${PORT:-18771}
 work="$root/target/ab"
-ensure_packages nginx-light time curl
+ensure_packages nginx-light libnginx-mod-http-echo time curl
 mkdir -p "$work"
 
 sha=$(git -C "$root" rev-parse --verify "$base^{commit}")
@@ -40,33 +45,42 @@ trap nginx_stop EXIT
 # The docs read once, so that the first timed round does not pay the disk.
 xargs -a <(sed "s|^http://127.0.0.1:$port/|$docs/|" "$work/docs.txt") cat > /dev/null
 for i in $(seq 1 50000); do echo "http://127.0.0.1:$port/tiny?$i"; done > "$work/tiny.txt"
+for i in $(seq 1 5000); do echo "http://127.0.0.1:$port/delay?$i"; done > "$work/delay.txt"
 
-# run BIN LIST: prints "WALL_S CPU_S" of one fresh job.
+# run BIN WORKLOAD: prints "WALL_S CPU_S RSS_MB" of one fresh job.
 run() {
-    local db="$work/run.db"
+    local db="$work/run.db" input
     rm -f "$db" "$db"-* "$db.lock"
-    /usr/bin/time -f '%e %U %S' -o "$work/time.txt" \
-        "$1" --db "$db" fetch "$2" --quiet --concurrency 64 2> "$work/run.err" \
+    case $2 in
+        delay) input=("$work/delay.txt" --concurrency 500 --per-host 500) ;;
+        rss) input=(--template "http://127.0.0.1:$port/tiny?i={1..200000}" --concurrency 64 --per-host 64) ;;
+        *) input=("$work/$2.txt" --concurrency 64) ;;
+    esac
+    /usr/bin/time -f '%e %U %S %M' -o "$work/time.txt" \
+        "$1" --db "$db" fetch "${input[@]}" --quiet 2> "$work/run.err" \
         || { cat "$work/run.err" >&2; return 1; }
-    awk '{print $1, $2 + $3}' "$work/time.txt"
+    awk '{print $1, $2 + $3, $4 / 1024}' "$work/time.txt"
 }
 
 median() { sort -n | awk '{v[NR]=$1} END {print (NR % 2) ? v[(NR+1)/2] : (v[NR/2] + v[NR/2+1]) / 2}'; }
 
 printf '%s\n' "A = $base ($(git -C "$root" rev-parse --short "$sha")), B = this checkout ($(git -C "$root" describe --always --dirty))"
-printf '%-6s %6s %12s %12s %12s %12s %8s %8s\n' workload n "A req/s" "B req/s" "A us CPU" "B us CPU" "B/A r/s" "B/A CPU"
-for workload in docs tiny; do
-    list="$work/$workload.txt"
-    n=$(wc -l < "$list")
+printf '%-6s %7s %12s %12s %12s %12s %8s %8s %8s %8s\n' workload n "A req/s" "B req/s" "A us CPU" "B us CPU" "B/A r/s" "B/A CPU" "A MB" "B MB"
+for workload in docs tiny delay rss; do
+    case $workload in
+        rss) n=200000 ;;
+        *) n=$(wc -l < "$work/$workload.txt") ;;
+    esac
     : > "$work/a.txt"
     : > "$work/b.txt"
     for _ in $(seq 1 "$rounds"); do
-        run "$a" "$list" >> "$work/a.txt"
-        run "$b" "$list" >> "$work/b.txt"
+        run "$a" "$workload" >> "$work/a.txt"
+        run "$b" "$workload" >> "$work/b.txt"
     done
-    aw=$(awk '{print $1}' "$work/a.txt" | median); ac=$(awk '{print $2}' "$work/a.txt" | median)
-    bw=$(awk '{print $1}' "$work/b.txt" | median); bc=$(awk '{print $2}' "$work/b.txt" | median)
-    awk -v w="$workload" -v n="$n" -v aw="$aw" -v ac="$ac" -v bw="$bw" -v bc="$bc" 'BEGIN {
-        printf "%-6s %6d %12.0f %12.0f %12.1f %12.1f %8.3f %8.3f\n",
-            w, n, n / aw, n / bw, 1e6 * ac / n, 1e6 * bc / n, aw / bw, bc / ac }'
+    col() { awk -v c="$1" '{print $c}' "$2" | median; }
+    aw=$(col 1 "$work/a.txt"); ac=$(col 2 "$work/a.txt"); am=$(col 3 "$work/a.txt")
+    bw=$(col 1 "$work/b.txt"); bc=$(col 2 "$work/b.txt"); bm=$(col 3 "$work/b.txt")
+    awk -v w="$workload" -v n="$n" -v aw="$aw" -v ac="$ac" -v bw="$bw" -v bc="$bc" -v am="$am" -v bm="$bm" 'BEGIN {
+        printf "%-6s %7d %12.0f %12.0f %12.1f %12.1f %8.3f %8.3f %8.1f %8.1f\n",
+            w, n, n / aw, n / bw, 1e6 * ac / n, 1e6 * bc / n, aw / bw, bc / ac, am, bm }'
 done

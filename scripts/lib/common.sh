@@ -50,13 +50,20 @@ PY
 # worker, access log off, keep-alive connections reused without limit.
 # Sets NGINX_PID. Waits until nginx answers.
 nginx_start() {
-    local root=$1 work=$2 port=$3 nginx user_line=""
+    local root=$1 work=$2 port=$3 nginx user_line="" echo_line="" delay_line=""
     nginx=$(command -v nginx || echo /usr/sbin/nginx)
+    # /delay answers after 100 ms where the echo module is installed
+    # (libnginx-mod-http-echo).
+    if [ -f /usr/lib/nginx/modules/ngx_http_echo_module.so ]; then
+        echo_line="load_module /usr/lib/nginx/modules/ngx_http_echo_module.so;"
+        delay_line='location = /delay { echo_sleep 0.1; echo "ok"; }'
+    fi
     mkdir -p "$work/tmp"
     # As root, nginx's workers would drop to 'nobody', which cannot read a
     # toolchain under /root.
     [ "$(id -u)" -eq 0 ] && user_line="user root;"
     cat > "$work/nginx.conf" <<CONF
+$echo_line
 worker_processes 1;
 daemon off;
 $user_line
@@ -80,6 +87,7 @@ http {
         listen ${NGINX_LISTEN:-127.0.0.1:$port};
         root $root;
         location = /tiny { return 200 "ok\n"; }
+        $delay_line
     }
 }
 CONF
