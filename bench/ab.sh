@@ -6,6 +6,7 @@
 # (user+sys of the volley process) per request are printed with B/A ratios.
 #
 #   bench/ab.sh BASE_REV [ROUNDS]      (default 5 rounds)
+#   WORKLOADS="tiny delay" bench/ab.sh BASE_REV   (some of the workloads)
 #
 # Workloads, against one nginx on loopback (1 worker):
 #   docs   the first 20,000 files of the Rust docs (W1's input), bodies hashed,
@@ -66,7 +67,7 @@ median() { sort -n | awk '{v[NR]=$1} END {print (NR % 2) ? v[(NR+1)/2] : (v[NR/2
 
 printf '%s\n' "A = $base ($(git -C "$root" rev-parse --short "$sha")), B = this checkout ($(git -C "$root" describe --always --dirty))"
 printf '%-6s %7s %12s %12s %12s %12s %8s %8s %8s %8s\n' workload n "A req/s" "B req/s" "A us CPU" "B us CPU" "B/A r/s" "B/A CPU" "A MB" "B MB"
-for workload in docs tiny delay rss; do
+for workload in ${WORKLOADS:-docs tiny delay rss}; do
     case $workload in
         rss) n=200000 ;;
         *) n=$(wc -l < "$work/$workload.txt") ;;

@@ -190,6 +190,7 @@ impl Opt {
                     "rate": {"type": ["string", "number"]},
                     "concurrency": {"type": ["integer", "string"]},
                     "insecure": {"type": ["boolean", "string"]},
+                    "headers": {"type": "object", "additionalProperties": {"type": "string"}},
                 },
             });
         }
