@@ -16,6 +16,7 @@
 //! * [`http`]: the clients, one attempt, bodies, cookies, conditional
 //!   requests, the address rules;
 //! * [`pipeline`]: one run, from leased task to recorded outcome;
+//! * [`crawl`]: the links of fetched pages, scope and URL normalisation;
 //! * [`database`]: the one handle a front end opens, either database,
 //!   for runs and administration alike;
 //! * [`outcome`] is what a task ends with, [`stats`] counts a run,
@@ -38,6 +39,7 @@
 #![deny(missing_docs)]
 #![deny(unreachable_pub)]
 
+pub mod crawl;
 pub mod database;
 pub mod export;
 pub mod http;
