@@ -18,7 +18,7 @@ pub fn run_summary(job: &str, report: &RunReport) -> String {
     };
     let tasks = if c.pages > 0 {
         format!(
-            "{} inputs and {} pages found by pagination",
+            "{} inputs and {} pages found from them (pagination, links)",
             c.inputs(),
             c.pages
         )

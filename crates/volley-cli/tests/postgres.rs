@@ -733,3 +733,64 @@ async fn workers_ride_through_a_database_restart() {
     eprintln!("restarted after {before} requests of {n}");
     drop(own);
 }
+
+#[tokio::test]
+async fn a_crawl_shared_by_two_workers_fetches_each_page_once() {
+    let server = Server::start().await;
+    let v = Volley::new();
+    let list = v.write_lines("seeds.txt", &[server.url("/site/index.html")]);
+    let db = pg::database().await;
+    let fetch = [
+        "--db",
+        &db,
+        "fetch",
+        list.to_str().expect("utf-8"),
+        "--job",
+        "site",
+        "--follow",
+        "--quiet",
+    ];
+    let ingester = spawn(&v, &fetch);
+    let worker = spawn(
+        &v,
+        &["--db", &db, "work", "--job", "site", "--wait", "--quiet"],
+    );
+    let out = finish(ingester).await;
+    assert!(out.status.success(), "{}", stderr(&out));
+    signal(worker.id().expect("the worker runs"), libc::SIGTERM);
+    finish(worker).await;
+    let client = pg::connect(&db).await;
+    let rows = client
+        .query(
+            "SELECT t.url, o.class FROM tasks t JOIN outcomes o ON o.task_id = t.id ORDER BY t.url",
+            &[],
+        )
+        .await
+        .expect("read the outcomes");
+    let base = server.url("");
+    let pages: Vec<(String, String)> = rows
+        .iter()
+        .map(|r| {
+            let url: String = r.get(0);
+            (url.trim_start_matches(&base).to_owned(), r.get(1))
+        })
+        .collect();
+    let expected = [
+        "/site/a.html",
+        "/site/a.html?x=1",
+        "/site/b.html",
+        "/site/c.html",
+        "/site/deep/d.html",
+        "/site/deep/e.html",
+        "/site/index.html",
+        "/site/missing.html",
+    ];
+    assert_eq!(
+        pages.iter().map(|(p, _)| p.as_str()).collect::<Vec<_>>(),
+        expected,
+        "every page once: {pages:?}"
+    );
+    for page in expected {
+        assert_eq!(server.uri_hits(page), 1, "{page}");
+    }
+}

@@ -440,7 +440,7 @@ async fn an_items_pointer_that_finds_nothing_is_a_failure_and_a_root_array_is_th
     assert_eq!(v.items().len(), 12);
     assert!(err.contains("items     12 recorded"), "{err}");
     assert!(
-        err.contains("1 inputs and 2 pages found by pagination"),
+        err.contains("1 inputs and 2 pages found from them (pagination, links)"),
         "inputs and pages apart: {err}"
     );
 }
@@ -537,4 +537,86 @@ async fn a_usage_error_leaves_no_job_and_delete_removes_one() {
     let out = v.run(&["delete", "--job", "pages.csv"]).await;
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
     assert!(stderr(&out).contains("no job named"), "{}", stderr(&out));
+}
+
+/// The pages a crawl recorded, as paths under the server, sorted, with
+/// their classes.
+fn crawled(v: &Volley, server: &Server) -> Vec<(String, String)> {
+    let base = server.url("");
+    let mut pages: Vec<(String, String)> = v
+        .rows()
+        .into_iter()
+        .map(|r| (r.url.trim_start_matches(&base).to_owned(), r.class))
+        .collect();
+    pages.sort();
+    pages
+}
+
+#[tokio::test]
+async fn a_crawl_finds_each_page_of_the_site_once() {
+    let server = Server::start().await;
+    let v = Volley::new();
+    v.fetch_ok(&[server.url("/site/index.html")], &["--follow"])
+        .await;
+    let expected: Vec<(String, String)> = [
+        ("/site/a.html", "ok"),
+        ("/site/a.html?x=1", "ok"),
+        ("/site/b.html", "ok"),
+        ("/site/c.html", "ok"),
+        ("/site/deep/d.html", "ok"),
+        ("/site/deep/e.html", "ok"),
+        ("/site/index.html", "ok"),
+        ("/site/missing.html", "http_4xx"),
+    ]
+    .into_iter()
+    .map(|(p, c)| (p.to_owned(), c.to_owned()))
+    .collect();
+    assert_eq!(crawled(&v, &server), expected);
+    // Each page fetched once, whatever the number of pages naming it; the
+    // stylesheet, the mail link and the other host never.
+    for (page, _) in &expected {
+        assert_eq!(server.uri_hits(page), 1, "{page}");
+    }
+    assert_eq!(server.hits("/site/style.css"), 0);
+
+    // The same crawl again is a finished job: nothing more is fetched.
+    let before = server.total();
+    v.fetch_ok(&[server.url("/site/index.html")], &["--follow"])
+        .await;
+    assert_eq!(server.total(), before);
+}
+
+#[tokio::test]
+async fn a_crawl_stops_at_its_depth_and_honours_nofollow_under_robots() {
+    let server = Server::start().await;
+    let v = Volley::new();
+    v.fetch_ok(
+        &[server.url("/site/index.html")],
+        &["--follow", "--max-depth", "1"],
+    )
+    .await;
+    let pages: Vec<String> = crawled(&v, &server).into_iter().map(|(p, _)| p).collect();
+    assert_eq!(
+        pages,
+        [
+            "/site/a.html",
+            "/site/b.html",
+            "/site/c.html",
+            "/site/index.html"
+        ],
+        "the seed and the pages it links to"
+    );
+
+    let v = Volley::new();
+    v.fetch_ok(
+        &[server.url("/site/index.html")],
+        &["--follow", "--respect-robots"],
+    )
+    .await;
+    let pages: Vec<String> = crawled(&v, &server).into_iter().map(|(p, _)| p).collect();
+    assert!(
+        !pages.contains(&"/site/c.html".to_owned()),
+        "c.html is named only by a nofollow link: {pages:?}"
+    );
+    assert!(pages.contains(&"/site/deep/e.html".to_owned()), "{pages:?}");
 }

@@ -10,7 +10,7 @@ use volley::store::ExportRow;
 #[pyclass(frozen, module = "volley", get_all)]
 #[derive(Debug, Clone)]
 pub struct Outcome {
-    /// The input line (from 1), `None` for pages found by pagination.
+    /// The input line (from 1), `None` for pages found by pagination or a crawl.
     line: Option<u64>,
     /// The page of a paginated chain (1 for the input's own URL).
     page: u32,

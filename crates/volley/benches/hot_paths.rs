@@ -92,5 +92,10 @@ fn process_json_page(bencher: divan::Bencher) {
         ..PageRules::default()
     };
     let url = url::Url::parse("https://api.example.com/api?page=1").expect("a URL");
-    bencher.bench(|| divan::black_box(process(&rules, &url, 1, None, body.as_bytes())));
+    let crawl = volley::pipeline::process::Crawl {
+        asked: &url,
+        content_type: None,
+        respect_robots: false,
+    };
+    bencher.bench(|| divan::black_box(process(&rules, &url, 1, None, crawl, body.as_bytes())));
 }

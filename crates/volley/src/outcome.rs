@@ -241,6 +241,10 @@ pub struct Outcome {
     /// The next page of a pagination chain, to become a task in the same
     /// transaction as this outcome.
     pub next_page: Option<NextPage>,
+    /// With `--follow`: the page's links a crawl follows, to become tasks
+    /// in the same transaction as this outcome (those the job has not
+    /// seen).
+    pub links: Vec<NextPage>,
     /// Whether the body differs from the one the database remembered for
     /// the URL (`true` for a URL it never had); known only when the run
     /// read what it remembered (`--refresh`, `--max-age`,
@@ -308,9 +312,16 @@ impl Outcome {
             extracted: None,
             items: Vec::new(),
             next_page: None,
+            links: Vec::new(),
             changed: None,
             resource: None,
         }
+    }
+
+    /// Whether this outcome may add tasks to its job (a next page, or a
+    /// crawl's links): its commit is awaited before the job can end.
+    pub fn leads_on(&self) -> bool {
+        self.next_page.is_some() || !self.links.is_empty()
     }
 }
 

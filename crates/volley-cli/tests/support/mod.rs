@@ -286,6 +286,37 @@ impl Server {
     }
 }
 
+/// A small site with a known link graph, for crawls: cycles, relative and
+/// absolute links, `<base href>`, fragments, a query variant, a
+/// `rel=nofollow` link, a stylesheet and a mail link (not pages), a link
+/// to another host and one to a missing page. From `index.html` a crawl
+/// of this host finds `index`, `a`, `b`, `c`, `deep/d`, `deep/e`,
+/// `a.html?x=1` and `missing.html` (a 404); `c` only through its
+/// nofollow link.
+async fn site(UrlPath(page): UrlPath<String>) -> Response {
+    let body = match page.as_str() {
+        "index.html" => {
+            r#"<html><head><link rel="stylesheet" href="style.css"></head><body>
+            <a href="a.html">A</a> <a href="b.html#part">B</a> <a href="/site/a.html">A again</a>
+            <a href="http://out-of-scope.test/page">elsewhere</a> <a rel="nofollow" href="c.html">C</a>
+            <a href="mailto:someone@example.com">mail</a></body></html>"#
+        }
+        "a.html" => {
+            r#"<html><head><base href="/site/deep/"></head><body>
+            <a href="d.html">D</a> <a href="/site/index.html">home</a></body></html>"#
+        }
+        "b.html" => {
+            r#"<a href="a.html?x=1">A, a variant</a> <a href="missing.html">gone</a> <a href="index.html#top">home</a>"#
+        }
+        "c.html" => r#"<a href="b.html">B</a>"#,
+        "deep/d.html" => r#"<a href="e.html">E</a>"#,
+        "deep/e.html" => "<p>the end</p>",
+        "style.css" => "body {}",
+        _ => return (StatusCode::NOT_FOUND, "no such page").into_response(),
+    };
+    ([(header::CONTENT_TYPE, "text/html; charset=utf-8")], body).into_response()
+}
+
 /// The routes every test server serves (see the module docs).
 fn app(seen: &Arc<Seen>) -> Router {
     Router::new()
@@ -308,6 +339,7 @@ fn app(seen: &Arc<Seen>) -> Router {
         .route("/private/{n}", get(|| async { "private" }))
         .route("/robots.txt", get(robots))
         .route("/api/{style}", get(api))
+        .route("/site/{*page}", get(site))
         .layer(middleware::from_fn_with_state(Arc::clone(seen), count))
         .with_state(Arc::clone(seen))
 }

@@ -25,7 +25,7 @@ class Outcome:
     """One recorded outcome: the fields ``volley export`` writes. Frozen."""
 
     line: int | None
-    """The input line (from 1); None for pages found by pagination."""
+    """The input line (from 1); None for pages found by pagination or a crawl."""
     page: int
     """The page of a paginated chain (1 for the input's own URL)."""
     url: str

@@ -367,7 +367,9 @@ async fn exchange(
             .filter_map(|v| v.to_str().ok())
             .find_map(crate::pipeline::process::link_next);
     }
-    let mut kept = (spec.pages.is_active() && (200..300).contains(&status)).then(BytesMut::new);
+    let mut kept = (spec.pages.keeps(record.content_type.as_deref())
+        && (200..300).contains(&status))
+    .then(BytesMut::new);
     let max_body = match &kept {
         Some(_) => Some(
             spec.max_body_bytes

@@ -247,6 +247,8 @@ pub static OPTIONS: &[Opt] = &[
     Opt::new("max-pages", Count, "N", "Most pages followed in one chain.").unset("no limit"),
     Opt::new("items", Text, "POINTER", "Record each element of the JSON array at this pointer as an item (see `volley export --items`); an empty array ends a chain."),
     Opt::new("extract", Texts, "NAME=POINTER", "Keep a field of each JSON page in its outcome, as NAME=/pointer; repeatable."),
+    Opt::new("follow", Switch, "", "Crawl: the links of each fetched HTML page (a, area, iframe, frame, link rel=alternate/canonical/next/prev) to the host of the page that named them become tasks of the job, each URL once; the inputs are the seeds."),
+    Opt::new("max-depth", Count, "N", "With --follow: most links followed from a seed (the pages a seed links to are depth 1).").unset("no limit"),
     Opt::new("concurrency", Count, "N", "Most requests in flight at once, over all hosts."),
     Opt::new("per-host", Count, "N", "Most requests in flight at once to one host.").kind(Politeness),
     Opt::new("rate", Rate, "RATE", "Most requests started per second to one host, as N/s, N/m or N/h.").unset("no limit").kind(Politeness),

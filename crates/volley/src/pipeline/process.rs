@@ -120,6 +120,10 @@ struct PageText {
     page_size: Option<u64>,
     #[serde(with = "crate::options::text::opt_count")]
     max_pages: Option<u32>,
+    #[serde(with = "crate::options::text::flag")]
+    follow: bool,
+    #[serde(with = "crate::options::text::opt_count")]
+    max_depth: Option<u32>,
 }
 
 impl TryFrom<PageText> for PageRules {
@@ -141,6 +145,8 @@ impl TryFrom<PageText> for PageRules {
             extract,
             page_size: t.page_size,
             max_pages: t.max_pages,
+            follow: t.follow,
+            max_depth: t.max_depth,
         })
     }
 }
@@ -158,6 +164,8 @@ impl From<PageRules> for PageText {
             extract: r.extract.iter().map(|(n, p)| format!("{n}={p}")).collect(),
             page_size: r.page_size,
             max_pages: r.max_pages,
+            follow: r.follow,
+            max_depth: r.max_depth,
         }
     }
 }
@@ -192,6 +200,12 @@ pub struct PageRules {
     pub page_size: Option<u64>,
     /// Most pages in one chain.
     pub max_pages: Option<u32>,
+    /// Crawl: the links of each fetched HTML page that are in scope become
+    /// tasks of the job ([`crate::crawl`]).
+    pub follow: bool,
+    /// With `follow`: most links followed from a seed (a seed is depth 0,
+    /// a page it links to depth 1); `None` for no limit.
+    pub max_depth: Option<u32>,
 }
 
 /// What processing a page found.
@@ -205,12 +219,27 @@ pub struct Processed {
     pub extracted: Option<String>,
     /// Why the chain stopped, when it stopped for a reason worth saying.
     pub note: Option<String>,
+    /// With `follow`: the page's links a crawl follows (in scope, within
+    /// the depth), absolute and normalised, each once.
+    pub links: Vec<Url>,
 }
 
 impl PageRules {
     /// Whether bodies must be kept for [`process`].
     pub fn is_active(&self) -> bool {
+        self.reads_json() || self.follow
+    }
+
+    /// Whether pagination, items or extraction read the body (as JSON,
+    /// or for its `Link` header): every 2xx body is kept.
+    fn reads_json(&self) -> bool {
         self.paginate.is_some() || self.items.is_some() || !self.extract.is_empty()
+    }
+
+    /// Whether a 2xx body of `content_type` is kept for [`process`]: for
+    /// pagination, items and extraction, every one; for a crawl, HTML.
+    pub fn keeps(&self, content_type: Option<&str>) -> bool {
+        self.reads_json() || (self.follow && is_html(content_type))
     }
 
     /// Checks the rules fit together.
@@ -237,6 +266,9 @@ impl PageRules {
         if self.max_pages == Some(0) {
             return Err("--max-pages must be at least 1".into());
         }
+        if self.max_depth.is_some() && !self.follow {
+            return Err("--max-depth limits a crawl: give --follow too".into());
+        }
         for p in self.items.iter().chain(self.extract.iter().map(|(_, p)| p)) {
             if !p.is_empty() && !p.starts_with('/') {
                 return Err(format!(
@@ -248,13 +280,80 @@ impl PageRules {
     }
 }
 
+/// Whether `content_type` is HTML (`text/html`, `application/xhtml+xml`).
+pub fn is_html(content_type: Option<&str>) -> bool {
+    content_type.is_some_and(|ct| {
+        let essence = ct.split(';').next().unwrap_or_default().trim();
+        essence.eq_ignore_ascii_case("text/html")
+            || essence.eq_ignore_ascii_case("application/xhtml+xml")
+    })
+}
+
+/// What [`process`] needs to follow a page's links.
+#[derive(Debug, Clone, Copy)]
+pub struct Crawl<'a> {
+    /// The URL the page's task asked for (before redirects): the scope is
+    /// decided against it.
+    pub asked: &'a Url,
+    /// The page's `Content-Type`: only HTML is read for links.
+    pub content_type: Option<&'a str>,
+    /// Honour `rel="nofollow"` and `<meta name="robots" content="nofollow">`
+    /// (`--respect-robots`).
+    pub respect_robots: bool,
+}
+
+/// The links of an HTML page a crawl follows; see [`PageRules::follow`].
+fn follow(
+    rules: &PageRules,
+    url: &Url,
+    page: u32,
+    crawl: Crawl<'_>,
+    body: &[u8],
+) -> Result<Vec<Url>, String> {
+    let depth = page.saturating_sub(1);
+    if rules.max_depth.is_some_and(|max| depth >= max) || !is_html(crawl.content_type) {
+        return Ok(Vec::new());
+    }
+    let found = crate::crawl::links::extract(url.clone(), body).map_err(|e| e.to_string())?;
+    if crawl.respect_robots && found.nofollow {
+        return Ok(Vec::new());
+    }
+    let mut links = found.links;
+    if !crawl.respect_robots {
+        links.extend(found.nofollow_links);
+    }
+    let scope = crate::crawl::Scope::Host;
+    links.retain(|link| scope.admits(crawl.asked, link));
+    Ok(links)
+}
+
 /// Processes page number `page` fetched from `url`, with the `Link` header's
-/// `rel="next"` target (if any) and the body.
+/// `rel="next"` target (if any) and the body; with [`PageRules::follow`],
+/// the page's links (`crawl`).
 ///
 /// # Errors
 /// A one-line reason when the body is not JSON, or not of the shape the
 /// rules need (the outcome is then `invalid_json`).
 pub fn process(
+    rules: &PageRules,
+    url: &Url,
+    page: u32,
+    link_next: Option<&str>,
+    crawl: Crawl<'_>,
+    body: &[u8],
+) -> Result<Processed, String> {
+    let links = if rules.follow {
+        follow(rules, url, page, crawl, body)?
+    } else {
+        Vec::new()
+    };
+    let mut out = process_json(rules, url, page, link_next, body)?;
+    out.links = links;
+    Ok(out)
+}
+
+/// Pagination, items and extraction of [`process`].
+fn process_json(
     rules: &PageRules,
     url: &Url,
     page: u32,
@@ -466,7 +565,7 @@ mod tests {
     fn link_header_next_is_resolved_against_the_page() {
         let next = link_next(r#"</items?page=1>; rel="prev", </items?page=3>; rel="next""#);
         assert_eq!(next.as_deref(), Some("/items?page=3"));
-        let p = process(
+        let p = process_json(
             &rules("link", None, None),
             &url("http://h.test/items?page=2"),
             2,
@@ -484,20 +583,20 @@ mod tests {
     fn json_next_and_cursor_read_the_body() {
         let body = br#"{"data":[1,2],"next":"/api?p=2","meta":{"cursor":"abc"}}"#;
         let r = rules("json-next=/next", Some("/data"), None);
-        let p = process(&r, &url("http://h.test/api"), 1, None, body).expect("processes");
+        let p = process_json(&r, &url("http://h.test/api"), 1, None, body).expect("processes");
         assert_eq!(p.items, ["1", "2"]);
         assert_eq!(
             p.next.map(|u| u.to_string()).as_deref(),
             Some("http://h.test/api?p=2")
         );
         let r = rules("cursor=/meta/cursor", Some("/data"), None);
-        let p =
-            process(&r, &url("http://h.test/api?after=old&x=1"), 1, None, body).expect("processes");
+        let p = process_json(&r, &url("http://h.test/api?after=old&x=1"), 1, None, body)
+            .expect("processes");
         assert_eq!(
             p.next.map(|u| u.to_string()).as_deref(),
             Some("http://h.test/api?x=1&after=abc")
         );
-        let end = process(
+        let end = process_json(
             &r,
             &url("http://h.test/api"),
             1,
@@ -511,7 +610,7 @@ mod tests {
     #[test]
     fn counters_advance_and_stop_on_short_or_empty_pages() {
         let r = rules("page=p", Some("/items"), Some(2));
-        let p = process(
+        let p = process_json(
             &r,
             &url("http://h.test/l?p=4"),
             4,
@@ -523,7 +622,7 @@ mod tests {
             p.next.map(|u| u.to_string()).as_deref(),
             Some("http://h.test/l?p=5")
         );
-        let short = process(
+        let short = process_json(
             &r,
             &url("http://h.test/l?p=5"),
             5,
@@ -533,13 +632,13 @@ mod tests {
         .expect("processes");
         assert_eq!(short.next, None);
         let r = rules("offset=start", Some("/items"), Some(2));
-        let p = process(&r, &url("http://h.test/l"), 1, None, br#"{"items":[1,2]}"#)
+        let p = process_json(&r, &url("http://h.test/l"), 1, None, br#"{"items":[1,2]}"#)
             .expect("processes");
         assert_eq!(
             p.next.map(|u| u.to_string()).as_deref(),
             Some("http://h.test/l?start=2")
         );
-        let empty = process(
+        let empty = process_json(
             &r,
             &url("http://h.test/l?start=2"),
             2,
@@ -557,16 +656,16 @@ mod tests {
     fn max_pages_and_bad_bodies() {
         let mut r = rules("json-next=/next", None, None);
         r.max_pages = Some(3);
-        let p =
-            process(&r, &url("http://h.test/"), 3, None, br#"{"next":"/4"}"#).expect("processes");
+        let p = process_json(&r, &url("http://h.test/"), 3, None, br#"{"next":"/4"}"#)
+            .expect("processes");
         assert_eq!(p.next, None);
         assert!(
-            process(&r, &url("http://h.test/"), 1, None, b"<html>")
+            process_json(&r, &url("http://h.test/"), 1, None, b"<html>")
                 .expect_err("not JSON")
                 .contains("not JSON")
         );
         let items = rules("page=p", Some("/items"), None);
-        let err = process(
+        let err = process_json(
             &items,
             &url("http://h.test/"),
             1,
@@ -582,7 +681,7 @@ mod tests {
             ],
             ..PageRules::default()
         };
-        let p = process(
+        let p = process_json(
             &extract,
             &url("http://h.test/"),
             1,
@@ -600,10 +699,10 @@ mod tests {
     #[test]
     fn an_items_pointer_that_finds_nothing_is_an_error_not_an_empty_page() {
         let r = rules("link", Some("/items"), None);
-        let root = process(&r, &url("http://h.test/"), 1, None, br#"[{"id":1}]"#)
+        let root = process_json(&r, &url("http://h.test/"), 1, None, br#"[{"id":1}]"#)
             .expect_err("a root array has no /items");
         assert!(root.contains("/items") && root.contains("''"), "{root}");
-        let keys = process(
+        let keys = process_json(
             &r,
             &url("http://h.test/"),
             1,
@@ -614,7 +713,7 @@ mod tests {
         assert!(keys.contains("/data, /meta"), "{keys}");
         // The whole document, and an explicit null (no items left), still work.
         let whole = rules("link", Some(""), None);
-        let p = process(
+        let p = process_json(
             &whole,
             &url("http://h.test/"),
             1,
@@ -623,7 +722,7 @@ mod tests {
         )
         .expect("a root array");
         assert_eq!(p.items, [r#"{"id":1}"#, r#"{"id":2}"#]);
-        let null = process(&r, &url("http://h.test/"), 1, None, br#"{"items":null}"#)
+        let null = process_json(&r, &url("http://h.test/"), 1, None, br#"{"items":null}"#)
             .expect("null is an empty page");
         assert_eq!(
             null.note.as_deref(),

@@ -165,7 +165,7 @@ pub(crate) async fn run_task(
     let Some(outcome) = outcome.await? else {
         return Ok(());
     };
-    if outcome.next_page.is_some() {
+    if outcome.leads_on() {
         // Counted before the task ends, so the scheduler waits for its commit.
         frontier.page_sent();
     }
@@ -375,8 +375,15 @@ async fn process_page(
         .and_then(|u| Url::parse(u).ok())
         .unwrap_or_else(|| url.clone());
     let (page, link) = (task.page, last.link_next.take());
+    let (asked, content_type) = (url.clone(), last.content_type.clone());
+    let respect_robots = spec.respect_robots;
     let result = tokio::task::spawn_blocking(move || {
-        process::process(&rules, &page_url, page, link.as_deref(), &body)
+        let crawl = process::Crawl {
+            asked: &asked,
+            content_type: content_type.as_deref(),
+            respect_robots,
+        };
+        process::process(&rules, &page_url, page, link.as_deref(), crawl, &body)
     })
     .await
     .map_err(|e| RunError::Internal(format!("page processing failed: {e}")))?;
@@ -459,6 +466,15 @@ pub(crate) fn finish(
         url: next.to_string(),
         page: task.page.saturating_add(1),
     });
+    let links: Vec<NextPage> = processed
+        .links
+        .iter()
+        .map(|link| NextPage {
+            host: link.host_str().unwrap_or_default().to_owned(),
+            url: link.to_string(),
+            page: task.page.saturating_add(1),
+        })
+        .collect();
     let resource = (last.class == Class::Ok)
         .then(|| {
             let cache = last.cache.take().unwrap_or_default();
@@ -506,6 +522,7 @@ pub(crate) fn finish(
         extracted: processed.extracted,
         items: processed.items,
         next_page,
+        links,
         changed,
         resource,
     }

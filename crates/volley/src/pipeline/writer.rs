@@ -49,7 +49,7 @@ pub(crate) async fn run<S: Store>(
     let mut tally = Tally::default();
     while let Some(first) = rx.recv().await {
         // A pagination chain waits on this commit: do not linger.
-        let mut urgent = first.outcome.next_page.is_some();
+        let mut urgent = first.outcome.leads_on();
         let mut batch = vec![first];
         let deadline = tokio::time::Instant::now() + LINGER;
         while batch.len() < BATCH_MAX && !urgent {
@@ -63,7 +63,7 @@ pub(crate) async fn run<S: Store>(
                     }
                 }
             };
-            urgent = next.outcome.next_page.is_some();
+            urgent = next.outcome.leads_on();
             batch.push(next);
         }
         let (mut failed, mut bytes) = (0, 0);
@@ -82,7 +82,7 @@ pub(crate) async fn run<S: Store>(
             })
             .collect();
         let n = outcomes.len() as u64;
-        let with_pages = outcomes.iter().filter(|o| o.next_page.is_some()).count() as u64;
+        let with_pages = outcomes.iter().filter(|o| o.leads_on()).count() as u64;
         let observed: Vec<Observed> = match &observer {
             Some(_) => outcomes
                 .iter()

@@ -113,7 +113,7 @@ pub struct Want {
 pub struct Recorded {
     /// Outcomes committed.
     pub outcomes: u64,
-    /// Pages found by pagination that became new tasks.
+    /// Pages found by pagination or a crawl's links that became new tasks.
     pub pages: u64,
     /// Outcomes dropped because this run no longer held their task: its
     /// lease had expired and another worker claimed it (fencing), or it

@@ -539,7 +539,7 @@ impl PgStore {
         // side by side, and their commits share WAL flushes: the task rows
         // are this worker's claims, and host counters change by atomic
         // increments taken in host order.
-        if mine.iter().any(|(o, _)| o.next_page.is_some()) {
+        if mine.iter().any(|(o, _)| o.leads_on()) {
             tx.execute("SELECT pg_advisory_xact_lock($1)", &[&job])
                 .await?;
         }
@@ -575,7 +575,8 @@ impl PgStore {
         // is already there is a loop and ends its chain.
         let next_urls: Vec<&str> = accepted
             .iter()
-            .filter_map(|o| o.next_page.as_ref().map(|n| n.url.as_str()))
+            .flat_map(|o| o.next_page.iter().chain(&o.links))
+            .map(|n| n.url.as_str())
             .collect();
         let seen = first_with_urls(&tx, job, &next_urls).await?;
         let mut new_urls: HashSet<&str> = HashSet::new();
@@ -587,6 +588,18 @@ impl PgStore {
         for o in &accepted {
             if let Some(host) = hosts_of.get(&o.task_id) {
                 *open.entry(host).or_default() -= 1;
+            }
+            // A crawl's links: each URL once per job, whatever page names
+            // it (the first to commit wins; a link already there is no loop).
+            for link in &o.links {
+                if seen.contains_key(&link.url) || !new_urls.insert(link.url.as_str()) {
+                    continue;
+                }
+                p_url.push(link.url.as_str());
+                p_host.push(link.host.as_str());
+                p_parent.push(o.task_id);
+                p_page.push(i32::try_from(link.page).unwrap_or(i32::MAX));
+                *open.entry(link.host.as_str()).or_default() += 1;
             }
             let Some(next) = &o.next_page else {
                 plain.push(o);

@@ -539,6 +539,17 @@ fn record_tx(
                     recorded.pages += 1;
                 }
             }
+            // A crawl's links: each URL once per job, whatever page names
+            // it (the first to commit wins; a link already there is no loop).
+            for link in &o.links {
+                let seen: Option<i64> = first_with_url
+                    .query_row(params![job, link.url], |r| r.get(0))
+                    .optional()?;
+                if seen.is_none() {
+                    insert_page.execute(params![job, link.url, link.host, o.task_id, link.page])?;
+                    recorded.pages += 1;
+                }
+            }
             match looped {
                 None => insert_outcome(&mut insert, job, o)?,
                 Some(note) => {
