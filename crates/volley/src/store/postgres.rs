@@ -81,7 +81,7 @@ use super::{
 };
 use crate::http::refresh::Resource;
 use crate::input::Input;
-use crate::outcome::{Class, Outcome, now_ms};
+use crate::outcome::{Class, NextPage, Outcome, now_ms};
 
 /// The advisory lock (two-key form) held while migrating the schema, so
 /// that workers starting together migrate once.
@@ -579,10 +579,8 @@ impl PgStore {
             .map(|n| n.url.as_str())
             .collect();
         let seen = first_with_urls(&tx, job, &next_urls).await?;
-        let mut new_urls: HashSet<&str> = HashSet::new();
         let mut open: HashMap<&str, i64> = HashMap::new();
-        let (mut p_url, mut p_host, mut p_parent, mut p_page) =
-            (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        let mut added = NewTasks::default();
         let mut noted: Vec<Outcome> = Vec::new();
         let mut plain: Vec<&Outcome> = Vec::new();
         for o in &accepted {
@@ -592,20 +590,13 @@ impl PgStore {
             // A crawl's links: each URL once per job, whatever page names
             // it (the first to commit wins; a link already there is no loop).
             for link in &o.links {
-                if seen.contains_key(&link.url) || !new_urls.insert(link.url.as_str()) {
-                    continue;
-                }
-                p_url.push(link.url.as_str());
-                p_host.push(link.host.as_str());
-                p_parent.push(o.task_id);
-                p_page.push(i32::try_from(link.page).unwrap_or(i32::MAX));
-                *open.entry(link.host.as_str()).or_default() += 1;
+                added.add(link, o.task_id, &seen, &mut open);
             }
             let Some(next) = &o.next_page else {
                 plain.push(o);
                 continue;
             };
-            if seen.contains_key(&next.url) || !new_urls.insert(next.url.as_str()) {
+            if !added.add(next, o.task_id, &seen, &mut open) {
                 let note = format!(
                     "pagination stopped: the next page {} was already in this job (a loop)",
                     next.url
@@ -618,18 +609,13 @@ impl PgStore {
                 noted.push(o);
                 continue;
             }
-            p_url.push(next.url.as_str());
-            p_host.push(next.host.as_str());
-            p_parent.push(o.task_id);
-            p_page.push(i32::try_from(next.page).unwrap_or(i32::MAX));
-            *open.entry(next.host.as_str()).or_default() += 1;
             plain.push(o);
         }
-        if !p_url.is_empty() {
+        if !added.url.is_empty() {
             tx.execute(
                 "INSERT INTO tasks (job_id, url, host, parent_id, page) \
                  SELECT $1, * FROM unnest($2::text[], $3::text[], $4::int8[], $5::int4[])",
-                &[&job, &p_url, &p_host, &p_parent, &p_page],
+                &[&job, &added.url, &added.host, &added.parent, &added.page],
             )
             .await?;
         }
@@ -639,7 +625,7 @@ impl PgStore {
         add_open(&tx, job, open).await?;
         tx.commit().await?;
         recorded.outcomes = accepted.len() as u64;
-        recorded.pages = p_url.len() as u64;
+        recorded.pages = added.url.len() as u64;
         {
             let mut held = self.held();
             let held = held.entry(job).or_default();
@@ -1334,6 +1320,40 @@ async fn add_open(
     )
     .await?;
     Ok(())
+}
+
+/// The tasks a batch of outcomes adds (next pages, a crawl's links), each
+/// URL once, column by column for one `INSERT … unnest`.
+#[derive(Default)]
+struct NewTasks<'a> {
+    urls: HashSet<&'a str>,
+    url: Vec<&'a str>,
+    host: Vec<&'a str>,
+    parent: Vec<i64>,
+    page: Vec<i32>,
+}
+
+impl<'a> NewTasks<'a> {
+    /// Adds `next`, found on task `parent`, unless the job (`seen`) or
+    /// this batch already has its URL, counting it open on its host;
+    /// whether it was added.
+    fn add(
+        &mut self,
+        next: &'a NextPage,
+        parent: i64,
+        seen: &HashMap<String, i64>,
+        open: &mut HashMap<&'a str, i64>,
+    ) -> bool {
+        if seen.contains_key(&next.url) || !self.urls.insert(next.url.as_str()) {
+            return false;
+        }
+        self.url.push(next.url.as_str());
+        self.host.push(next.host.as_str());
+        self.parent.push(parent);
+        self.page.push(i32::try_from(next.page).unwrap_or(i32::MAX));
+        *open.entry(next.host.as_str()).or_default() += 1;
+        true
+    }
 }
 
 /// The first task of `job` for each of `urls` (for duplicates and loops).
