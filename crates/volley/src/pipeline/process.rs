@@ -1,6 +1,7 @@
 //! Processing a fetched page: pagination, items and extraction.
 //!
-//! With any of `--paginate`, `--items` or `--extract`, a 2xx body is kept in
+//! With any of `--paginate`, `--items` or `--extract` (or, for a crawl,
+//! `--follow` and an HTML page: [`PageRules::keeps`]), a 2xx body is kept in
 //! memory (up to `--max-body`, by default [`DEFAULT_MAX_PAGE_BYTES`]) and
 //! handed to [`process`] on tokio's blocking pool, so JSON parsing never
 //! stalls the async workers. What it finds rides with the page's outcome:
@@ -225,11 +226,6 @@ pub struct Processed {
 }
 
 impl PageRules {
-    /// Whether bodies must be kept for [`process`].
-    pub fn is_active(&self) -> bool {
-        self.reads_json() || self.follow
-    }
-
     /// Whether pagination, items or extraction read the body (as JSON,
     /// or for its `Link` header): every 2xx body is kept.
     fn reads_json(&self) -> bool {
