@@ -480,6 +480,10 @@ pub struct ExportArgs {
     #[arg(long)]
     pub items: bool,
 
+    /// Export a crawl's broken links instead of its outcomes: each failed URL (4xx, 5xx, refused, timed out, ...) with the pages that link to it (linked_from).
+    #[arg(long, conflicts_with = "items")]
+    pub broken: bool,
+
     /// Output format.
     #[arg(long, value_enum, default_value_t = ExportFormat::Jsonl)]
     pub format: ExportFormat,

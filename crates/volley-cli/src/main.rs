@@ -696,6 +696,8 @@ fn export_from(reader: &impl Reader, db: &str, args: &ExportArgs) -> anyhow::Res
     let out = std::io::stdout().lock();
     let written = if args.items {
         volley::export::export_items(reader, job.id, format, out)
+    } else if args.broken {
+        volley::export::export_broken(reader, job.id, format, out)
     } else {
         volley::export::export(reader, job.id, format, out)
     };

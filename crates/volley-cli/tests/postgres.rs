@@ -87,6 +87,7 @@ async fn contract<S: Store>(
         url: "http://a.test/x?page=2".into(),
         host: "a.test".into(),
         page: 2,
+        seed_id: leased[0].id,
     });
     assert_eq!(
         store
@@ -105,11 +106,17 @@ async fn contract<S: Store>(
         page2.iter().map(|t| (t.line, t.page)).collect::<Vec<_>>(),
         [(None, 2)]
     );
+    assert_eq!(
+        page2[0].seed,
+        Some((leased[0].id, leased[0].url.clone())),
+        "a discovered page knows its seed"
+    );
     let mut looped = Outcome::new(page2[0].id, Class::Ok);
     looped.next_page = Some(NextPage {
         url: "http://a.test/x".into(),
         host: "a.test".into(),
         page: 3,
+        seed_id: page2[0].seed_id(),
     });
     assert_eq!(
         store
@@ -748,6 +755,8 @@ async fn a_crawl_shared_by_two_workers_fetches_each_page_once() {
         "--job",
         "site",
         "--follow",
+        "--retries",
+        "0",
         "--quiet",
     ];
     let ingester = spawn(&v, &fetch);
@@ -784,13 +793,52 @@ async fn a_crawl_shared_by_two_workers_fetches_each_page_once() {
         "/site/deep/e.html",
         "/site/index.html",
         "/site/missing.html",
+        "http://127.0.0.1:9/gone",
     ];
     assert_eq!(
         pages.iter().map(|(p, _)| p.as_str()).collect::<Vec<_>>(),
         expected,
         "every page once: {pages:?}"
     );
-    for page in expected {
+    for page in expected.iter().filter(|p| p.starts_with('/')) {
         assert_eq!(server.uri_hits(page), 1, "{page}");
     }
+    // The link graph, written by two workers: each broken URL with every
+    // page linking to it.
+    let out = finish(spawn(
+        &v,
+        &[
+            "--db", &db, "export", "--job", "site", "--broken", "--format", "csv",
+        ],
+    ))
+    .await;
+    assert!(out.status.success(), "{}", stderr(&out));
+    let csv = String::from_utf8_lossy(&out.stdout).replace(&base, "");
+    let mut reader = csv::Reader::from_reader(csv.as_bytes());
+    let mut broken: Vec<(String, String, String)> = reader
+        .records()
+        .map(|r| {
+            let r = r.expect("a CSV row");
+            let mut from: Vec<&str> = r[4].split(' ').collect();
+            from.sort();
+            (r[0].to_owned(), r[1].to_owned(), from.join(" "))
+        })
+        .collect();
+    broken.sort();
+    assert_eq!(
+        broken,
+        [
+            (
+                "/site/missing.html".to_owned(),
+                "http_4xx".to_owned(),
+                "/site/b.html /site/deep/e.html".to_owned()
+            ),
+            (
+                "http://127.0.0.1:9/gone".to_owned(),
+                "connect_refused".to_owned(),
+                "/site/a.html /site/a.html?x=1 /site/deep/d.html".to_owned()
+            ),
+        ],
+        "{csv}"
+    );
 }

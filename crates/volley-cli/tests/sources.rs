@@ -539,6 +539,16 @@ async fn a_usage_error_leaves_no_job_and_delete_removes_one() {
     assert!(stderr(&out).contains("no job named"), "{}", stderr(&out));
 }
 
+/// A finished crawl of the test site seeded at `seed` with `flags`
+/// (without retries: two of its links are refused).
+async fn crawl(server: &Server, seed: &str, flags: &[&str]) -> Volley {
+    let v = Volley::new();
+    let mut args = vec!["--follow", "--retries", "0"];
+    args.extend_from_slice(flags);
+    v.fetch_ok(&[server.url(seed)], &args).await;
+    v
+}
+
 /// The pages a crawl recorded, as paths under the server, sorted, with
 /// their classes.
 fn crawled(v: &Volley, server: &Server) -> Vec<(String, String)> {
@@ -555,9 +565,7 @@ fn crawled(v: &Volley, server: &Server) -> Vec<(String, String)> {
 #[tokio::test]
 async fn a_crawl_finds_each_page_of_the_site_once() {
     let server = Server::start().await;
-    let v = Volley::new();
-    v.fetch_ok(&[server.url("/site/index.html")], &["--follow"])
-        .await;
+    let v = crawl(&server, "/site/index.html", &[]).await;
     let expected: Vec<(String, String)> = [
         ("/site/a.html", "ok"),
         ("/site/a.html?x=1", "ok"),
@@ -567,6 +575,7 @@ async fn a_crawl_finds_each_page_of_the_site_once() {
         ("/site/deep/e.html", "ok"),
         ("/site/index.html", "ok"),
         ("/site/missing.html", "http_4xx"),
+        ("http://127.0.0.1:9/gone", "connect_refused"),
     ]
     .into_iter()
     .map(|(p, c)| (p.to_owned(), c.to_owned()))
@@ -574,15 +583,18 @@ async fn a_crawl_finds_each_page_of_the_site_once() {
     assert_eq!(crawled(&v, &server), expected);
     // Each page fetched once, whatever the number of pages naming it; the
     // stylesheet, the mail link and the other host never.
-    for (page, _) in &expected {
+    for (page, _) in expected.iter().filter(|(p, _)| p.starts_with('/')) {
         assert_eq!(server.uri_hits(page), 1, "{page}");
     }
     assert_eq!(server.hits("/site/style.css"), 0);
 
     // The same crawl again is a finished job: nothing more is fetched.
     let before = server.total();
-    v.fetch_ok(&[server.url("/site/index.html")], &["--follow"])
-        .await;
+    v.fetch_ok(
+        &[server.url("/site/index.html")],
+        &["--follow", "--retries", "0"],
+    )
+    .await;
     assert_eq!(server.total(), before);
 }
 
@@ -610,7 +622,7 @@ async fn a_crawl_stops_at_its_depth_and_honours_nofollow_under_robots() {
     let v = Volley::new();
     v.fetch_ok(
         &[server.url("/site/index.html")],
-        &["--follow", "--respect-robots"],
+        &["--follow", "--respect-robots", "--retries", "0"],
     )
     .await;
     let pages: Vec<String> = crawled(&v, &server).into_iter().map(|(p, _)| p).collect();
@@ -619,4 +631,194 @@ async fn a_crawl_stops_at_its_depth_and_honours_nofollow_under_robots() {
         "c.html is named only by a nofollow link: {pages:?}"
     );
     assert!(pages.contains(&"/site/deep/e.html".to_owned()), "{pages:?}");
+}
+
+#[tokio::test]
+async fn a_link_check_lists_each_broken_url_with_every_page_linking_to_it() {
+    let server = Server::start().await;
+    let v = crawl(&server, "/site/index.html", &[]).await;
+    let out = v.run(&["export", "--broken"]).await;
+    assert!(out.status.success(), "{}", stderr(&out));
+    let base = server.url("");
+    let mut broken: Vec<(String, String, Vec<String>)> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|line| {
+            let row: serde_json::Value = serde_json::from_str(line).expect("a JSON line");
+            let mut from: Vec<String> = row["linked_from"]
+                .as_array()
+                .expect("linked_from is an array")
+                .iter()
+                .map(|p| {
+                    p.as_str()
+                        .expect("a URL")
+                        .trim_start_matches(&base)
+                        .to_owned()
+                })
+                .collect();
+            from.sort();
+            let url = row["url"].as_str().expect("url").trim_start_matches(&base);
+            (
+                url.to_owned(),
+                row["class"].as_str().expect("class").to_owned(),
+                from,
+            )
+        })
+        .collect();
+    broken.sort();
+    assert_eq!(
+        broken,
+        [
+            (
+                "/site/missing.html".to_owned(),
+                "http_4xx".to_owned(),
+                vec!["/site/b.html".to_owned(), "/site/deep/e.html".to_owned()]
+            ),
+            (
+                "http://127.0.0.1:9/gone".to_owned(),
+                "connect_refused".to_owned(),
+                // a.html?x=1 is a page of its own, with a.html's body.
+                vec![
+                    "/site/a.html".to_owned(),
+                    "/site/a.html?x=1".to_owned(),
+                    "/site/deep/d.html".to_owned()
+                ]
+            ),
+        ]
+    );
+    let csv = v.run(&["export", "--broken", "--format", "csv"]).await;
+    let csv = String::from_utf8_lossy(&csv.stdout);
+    assert!(
+        csv.starts_with("url,class,status,message,linked_from\n"),
+        "{csv}"
+    );
+    assert_eq!(csv.lines().count(), 3, "{csv}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_domain_scope_spans_the_hosts_of_one_registrable_domain_only() {
+    let dns = support::Dns::start().await;
+    let server = Server::start().await;
+    let port = server.addr.port();
+    let dns_arg = dns.addr.to_string();
+    let seed = format!("http://a.example.co.uk:{port}/domains/a");
+    let crawl = |scope: &'static str| {
+        let (seed, dns_arg) = (seed.clone(), dns_arg.clone());
+        async move {
+            let v = Volley::new();
+            let args = ["--follow", "--scope", scope, "--dns-server", &dns_arg];
+            v.fetch_ok(&[seed], &args).await;
+            let mut urls: Vec<String> = v.rows().into_iter().map(|r| r.url).collect();
+            urls.sort();
+            urls
+        }
+    };
+    assert_eq!(
+        crawl("domain").await,
+        [
+            format!("http://a.example.co.uk:{port}/domains/a"),
+            format!("http://b.example.co.uk:{port}/domains/b"),
+        ],
+        "b.example.co.uk shares example.co.uk; other.co.uk is another domain under co.uk"
+    );
+    assert_eq!(
+        crawl("host").await,
+        [format!("http://a.example.co.uk:{port}/domains/a")]
+    );
+}
+
+/// The pages of a crawl of the test site seeded at `seed` with `flags`.
+async fn crawl_of(server: &Server, seed: &str, flags: &[&str]) -> Vec<String> {
+    let v = crawl(server, seed, flags).await;
+    crawled(&v, server).into_iter().map(|(p, _)| p).collect()
+}
+
+#[tokio::test]
+async fn a_crawls_scope_prefix_include_exclude_and_strip_query_decide_its_pages() {
+    let server = Server::start().await;
+    assert_eq!(
+        crawl_of(&server, "/site/deep/d.html", &["--scope", "prefix"]).await,
+        ["/site/deep/d.html", "/site/deep/e.html"],
+        "under the seed's directory, on its port"
+    );
+    assert_eq!(
+        crawl_of(
+            &server,
+            "/site/index.html",
+            &["--exclude", "deep/", "--exclude", ":9/"]
+        )
+        .await,
+        [
+            "/site/a.html",
+            "/site/a.html?x=1",
+            "/site/b.html",
+            "/site/c.html",
+            "/site/index.html",
+            "/site/missing.html"
+        ]
+    );
+    assert_eq!(
+        crawl_of(
+            &server,
+            "/site/index.html",
+            &["--include", r"/site/(a|b)\.html"]
+        )
+        .await,
+        [
+            "/site/a.html",
+            "/site/a.html?x=1",
+            "/site/b.html",
+            "/site/index.html"
+        ],
+        "the seed, and the links the pattern matches anywhere in the URL"
+    );
+    let stripped = crawl_of(&server, "/site/index.html", &["--strip-query", "?"]).await;
+    assert!(
+        !stripped.contains(&"/site/a.html?x=1".to_owned())
+            && stripped.contains(&"/site/a.html".to_owned()),
+        "a.html?x=1 is a.html once x is dropped: {stripped:?}"
+    );
+
+    // A link check: out-of-scope links are fetched once, never followed.
+    let hits_before = server.uri_hits("/site/a.html?x=1");
+    assert_eq!(
+        crawl_of(
+            &server,
+            "/site/deep/d.html",
+            &["--scope", "prefix", "--check-external"]
+        )
+        .await,
+        [
+            "/site/b.html",
+            "/site/deep/d.html",
+            "/site/deep/e.html",
+            "/site/missing.html",
+            "http://127.0.0.1:9/gone"
+        ]
+    );
+    assert_eq!(
+        server.uri_hits("/site/a.html?x=1"),
+        hits_before,
+        "b.html was checked, and its links not followed"
+    );
+
+    let v = Volley::new();
+    let out = v.run(&fetch_args("urls.txt", &["--scope", "domain"])).await;
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("--scope shapes a crawl: give --follow too"),
+        "{}",
+        stderr(&out)
+    );
+    let out = v
+        .run(&fetch_args(
+            "urls.txt",
+            &["--follow", "--include", "(unclosed"],
+        ))
+        .await;
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("--include '(unclosed' is not a regular expression"),
+        "{}",
+        stderr(&out)
+    );
 }

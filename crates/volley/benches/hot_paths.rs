@@ -94,6 +94,7 @@ fn process_json_page(bencher: divan::Bencher) {
     let url = url::Url::parse("https://api.example.com/api?page=1").expect("a URL");
     let crawl = volley::pipeline::process::Crawl {
         asked: &url,
+        seed: &url,
         content_type: None,
         respect_robots: false,
     };

@@ -107,6 +107,13 @@ impl AnyReader {
 }
 
 impl Reader for AnyReader {
+    fn broken(&self, job: i64) -> Result<Vec<crate::store::BrokenRow>, StoreError> {
+        match self {
+            AnyReader::Sqlite(r) => r.broken(job),
+            AnyReader::Postgres(r) => r.broken(job),
+        }
+    }
+
     fn jobs(&self) -> Result<Vec<crate::store::JobSummary>, StoreError> {
         match self {
             AnyReader::Sqlite(r) => r.jobs(),

@@ -236,6 +236,51 @@ fn cell(value: &serde_json::Value) -> String {
 }
 
 /// Keeps I/O failures (a closed pipe) apart from encoding failures.
+/// Writes the broken URLs of `job` (a crawl's link check) to `out`, each
+/// with the pages linking to it; returns the number of rows. JSON Lines:
+/// `{"url", "class", "status", "message", "linked_from": [page URLs]}`.
+/// CSV: the same columns, `linked_from` as the page URLs separated by
+/// spaces (a URL holds none). See [`Reader::broken`] for what is broken.
+///
+/// # Errors
+/// See [`ExportError`].
+pub fn export_broken(
+    reader: &impl Reader,
+    job: i64,
+    format: Format,
+    out: impl Write,
+) -> Result<u64, ExportError> {
+    let rows = reader.broken(job)?;
+    match format {
+        Format::Jsonl => {
+            let mut out = std::io::BufWriter::new(out);
+            for row in &rows {
+                serde_json::to_writer(&mut out, row).map_err(json_error)?;
+                out.write_all(b"\n")?;
+            }
+            out.flush()?;
+        }
+        Format::Csv => {
+            let mut out = csv::Writer::from_writer(out);
+            out.write_record(["url", "class", "status", "message", "linked_from"])
+                .map_err(csv_error)?;
+            for row in &rows {
+                let status = row.status.map(|s| s.to_string()).unwrap_or_default();
+                out.write_record([
+                    row.url.as_str(),
+                    &row.class,
+                    &status,
+                    row.message.as_deref().unwrap_or_default(),
+                    &row.linked_from.join(" "),
+                ])
+                .map_err(csv_error)?;
+            }
+            out.flush()?;
+        }
+    }
+    Ok(rows.len() as u64)
+}
+
 fn json_error(e: serde_json::Error) -> ExportError {
     if e.is_io() {
         ExportError::Write(e.into())
@@ -276,6 +321,9 @@ mod tests {
     struct Items(Vec<&'static str>);
 
     impl Reader for Items {
+        fn broken(&self, _job: i64) -> Result<Vec<crate::store::BrokenRow>, StoreError> {
+            Ok(Vec::new())
+        }
         fn jobs(&self) -> Result<Vec<JobSummary>, StoreError> {
             Ok(Vec::new())
         }

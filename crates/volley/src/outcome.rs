@@ -264,6 +264,8 @@ pub struct NextPage {
     pub host: String,
     /// Its position in the chain (the first page is 1).
     pub page: u32,
+    /// The id of the input task its chain or crawl began at (`tasks.seed_id`).
+    pub seed_id: i64,
 }
 
 /// One attempt of a task that was retried: a row of the `attempts` table.

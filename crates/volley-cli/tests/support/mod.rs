@@ -289,10 +289,12 @@ impl Server {
 /// A small site with a known link graph, for crawls: cycles, relative and
 /// absolute links, `<base href>`, fragments, a query variant, a
 /// `rel=nofollow` link, a stylesheet and a mail link (not pages), a link
-/// to another host and one to a missing page. From `index.html` a crawl
-/// of this host finds `index`, `a`, `b`, `c`, `deep/d`, `deep/e`,
-/// `a.html?x=1` and `missing.html` (a 404); `c` only through its
-/// nofollow link.
+/// to another host, and two broken links each named by two pages:
+/// `missing.html` (a 404, from `b` and `deep/e`) and port 9 of this
+/// address, where nothing listens (from `a` and `deep/d`). From
+/// `index.html` a crawl of this host finds `index`, `a`, `b`, `c`,
+/// `deep/d`, `deep/e`, `a.html?x=1`, `missing.html` and
+/// `http://127.0.0.1:9/gone`; `c` only through its nofollow link.
 async fn site(UrlPath(page): UrlPath<String>) -> Response {
     let body = match page.as_str() {
         "index.html" => {
@@ -303,18 +305,36 @@ async fn site(UrlPath(page): UrlPath<String>) -> Response {
         }
         "a.html" => {
             r#"<html><head><base href="/site/deep/"></head><body>
-            <a href="d.html">D</a> <a href="/site/index.html">home</a></body></html>"#
+            <a href="d.html">D</a> <a href="/site/index.html">home</a>
+            <a href="http://127.0.0.1:9/gone">refused</a></body></html>"#
         }
         "b.html" => {
             r#"<a href="a.html?x=1">A, a variant</a> <a href="missing.html">gone</a> <a href="index.html#top">home</a>"#
         }
         "c.html" => r#"<a href="b.html">B</a>"#,
-        "deep/d.html" => r#"<a href="e.html">E</a>"#,
-        "deep/e.html" => "<p>the end</p>",
+        "deep/d.html" => r#"<a href="e.html">E</a> <a href="http://127.0.0.1:9/gone">refused</a>"#,
+        "deep/e.html" => r#"<a href="/site/missing.html">gone</a> <a href="/site/b.html">B</a>"#,
         "style.css" => "body {}",
         _ => return (StatusCode::NOT_FOUND, "no such page").into_response(),
     };
     ([(header::CONTENT_TYPE, "text/html; charset=utf-8")], body).into_response()
+}
+
+/// A page on `a.example.co.uk` linking to a sibling host of its
+/// registrable domain and to a host of another domain under the same
+/// public suffix, on the port the request came to (`--scope domain`).
+async fn domains(headers: HeaderMap) -> Response {
+    let port = headers
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .and_then(|h| h.rsplit_once(':'))
+        .map_or("80", |(_, p)| p)
+        .to_owned();
+    let body = format!(
+        r#"<a href="http://b.example.co.uk:{port}/domains/b">sibling</a>
+        <a href="http://other.co.uk:{port}/domains/o">another domain</a>"#
+    );
+    ([(header::CONTENT_TYPE, "text/html")], body).into_response()
 }
 
 /// The routes every test server serves (see the module docs).
@@ -340,6 +360,7 @@ fn app(seen: &Arc<Seen>) -> Router {
         .route("/robots.txt", get(robots))
         .route("/api/{style}", get(api))
         .route("/site/{*page}", get(site))
+        .route("/domains/{page}", get(domains))
         .layer(middleware::from_fn_with_state(Arc::clone(seen), count))
         .with_state(Arc::clone(seen))
 }
@@ -721,7 +742,8 @@ async fn echo(State(seen): State<Arc<Seen>>, headers: HeaderMap) -> &'static str
 }
 
 /// A real DNS server on loopback: Debian's dnsmasq (package dnsmasq-base,
-/// which `.ci/run` installs), answering `*.volley.test` with 127.0.0.1 and
+/// which `.ci/run` installs), answering `*.volley.test`, `*.example.co.uk`
+/// and `*.other.co.uk` (names on both sides of a public suffix) with 127.0.0.1 and
 /// NXDOMAIN for `*.gone.test`, and nothing else (no upstream, no hosts
 /// file). Stopped when dropped.
 pub struct Dns {
@@ -748,6 +770,8 @@ impl Dns {
                 "--pid-file=",
                 "--log-facility=-",
                 "--address=/volley.test/127.0.0.1",
+                "--address=/example.co.uk/127.0.0.1",
+                "--address=/other.co.uk/127.0.0.1",
                 "--address=/gone.test/",
             ])
             .arg(format!("--port={port}"))

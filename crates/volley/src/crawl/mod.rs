@@ -7,35 +7,16 @@
 //! module holds what that needs and knows nothing of the pipeline:
 //! [`links`] reads a page's links with a streaming HTML parser,
 //! [`normalize`] gives each URL the one spelling the job's dedupe index
-//! compares (RFC 3986 §6.2.2), and [`Scope`] decides which links a crawl
-//! follows.
+//! compares (RFC 3986 §6.2.2), and [`LinkRules`] decide which links a
+//! crawl follows ([`Scope`], `--include`/`--exclude`), which it only
+//! checks (`--check-external`) and which query parameters it drops.
 
 pub mod links;
+pub mod scope;
+
+pub use scope::{LinkRules, LinkRulesError, Reach, Scope};
 
 use url::Url;
-
-/// Which links a crawl follows, decided for each link of a page.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub enum Scope {
-    /// Links to the page's own host (any scheme or port): the host of the
-    /// seed the page descends from, since every page of a crawl was
-    /// admitted this way (wget's `--recursive` without `--span-hosts`).
-    #[default]
-    Host,
-}
-
-impl Scope {
-    /// Whether a crawl follows `link`, found on the page at `page` (the URL
-    /// its task asked for, before redirects).
-    pub fn admits(self, page: &Url, link: &Url) -> bool {
-        match self {
-            Scope::Host => page
-                .host_str()
-                .zip(link.host_str())
-                .is_some_and(|(a, b)| a == b),
-        }
-    }
-}
 
 /// Gives `url` the one spelling a crawl compares: what the `url` crate
 /// already does (scheme and host in lower case, IDNA, default port
@@ -119,18 +100,5 @@ mod tests {
             normalized("https://a.test/100%25?p=%zz"),
             "https://a.test/100%25?p=%zz"
         );
-    }
-
-    #[test]
-    fn host_scope_follows_links_to_the_pages_host_only() {
-        let page = Url::parse("https://docs.example/guide/").expect("a URL");
-        let admits = |link: &str| Scope::Host.admits(&page, &Url::parse(link).expect("a URL"));
-        assert!(admits("https://docs.example/api/"));
-        assert!(
-            admits("http://docs.example:8080/other"),
-            "any scheme or port"
-        );
-        assert!(!admits("https://example/"));
-        assert!(!admits("https://www.docs.example/"));
     }
 }

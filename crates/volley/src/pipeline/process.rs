@@ -26,6 +26,8 @@
 
 use url::Url;
 
+use crate::crawl::{LinkRules, Reach, Scope};
+
 /// Largest body kept for processing when `--max-body` is not set, in bytes.
 pub const DEFAULT_MAX_PAGE_BYTES: u64 = 64 << 20;
 
@@ -125,6 +127,15 @@ struct PageText {
     follow: bool,
     #[serde(with = "crate::options::text::opt_count")]
     max_depth: Option<u32>,
+    scope: Option<String>,
+    #[serde(with = "crate::options::text::strings")]
+    include: Vec<String>,
+    #[serde(with = "crate::options::text::strings")]
+    exclude: Vec<String>,
+    #[serde(with = "crate::options::text::strings")]
+    strip_query: Vec<String>,
+    #[serde(with = "crate::options::text::flag")]
+    check_external: bool,
 }
 
 impl TryFrom<PageText> for PageRules {
@@ -140,6 +151,20 @@ impl TryFrom<PageText> for PageRules {
             .iter()
             .map(|e| parse_extract(e))
             .collect::<Result<_, _>>()?;
+        let scope = t
+            .scope
+            .as_deref()
+            .map(str::parse)
+            .transpose()?
+            .unwrap_or_default();
+        let links = LinkRules::new(
+            scope,
+            &t.include,
+            &t.exclude,
+            &t.strip_query,
+            t.check_external,
+        )
+        .map_err(|e| e.to_string())?;
         Ok(PageRules {
             paginate,
             items: t.items,
@@ -148,6 +173,7 @@ impl TryFrom<PageText> for PageRules {
             max_pages: t.max_pages,
             follow: t.follow,
             max_depth: t.max_depth,
+            links,
         })
     }
 }
@@ -167,6 +193,11 @@ impl From<PageRules> for PageText {
             max_pages: r.max_pages,
             follow: r.follow,
             max_depth: r.max_depth,
+            scope: (r.links.scope != Scope::default()).then(|| r.links.scope.to_string()),
+            include: r.links.include(),
+            exclude: r.links.exclude(),
+            strip_query: r.links.strip_query(),
+            check_external: r.links.check_external,
         }
     }
 }
@@ -207,6 +238,10 @@ pub struct PageRules {
     /// With `follow`: most links followed from a seed (a seed is depth 0,
     /// a page it links to depth 1); `None` for no limit.
     pub max_depth: Option<u32>,
+    /// With `follow`: which links are followed, which only checked, and
+    /// the query parameters dropped (`--scope`, `--include`, `--exclude`,
+    /// `--check-external`, `--strip-query`).
+    pub links: LinkRules,
 }
 
 /// What processing a page found.
@@ -262,8 +297,19 @@ impl PageRules {
         if self.max_pages == Some(0) {
             return Err("--max-pages must be at least 1".into());
         }
-        if self.max_depth.is_some() && !self.follow {
-            return Err("--max-depth limits a crawl: give --follow too".into());
+        if !self.follow {
+            let l = &self.links;
+            let crawl_only = [
+                ("--max-depth", self.max_depth.is_some()),
+                ("--scope", l.scope != Scope::default()),
+                ("--include", !l.include().is_empty()),
+                ("--exclude", !l.exclude().is_empty()),
+                ("--strip-query", !l.strip_query().is_empty()),
+                ("--check-external", l.check_external),
+            ];
+            if let Some((flag, _)) = crawl_only.iter().find(|(_, given)| *given) {
+                return Err(format!("{flag} shapes a crawl: give --follow too"));
+            }
         }
         for p in self.items.iter().chain(self.extract.iter().map(|(_, p)| p)) {
             if !p.is_empty() && !p.starts_with('/') {
@@ -288,9 +334,11 @@ pub fn is_html(content_type: Option<&str>) -> bool {
 /// What [`process`] needs to follow a page's links.
 #[derive(Debug, Clone, Copy)]
 pub struct Crawl<'a> {
-    /// The URL the page's task asked for (before redirects): the scope is
-    /// decided against it.
+    /// The URL the page's task asked for (before redirects).
     pub asked: &'a Url,
+    /// The URL of the seed the page descends from (its own for a seed):
+    /// the scope is decided against it.
+    pub seed: &'a Url,
     /// The page's `Content-Type`: only HTML is read for links.
     pub content_type: Option<&'a str>,
     /// Honour `rel="nofollow"` and `<meta name="robots" content="nofollow">`
@@ -298,7 +346,9 @@ pub struct Crawl<'a> {
     pub respect_robots: bool,
 }
 
-/// The links of an HTML page a crawl follows; see [`PageRules::follow`].
+/// The links of an HTML page a crawl follows or checks, normalised, each
+/// once; see [`PageRules::follow`]. A page that is itself only checked
+/// (out of scope, `--check-external`) gives none.
 fn follow(
     rules: &PageRules,
     url: &Url,
@@ -307,7 +357,11 @@ fn follow(
     body: &[u8],
 ) -> Result<Vec<Url>, String> {
     let depth = page.saturating_sub(1);
-    if rules.max_depth.is_some_and(|max| depth >= max) || !is_html(crawl.content_type) {
+    if rules.max_depth.is_some_and(|max| depth >= max)
+        || !is_html(crawl.content_type)
+        || (crawl.asked != crawl.seed
+            && rules.links.reach(crawl.seed, crawl.asked) != Reach::Follow)
+    {
         return Ok(Vec::new());
     }
     let found = crate::crawl::links::extract(url.clone(), body).map_err(|e| e.to_string())?;
@@ -318,8 +372,15 @@ fn follow(
     if !crawl.respect_robots {
         links.extend(found.nofollow_links);
     }
-    let scope = crate::crawl::Scope::Host;
-    links.retain(|link| scope.admits(crawl.asked, link));
+    if rules.links.strips_query() {
+        // Dropping parameters can give two links one spelling.
+        let mut once = std::collections::HashSet::with_capacity(links.len());
+        links.retain_mut(|link| {
+            rules.links.normalize(link);
+            once.insert(link.as_str().to_owned())
+        });
+    }
+    links.retain(|link| rules.links.reach(crawl.seed, link) != Reach::Skip);
     Ok(links)
 }
 

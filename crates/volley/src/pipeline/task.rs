@@ -376,10 +376,15 @@ async fn process_page(
         .unwrap_or_else(|| url.clone());
     let (page, link) = (task.page, last.link_next.take());
     let (asked, content_type) = (url.clone(), last.content_type.clone());
+    let seed = match &task.seed {
+        Some((_, seed)) => Url::parse(seed).unwrap_or_else(|_| url.clone()),
+        None => url.clone(),
+    };
     let respect_robots = spec.respect_robots;
     let result = tokio::task::spawn_blocking(move || {
         let crawl = process::Crawl {
             asked: &asked,
+            seed: &seed,
             content_type: content_type.as_deref(),
             respect_robots,
         };
@@ -465,6 +470,7 @@ pub(crate) fn finish(
         host: next.host_str().unwrap_or_default().to_owned(),
         url: next.to_string(),
         page: task.page.saturating_add(1),
+        seed_id: task.seed_id(),
     });
     let links: Vec<NextPage> = processed
         .links
@@ -473,6 +479,7 @@ pub(crate) fn finish(
             host: link.host_str().unwrap_or_default().to_owned(),
             url: link.to_string(),
             page: task.page.saturating_add(1),
+            seed_id: task.seed_id(),
         })
         .collect();
     let resource = (last.class == Class::Ok)
@@ -575,6 +582,7 @@ fn again(spec: &FetchSpec, task: &LeasedTask, prior: &Resource) -> Option<NextPa
         host: url.host_str().unwrap_or_default().to_owned(),
         url: url.to_string(),
         page: task.page.saturating_add(1),
+        seed_id: task.seed_id(),
     })
 }
 
@@ -678,6 +686,7 @@ mod tests {
             line: Some(3),
             url: "http://h.test/a".into(),
             page,
+            seed: None,
         }
     }
 

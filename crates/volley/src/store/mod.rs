@@ -81,8 +81,24 @@ pub struct LeasedTask {
     pub line: Option<u64>,
     /// The URL to fetch.
     pub url: String,
-    /// Its position in its pagination chain (1 for inputs).
+    /// Its position in its pagination chain (1 for inputs); in a crawl,
+    /// its depth plus one.
     pub page: u32,
+    /// A discovered task's seed (the input task its crawl or chain began
+    /// at): its id and URL; `None` for an input, its own seed.
+    pub seed: Option<(i64, String)>,
+}
+
+impl LeasedTask {
+    /// The id of its seed: its own for an input.
+    pub fn seed_id(&self) -> i64 {
+        self.seed.as_ref().map_or(self.id, |(id, _)| *id)
+    }
+
+    /// The URL of its seed: its own for an input.
+    pub fn seed_url(&self) -> &str {
+        self.seed.as_ref().map_or(&self.url, |(_, url)| url)
+    }
 }
 
 /// What a [`Store::lease`] call asks for.
@@ -294,6 +310,42 @@ pub struct ItemRow {
     pub item: String,
 }
 
+/// A broken URL of a crawl with the pages that link to it: a row of
+/// `volley export --broken`.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct BrokenRow {
+    /// The URL as its task asked for it.
+    pub url: String,
+    /// Its outcome class (see [`BROKEN_CLASSES`]).
+    pub class: String,
+    /// Its final HTTP status, if a response arrived.
+    pub status: Option<u16>,
+    /// The outcome's message.
+    pub message: Option<String>,
+    /// The pages of the job that link to it, in task order (empty for a
+    /// seed no page links to).
+    pub linked_from: Vec<String>,
+}
+
+/// The outcome classes that are not broken links: successes, and the
+/// outcomes of URLs that were never checked (robots.txt, `--deadline`, a
+/// cancelled job). Every other class is a broken link.
+pub const NOT_BROKEN_CLASSES: &str =
+    "('ok', 'not_modified', 'fresh', 'duplicate', 'robots_denied', 'deadline', 'cancelled')";
+
+/// The broken URLs of a job (`(task id, row)` in task order, `linked_from`
+/// empty) given their linking pages (`(target task id, page URL)` in page
+/// order).
+fn merge_broken(broken: Vec<(i64, BrokenRow)>, edges: Vec<(i64, String)>) -> Vec<BrokenRow> {
+    let mut by_id: std::collections::BTreeMap<i64, BrokenRow> = broken.into_iter().collect();
+    for (to, page) in edges {
+        if let Some(row) = by_id.get_mut(&to) {
+            row.linked_from.push(page);
+        }
+    }
+    by_id.into_values().collect()
+}
+
 /// What a job's owner asked for (`jobs.state`); whether it is running,
 /// done or waiting for input follows from its tasks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -489,6 +541,15 @@ pub trait Reader {
         job: i64,
         each: impl FnMut(&ItemRow) -> Result<(), E>,
     ) -> Result<(), E>;
+
+    /// The broken URLs of `job` (every failed outcome but those of
+    /// [`NOT_BROKEN_CLASSES`]), each with the pages linking to it, in task
+    /// order. Reads the job's link graph once; holds the broken URLs and
+    /// their edges in memory.
+    ///
+    /// # Errors
+    /// Database errors.
+    fn broken(&self, job: i64) -> Result<Vec<BrokenRow>, StoreError>;
 }
 
 /// Errors of the store. Every one of them stops the run: an outcome that

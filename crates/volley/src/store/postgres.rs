@@ -75,9 +75,9 @@ use tokio_postgres::types::ToSql;
 use tokio_util::sync::CancellationToken;
 
 use super::{
-    EXPORT_ITEMS, EXPORT_OUTCOMES, ExportRow, IngestBatch, IngestReport, ItemRow, JOB_COLUMNS, Job,
-    JobCounts, JobSummary, LeasedTask, RESOURCE_COLUMNS, RESOURCE_CONFLICT, Reader, Recorded,
-    Store, StoreError, Want,
+    BrokenRow, EXPORT_ITEMS, EXPORT_OUTCOMES, ExportRow, IngestBatch, IngestReport, ItemRow,
+    JOB_COLUMNS, Job, JobCounts, JobSummary, LeasedTask, NOT_BROKEN_CLASSES, RESOURCE_COLUMNS,
+    RESOURCE_CONFLICT, Reader, Recorded, Store, StoreError, Want,
 };
 use crate::http::refresh::Resource;
 use crate::input::Input;
@@ -295,6 +295,10 @@ async fn migrate(pool: &Pool) -> Result<(), StoreError> {
         refinery_core::Migration::unapplied(
             "V5__unfetched_index",
             include_str!("migrations/postgres/V5__unfetched_index.sql"),
+        )?,
+        refinery_core::Migration::unapplied(
+            "V6__crawl",
+            include_str!("migrations/postgres/V6__crawl.sql"),
         )?,
     ];
     let client: &mut tokio_postgres::Client = &mut conn;
@@ -611,11 +615,41 @@ impl PgStore {
             }
             plain.push(o);
         }
+        let mut ids: HashMap<String, i64> = HashMap::new();
         if !added.url.is_empty() {
+            let rows = tx
+                .query(
+                    "INSERT INTO tasks (job_id, url, host, parent_id, page, seed_id) \
+                     SELECT $1, * FROM unnest($2::text[], $3::text[], $4::int8[], $5::int4[], \
+                                              $6::int8[]) \
+                     RETURNING id, url",
+                    &[
+                        &job,
+                        &added.url,
+                        &added.host,
+                        &added.parent,
+                        &added.page,
+                        &added.seed,
+                    ],
+                )
+                .await?;
+            ids = rows.into_iter().map(|r| (r.get(1), r.get(0))).collect();
+        }
+        // The link graph: an edge for each link of each page.
+        let (mut from, mut to): (Vec<i64>, Vec<i64>) = (Vec::new(), Vec::new());
+        for o in &accepted {
+            for link in &o.links {
+                if let Some(id) = seen.get(&link.url).or_else(|| ids.get(&link.url)) {
+                    from.push(o.task_id);
+                    to.push(*id);
+                }
+            }
+        }
+        if !from.is_empty() {
             tx.execute(
-                "INSERT INTO tasks (job_id, url, host, parent_id, page) \
-                 SELECT $1, * FROM unnest($2::text[], $3::text[], $4::int8[], $5::int4[])",
-                &[&job, &added.url, &added.host, &added.parent, &added.page],
+                "INSERT INTO links (from_task, to_task) \
+                 SELECT * FROM unnest($1::int8[], $2::int8[]) ON CONFLICT DO NOTHING",
+                &[&from, &to],
             )
             .await?;
         }
@@ -876,6 +910,9 @@ impl PgStore {
                 line: row.get::<_, Option<i64>>(1).map(|l| l as u64),
                 url: row.get(2),
                 page: u32::try_from(row.get::<_, i32>(3)).unwrap_or(1),
+                seed: row
+                    .get::<_, Option<i64>>(6)
+                    .zip(row.get::<_, Option<String>>(7)),
             });
         }
         tasks.sort_by_key(|t| t.id);
@@ -909,7 +946,8 @@ impl PgStore {
                    LIMIT $5) \
                  UPDATE tasks SET lease_owner = $4, claim = tasks.claim + 1 \
                  FROM c WHERE tasks.id = c.id \
-                 RETURNING tasks.id, tasks.line, tasks.url, tasks.page, tasks.host, tasks.claim",
+                 RETURNING tasks.id, tasks.line, tasks.url, tasks.page, tasks.host, tasks.claim, \
+                   tasks.seed_id, (SELECT s.url FROM tasks s WHERE s.id = tasks.seed_id)",
             )
             .await?;
         Ok(conn
@@ -1331,6 +1369,7 @@ struct NewTasks<'a> {
     host: Vec<&'a str>,
     parent: Vec<i64>,
     page: Vec<i32>,
+    seed: Vec<i64>,
 }
 
 impl<'a> NewTasks<'a> {
@@ -1351,6 +1390,7 @@ impl<'a> NewTasks<'a> {
         self.host.push(next.host.as_str());
         self.parent.push(parent);
         self.page.push(i32::try_from(next.page).unwrap_or(i32::MAX));
+        self.seed.push(next.seed_id);
         *open.entry(next.host.as_str()).or_default() += 1;
         true
     }
@@ -1704,6 +1744,60 @@ impl PgReader {
 }
 
 impl Reader for PgReader {
+    fn broken(&self, job: i64) -> Result<Vec<BrokenRow>, StoreError> {
+        block(async {
+            let conn = client(&self.pool).await?;
+            let rows = conn
+                .query(
+                    &format!(
+                        "SELECT t.id, t.url, o.class, o.status, o.message FROM outcomes o \
+                         JOIN tasks t ON t.id = o.task_id \
+                         WHERE o.job_id = $1 AND o.class NOT IN {NOT_BROKEN_CLASSES} \
+                         ORDER BY t.id"
+                    ),
+                    &[&job],
+                )
+                .await?;
+            let broken = rows
+                .iter()
+                .map(|r| {
+                    Ok((
+                        r.try_get::<_, i64>(0)?,
+                        BrokenRow {
+                            url: r.try_get(1)?,
+                            class: r.try_get(2)?,
+                            status: r
+                                .try_get::<_, Option<i32>>(3)?
+                                .and_then(|s| u16::try_from(s).ok()),
+                            message: r.try_get(4)?,
+                            linked_from: Vec::new(),
+                        },
+                    ))
+                })
+                .collect::<Result<Vec<_>, tokio_postgres::Error>>()?;
+            if broken.is_empty() {
+                return Ok(Vec::new());
+            }
+            let rows = conn
+                .query(
+                    &format!(
+                        "SELECT l.to_task, p.url FROM links l \
+                         JOIN outcomes o ON o.task_id = l.to_task \
+                         JOIN tasks p ON p.id = l.from_task \
+                         WHERE o.job_id = $1 AND o.class NOT IN {NOT_BROKEN_CLASSES} \
+                         ORDER BY l.to_task, l.from_task"
+                    ),
+                    &[&job],
+                )
+                .await?;
+            let edges = rows
+                .iter()
+                .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
+                .collect::<Result<Vec<_>, tokio_postgres::Error>>()?;
+            Ok(super::merge_broken(broken, edges))
+        })
+    }
+
     fn jobs(&self) -> Result<Vec<JobSummary>, StoreError> {
         block(async {
             let conn = client(&self.pool).await?;

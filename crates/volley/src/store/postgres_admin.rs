@@ -112,7 +112,7 @@ impl PgStore {
         Ok(n)
     }
 
-    /// Deletes `job` and all its rows (tasks, outcomes, attempts, items,
+    /// Deletes `job` and all its rows (tasks, outcomes, attempts, items, links,
     /// hosts), in one transaction; returns how many tasks, outcomes and
     /// items went. No run of the job may be going.
     ///
@@ -121,8 +121,9 @@ impl PgStore {
     pub async fn delete_job(&self, job: i64) -> Result<Deleted, StoreError> {
         let mut conn = client(self.pool()).await?;
         let tx = conn.transaction().await?;
-        let mut n = [0u64; 7];
+        let mut n = [0u64; 8];
         for (i, sql) in [
+            "DELETE FROM links WHERE from_task IN (SELECT id FROM tasks WHERE job_id = $1)",
             "DELETE FROM attempts WHERE task_id IN (SELECT id FROM tasks WHERE job_id = $1)",
             "DELETE FROM items WHERE task_id IN (SELECT id FROM tasks WHERE job_id = $1)",
             "DELETE FROM outcomes WHERE job_id = $1",
@@ -138,9 +139,9 @@ impl PgStore {
         }
         tx.commit().await?;
         Ok(Deleted {
-            items: n[1],
-            outcomes: n[2],
-            tasks: n[3],
+            items: n[2],
+            outcomes: n[3],
+            tasks: n[4],
         })
     }
 

@@ -21,9 +21,9 @@ use rusqlite::{Connection, OptionalExtension, Statement, TransactionBehavior, pa
 use rusqlite_migration::{M, Migrations};
 
 use super::{
-    EXPORT_ITEMS, EXPORT_OUTCOMES, ExportRow, IngestBatch, IngestReport, ItemRow, JOB_COLUMNS, Job,
-    JobCounts, JobSummary, LeasedTask, RESOURCE_COLUMNS, RESOURCE_CONFLICT, Reader, Recorded,
-    Store, StoreError, Want,
+    BrokenRow, EXPORT_ITEMS, EXPORT_OUTCOMES, ExportRow, IngestBatch, IngestReport, ItemRow,
+    JOB_COLUMNS, Job, JobCounts, JobSummary, LeasedTask, NOT_BROKEN_CLASSES, RESOURCE_COLUMNS,
+    RESOURCE_CONFLICT, Reader, Recorded, Store, StoreError, Want,
 };
 use crate::http::refresh::Resource;
 use crate::input::Input;
@@ -54,6 +54,7 @@ fn migrations() -> Migrations<'static> {
         M::up(include_str!("migrations/0004_job_notify.sql")),
         M::up(include_str!("migrations/0005_resources.sql")),
         M::up(include_str!("migrations/0006_unfetched_index.sql")),
+        M::up(include_str!("migrations/0007_crawl.sql")),
     ])
 }
 
@@ -465,8 +466,9 @@ fn lease_query(
     limit: usize,
 ) -> Result<Vec<LeasedTask>, StoreError> {
     let mut stmt = conn.prepare_cached(
-        "SELECT id, line, url, page FROM tasks \
-         WHERE job_id = ?1 AND state = 'pending' AND id > ?2 ORDER BY id LIMIT ?3",
+        "SELECT t.id, t.line, t.url, t.page, t.seed_id, s.url FROM tasks t \
+         LEFT JOIN tasks s ON s.id = t.seed_id \
+         WHERE t.job_id = ?1 AND t.state = 'pending' AND t.id > ?2 ORDER BY t.id LIMIT ?3",
     )?;
     let limit = i64::try_from(limit).unwrap_or(i64::MAX);
     let tasks = stmt
@@ -476,6 +478,9 @@ fn lease_query(
                 line: r.get(1)?,
                 url: r.get(2)?,
                 page: r.get(3)?,
+                seed: r
+                    .get::<_, Option<i64>>(4)?
+                    .zip(r.get::<_, Option<String>>(5)?),
             })
         })?
         .collect::<Result<Vec<_>, _>>()?;
@@ -500,9 +505,11 @@ fn record_tx(
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12) {RESOURCE_CONFLICT}"
         ))?;
         let mut insert_page = tx.prepare_cached(
-            "INSERT INTO tasks (job_id, line, url, host, state, parent_id, page) \
-             VALUES (?1, NULL, ?2, ?3, 'pending', ?4, ?5)",
+            "INSERT INTO tasks (job_id, line, url, host, state, parent_id, page, seed_id) \
+             VALUES (?1, NULL, ?2, ?3, 'pending', ?4, ?5, ?6)",
         )?;
+        let mut insert_link =
+            tx.prepare_cached("INSERT OR IGNORE INTO links (from_task, to_task) VALUES (?1, ?2)")?;
         // A task this run holds is still 'pending' (see `lease_query`); one
         // with an outcome is not, so a second outcome is refused here.
         let mut finish = tx.prepare_cached(
@@ -535,20 +542,40 @@ fn record_tx(
                         next.url
                     ));
                 } else {
-                    insert_page.execute(params![job, next.url, next.host, o.task_id, next.page])?;
+                    insert_page.execute(params![
+                        job,
+                        next.url,
+                        next.host,
+                        o.task_id,
+                        next.page,
+                        next.seed_id
+                    ])?;
                     recorded.pages += 1;
                 }
             }
             // A crawl's links: each URL once per job, whatever page names
-            // it (the first to commit wins; a link already there is no loop).
+            // it (the first to commit wins; a link already there is no
+            // loop), and an edge of the link graph for each.
             for link in &o.links {
                 let seen: Option<i64> = first_with_url
                     .query_row(params![job, link.url], |r| r.get(0))
                     .optional()?;
-                if seen.is_none() {
-                    insert_page.execute(params![job, link.url, link.host, o.task_id, link.page])?;
-                    recorded.pages += 1;
-                }
+                let to = match seen {
+                    Some(id) => id,
+                    None => {
+                        insert_page.execute(params![
+                            job,
+                            link.url,
+                            link.host,
+                            o.task_id,
+                            link.page,
+                            link.seed_id
+                        ])?;
+                        recorded.pages += 1;
+                        tx.last_insert_rowid()
+                    }
+                };
+                insert_link.execute(params![o.task_id, to])?;
             }
             match looped {
                 None => insert_outcome(&mut insert, job, o)?,
@@ -714,6 +741,45 @@ impl SqliteReader {
 }
 
 impl Reader for SqliteReader {
+    fn broken(&self, job: i64) -> Result<Vec<BrokenRow>, StoreError> {
+        let mut stmt = self.conn.prepare(&format!(
+            "SELECT t.id, t.url, o.class, o.status, o.message FROM outcomes o \
+             JOIN tasks t ON t.id = o.task_id \
+             WHERE o.job_id = ?1 AND o.class NOT IN {NOT_BROKEN_CLASSES} ORDER BY t.id"
+        ))?;
+        let broken = stmt
+            .query_map(params![job], |r| {
+                Ok((
+                    r.get(0)?,
+                    BrokenRow {
+                        url: r.get(1)?,
+                        class: r.get(2)?,
+                        status: r.get(3)?,
+                        message: r.get(4)?,
+                        linked_from: Vec::new(),
+                    },
+                ))
+            })?
+            .collect::<Result<Vec<_>, _>>()?;
+        if broken.is_empty() {
+            return Ok(Vec::new());
+        }
+        // One pass over the link graph (CROSS JOIN keeps SQLite scanning
+        // links, not searching them once per broken URL: links has no
+        // index by target).
+        let mut stmt = self.conn.prepare(&format!(
+            "SELECT l.to_task, p.url FROM links l \
+             CROSS JOIN outcomes o ON o.task_id = l.to_task \
+             CROSS JOIN tasks p ON p.id = l.from_task \
+             WHERE o.job_id = ?1 AND o.class NOT IN {NOT_BROKEN_CLASSES} \
+             ORDER BY l.to_task, l.from_task"
+        ))?;
+        let edges = stmt
+            .query_map(params![job], |r| Ok((r.get(0)?, r.get(1)?)))?
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(super::merge_broken(broken, edges))
+    }
+
     fn jobs(&self) -> Result<Vec<JobSummary>, StoreError> {
         let mut stmt = self
             .conn

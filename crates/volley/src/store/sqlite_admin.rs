@@ -109,7 +109,7 @@ impl SqliteStore {
         .await
     }
 
-    /// Deletes `job` and all its rows (tasks, outcomes, attempts, items),
+    /// Deletes `job` and all its rows (tasks, outcomes, attempts, items, links),
     /// in one transaction; returns how many of each went. No run of the
     /// job may be going.
     ///
@@ -118,8 +118,9 @@ impl SqliteStore {
     pub async fn delete_job(&self, job: i64) -> Result<Deleted, StoreError> {
         self.with_conn(move |c| {
             let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
-            let mut n = [0u64; 5];
+            let mut n = [0u64; 6];
             for (i, sql) in [
+                "DELETE FROM links WHERE from_task IN (SELECT id FROM tasks WHERE job_id = ?1)",
                 "DELETE FROM attempts WHERE task_id IN (SELECT id FROM tasks WHERE job_id = ?1)",
                 "DELETE FROM items WHERE task_id IN (SELECT id FROM tasks WHERE job_id = ?1)",
                 "DELETE FROM outcomes WHERE job_id = ?1",
@@ -133,9 +134,9 @@ impl SqliteStore {
             }
             tx.commit()?;
             Ok(Deleted {
-                items: n[1],
-                outcomes: n[2],
-                tasks: n[3],
+                items: n[2],
+                outcomes: n[3],
+                tasks: n[4],
             })
         })
         .await

@@ -1,0 +1,15 @@
+-- volley schema, version 7: crawling.
+-- seed_id: a discovered task's first ancestor (the input task its crawl or
+-- pagination chain began at), so that --scope prefix and --check-external
+-- decide against the seed; NULL for inputs.
+ALTER TABLE tasks ADD COLUMN seed_id INTEGER REFERENCES tasks (id);
+
+-- The link graph of a crawl (--follow): each page's links to URLs that are
+-- tasks of the job (followed, or checked with --check-external), one row
+-- per (page, URL), written with the page's outcome. Links the crawl
+-- neither follows nor checks are not here.
+CREATE TABLE links (
+    from_task INTEGER NOT NULL REFERENCES tasks (id),  -- the page naming the link
+    to_task   INTEGER NOT NULL REFERENCES tasks (id),  -- the task of the URL it names
+    PRIMARY KEY (from_task, to_task)
+) WITHOUT ROWID;

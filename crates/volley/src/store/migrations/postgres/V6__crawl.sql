@@ -1,0 +1,12 @@
+-- volley schema (PostgreSQL), version 6: crawling; as SQLite's version 7.
+-- seed_id: a discovered task's first ancestor (the input task its crawl or
+-- pagination chain began at); NULL for inputs.
+ALTER TABLE tasks ADD COLUMN seed_id bigint REFERENCES tasks (id);
+
+-- The link graph of a crawl (--follow): each page's links to URLs that are
+-- tasks of the job, one row per (page, URL), written with the page's outcome.
+CREATE TABLE links (
+    from_task bigint NOT NULL REFERENCES tasks (id),
+    to_task   bigint NOT NULL REFERENCES tasks (id),
+    PRIMARY KEY (from_task, to_task)
+);
