@@ -472,14 +472,6 @@ async fn the_deadline_gives_every_unfinished_task_an_outcome() {
     );
 }
 
-/// A small xorshift generator, so the kill loop's moments vary by run.
-fn next_random(state: &mut u64) -> u64 {
-    *state ^= *state << 13;
-    *state ^= *state >> 7;
-    *state ^= *state << 17;
-    *state
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn survives_a_kill_9_loop_with_exactly_one_outcome_per_input() {
     let server = Server::start().await;
@@ -489,16 +481,13 @@ async fn survives_a_kill_9_loop_with_exactly_one_outcome_per_input() {
     let list = v.write_lines("urls.txt", &urls);
     let list = list.to_str().expect("utf-8 path");
     let args = fetch_args(list, &["--concurrency", "32", "--per-host", "32"]);
-    let mut seed = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_nanos() as u64 | 1)
-        .unwrap_or(88172645463325252);
+    let mut seed = support::random_seed();
     eprintln!("kill loop seed {seed}");
     // For each URL with an outcome at some kill: its requests at that moment.
     let mut finished: std::collections::HashMap<String, u64> = std::collections::HashMap::new();
     for round in 0..4 {
         let mut child = v.command(&args).spawn().expect("start volley");
-        let target = server.total() + 1500 + next_random(&mut seed) % 2500;
+        let target = server.total() + 1500 + support::next_random(&mut seed) % 2500;
         server.wait_for_requests(target).await;
         child.start_kill().expect("SIGKILL volley");
         let status = child.wait().await.expect("reap volley");

@@ -88,6 +88,7 @@ async fn contract<S: Store>(
         host: "a.test".into(),
         page: 2,
         seed_id: leased[0].id,
+        meta: None,
     });
     assert_eq!(
         store
@@ -117,6 +118,7 @@ async fn contract<S: Store>(
         host: "a.test".into(),
         page: 3,
         seed_id: page2[0].seed_id(),
+        meta: None,
     });
     assert_eq!(
         store

@@ -694,6 +694,69 @@ async fn a_link_check_lists_each_broken_url_with_every_page_linking_to_it() {
     assert_eq!(csv.lines().count(), 3, "{csv}");
 }
 
+#[tokio::test]
+async fn a_sitemap_index_its_gzip_child_and_a_child_over_the_caps_are_read() {
+    let server = Server::start().await;
+    let v = crawl(&server, "/maps/index.xml", &["--max-depth", "2"]).await;
+    assert_eq!(
+        crawled(&v, &server),
+        [
+            ("/maps/big.xml", "invalid_sitemap"),
+            ("/maps/index.xml", "ok"),
+            ("/maps/pages.xml.gz", "ok"),
+            ("/site/c.html", "ok"),
+            ("/site/deep/e.html", "ok"),
+            ("/site/index.html", "ok"),
+        ]
+        .map(|(p, c)| (p.to_owned(), c.to_owned()))
+    );
+    let big = v
+        .rows()
+        .into_iter()
+        .find(|r| r.url.ends_with("/maps/big.xml"))
+        .expect("big.xml has an outcome");
+    assert!(
+        big.message
+            .as_deref()
+            .is_some_and(|m| m.contains("more than the protocol's 50000 URLs")),
+        "{big:?}"
+    );
+    // <lastmod> is kept with the page's task.
+    let conn = rusqlite::Connection::open(v.db()).expect("open the database");
+    let meta: String = conn
+        .query_row(
+            "SELECT meta FROM tasks WHERE url LIKE '%/site/c.html'",
+            [],
+            |r| r.get(0),
+        )
+        .expect("c.html's task");
+    assert_eq!(meta, r#"{"lastmod":"2026-11-30"}"#);
+}
+
+#[tokio::test]
+async fn the_sitemaps_of_a_seeds_robots_txt_are_followed_with_sitemaps() {
+    let server = Server::start().await;
+    server.set_robots(
+        200,
+        "User-agent: *\nAllow: /\nSitemap: /maps/pages.xml.gz\n",
+    );
+    let with = crawl(&server, "/ok/1", &["--sitemaps", "--max-depth", "2"]).await;
+    assert_eq!(
+        crawled(&with, &server)
+            .into_iter()
+            .map(|(p, _)| p)
+            .collect::<Vec<_>>(),
+        [
+            "/maps/pages.xml.gz",
+            "/ok/1",
+            "/site/c.html",
+            "/site/deep/e.html"
+        ]
+    );
+    let without = crawl(&server, "/ok/1", &[]).await;
+    assert_eq!(crawled(&without, &server).len(), 1, "the seed alone");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_domain_scope_spans_the_hosts_of_one_registrable_domain_only() {
     let dns = support::Dns::start().await;
@@ -820,5 +883,74 @@ async fn a_crawls_scope_prefix_include_exclude_and_strip_query_decide_its_pages(
         stderr(&out).contains("--include '(unclosed' is not a regular expression"),
         "{}",
         stderr(&out)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crawl_killed_three_times_finds_the_same_pages_and_fetches_none_twice() {
+    let server = Server::start().await;
+    let pages = support::GRAPH_PAGES;
+    let args = ["--follow", "--concurrency", "16", "--per-host", "16"];
+
+    // The crawl uninterrupted, on its own server.
+    let whole = Server::start().await;
+    let v = Volley::new();
+    v.fetch_ok(&[whole.url("/graph/0")], &args).await;
+    let base = whole.url("");
+    let mut expected: Vec<String> = v
+        .rows()
+        .into_iter()
+        .map(|r| r.url.trim_start_matches(&base).to_owned())
+        .collect();
+    expected.sort();
+    assert_eq!(expected.len() as u64, pages, "every page of the site");
+
+    // The same crawl, killed three times at random moments.
+    let v = Volley::new();
+    let list = v.write_lines("urls.txt", &[server.url("/graph/0")]);
+    let run_args = fetch_args(list.to_str().expect("utf-8 path"), &args);
+    let mut seed = support::random_seed();
+    eprintln!("crawl kill seed {seed}");
+    let mut finished: std::collections::HashMap<String, u64> = std::collections::HashMap::new();
+    for round in 0..3 {
+        let mut child = v.command(&run_args).spawn().expect("start volley");
+        let target = server.total() + 200 + support::next_random(&mut seed) % 600;
+        server.wait_for_requests(target).await;
+        child.start_kill().expect("SIGKILL volley");
+        let status = child.wait().await.expect("reap volley");
+        assert!(
+            !status.success(),
+            "round {round}: the crawl finished before it was killed"
+        );
+        for row in v.rows() {
+            let hits = server.hits(&support::path_of(&row.url));
+            finished.entry(row.url).or_insert(hits);
+        }
+    }
+    let out = v.run(&run_args).await;
+    assert!(out.status.success(), "{}", stderr(&out));
+    let base = server.url("");
+    let mut found: Vec<String> = v
+        .rows()
+        .into_iter()
+        .map(|r| r.url.trim_start_matches(&base).to_owned())
+        .collect();
+    found.sort();
+    assert_eq!(
+        found, expected,
+        "the same pages as the crawl that was not killed"
+    );
+    assert_eq!(v.task_states().get("pending"), None);
+    for (url, hits) in &finished {
+        assert_eq!(
+            server.hits(&support::path_of(url)),
+            *hits,
+            "{url} was fetched again after its outcome was committed"
+        );
+    }
+    eprintln!(
+        "crawl kill loop: 3 kills, {} pages committed before the last, {} requests for {pages} pages",
+        finished.len(),
+        server.total()
     );
 }

@@ -32,6 +32,11 @@ pub enum Class {
     /// The page's body is not JSON, or not of the expected shape, where
     /// `--paginate`, `--items` or `--extract` needed it.
     InvalidJson,
+    /// A sitemap (sitemaps.org) that breaks the protocol: over its caps
+    /// (50,000 URLs, 50 MB uncompressed), not well-formed XML, `<loc>`
+    /// values that are not URLs, or an index nested too deep. The entries
+    /// read before the fault became tasks; the message says what was left.
+    InvalidSitemap,
     /// The host name did not resolve.
     Dns,
     /// The target actively refused the TCP connection.
@@ -89,7 +94,7 @@ pub enum Class {
 
 impl Class {
     /// Every class, in documentation order.
-    pub const ALL: [Class; 30] = [
+    pub const ALL: [Class; 31] = [
         Class::Ok,
         Class::NotModified,
         Class::Fresh,
@@ -97,6 +102,7 @@ impl Class {
         Class::InvalidUrl,
         Class::InvalidInput,
         Class::InvalidJson,
+        Class::InvalidSitemap,
         Class::Dns,
         Class::ConnectRefused,
         Class::ConnectTimeout,
@@ -149,6 +155,7 @@ impl Class {
             Class::BodyTooLarge => "body_too_large",
             Class::Decode => "decode",
             Class::DecompressionBomb => "decompression_bomb",
+            Class::InvalidSitemap => "invalid_sitemap",
             Class::RobotsDenied => "robots_denied",
             Class::Deadline => "deadline",
             Class::ForbiddenAddress => "forbidden_address",
@@ -266,6 +273,9 @@ pub struct NextPage {
     pub page: u32,
     /// The id of the input task its chain or crawl began at (`tasks.seed_id`).
     pub seed_id: i64,
+    /// What to keep with the task (`tasks.meta`, a JSON object): a
+    /// sitemap entry's `{"lastmod": …}`.
+    pub meta: Option<String>,
 }
 
 /// One attempt of a task that was retried: a row of the `attempts` table.

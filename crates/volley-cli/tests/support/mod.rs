@@ -320,6 +320,84 @@ async fn site(UrlPath(page): UrlPath<String>) -> Response {
     ([(header::CONTENT_TYPE, "text/html; charset=utf-8")], body).into_response()
 }
 
+/// A seed for [`next_random`] from the clock, so kill moments vary by run
+/// (tests print it).
+pub fn random_seed() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64 | 1)
+        .unwrap_or(88172645463325252)
+}
+
+/// A small xorshift generator, so the moments of kill loops vary by run.
+pub fn next_random(state: &mut u64) -> u64 {
+    *state ^= *state << 13;
+    *state ^= *state >> 7;
+    *state ^= *state << 17;
+    *state
+}
+
+/// Pages of a generated site of [`GRAPH_PAGES`] pages for crawls that
+/// must survive kill -9: page `n` links to `2n+1` and `2n+2` (a tree that
+/// reaches every page), to its parent `n/2` and to `(7n+3) mod N`
+/// (cycles), relatively and absolutely.
+async fn graph(UrlPath(n): UrlPath<u64>) -> Response {
+    if n >= GRAPH_PAGES {
+        return (StatusCode::NOT_FOUND, "no such page").into_response();
+    }
+    let mut body = String::from("<html><body>");
+    for to in [2 * n + 1, 2 * n + 2, n / 2, (7 * n + 3) % GRAPH_PAGES] {
+        if to < GRAPH_PAGES {
+            body.push_str(&format!(
+                r#"<a href="{to}">{to}</a> <a href="/graph/{to}#top">again</a>"#
+            ));
+        }
+    }
+    body.push_str("</body></html>");
+    ([(header::CONTENT_TYPE, "text/html")], body).into_response()
+}
+
+/// Pages of the generated site [`graph`] serves.
+pub const GRAPH_PAGES: u64 = 3_000;
+
+/// Sitemaps of the test site: `index.xml`, a sitemap index naming
+/// `pages.xml.gz` (a gzip urlset: `c.html` with a `<lastmod>`, and
+/// `deep/e.html`), `big.xml` (one entry past the protocol's 50,000, all
+/// naming `index.html`) and itself (a loop).
+async fn maps(UrlPath(name): UrlPath<String>) -> Response {
+    const NS: &str = "http://www.sitemaps.org/schemas/sitemap/0.9";
+    match name.as_str() {
+        "index.xml" => {
+            let body = format!(
+                r#"<?xml version="1.0" encoding="UTF-8"?><sitemapindex xmlns="{NS}">
+                <sitemap><loc>/maps/pages.xml.gz</loc></sitemap>
+                <sitemap><loc>/maps/big.xml</loc></sitemap>
+                <sitemap><loc>/maps/index.xml</loc></sitemap></sitemapindex>"#
+            );
+            ([(header::CONTENT_TYPE, "application/xml")], body).into_response()
+        }
+        "pages.xml.gz" => {
+            let xml = format!(
+                r#"<urlset xmlns="{NS}"><url><loc>/site/c.html</loc><lastmod>2026-11-30</lastmod></url>
+                <url><loc>/site/deep/e.html#frag</loc></url></urlset>"#
+            );
+            let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+            gz.write_all(xml.as_bytes()).expect("gzip into memory");
+            let body = gz.finish().expect("gzip into memory");
+            ([(header::CONTENT_TYPE, "application/gzip")], body).into_response()
+        }
+        "big.xml" => {
+            let mut body = format!(r#"<urlset xmlns="{NS}">"#);
+            for _ in 0..=50_000 {
+                body.push_str("<url><loc>/site/index.html</loc></url>");
+            }
+            body.push_str("</urlset>");
+            ([(header::CONTENT_TYPE, "text/xml")], body).into_response()
+        }
+        _ => (StatusCode::NOT_FOUND, "no such sitemap").into_response(),
+    }
+}
+
 /// A page on `a.example.co.uk` linking to a sibling host of its
 /// registrable domain and to a host of another domain under the same
 /// public suffix, on the port the request came to (`--scope domain`).
@@ -361,6 +439,8 @@ fn app(seen: &Arc<Seen>) -> Router {
         .route("/api/{style}", get(api))
         .route("/site/{*page}", get(site))
         .route("/domains/{page}", get(domains))
+        .route("/maps/{name}", get(maps))
+        .route("/graph/{n}", get(graph))
         .layer(middleware::from_fn_with_state(Arc::clone(seen), count))
         .with_state(Arc::clone(seen))
 }

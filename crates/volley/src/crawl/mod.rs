@@ -13,6 +13,7 @@
 
 pub mod links;
 pub mod scope;
+pub mod sitemap;
 
 pub use scope::{LinkRules, LinkRulesError, Reach, Scope};
 

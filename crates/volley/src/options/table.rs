@@ -253,6 +253,7 @@ pub static OPTIONS: &[Opt] = &[
     Opt::new("include", Texts, "REGEX", "With --follow: follow (or check) only links whose URL matches one of these regular expressions; repeatable."),
     Opt::new("exclude", Texts, "REGEX", "With --follow: never fetch links whose URL matches one of these regular expressions; repeatable."),
     Opt::new("check-external", Switch, "", "With --follow: fetch each out-of-scope link once to check it, never following its links (a link check)."),
+    Opt::new("sitemaps", Switch, "", "With --follow: the Sitemap: lines of each seed's robots.txt become links of the seed (as under --respect-robots); a seed that is a sitemap is read as one anyway."),
     Opt::new("strip-query", Texts, "NAME_GLOB", "With --follow: drop the query parameters whose names match this glob (utm_*, sessionid) from links before dedupe; repeatable."),
     Opt::new("concurrency", Count, "N", "Most requests in flight at once, over all hosts."),
     Opt::new("per-host", Count, "N", "Most requests in flight at once to one host.").kind(Politeness),

@@ -26,7 +26,7 @@
 
 use url::Url;
 
-use crate::crawl::{LinkRules, Reach, Scope};
+use crate::crawl::{LinkRules, Reach, Scope, sitemap};
 
 /// Largest body kept for processing when `--max-body` is not set, in bytes.
 pub const DEFAULT_MAX_PAGE_BYTES: u64 = 64 << 20;
@@ -136,6 +136,8 @@ struct PageText {
     strip_query: Vec<String>,
     #[serde(with = "crate::options::text::flag")]
     check_external: bool,
+    #[serde(with = "crate::options::text::flag")]
+    sitemaps: bool,
 }
 
 impl TryFrom<PageText> for PageRules {
@@ -174,6 +176,7 @@ impl TryFrom<PageText> for PageRules {
             follow: t.follow,
             max_depth: t.max_depth,
             links,
+            sitemaps: t.sitemaps,
         })
     }
 }
@@ -198,6 +201,7 @@ impl From<PageRules> for PageText {
             exclude: r.links.exclude(),
             strip_query: r.links.strip_query(),
             check_external: r.links.check_external,
+            sitemaps: r.sitemaps,
         }
     }
 }
@@ -242,6 +246,9 @@ pub struct PageRules {
     /// the query parameters dropped (`--scope`, `--include`, `--exclude`,
     /// `--check-external`, `--strip-query`).
     pub links: LinkRules,
+    /// With `follow`: the `Sitemap:` lines of each seed's robots.txt are
+    /// links of the seed (`--sitemaps`; also under `--respect-robots`).
+    pub sitemaps: bool,
 }
 
 /// What processing a page found.
@@ -255,9 +262,23 @@ pub struct Processed {
     pub extracted: Option<String>,
     /// Why the chain stopped, when it stopped for a reason worth saying.
     pub note: Option<String>,
-    /// With `follow`: the page's links a crawl follows (in scope, within
-    /// the depth), absolute and normalised, each once.
-    pub links: Vec<Url>,
+    /// With `follow`: the page's links a crawl follows or checks (in
+    /// scope, within the depth), absolute and normalised, each once; a
+    /// sitemap's entries with their `<lastmod>`.
+    pub links: Vec<Link>,
+    /// With `follow`: why a sitemap was not read whole (a protocol cap,
+    /// XML that is not well-formed, nesting); the outcome is then
+    /// `invalid_sitemap`, and the entries before the fault are kept.
+    pub sitemap_fault: Option<String>,
+}
+
+/// A link a crawl follows or checks.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Link {
+    /// Absolute, normalised.
+    pub url: Url,
+    /// For a sitemap's entry: its `<lastmod>` (W3C Datetime, as written).
+    pub lastmod: Option<String>,
 }
 
 impl PageRules {
@@ -268,9 +289,11 @@ impl PageRules {
     }
 
     /// Whether a 2xx body of `content_type` is kept for [`process`]: for
-    /// pagination, items and extraction, every one; for a crawl, HTML.
+    /// pagination, items and extraction, every one; for a crawl, HTML and
+    /// what may be a sitemap (XML, gzip).
     pub fn keeps(&self, content_type: Option<&str>) -> bool {
-        self.reads_json() || (self.follow && is_html(content_type))
+        self.reads_json()
+            || (self.follow && (is_html(content_type) || may_be_sitemap(content_type)))
     }
 
     /// Checks the rules fit together.
@@ -306,6 +329,7 @@ impl PageRules {
                 ("--exclude", !l.exclude().is_empty()),
                 ("--strip-query", !l.strip_query().is_empty()),
                 ("--check-external", l.check_external),
+                ("--sitemaps", self.sitemaps),
             ];
             if let Some((flag, _)) = crawl_only.iter().find(|(_, given)| *given) {
                 return Err(format!("{flag} shapes a crawl: give --follow too"));
@@ -331,6 +355,22 @@ pub fn is_html(content_type: Option<&str>) -> bool {
     })
 }
 
+/// Whether `content_type` may hold a sitemap: XML (`application/xml`,
+/// `text/xml`) or gzip (`application/gzip`, `application/x-gzip`).
+pub fn may_be_sitemap(content_type: Option<&str>) -> bool {
+    content_type.is_some_and(|ct| {
+        let essence = ct.split(';').next().unwrap_or_default().trim();
+        [
+            "application/xml",
+            "text/xml",
+            "application/gzip",
+            "application/x-gzip",
+        ]
+        .iter()
+        .any(|t| essence.eq_ignore_ascii_case(t))
+    })
+}
+
 /// What [`process`] needs to follow a page's links.
 #[derive(Debug, Clone, Copy)]
 pub struct Crawl<'a> {
@@ -346,42 +386,79 @@ pub struct Crawl<'a> {
     pub respect_robots: bool,
 }
 
-/// The links of an HTML page a crawl follows or checks, normalised, each
-/// once; see [`PageRules::follow`]. A page that is itself only checked
-/// (out of scope, `--check-external`) gives none.
+/// The links of an HTML page, or the entries of a sitemap, that a crawl
+/// follows or checks, normalised, each once (see [`PageRules::follow`]);
+/// and why a sitemap was not read whole. A page that is itself only
+/// checked (out of scope, `--check-external`) gives none.
 fn follow(
     rules: &PageRules,
     url: &Url,
     page: u32,
     crawl: Crawl<'_>,
     body: &[u8],
-) -> Result<Vec<Url>, String> {
+) -> Result<(Vec<Link>, Option<String>), String> {
     let depth = page.saturating_sub(1);
     if rules.max_depth.is_some_and(|max| depth >= max)
-        || !is_html(crawl.content_type)
         || (crawl.asked != crawl.seed
             && rules.links.reach(crawl.seed, crawl.asked) != Reach::Follow)
     {
-        return Ok(Vec::new());
+        return Ok((Vec::new(), None));
     }
-    let found = crate::crawl::links::extract(url.clone(), body).map_err(|e| e.to_string())?;
-    if crawl.respect_robots && found.nofollow {
-        return Ok(Vec::new());
-    }
-    let mut links = found.links;
-    if !crawl.respect_robots {
-        links.extend(found.nofollow_links);
-    }
+    let (mut links, fault) = if is_html(crawl.content_type) {
+        let found = crate::crawl::links::extract(url.clone(), body).map_err(|e| e.to_string())?;
+        if crawl.respect_robots && found.nofollow {
+            return Ok((Vec::new(), None));
+        }
+        let mut links = found.links;
+        if !crawl.respect_robots {
+            links.extend(found.nofollow_links);
+        }
+        let links = links
+            .into_iter()
+            .map(|url| Link { url, lastmod: None })
+            .collect();
+        (links, None)
+    } else if may_be_sitemap(crawl.content_type) {
+        match sitemap::read(url, body) {
+            None => return Ok((Vec::new(), None)),
+            Some(map) if map.kind == sitemap::Kind::Index && depth >= sitemap::MAX_NESTING => {
+                let fault = format!(
+                    "a sitemap index {depth} levels below its seed: past {} its sitemaps are not read",
+                    sitemap::MAX_NESTING
+                );
+                return Ok((Vec::new(), Some(fault)));
+            }
+            Some(map) => {
+                let mut links: Vec<Link> = map
+                    .entries
+                    .into_iter()
+                    .map(|e| {
+                        let mut link = Link {
+                            url: e.url,
+                            lastmod: e.lastmod,
+                        };
+                        crate::crawl::normalize(&mut link.url);
+                        link
+                    })
+                    .collect();
+                let mut once = std::collections::HashSet::with_capacity(links.len());
+                links.retain(|l| once.insert(l.url.as_str().to_owned()));
+                (links, map.fault)
+            }
+        }
+    } else {
+        return Ok((Vec::new(), None));
+    };
     if rules.links.strips_query() {
         // Dropping parameters can give two links one spelling.
         let mut once = std::collections::HashSet::with_capacity(links.len());
         links.retain_mut(|link| {
-            rules.links.normalize(link);
-            once.insert(link.as_str().to_owned())
+            rules.links.normalize(&mut link.url);
+            once.insert(link.url.as_str().to_owned())
         });
     }
-    links.retain(|link| rules.links.reach(crawl.seed, link) != Reach::Skip);
-    Ok(links)
+    links.retain(|link| rules.links.reach(crawl.seed, &link.url) != Reach::Skip);
+    Ok((links, fault))
 }
 
 /// Processes page number `page` fetched from `url`, with the `Link` header's
@@ -399,13 +476,14 @@ pub fn process(
     crawl: Crawl<'_>,
     body: &[u8],
 ) -> Result<Processed, String> {
-    let links = if rules.follow {
+    let (links, sitemap_fault) = if rules.follow {
         follow(rules, url, page, crawl, body)?
     } else {
-        Vec::new()
+        (Vec::new(), None)
     };
     let mut out = process_json(rules, url, page, link_next, body)?;
     out.links = links;
+    out.sitemap_fault = sitemap_fault;
     Ok(out)
 }
 

@@ -162,14 +162,55 @@ pub(crate) async fn run_task(
             started_at,
         )))
     };
-    let Some(outcome) = outcome.await? else {
+    let Some(mut outcome) = outcome.await? else {
         return Ok(());
     };
+    if reads_robots_sitemaps(&shared.spec, &task)
+        && let Some(robots) = target.host.robots.get()
+    {
+        add_robots_sitemaps(&shared.spec, &task, &target.url, robots, &mut outcome);
+    }
     if outcome.leads_on() {
         // Counted before the task ends, so the scheduler waits for its commit.
         frontier.page_sent();
     }
     send(&shared, outcome, target.host_name).await
+}
+
+/// Whether `task` is a seed of a crawl that reads the `Sitemap:` lines of
+/// its host's robots.txt (`--sitemaps`, or `--respect-robots`).
+fn reads_robots_sitemaps(spec: &FetchSpec, task: &LeasedTask) -> bool {
+    spec.pages.follow && (spec.pages.sitemaps || spec.respect_robots) && task.seed.is_none()
+}
+
+/// Adds the `Sitemap:` lines of a seed's robots.txt that the crawl follows
+/// or checks to the seed's links, each once.
+fn add_robots_sitemaps(
+    spec: &FetchSpec,
+    task: &LeasedTask,
+    seed: &Url,
+    robots: &Robots,
+    outcome: &mut Outcome,
+) {
+    for line in robots.sitemaps() {
+        let Ok(mut url) = seed.join(line.trim()) else {
+            continue;
+        };
+        spec.pages.links.normalize(&mut url);
+        if !matches!(url.scheme(), "http" | "https")
+            || spec.pages.links.reach(seed, &url) == crate::crawl::Reach::Skip
+            || outcome.links.iter().any(|l| l.url == url.as_str())
+        {
+            continue;
+        }
+        outcome.links.push(NextPage {
+            host: url.host_str().unwrap_or_default().to_owned(),
+            url: url.to_string(),
+            page: task.page.saturating_add(1),
+            seed_id: task.seed_id(),
+            meta: None,
+        });
+    }
 }
 
 /// Step 1: decides what needs no request; the freshness plan for the
@@ -194,7 +235,7 @@ async fn admit(
         outcome.next_page = again(&shared.spec, task, prior);
         return Step::Done(Box::new(outcome));
     }
-    if shared.spec.respect_robots {
+    if shared.spec.respect_robots || reads_robots_sitemaps(&shared.spec, task) {
         let (host, outer) = (&target.host, target.outer.as_deref());
         let robots = tokio::select! {
             biased;
@@ -204,7 +245,7 @@ async fn admit(
             }
             robots = host.robots.get_or_init(|| fetch_robots(shared, host, outer, &target.url)) => Arc::clone(robots),
         };
-        if let Err(why) = robots.check(&target.url) {
+        if let (true, Err(why)) = (shared.spec.respect_robots, robots.check(&target.url)) {
             let mut outcome = Outcome::new(task.id, Class::RobotsDenied);
             outcome.message = Some(why);
             return Step::Done(Box::new(outcome));
@@ -439,7 +480,11 @@ pub(crate) fn finish(
     if page.message.is_some() {
         message = page.message;
     }
-    let processed = page.processed;
+    let mut processed = page.processed;
+    if let Some(fault) = processed.sitemap_fault.take() {
+        last.class = Class::InvalidSitemap;
+        message = Some(fault);
+    }
     if last.class == Class::NotModified
         && let Some(prior) = prior
     {
@@ -471,15 +516,20 @@ pub(crate) fn finish(
         url: next.to_string(),
         page: task.page.saturating_add(1),
         seed_id: task.seed_id(),
+        meta: None,
     });
     let links: Vec<NextPage> = processed
         .links
         .iter()
         .map(|link| NextPage {
-            host: link.host_str().unwrap_or_default().to_owned(),
-            url: link.to_string(),
+            host: link.url.host_str().unwrap_or_default().to_owned(),
+            url: link.url.to_string(),
             page: task.page.saturating_add(1),
             seed_id: task.seed_id(),
+            meta: link
+                .lastmod
+                .as_ref()
+                .map(|lastmod| serde_json::json!({ "lastmod": lastmod }).to_string()),
         })
         .collect();
     let resource = (last.class == Class::Ok)
@@ -583,6 +633,7 @@ fn again(spec: &FetchSpec, task: &LeasedTask, prior: &Resource) -> Option<NextPa
         url: url.to_string(),
         page: task.page.saturating_add(1),
         seed_id: task.seed_id(),
+        meta: None,
     })
 }
 

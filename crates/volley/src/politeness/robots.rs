@@ -69,6 +69,15 @@ impl Robots {
         }
     }
 
+    /// The `Sitemap:` lines of the file (RFC 9309 §2.2.4 leaves them to
+    /// other records; sitemaps.org defines them), as written.
+    pub fn sitemaps(&self) -> &[String] {
+        match self {
+            Robots::Rules(robot) => &robot.sitemaps,
+            _ => &[],
+        }
+    }
+
     /// The `Crawl-delay` for our agent, if any (and above zero).
     pub fn crawl_delay(&self) -> Option<Duration> {
         match self {

@@ -619,9 +619,9 @@ impl PgStore {
         if !added.url.is_empty() {
             let rows = tx
                 .query(
-                    "INSERT INTO tasks (job_id, url, host, parent_id, page, seed_id) \
+                    "INSERT INTO tasks (job_id, url, host, parent_id, page, seed_id, meta) \
                      SELECT $1, * FROM unnest($2::text[], $3::text[], $4::int8[], $5::int4[], \
-                                              $6::int8[]) \
+                                              $6::int8[], $7::text[]) \
                      RETURNING id, url",
                     &[
                         &job,
@@ -630,6 +630,7 @@ impl PgStore {
                         &added.parent,
                         &added.page,
                         &added.seed,
+                        &added.meta,
                     ],
                 )
                 .await?;
@@ -1370,6 +1371,7 @@ struct NewTasks<'a> {
     parent: Vec<i64>,
     page: Vec<i32>,
     seed: Vec<i64>,
+    meta: Vec<Option<&'a str>>,
 }
 
 impl<'a> NewTasks<'a> {
@@ -1391,6 +1393,7 @@ impl<'a> NewTasks<'a> {
         self.parent.push(parent);
         self.page.push(i32::try_from(next.page).unwrap_or(i32::MAX));
         self.seed.push(next.seed_id);
+        self.meta.push(next.meta.as_deref());
         *open.entry(next.host.as_str()).or_default() += 1;
         true
     }

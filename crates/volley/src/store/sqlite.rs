@@ -505,8 +505,8 @@ fn record_tx(
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12) {RESOURCE_CONFLICT}"
         ))?;
         let mut insert_page = tx.prepare_cached(
-            "INSERT INTO tasks (job_id, line, url, host, state, parent_id, page, seed_id) \
-             VALUES (?1, NULL, ?2, ?3, 'pending', ?4, ?5, ?6)",
+            "INSERT INTO tasks (job_id, line, url, host, state, parent_id, page, seed_id, meta) \
+             VALUES (?1, NULL, ?2, ?3, 'pending', ?4, ?5, ?6, ?7)",
         )?;
         let mut insert_link =
             tx.prepare_cached("INSERT OR IGNORE INTO links (from_task, to_task) VALUES (?1, ?2)")?;
@@ -548,7 +548,8 @@ fn record_tx(
                         next.host,
                         o.task_id,
                         next.page,
-                        next.seed_id
+                        next.seed_id,
+                        next.meta
                     ])?;
                     recorded.pages += 1;
                 }
@@ -569,7 +570,8 @@ fn record_tx(
                             link.host,
                             o.task_id,
                             link.page,
-                            link.seed_id
+                            link.seed_id,
+                            link.meta
                         ])?;
                         recorded.pages += 1;
                         tx.last_insert_rowid()
