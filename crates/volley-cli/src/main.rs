@@ -31,7 +31,30 @@ use crate::args::{
 };
 use crate::progress::Display;
 
+/// Allocations of this size or more get pages of their own from the
+/// kernel, given back when freed.
+const MMAP_THRESHOLD: i32 = 128 * 1024;
+
+/// glibc raises its mmap threshold each time a large block is freed (up
+/// to 32 MiB), after which page bodies kept for a crawl are carved from
+/// the heap arenas of the blocking threads that parse them, and the
+/// arenas keep the freed space: measured on the Rust docs crawl, 176 MB
+/// peak RSS with the dynamic threshold, 129 MB with a fixed one, at the
+/// same speed. A fixed threshold turns the adjustment off (mallopt(3)).
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+fn fix_mmap_threshold() {
+    // SAFETY: mallopt only sets an allocator parameter; it is called
+    // before any other thread exists.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, MMAP_THRESHOLD);
+    }
+}
+
+#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+fn fix_mmap_threshold() {}
+
 fn main() -> ExitCode {
+    fix_mmap_threshold();
     let cli = Cli::parse();
     tracing_subscriber::fmt()
         .with_env_filter(

@@ -367,9 +367,15 @@ async fn exchange(
             .filter_map(|v| v.to_str().ok())
             .find_map(crate::pipeline::process::link_next);
     }
+    // Sized by Content-Length when there is one (the decoded body may be
+    // larger): a body grown by doubling holds up to twice its size.
+    let page_cap = spec
+        .max_body_bytes
+        .unwrap_or(crate::pipeline::process::DEFAULT_MAX_PAGE_BYTES);
+    let size_hint = response.content_length().map_or(0, |len| len.min(page_cap));
     let mut kept = (spec.pages.keeps(record.content_type.as_deref())
         && (200..300).contains(&status))
-    .then(BytesMut::new);
+    .then(|| BytesMut::with_capacity(usize::try_from(size_hint).unwrap_or(0)));
     let max_body = match &kept {
         Some(_) => Some(
             spec.max_body_bytes

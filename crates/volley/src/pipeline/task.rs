@@ -267,6 +267,9 @@ pub(crate) struct Fetched {
     attempts: u32,
     /// Every attempt, for a task fetched more than once.
     history: Vec<AttemptRecord>,
+    /// The final attempt's request slot, held while its kept body waits to
+    /// be processed.
+    _slot: Option<crate::politeness::host::Slot>,
 }
 
 /// Step 2: attempts until one is final: each through the host's gates,
@@ -336,8 +339,11 @@ async fn fetch_until_final(
                 ) => result,
             }
         };
-        drop(slot);
         let attempt = result.map_err(RunError::BodyIo)?;
+        // A body kept for processing keeps its request slot until it is
+        // processed: bodies in memory stay within the concurrency, however
+        // far the CPU falls behind the network.
+        let slot = attempt.body.is_some().then_some(slot);
         let feedback = feedback_of(&attempt, shared.spec.max_retry_after);
         host.feedback(feedback);
         if let Some(outer) = outer {
@@ -367,9 +373,11 @@ async fn fetch_until_final(
                     note,
                     attempts,
                     history,
+                    _slot: slot,
                 }));
             }
             Decision::RetryAfter(delay) => {
+                drop(slot);
                 Progress::add(&shared.progress.retries, 1);
                 tracing::debug!(url = %url, attempt = attempts, class = %attempt.class, ?delay, "retrying");
                 tokio::select! {
@@ -468,6 +476,7 @@ pub(crate) fn finish(
         note,
         attempts,
         history,
+        ..
     } = fetched;
     let mut message = match (last.message.take(), note) {
         (Some(m), Some(n)) => Some(format!("{m} ({n})")),
@@ -761,6 +770,7 @@ mod tests {
             note: None,
             attempts,
             history: Vec::new(),
+            _slot: None,
         }
     }
 

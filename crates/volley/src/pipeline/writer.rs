@@ -5,8 +5,9 @@
 //! [`LINGER`] for a batch to fill, and commits the batch in one transaction
 //! ([`Store::record`]). Under load, batches fill at once and commits are
 //! few; when outcomes trickle in, each waits at most [`LINGER`]. A batch
-//! holding a page with a next page commits at once: its pagination chain
-//! can go on only once that page's next task is committed.
+//! holding a page that leads on (a next page, a crawl's links) commits as
+//! soon as the channel is empty, with what had arrived: its chain or crawl
+//! can go on only once those tasks are committed.
 //!
 //! While a batch commits, new outcomes queue in the channel; when it is full,
 //! fetch tasks wait to send, and so stop starting new requests: a slow disk
@@ -48,14 +49,17 @@ pub(crate) async fn run<S: Store>(
 ) -> Result<Tally, StoreError> {
     let mut tally = Tally::default();
     while let Some(first) = rx.recv().await {
-        // A pagination chain waits on this commit: do not linger.
+        // A pagination chain or a crawl waits on this commit: do not
+        // linger, but take what has already arrived (a crawl's pages come
+        // many at a time: one commit for all of them).
         let mut urgent = first.outcome.leads_on();
         let mut batch = vec![first];
         let deadline = tokio::time::Instant::now() + LINGER;
-        while batch.len() < BATCH_MAX && !urgent {
+        while batch.len() < BATCH_MAX {
             let next = match rx.try_recv() {
                 Ok(next) => next,
                 Err(TryRecvError::Disconnected) => break,
+                Err(TryRecvError::Empty) if urgent => break,
                 Err(TryRecvError::Empty) => {
                     match tokio::time::timeout_at(deadline, rx.recv()).await {
                         Ok(Some(next)) => next,
@@ -63,7 +67,7 @@ pub(crate) async fn run<S: Store>(
                     }
                 }
             };
-            urgent = next.outcome.leads_on();
+            urgent |= next.outcome.leads_on();
             batch.push(next);
         }
         let (mut failed, mut bytes) = (0, 0);
