@@ -33,18 +33,21 @@ use crate::progress::Display;
 
 /// Allocations of this size or more get pages of their own from the
 /// kernel, given back when freed.
-const MMAP_THRESHOLD: i32 = 128 * 1024;
+const MMAP_THRESHOLD: i32 = 256 * 1024;
 
-/// glibc raises its mmap threshold each time a large block is freed (up
-/// to 32 MiB), after which page bodies kept for a crawl are carved from
-/// the heap arenas of the blocking threads that parse them, and the
-/// arenas keep the freed space: measured on the Rust docs crawl, 176 MB
-/// peak RSS with the dynamic threshold, 129 MB with a fixed one, at the
-/// same speed. A fixed threshold turns the adjustment off (mallopt(3)).
+/// For runs that keep page bodies in memory (a crawl, pagination): glibc
+/// raises its mmap threshold each time a large block is freed (up to 32
+/// MiB), after which kept bodies are carved from the heap arenas of the
+/// blocking threads that parse them, and the arenas keep the freed space.
+/// Measured on the Rust docs crawl (bench/crawl.sh): 176 MB peak RSS with
+/// the dynamic threshold, 129–136 MB with a fixed 256 KiB one, at the same
+/// speed. Not for plain fetches, whose bodies stream through: there it
+/// cost 3% CPU per request (bench/ab.sh, docs). A fixed threshold turns
+/// the adjustment off (mallopt(3)).
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
 fn fix_mmap_threshold() {
-    // SAFETY: mallopt only sets an allocator parameter; it is called
-    // before any other thread exists.
+    // SAFETY: mallopt only sets an allocator parameter, under glibc's
+    // own lock.
     unsafe {
         libc::mallopt(libc::M_MMAP_THRESHOLD, MMAP_THRESHOLD);
     }
@@ -54,7 +57,6 @@ fn fix_mmap_threshold() {
 fn fix_mmap_threshold() {}
 
 fn main() -> ExitCode {
-    fix_mmap_threshold();
     let cli = Cli::parse();
     tracing_subscriber::fmt()
         .with_env_filter(
@@ -346,6 +348,9 @@ async fn run_job(
     quiet: bool,
     stop: &CancellationToken,
 ) -> Result<volley::RunReport, RunError> {
+    if spec.pages.keeps_bodies() {
+        fix_mmap_threshold();
+    }
     let control = volley::Control {
         stop: stop.clone(),
         progress: Arc::default(),

@@ -288,6 +288,12 @@ impl PageRules {
         self.paginate.is_some() || self.items.is_some() || !self.extract.is_empty()
     }
 
+    /// Whether some 2xx bodies are kept in memory for [`process`]
+    /// (pagination, items, extraction, a crawl).
+    pub fn keeps_bodies(&self) -> bool {
+        self.reads_json() || self.follow
+    }
+
     /// Whether a 2xx body of `content_type` is kept for [`process`]: for
     /// pagination, items and extraction, every one; for a crawl, HTML and
     /// what may be a sitemap (XML, gzip).
