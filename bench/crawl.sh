@@ -59,12 +59,12 @@ for round in $(seq 1 "$rounds"); do
             ;;
         wget)
             run wget "$round" wget --recursive --no-parent --level=inf -nv -P "$out" "$seed"
-            (cd "$out/127.0.0.1:$port" && find . -type f -printf "http://127.0.0.1:$port/%P\n") | sort > "$out.urls"
+            (cd "$out"/127.0.0.1* && find . -type f -printf "http://127.0.0.1:$port/%P\n") | sort > "$out.urls"
             ;;
         wget2)
             run wget2 "$round" wget2 --recursive --no-parent --level=0 --max-threads="$concurrency" \
                 --no-robots -q -P "$out" "$seed"
-            (cd "$out/127.0.0.1:$port" && find . -type f -printf "http://127.0.0.1:$port/%P\n") | sort > "$out.urls"
+            (cd "$out"/127.0.0.1* && find . -type f -printf "http://127.0.0.1:$port/%P\n") | sort > "$out.urls"
             ;;
         scrapy)
             run scrapy "$round" "$venv/bin/scrapy" runspider "$root/bench/peers/scrapy_crawl.py" \

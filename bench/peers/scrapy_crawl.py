@@ -2,7 +2,7 @@
 
     scrapy runspider scrapy_crawl.py -a start=URL -a out=FILE -s CONCURRENT_REQUESTS=64
 
-Follows every <a>/<area> link on the start URL's host (Scrapy's default
+Follows every <a>/<area> link on the start URL's host (allowed_domains; Scrapy's default
 LinkExtractor, which skips links to common binary extensions), each URL
 once (Scrapy's dupefilter), and writes the URLs it got a response for to
 `out`, one per line."""
@@ -30,7 +30,7 @@ class SiteSpider(CrawlSpider):
         host = urlsplit(start).hostname
         self.start_urls = [start]
         self.allowed_domains = [host]
-        self.rules = (Rule(LinkExtractor(allow_domains=[host]), callback="parse_page", follow=True),)
+        self.rules = (Rule(LinkExtractor(), callback="parse_page", follow=True),)
         self.out = out
         self.seen = []
         super().__init__(**kwargs)

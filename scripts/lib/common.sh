@@ -48,7 +48,8 @@ PY
 
 # nginx_start ROOT WORKDIR PORT: serves ROOT on 127.0.0.1:PORT with one
 # worker, access log off, keep-alive connections reused without limit.
-# Sets NGINX_PID. Waits until nginx answers.
+# Sets NGINX_PID. Waits until nginx answers. NGINX_EXTRA, if set, is added
+# to the server block (a location of a generated site, for example).
 nginx_start() {
     local root=$1 work=$2 port=$3 nginx user_line="" echo_line="" delay_line=""
     nginx=$(command -v nginx || echo /usr/sbin/nginx)
@@ -88,6 +89,7 @@ http {
         root $root;
         location = /tiny { return 200 "ok\n"; }
         $delay_line
+        ${NGINX_EXTRA:-}
     }
 }
 CONF

@@ -843,4 +843,33 @@ async fn a_crawl_shared_by_two_workers_fetches_each_page_once() {
         ],
         "{csv}"
     );
+
+    // Page caps, counted in the database.
+    let capped = finish(spawn(
+        &v,
+        &[
+            "--db",
+            &db,
+            "fetch",
+            list.to_str().expect("utf-8"),
+            "--job",
+            "capped",
+            "--follow",
+            "--max-crawl-pages",
+            "3",
+            "--quiet",
+        ],
+    ))
+    .await;
+    assert!(capped.status.success(), "{}", stderr(&capped));
+    let client = pg::connect(&db).await;
+    let tasks: i64 = client
+        .query_one(
+            "SELECT count(*) FROM tasks t JOIN jobs j ON j.id = t.job_id WHERE j.name = 'capped'",
+            &[],
+        )
+        .await
+        .expect("count the tasks")
+        .get(0);
+    assert_eq!(tasks, 4, "the seed and 3 pages found from it");
 }

@@ -631,6 +631,17 @@ async fn a_crawl_stops_at_its_depth_and_honours_nofollow_under_robots() {
         "c.html is named only by a nofollow link: {pages:?}"
     );
     assert!(pages.contains(&"/site/deep/e.html".to_owned()), "{pages:?}");
+    let e = v
+        .rows()
+        .into_iter()
+        .find(|r| r.url.ends_with("/site/deep/e.html"))
+        .expect("e.html has an outcome");
+    assert!(
+        e.message
+            .as_deref()
+            .is_some_and(|m| m.starts_with("noindex")),
+        "noindex is said on the page's outcome: {e:?}"
+    );
 }
 
 #[tokio::test]
@@ -755,6 +766,35 @@ async fn the_sitemaps_of_a_seeds_robots_txt_are_followed_with_sitemaps() {
     );
     let without = crawl(&server, "/ok/1", &[]).await;
     assert_eq!(crawled(&without, &server).len(), 1, "the seed alone");
+}
+
+#[tokio::test]
+async fn a_crawls_page_caps_hold_per_job_and_per_host_and_say_what_they_left() {
+    let server = Server::start().await;
+    let v = crawl(&server, "/graph/0", &["--max-crawl-pages", "50"]).await;
+    let rows = v.rows();
+    assert_eq!(rows.len(), 51, "the seed and 50 pages found from it");
+    let noted: Vec<&str> = rows
+        .iter()
+        .filter_map(|r| r.message.as_deref())
+        .filter(|m| m.contains("links not added: past --max-crawl-pages 50"))
+        .collect();
+    assert!(
+        !noted.is_empty(),
+        "the pages whose links were past the cap say so"
+    );
+
+    let v = crawl(&server, "/site/index.html", &["--max-host-pages", "3"]).await;
+    let pages = crawled(&v, &server);
+    assert_eq!(
+        pages.len(),
+        4,
+        "the seed and 3 pages of its host: {pages:?}"
+    );
+    assert!(
+        pages.iter().any(|(p, _)| p == "/site/index.html"),
+        "{pages:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -23,6 +23,8 @@ class Server:
     - ``/json/{n}``: ``{"n": n}``.
     - ``/api?page=P&pages=N``: ``{"data": [...]}`` with a Link ``rel="next"``
       header (RFC 8288) up to page N.
+    - ``/site/{n}``: HTML page n of 10, linking to pages 2n+1 and 2n+2 (a
+      tree), to page 0 (a cycle) and to ``/status/404`` (a broken link).
     """
 
     def __init__(self) -> None:
@@ -46,6 +48,7 @@ class Server:
         app.router.add_get("/stall", self._stall)
         app.router.add_get("/json/{n}", self._json)
         app.router.add_get("/api", self._api)
+        app.router.add_get("/site/{n}", self._site)
         runner = web.AppRunner(app, access_log=None)
         self._loop.run_until_complete(runner.setup())
         site = web.TCPSite(runner, "127.0.0.1", 0, backlog=1024)
@@ -85,6 +88,12 @@ class Server:
 
     async def _json(self, request: web.Request) -> web.Response:
         return web.json_response({"n": int(request.match_info["n"])})
+
+    async def _site(self, request: web.Request) -> web.Response:
+        n = int(request.match_info["n"])
+        links = [f'<a href="/site/{to}">{to}</a>' for to in (2 * n + 1, 2 * n + 2) if to < 10]
+        links += ['<a href="/site/0#top">home</a>', '<a href="/status/404">gone</a>']
+        return web.Response(text=f"<html><body>{' '.join(links)}</body></html>", content_type="text/html")
 
     async def _api(self, request: web.Request) -> web.Response:
         page, pages = int(request.query.get("page", "1")), int(request.query.get("pages", "3"))

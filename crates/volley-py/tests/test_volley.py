@@ -116,6 +116,17 @@ async def test_items_of_a_paginated_job(server: Server, tmp_path: Path) -> None:
     assert items == [{"id": n} for n in range(1, 7)]
 
 
+async def test_a_crawl_finds_each_page_once_and_the_broken_link(server: Server, tmp_path: Path) -> None:
+    async with volley.Engine(db=tmp_path / "v.db") as engine:
+        job = await engine.crawl([server.url("/site/0")], job="site", retries=0)
+        pages = sorted([[o.url.removeprefix(server.url("")), o.outcome_class] async for o in job])
+        summary = await job.wait()
+    assert pages == sorted([[f"/site/{n}", "ok"] for n in range(10)] + [["/status/404", "http_4xx"]])
+    assert summary.classes == {"ok": 10, "http_4xx": 1}
+    for n in range(10):
+        assert server.hits[f"/site/{n}"] == 1, "each page fetched once"
+
+
 async def test_cancelling_stops_the_job_and_a_later_fetch_resumes_it(server: Server, tmp_path: Path) -> None:
     urls = [server.url(f"/slow/{i}?ms=100") for i in range(60)]
     db = tmp_path / "v.db"

@@ -294,7 +294,8 @@ impl Server {
 /// address, where nothing listens (from `a` and `deep/d`). From
 /// `index.html` a crawl of this host finds `index`, `a`, `b`, `c`,
 /// `deep/d`, `deep/e`, `a.html?x=1`, `missing.html` and
-/// `http://127.0.0.1:9/gone`; `c` only through its nofollow link.
+/// `http://127.0.0.1:9/gone`; `c` only through its nofollow link. `deep/e`
+/// asks not to be indexed (`<meta name="robots" content="noindex">`).
 async fn site(UrlPath(page): UrlPath<String>) -> Response {
     let body = match page.as_str() {
         "index.html" => {
@@ -313,7 +314,10 @@ async fn site(UrlPath(page): UrlPath<String>) -> Response {
         }
         "c.html" => r#"<a href="b.html">B</a>"#,
         "deep/d.html" => r#"<a href="e.html">E</a> <a href="http://127.0.0.1:9/gone">refused</a>"#,
-        "deep/e.html" => r#"<a href="/site/missing.html">gone</a> <a href="/site/b.html">B</a>"#,
+        "deep/e.html" => {
+            r#"<head><meta name="robots" content="noindex"></head>
+            <a href="/site/missing.html">gone</a> <a href="/site/b.html">B</a>"#
+        }
         "style.css" => "body {}",
         _ => return (StatusCode::NOT_FOUND, "no such page").into_response(),
     };

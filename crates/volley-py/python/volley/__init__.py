@@ -518,6 +518,18 @@ class Engine:
         self._runs.append(started)
         return handle
 
+    async def crawl(self, seeds: Urls, *, job: str | None = None, **options: Any) -> Job:
+        """Starts (or resumes) a crawl from ``seeds``: :meth:`fetch` with
+        ``follow=True``. The links of each fetched HTML page (and the
+        entries of each sitemap) that are in ``scope`` become tasks of the
+        job, each URL once, in the same transaction as the page's outcome,
+        so a crawl killed at any moment resumes where it stopped. The crawl
+        options (``max_depth``, ``scope``, ``include``, ``exclude``,
+        ``check_external``, ``strip_query``, ``sitemaps``) are listed under
+        :meth:`fetch`. Outcomes stream as for :meth:`fetch`: one per
+        page found, the seeds first."""
+        return await self.fetch(seeds, job=job, follow=True, **options)
+
     async def items(self, job: str) -> AsyncIterator[Any]:
         """The items (``items="/data"``) of job ``job``, page by page in
         input order, each parsed from JSON."""

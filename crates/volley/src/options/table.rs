@@ -249,6 +249,8 @@ pub static OPTIONS: &[Opt] = &[
     Opt::new("extract", Texts, "NAME=POINTER", "Keep a field of each JSON page in its outcome, as NAME=/pointer; repeatable."),
     Opt::new("follow", Switch, "", "Crawl: the links of each fetched HTML page (a, area, iframe, frame, link rel=alternate/canonical/next/prev) that are in --scope become tasks of the job, each URL once, with the page's outcome; the inputs are the seeds."),
     Opt::new("max-depth", Count, "N", "With --follow: most links followed from a seed (the pages a seed links to are depth 1).").unset("no limit"),
+    Opt::new("max-crawl-pages", Count, "N", "With --follow: most pages the crawl adds to the job, seeds not counted; links past it are not added, and the page naming them says how many.").unset("no limit"),
+    Opt::new("max-host-pages", Count, "N", "With --follow: most pages the crawl adds on one host, seeds not counted.").unset("no limit"),
     Opt::new("scope", Text, "SCOPE", "With --follow: the links followed, against each page's seed: host (the seed's host), domain (its registrable domain, by the Public Suffix List) or prefix (its host, under its directory, as wget --no-parent).").unset("host"),
     Opt::new("include", Texts, "REGEX", "With --follow: follow (or check) only links whose URL matches one of these regular expressions; repeatable."),
     Opt::new("exclude", Texts, "REGEX", "With --follow: never fetch links whose URL matches one of these regular expressions; repeatable."),

@@ -27,6 +27,7 @@
 use url::Url;
 
 use crate::crawl::{LinkRules, Reach, Scope, sitemap};
+use crate::outcome::PageCaps;
 
 /// Largest body kept for processing when `--max-body` is not set, in bytes.
 pub const DEFAULT_MAX_PAGE_BYTES: u64 = 64 << 20;
@@ -138,6 +139,10 @@ struct PageText {
     check_external: bool,
     #[serde(with = "crate::options::text::flag")]
     sitemaps: bool,
+    #[serde(with = "crate::options::text::opt_count")]
+    max_crawl_pages: Option<u64>,
+    #[serde(with = "crate::options::text::opt_count")]
+    max_host_pages: Option<u64>,
 }
 
 impl TryFrom<PageText> for PageRules {
@@ -177,6 +182,10 @@ impl TryFrom<PageText> for PageRules {
             max_depth: t.max_depth,
             links,
             sitemaps: t.sitemaps,
+            caps: PageCaps {
+                per_job: t.max_crawl_pages,
+                per_host: t.max_host_pages,
+            },
         })
     }
 }
@@ -202,6 +211,8 @@ impl From<PageRules> for PageText {
             strip_query: r.links.strip_query(),
             check_external: r.links.check_external,
             sitemaps: r.sitemaps,
+            max_crawl_pages: r.caps.per_job,
+            max_host_pages: r.caps.per_host,
         }
     }
 }
@@ -249,6 +260,9 @@ pub struct PageRules {
     /// With `follow`: the `Sitemap:` lines of each seed's robots.txt are
     /// links of the seed (`--sitemaps`; also under `--respect-robots`).
     pub sitemaps: bool,
+    /// With `follow`: most pages the crawl adds to the job and to one host
+    /// (`--max-crawl-pages`, `--max-host-pages`; seeds not counted).
+    pub caps: PageCaps,
 }
 
 /// What processing a page found.
@@ -336,6 +350,8 @@ impl PageRules {
                 ("--strip-query", !l.strip_query().is_empty()),
                 ("--check-external", l.check_external),
                 ("--sitemaps", self.sitemaps),
+                ("--max-crawl-pages", self.caps.per_job.is_some()),
+                ("--max-host-pages", self.caps.per_host.is_some()),
             ];
             if let Some((flag, _)) = crawl_only.iter().find(|(_, given)| *given) {
                 return Err(format!("{flag} shapes a crawl: give --follow too"));
@@ -360,6 +376,19 @@ pub fn is_html(content_type: Option<&str>) -> bool {
             || essence.eq_ignore_ascii_case("application/xhtml+xml")
     })
 }
+
+/// What following a page has to say on its outcome.
+enum Remark {
+    /// Why a sitemap was not read whole.
+    SitemapFault(String),
+    /// The page asks not to be indexed, under `--respect-robots`.
+    NoIndex,
+}
+
+/// The note on the outcome of a page whose `<meta name="robots">` says
+/// `noindex` (or `none`), under `--respect-robots`: its outcome is recorded
+/// like any other (one per task), and says so for whoever indexes it.
+pub const NOINDEX: &str = "noindex: the page asks not to be indexed (<meta name=\"robots\">)";
 
 /// Whether `content_type` may hold a sitemap: XML (`application/xml`,
 /// `text/xml`) or gzip (`application/gzip`, `application/x-gzip`).
@@ -394,7 +423,7 @@ pub struct Crawl<'a> {
 
 /// The links of an HTML page, or the entries of a sitemap, that a crawl
 /// follows or checks, normalised, each once (see [`PageRules::follow`]);
-/// and why a sitemap was not read whole. A page that is itself only
+/// and what its outcome must say. A page that is itself only
 /// checked (out of scope, `--check-external`) gives none.
 fn follow(
     rules: &PageRules,
@@ -402,7 +431,7 @@ fn follow(
     page: u32,
     crawl: Crawl<'_>,
     body: &[u8],
-) -> Result<(Vec<Link>, Option<String>), String> {
+) -> Result<(Vec<Link>, Option<Remark>), String> {
     let depth = page.saturating_sub(1);
     if rules.max_depth.is_some_and(|max| depth >= max)
         || (crawl.asked != crawl.seed
@@ -412,8 +441,9 @@ fn follow(
     }
     let (mut links, fault) = if is_html(crawl.content_type) {
         let found = crate::crawl::links::extract(url.clone(), body).map_err(|e| e.to_string())?;
+        let noindex = (crawl.respect_robots && found.noindex).then_some(Remark::NoIndex);
         if crawl.respect_robots && found.nofollow {
-            return Ok((Vec::new(), None));
+            return Ok((Vec::new(), noindex));
         }
         let mut links = found.links;
         if !crawl.respect_robots {
@@ -423,7 +453,7 @@ fn follow(
             .into_iter()
             .map(|url| Link { url, lastmod: None })
             .collect();
-        (links, None)
+        (links, noindex)
     } else if may_be_sitemap(crawl.content_type) {
         match sitemap::read(url, body) {
             None => return Ok((Vec::new(), None)),
@@ -432,7 +462,7 @@ fn follow(
                     "a sitemap index {depth} levels below its seed: past {} its sitemaps are not read",
                     sitemap::MAX_NESTING
                 );
-                return Ok((Vec::new(), Some(fault)));
+                return Ok((Vec::new(), Some(Remark::SitemapFault(fault))));
             }
             Some(map) => {
                 let mut links: Vec<Link> = map
@@ -449,7 +479,7 @@ fn follow(
                     .collect();
                 let mut once = std::collections::HashSet::with_capacity(links.len());
                 links.retain(|l| once.insert(l.url.as_str().to_owned()));
-                (links, map.fault)
+                (links, map.fault.map(Remark::SitemapFault))
             }
         }
     } else {
@@ -482,14 +512,18 @@ pub fn process(
     crawl: Crawl<'_>,
     body: &[u8],
 ) -> Result<Processed, String> {
-    let (links, sitemap_fault) = if rules.follow {
+    let (links, said) = if rules.follow {
         follow(rules, url, page, crawl, body)?
     } else {
         (Vec::new(), None)
     };
     let mut out = process_json(rules, url, page, link_next, body)?;
     out.links = links;
-    out.sitemap_fault = sitemap_fault;
+    match said {
+        Some(Remark::SitemapFault(fault)) => out.sitemap_fault = Some(fault),
+        Some(Remark::NoIndex) => out.note = out.note.or_else(|| Some(NOINDEX.to_owned())),
+        None => {}
+    }
     Ok(out)
 }
 

@@ -589,6 +589,7 @@ pub(crate) fn finish(
         items: processed.items,
         next_page,
         links,
+        caps: spec.pages.caps,
         changed,
         resource,
     }

@@ -587,33 +587,68 @@ impl PgStore {
         let mut added = NewTasks::default();
         let mut noted: Vec<Outcome> = Vec::new();
         let mut plain: Vec<&Outcome> = Vec::new();
+        let mut counts = if accepted.iter().any(|o| o.caps.any() && !o.links.is_empty()) {
+            crawl_counts(&tx, job, &accepted).await?
+        } else {
+            HashMap::new()
+        };
+        let mut counted = false;
         for o in &accepted {
             if let Some(host) = hosts_of.get(&o.task_id) {
                 *open.entry(host).or_default() -= 1;
             }
+            let mut notes: Vec<String> = Vec::new();
             // A crawl's links: each URL once per job, whatever page names
-            // it (the first to commit wins; a link already there is no loop).
+            // it (the first to commit wins; a link already there is no
+            // loop), within the page caps.
+            let mut skipped = 0u64;
             for link in &o.links {
+                let fresh =
+                    !seen.contains_key(&link.url) && !added.urls.contains(link.url.as_str());
+                if fresh && o.caps.any() {
+                    if !o.caps.admit(&mut counts, &link.host) {
+                        skipped += 1;
+                        continue;
+                    }
+                    counted = true;
+                }
                 added.add(link, o.task_id, &seen, &mut open);
             }
-            let Some(next) = &o.next_page else {
-                plain.push(o);
-                continue;
-            };
-            if !added.add(next, o.task_id, &seen, &mut open) {
-                let note = format!(
+            if skipped > 0 {
+                notes.push(o.caps.note(skipped));
+            }
+            if let Some(next) = &o.next_page
+                && !added.add(next, o.task_id, &seen, &mut open)
+            {
+                notes.push(format!(
                     "pagination stopped: the next page {} was already in this job (a loop)",
                     next.url
-                );
-                let mut o = (*o).clone();
-                o.message = Some(match o.message.take() {
-                    Some(m) => format!("{m}; {note}"),
-                    None => note,
-                });
-                noted.push(o);
+                ));
+            }
+            if notes.is_empty() {
+                plain.push(o);
                 continue;
             }
-            plain.push(o);
+            let note = notes.join("; ");
+            let mut o = (*o).clone();
+            o.message = Some(match o.message.take() {
+                Some(m) => format!("{m}; {note}"),
+                None => note,
+            });
+            noted.push(o);
+        }
+        if counted {
+            let (hosts, pages): (Vec<&str>, Vec<i64>) = counts
+                .iter()
+                .map(|(h, n)| (h.as_str(), i64::try_from(*n).unwrap_or(i64::MAX)))
+                .unzip();
+            tx.execute(
+                "INSERT INTO crawl_counts (job_id, host, pages) \
+                 SELECT $1, * FROM unnest($2::text[], $3::int8[]) \
+                 ON CONFLICT (job_id, host) DO UPDATE SET pages = excluded.pages",
+                &[&job, &hosts, &pages],
+            )
+            .await?;
         }
         let mut ids: HashMap<String, i64> = HashMap::new();
         if !added.url.is_empty() {
@@ -1397,6 +1432,37 @@ impl<'a> NewTasks<'a> {
         *open.entry(next.host.as_str()).or_default() += 1;
         true
     }
+}
+
+/// The pages a crawl of `job` has added, per host of the links of
+/// `outcomes` and (`""`) in all, for the page caps.
+async fn crawl_counts(
+    tx: &tokio_postgres::Transaction<'_>,
+    job: i64,
+    outcomes: &[&Outcome],
+) -> Result<HashMap<String, u64>, StoreError> {
+    let mut hosts: Vec<&str> = outcomes
+        .iter()
+        .flat_map(|o| o.links.iter().map(|l| l.host.as_str()))
+        .collect();
+    hosts.push("");
+    hosts.sort_unstable();
+    hosts.dedup();
+    let rows = tx
+        .query(
+            "SELECT host, pages FROM crawl_counts WHERE job_id = $1 AND host = ANY($2)",
+            &[&job, &hosts],
+        )
+        .await?;
+    Ok(rows
+        .iter()
+        .map(|r| {
+            (
+                r.get::<_, String>(0),
+                u64::try_from(r.get::<_, i64>(1)).unwrap_or(0),
+            )
+        })
+        .collect())
 }
 
 /// The first task of `job` for each of `urls` (for duplicates and loops).

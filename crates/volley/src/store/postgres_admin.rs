@@ -121,9 +121,10 @@ impl PgStore {
     pub async fn delete_job(&self, job: i64) -> Result<Deleted, StoreError> {
         let mut conn = client(self.pool()).await?;
         let tx = conn.transaction().await?;
-        let mut n = [0u64; 8];
+        let mut n = [0u64; 9];
         for (i, sql) in [
             "DELETE FROM links WHERE from_task IN (SELECT id FROM tasks WHERE job_id = $1)",
+            "DELETE FROM crawl_counts WHERE job_id = $1",
             "DELETE FROM attempts WHERE task_id IN (SELECT id FROM tasks WHERE job_id = $1)",
             "DELETE FROM items WHERE task_id IN (SELECT id FROM tasks WHERE job_id = $1)",
             "DELETE FROM outcomes WHERE job_id = $1",
@@ -139,9 +140,9 @@ impl PgStore {
         }
         tx.commit().await?;
         Ok(Deleted {
-            items: n[2],
-            outcomes: n[3],
-            tasks: n[4],
+            items: n[3],
+            outcomes: n[4],
+            tasks: n[5],
         })
     }
 

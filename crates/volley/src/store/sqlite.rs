@@ -27,6 +27,7 @@ use super::{
 };
 use crate::http::refresh::Resource;
 use crate::input::Input;
+use crate::outcome::PageCaps;
 use crate::outcome::{Class, Outcome, now_ms};
 
 /// How long a statement waits for another connection's write lock.
@@ -510,6 +511,7 @@ fn record_tx(
         )?;
         let mut insert_link =
             tx.prepare_cached("INSERT OR IGNORE INTO links (from_task, to_task) VALUES (?1, ?2)")?;
+        let mut counts = CrawlCounts::default();
         // A task this run holds is still 'pending' (see `lease_query`); one
         // with an outcome is not, so a second outcome is refused here.
         let mut finish = tx.prepare_cached(
@@ -556,13 +558,19 @@ fn record_tx(
             }
             // A crawl's links: each URL once per job, whatever page names
             // it (the first to commit wins; a link already there is no
-            // loop), and an edge of the link graph for each.
+            // loop), within the page caps, and an edge of the link graph
+            // for each.
+            let mut skipped = 0u64;
             for link in &o.links {
                 let seen: Option<i64> = first_with_url
                     .query_row(params![job, link.url], |r| r.get(0))
                     .optional()?;
                 let to = match seen {
                     Some(id) => id,
+                    None if o.caps.any() && !counts.admit(&tx, job, o.caps, &link.host)? => {
+                        skipped += 1;
+                        continue;
+                    }
                     None => {
                         insert_page.execute(params![
                             job,
@@ -578,6 +586,13 @@ fn record_tx(
                     }
                 };
                 insert_link.execute(params![o.task_id, to])?;
+            }
+            if skipped > 0 {
+                let note = o.caps.note(skipped);
+                looped = Some(match looped {
+                    Some(l) => format!("{l}; {note}"),
+                    None => note,
+                });
             }
             match looped {
                 None => insert_outcome(&mut insert, job, o)?,
@@ -609,9 +624,60 @@ fn record_tx(
                 ])?;
             }
         }
+        counts.save(&tx, job)?;
     }
     tx.commit()?;
     Ok(recorded)
+}
+
+/// The `crawl_counts` of a job read in a transaction as the page caps
+/// need them, and written back before it commits.
+#[derive(Default)]
+struct CrawlCounts {
+    /// Pages added per host, `""` for the job; those read or changed.
+    counts: HashMap<String, u64>,
+    /// Whether anything changed.
+    changed: bool,
+}
+
+impl CrawlCounts {
+    /// Whether one more page on `host` fits `caps`; counts it when so.
+    fn admit(
+        &mut self,
+        tx: &rusqlite::Transaction<'_>,
+        job: i64,
+        caps: PageCaps,
+        host: &str,
+    ) -> Result<bool, StoreError> {
+        for key in ["", host] {
+            if !self.counts.contains_key(key) {
+                let pages: Option<u64> = tx
+                    .prepare_cached(
+                        "SELECT pages FROM crawl_counts WHERE job_id = ?1 AND host = ?2",
+                    )?
+                    .query_row(params![job, key], |r| r.get(0))
+                    .optional()?;
+                self.counts.insert(key.to_owned(), pages.unwrap_or(0));
+            }
+        }
+        let admitted = caps.admit(&mut self.counts, host);
+        self.changed |= admitted;
+        Ok(admitted)
+    }
+
+    fn save(&self, tx: &rusqlite::Transaction<'_>, job: i64) -> Result<(), StoreError> {
+        if !self.changed {
+            return Ok(());
+        }
+        let mut upsert = tx.prepare_cached(
+            "INSERT INTO crawl_counts (job_id, host, pages) VALUES (?1, ?2, ?3) \
+             ON CONFLICT (job_id, host) DO UPDATE SET pages = excluded.pages",
+        )?;
+        for (host, pages) in &self.counts {
+            upsert.execute(params![job, host, pages])?;
+        }
+        Ok(())
+    }
 }
 
 pub(super) fn counts_query(conn: &Connection, job: i64) -> Result<JobCounts, StoreError> {

@@ -118,9 +118,10 @@ impl SqliteStore {
     pub async fn delete_job(&self, job: i64) -> Result<Deleted, StoreError> {
         self.with_conn(move |c| {
             let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
-            let mut n = [0u64; 6];
+            let mut n = [0u64; 7];
             for (i, sql) in [
                 "DELETE FROM links WHERE from_task IN (SELECT id FROM tasks WHERE job_id = ?1)",
+                "DELETE FROM crawl_counts WHERE job_id = ?1",
                 "DELETE FROM attempts WHERE task_id IN (SELECT id FROM tasks WHERE job_id = ?1)",
                 "DELETE FROM items WHERE task_id IN (SELECT id FROM tasks WHERE job_id = ?1)",
                 "DELETE FROM outcomes WHERE job_id = ?1",
@@ -134,9 +135,9 @@ impl SqliteStore {
             }
             tx.commit()?;
             Ok(Deleted {
-                items: n[2],
-                outcomes: n[3],
-                tasks: n[4],
+                items: n[3],
+                outcomes: n[4],
+                tasks: n[5],
             })
         })
         .await

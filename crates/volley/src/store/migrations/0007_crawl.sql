@@ -13,3 +13,13 @@ CREATE TABLE links (
     to_task   INTEGER NOT NULL REFERENCES tasks (id),  -- the task of the URL it names
     PRIMARY KEY (from_task, to_task)
 ) WITHOUT ROWID;
+
+-- Pages a crawl added to its job, per host and ('') in all, kept only
+-- when the job has --max-crawl-pages or --max-host-pages (seeds are not
+-- counted), updated in the transaction that adds them.
+CREATE TABLE crawl_counts (
+    job_id INTEGER NOT NULL REFERENCES jobs (id),
+    host   TEXT    NOT NULL,                     -- '' for the whole job
+    pages  INTEGER NOT NULL,
+    PRIMARY KEY (job_id, host)
+) WITHOUT ROWID;

@@ -10,3 +10,12 @@ CREATE TABLE links (
     to_task   bigint NOT NULL REFERENCES tasks (id),
     PRIMARY KEY (from_task, to_task)
 );
+
+-- Pages a crawl added to its job, per host and ('') in all, kept only
+-- when the job has --max-crawl-pages or --max-host-pages.
+CREATE TABLE crawl_counts (
+    job_id bigint NOT NULL REFERENCES jobs (id),
+    host   text   NOT NULL,
+    pages  bigint NOT NULL,
+    PRIMARY KEY (job_id, host)
+);
