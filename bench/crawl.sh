@@ -43,7 +43,7 @@ run() {
     local name=$1 round=$2
     shift 2
     /usr/bin/time -f "%e %U %S %M" -o "$work/time.txt" "$@" > "$work/$name-$round.log" 2>&1 || true
-    echo "$name $(cat "$work/time.txt")" >> "$work/times"
+    echo "$name $(tail -1 "$work/time.txt")" >> "$work/times"
 }
 
 for round in $(seq 1 "$rounds"); do

@@ -14,7 +14,10 @@
 //! resolved against the document's base URL: the page's URL, or the first
 //! `<base href>` wherever it stands (HTML's rule), and
 //! normalised ([`super::normalize`]); only `http` and `https` links are
-//! kept, each once. `<meta name="robots">` with `nofollow`, `noindex` or
+//! kept, each once. Character references in attribute values are decoded
+//! ([`decode_char_refs`]: `?a=1&amp;b=2`), and the markup inside
+//! `<noscript>` is read too, as a client without scripts renders it.
+//! `<meta name="robots">` with `nofollow`, `noindex` or
 //! `none` is reported, and `rel="nofollow"` links are counted apart, so
 //! that `--respect-robots` can honour them.
 
@@ -72,11 +75,70 @@ struct Found {
     nofollow: bool,
     noindex: bool,
     dropped: u64,
+    /// The markup inside `<noscript>`, which an HTML parser with scripting
+    /// on (lol_html's) reads as text: read for links once the page ends
+    /// (at most [`MAX_PARSER_MEMORY`] bytes of it).
+    noscript: String,
+}
+
+/// `value` with its character references decoded, as an HTML parser
+/// reads an attribute value: `lol_html` hands attributes over as written,
+/// so `?a=1&amp;b=2` would otherwise be a URL with `&amp;` in it. Numeric
+/// references (`&#38;`, `&#x26;`) and the named ones a URL holds (`&amp;`,
+/// `&lt;`, `&gt;`, `&quot;`, `&apos;`, `&nbsp;`) are decoded; anything
+/// else, a bare `&` included, stays as written, as browsers keep it.
+pub fn decode_char_refs(value: &str) -> std::borrow::Cow<'_, str> {
+    if !value.contains('&') {
+        return std::borrow::Cow::Borrowed(value);
+    }
+    let mut out = String::with_capacity(value.len());
+    let mut rest = value;
+    while let Some(at) = rest.find('&') {
+        out.push_str(&rest[..at]);
+        rest = &rest[at..];
+        let reference = rest[1..]
+            .find(';')
+            .filter(|end| *end <= 32)
+            .map(|end| &rest[1..=end]);
+        let decoded = reference.and_then(|name| {
+            let decoded = match name.strip_prefix('#') {
+                Some(num) => {
+                    let code = match num.strip_prefix(['x', 'X']) {
+                        Some(hex) => u32::from_str_radix(hex, 16).ok(),
+                        None => num.parse().ok(),
+                    };
+                    code.and_then(char::from_u32).map(String::from)
+                }
+                None if name == "nbsp" => Some("\u{a0}".to_owned()),
+                None => quick_xml::escape::resolve_predefined_entity(name).map(str::to_owned),
+            };
+            decoded.map(|d| (d, name.len() + 2))
+        });
+        match decoded {
+            Some((text, len)) => {
+                out.push_str(&text);
+                rest = &rest[len..];
+            }
+            None => {
+                out.push('&');
+                rest = &rest[1..];
+            }
+        }
+    }
+    out.push_str(rest);
+    std::borrow::Cow::Owned(out)
 }
 
 impl Found {
+    /// Adds a target as the page wrote it.
     fn add(&mut self, target: Option<String>, nofollow: bool) {
-        let Some(target) = target else { return };
+        if let Some(target) = target {
+            self.add_decoded(&decode_char_refs(&target), nofollow);
+        }
+    }
+
+    /// Adds a target whose character references are decoded.
+    fn add_decoded(&mut self, target: &str, nofollow: bool) {
         let target = target.trim();
         if target.is_empty() || self.seen.contains(target) {
             return;
@@ -167,6 +229,16 @@ impl LinkExtractor {
                 Ok(())
             }
         };
+        let noscript = {
+            let found = Rc::clone(&found);
+            move |text: &mut lol_html::html_content::TextChunk<'_>| {
+                let mut found = found.borrow_mut();
+                if found.noscript.len() + text.as_str().len() <= MAX_PARSER_MEMORY {
+                    found.noscript.push_str(text.as_str());
+                }
+                Ok(())
+            }
+        };
         let settings = Settings::new()
             .append_element_content_handler(element!("a[href]", link("href")))
             .append_element_content_handler(element!("area[href]", link("href")))
@@ -175,6 +247,7 @@ impl LinkExtractor {
             .append_element_content_handler(element!("link[href][rel]", page_link))
             .append_element_content_handler(element!("base[href]", base))
             .append_element_content_handler(element!("meta[name][content]", meta))
+            .append_element_content_handler(lol_html::text!("noscript", noscript))
             .with_memory_settings(
                 MemorySettings::new().with_max_allowed_memory_usage(MAX_PARSER_MEMORY),
             );
@@ -207,11 +280,27 @@ impl LinkExtractor {
             page,
         } = self;
         rewriter.end().map_err(|e| LinkError(e.to_string()))?;
-        let found = std::mem::take(&mut *found.borrow_mut());
+        let mut found = std::mem::take(&mut *found.borrow_mut());
+        if !found.noscript.is_empty() {
+            // What a client without scripts renders (wget reads it too):
+            // mdBook's table of contents is an <iframe> there.
+            let mut inner = LinkExtractor::new(page.clone());
+            inner.feed(found.noscript.as_bytes())?;
+            let LinkExtractor {
+                rewriter,
+                found: inner_found,
+                ..
+            } = inner;
+            rewriter.end().map_err(|e| LinkError(e.to_string()))?;
+            let inner_found = std::mem::take(&mut *inner_found.borrow_mut());
+            for (raw, nofollow) in inner_found.raw {
+                found.add_decoded(&raw, nofollow);
+            }
+        }
         let base = found
             .base
             .as_deref()
-            .and_then(|b| page.join(b.trim()).ok())
+            .and_then(|b| page.join(decode_char_refs(b).trim()).ok())
             .unwrap_or(page);
         let mut out = PageLinks {
             nofollow: found.nofollow,
@@ -253,6 +342,48 @@ pub fn extract(page: Url, body: &[u8]) -> Result<PageLinks, LinkError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn links_inside_noscript_are_read_as_a_client_without_scripts_sees_them() {
+        let page = Url::parse("https://h.test/book/index.html").expect("a URL");
+        let html = r#"<noscript><iframe src="toc.html"></iframe><a href="x?a=1&amp;b=2">x</a></noscript>
+            <script>var s = '<a href="not-a-link.html">';</script>"#;
+        let links: Vec<String> = extract(page, html.as_bytes())
+            .expect("links")
+            .links
+            .iter()
+            .map(Url::to_string)
+            .collect();
+        assert_eq!(
+            links,
+            [
+                "https://h.test/book/toc.html",
+                "https://h.test/book/x?a=1&b=2"
+            ]
+        );
+    }
+
+    #[test]
+    fn character_references_in_attributes_are_decoded_as_a_browser_does() {
+        let page = Url::parse("https://h.test/dir/page.html").expect("a URL");
+        let html = r#"<a href="a?x=1&amp;y=2">1</a> <a href="b?x=1&#38;y=&#x32;">2</a>
+            <a href="c?x=1&y=2&amp;z=3">3</a> <a href="d?q=&copy;">4</a>"#;
+        let links: Vec<String> = extract(page, html.as_bytes())
+            .expect("links")
+            .links
+            .iter()
+            .map(Url::to_string)
+            .collect();
+        assert_eq!(
+            links,
+            [
+                "https://h.test/dir/a?x=1&y=2",
+                "https://h.test/dir/b?x=1&y=2",
+                "https://h.test/dir/c?x=1&y=2&z=3",
+                "https://h.test/dir/d?q=&copy;",
+            ]
+        );
+    }
 
     fn page() -> Url {
         Url::parse("https://example.com/docs/guide/index.html").expect("a URL")
