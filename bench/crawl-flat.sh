@@ -22,7 +22,8 @@ build_volley "$root"
 volley=$VOLLEY
 rm -rf "$work" && mkdir -p "$work/www"
 links=""
-for d in 0 1 2 3 4 5 6 7 8 9; do links="$links<a href=\"/p/\${1}$d\">$d</a> "; done
+# nginx names regex captures $1 to $9, so "$10" is capture 1 and a 0.
+for d in 0 1 2 3 4 5 6 7 8 9; do links="$links<a href=\"/p/\$1$d\">$d</a> "; done
 NGINX_EXTRA="location ~ ^/p/([0-9]*)\$ { default_type text/html; return 200 '<html><body>$links<a href=\"/p/\">home</a></body></html>'; }"
 export NGINX_EXTRA
 nginx_start "$work/www" "$work/nginx" "$port"

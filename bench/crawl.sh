@@ -86,7 +86,8 @@ times = {}
 for line in (work / "times").read_text().splitlines():
     name, wall, user, sys_, rss = line.split()
     times.setdefault(name, []).append((float(wall), float(user) + float(sys_), int(rss) / 1024))
-pages = {p: [len((work / f"{p}-{r}.urls").read_text().split()) for r in range(1, rounds + 1)] for p in peers}
+urls = lambda name: (work / name).read_text().splitlines()
+pages = {p: [len(urls(f"{p}-{r}.urls")) for r in range(1, rounds + 1)] for p in peers}
 med = lambda xs: statistics.median(xs)
 print(f"## W13: crawl of the Rust docs from index.html, concurrency {conc} (medians of {rounds})\n")
 print("| tool | pages found | wall s | pages/s | CPU ms/page | peak RSS MB |")
@@ -108,8 +109,8 @@ if "volley" in peers:
         if peer not in peers:
             continue
         norm = lambda u: unquote(u)
-        v = {norm(u) for u in (work / "volley-1.urls").read_text().split()}
-        w = {norm(u) for u in (work / f"{peer}-1.urls").read_text().split()}
+        v = {norm(u) for u in urls("volley-1.urls")}
+        w = {norm(u) for u in urls(f"{peer}-1.urls")}
         kind = lambda u: ("html" if u.endswith((".html", "/")) else u.rsplit(".", 1)[-1] if "." in u.rsplit("/", 1)[-1] else "none")
         print(f"\nSet differences, volley vs {peer} (round 1): {len(v & w):,} in both, "
               f"{len(v - w):,} only volley, {len(w - v):,} only {peer}.")

@@ -314,6 +314,28 @@ async fn the_address_rules_refuse_loopback_by_literal_name_and_redirect() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crawl_submitted_over_http_counts_the_pages_it_found() {
+    let upstream = Server::start().await;
+    let v = Volley::new();
+    let serve = Serve::start(&v, &["--allow-private", "127.0.0.0/8"]).await;
+    let job = json!({
+        "name": "site",
+        "urls": [upstream.url("/site/index.html")],
+        "options": {"follow": true, "retries": 0}
+    });
+    assert_eq!(serve.post("/v1/jobs", Some(job)).await.0, 201);
+    let events = serve.events_until_done("site").await;
+    assert!(events.iter().any(|(k, _)| k == "done"), "{events:?}");
+    let body = serve.get("/v1/jobs/site").await;
+    assert_eq!(body["counts"]["total"], 9, "{body}");
+    assert_eq!(
+        body["counts"]["pages"], 8,
+        "every task but the seed was found by a page: {body}"
+    );
+    assert_eq!(upstream.uri_hits("/site/b.html"), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pause_resume_and_cancel_keep_one_outcome_per_input() {
     let upstream = Server::start().await;
     let v = Volley::new();

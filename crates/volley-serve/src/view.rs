@@ -60,6 +60,7 @@ pub fn job_json(app: &App, record: &JobRecord) -> Value {
             "leased": counts.leased,
             "done": counts.done,
             "failed": counts.failed,
+            "pages": counts.pages,
         },
         "classes": classes,
         "in_flight": live.map_or(0, |l| l.in_flight),
