@@ -202,6 +202,7 @@ fn resource(at: i64) -> Resource {
         checked_at_ms: at,
         changed_at_ms: at,
         fresh_until_ms: Some(at + 60_000),
+        links: None,
     }
 }
 

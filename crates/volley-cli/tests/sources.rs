@@ -645,6 +645,54 @@ async fn a_crawl_stops_at_its_depth_and_honours_nofollow_under_robots() {
 }
 
 #[tokio::test]
+async fn a_refreshed_crawl_follows_the_remembered_links_of_pages_it_does_not_read_again() {
+    let server = Server::start().await;
+    let v = Volley::new();
+    let seed = [server.url("/site/index.html")];
+    let crawl = ["--follow", "--retries", "0"];
+    v.fetch_ok(&seed, &[&crawl[..], &["--job", "first"]].concat())
+        .await;
+    let before = server.total();
+    let out = v
+        .fetch_ok(
+            &seed,
+            &[&crawl[..], &["--job", "again", "--max-age", "1h"]].concat(),
+        )
+        .await;
+    let conn = rusqlite::Connection::open(v.db()).expect("open the database");
+    let of = |job: &str| -> Vec<(String, String)> {
+        let mut stmt = conn
+            .prepare(
+                "SELECT t.url, o.class FROM outcomes o JOIN tasks t ON t.id = o.task_id \
+                 JOIN jobs j ON j.id = t.job_id WHERE j.name = ?1 ORDER BY t.url",
+            )
+            .expect("a query");
+        stmt.query_map([job], |r| Ok((r.get(0)?, r.get(1)?)))
+            .expect("rows")
+            .collect::<Result<_, _>>()
+            .expect("rows")
+    };
+    let (first, again) = (of("first"), of("again"));
+    let urls = |rows: &[(String, String)]| rows.iter().map(|(u, _)| u.clone()).collect::<Vec<_>>();
+    assert_eq!(
+        urls(&again),
+        urls(&first),
+        "the same pages: {}",
+        stderr(&out)
+    );
+    assert_eq!(
+        again.iter().filter(|(_, c)| c == "fresh").count(),
+        7,
+        "the pages read before were not read again: {again:?}"
+    );
+    assert_eq!(
+        server.total() - before,
+        1,
+        "only the 404 was asked again (the refused port counts no request here)"
+    );
+}
+
+#[tokio::test]
 async fn a_link_check_lists_each_broken_url_with_every_page_linking_to_it() {
     let server = Server::start().await;
     let v = crawl(&server, "/site/index.html", &[]).await;

@@ -836,7 +836,22 @@ pub struct Dns {
 }
 
 impl Dns {
+    /// Starts dnsmasq on a free port. dnsmasq listens on UDP and TCP: a
+    /// port free for UDP may be taken for TCP (by a test server of a test
+    /// running alongside), and then dnsmasq exits; it is tried again on
+    /// another port, five times at most.
     pub async fn start() -> Dns {
+        let mut failures = Vec::new();
+        for _ in 0..5 {
+            match Dns::try_start().await {
+                Ok(dns) => return dns,
+                Err(why) => failures.push(why),
+            }
+        }
+        panic!("dnsmasq did not start: {failures:?}");
+    }
+
+    async fn try_start() -> Result<Dns, String> {
         use tokio::io::AsyncBufReadExt as _;
         let port = std::net::UdpSocket::bind("127.0.0.1:0")
             .and_then(|s| s.local_addr())
@@ -865,24 +880,28 @@ impl Dns {
             .kill_on_drop(true)
             .spawn()
             .expect("dnsmasq runs (apt-get install dnsmasq-base)");
-        // dnsmasq logs "started" once it listens.
+        // dnsmasq logs "started" once it listens, or why it cannot.
         let stderr = child.stderr.take().expect("dnsmasq's stderr");
         let mut lines = tokio::io::BufReader::new(stderr).lines();
+        let mut said = Vec::new();
         let started = tokio::time::timeout(Duration::from_secs(10), async {
             while let Ok(Some(line)) = lines.next_line().await {
                 if line.contains("started") {
                     return true;
                 }
+                said.push(line);
             }
             false
         })
         .await;
-        assert_eq!(started, Ok(true), "dnsmasq did not start");
+        if started != Ok(true) {
+            return Err(format!("port {port}: {}", said.join(" / ")));
+        }
         tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-        Dns {
+        Ok(Dns {
             addr: SocketAddr::from(([127, 0, 0, 1], port)),
             child,
-        }
+        })
     }
 }
 

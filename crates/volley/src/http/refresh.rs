@@ -53,6 +53,9 @@ pub struct Resource {
     /// Until when the server declared it fresh (`Cache-Control: max-age`,
     /// `Expires`); `None` for no declared freshness.
     pub fresh_until_ms: Option<i64>,
+    /// In a crawl: the links found on the body (a JSON array of URLs),
+    /// followed again when the page is `not_modified` or `fresh`.
+    pub links: Option<String>,
 }
 
 /// The validators and freshness a response declared.
@@ -312,6 +315,7 @@ mod tests {
             checked_at_ms: 10_000,
             changed_at_ms: 10_000,
             fresh_until_ms: Some(20_000),
+            links: None,
         }
     }
 

@@ -233,6 +233,7 @@ async fn admit(
         let mut outcome = remembered(task.id, Class::Fresh, prior);
         outcome.message = Some(why.clone());
         outcome.next_page = again(&shared.spec, task, prior);
+        outcome.links = remembered_links(&shared.spec, task, prior);
         return Step::Done(Box::new(outcome));
     }
     if shared.spec.respect_robots || reads_robots_sitemaps(&shared.spec, task) {
@@ -509,6 +510,7 @@ pub(crate) fn finish(
         resource.checked_at_ms = now_ms();
         outcome.resource = Some(Box::new(resource));
         outcome.next_page = again(spec, task, prior);
+        outcome.links = remembered_links(spec, task, prior);
         outcome.status = last.status;
         outcome.http_version = last.http_version;
         outcome.attempts = attempts;
@@ -558,6 +560,12 @@ pub(crate) fn finish(
                 checked_at_ms: now,
                 changed_at_ms: now,
                 fresh_until_ms: cache.fresh_until_ms,
+                links: spec.pages.follow.then(|| {
+                    serde_json::Value::from(
+                        links.iter().map(|l| l.url.as_str()).collect::<Vec<_>>(),
+                    )
+                    .to_string()
+                }),
             }))
         })
         .flatten();
@@ -645,6 +653,35 @@ fn again(spec: &FetchSpec, task: &LeasedTask, prior: &Resource) -> Option<NextPa
         seed_id: task.seed_id(),
         meta: None,
     })
+}
+
+/// In a crawl, the links a page had when its body was last read, for a
+/// page that is `not_modified` or `fresh` (its body is not read again):
+/// those the crawl still follows or checks from `task`'s seed, within
+/// the depth.
+fn remembered_links(spec: &FetchSpec, task: &LeasedTask, prior: &Resource) -> Vec<NextPage> {
+    let rules = &spec.pages;
+    let depth = task.page.saturating_sub(1);
+    if !rules.follow || rules.max_depth.is_some_and(|max| depth >= max) {
+        return Vec::new();
+    }
+    let (Some(links), Ok(seed)) = (&prior.links, Url::parse(task.seed_url())) else {
+        return Vec::new();
+    };
+    let Ok(urls) = serde_json::from_str::<Vec<String>>(links) else {
+        return Vec::new();
+    };
+    urls.iter()
+        .filter_map(|u| Url::parse(u).ok())
+        .filter(|u| rules.links.reach(&seed, u) != crate::crawl::Reach::Skip)
+        .map(|url| NextPage {
+            host: url.host_str().unwrap_or_default().to_owned(),
+            url: url.to_string(),
+            page: task.page.saturating_add(1),
+            seed_id: task.seed_id(),
+            meta: None,
+        })
+        .collect()
 }
 
 /// What an attempt tells about its host. Server-requested pauses are capped
@@ -789,6 +826,7 @@ mod tests {
             checked_at_ms: 1,
             changed_at_ms: 1,
             fresh_until_ms: None,
+            links: None,
         }
     }
 

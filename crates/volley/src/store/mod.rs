@@ -488,14 +488,14 @@ pub(crate) fn outcomes_by_id_sql(postgres: bool) -> String {
 
 /// The columns of `resources`, in [`Resource`] field order.
 pub(crate) const RESOURCE_COLUMNS: &str = "url, status, etag, last_modified, body_sha256, \
-     body_path, bytes, content_type, next_url, checked_at_ms, changed_at_ms, fresh_until_ms";
+     body_path, bytes, content_type, next_url, checked_at_ms, changed_at_ms, fresh_until_ms, links";
 
 /// What an upsert of `resources` does to a row it finds: takes the new
 /// values, but keeps `changed_at_ms` while the body's hash is the same.
 pub(crate) const RESOURCE_CONFLICT: &str = "ON CONFLICT (url) DO UPDATE SET \
      status = excluded.status, etag = excluded.etag, last_modified = excluded.last_modified, \
      body_sha256 = excluded.body_sha256, body_path = excluded.body_path, bytes = excluded.bytes, \
-     content_type = excluded.content_type, next_url = excluded.next_url, \
+     content_type = excluded.content_type, next_url = excluded.next_url, links = excluded.links, \
      checked_at_ms = excluded.checked_at_ms, fresh_until_ms = excluded.fresh_until_ms, \
      changed_at_ms = CASE WHEN resources.body_sha256 = excluded.body_sha256 \
      THEN resources.changed_at_ms ELSE excluded.changed_at_ms END";

@@ -1349,11 +1349,13 @@ async fn upsert_resources(
     let checked: Vec<i64> = rows.iter().map(|r| r.checked_at_ms).collect();
     let changed: Vec<i64> = rows.iter().map(|r| r.changed_at_ms).collect();
     let fresh: Vec<Option<i64>> = rows.iter().map(|r| r.fresh_until_ms).collect();
+    let links = text(&|r| r.links.as_deref());
     tx.execute(
         &format!(
             "INSERT INTO resources ({RESOURCE_COLUMNS}) \
              SELECT * FROM unnest($1::text[], $2::int4[], $3::text[], $4::text[], $5::text[], \
-             $6::text[], $7::int8[], $8::text[], $9::text[], $10::int8[], $11::int8[], $12::int8[]) \
+             $6::text[], $7::int8[], $8::text[], $9::text[], $10::int8[], $11::int8[], $12::int8[], \
+             $13::text[]) \
              {RESOURCE_CONFLICT}"
         ),
         &[
@@ -1369,6 +1371,7 @@ async fn upsert_resources(
             &checked,
             &changed,
             &fresh,
+            &links,
         ],
     )
     .await?;
@@ -1520,6 +1523,7 @@ impl Store for PgStore {
                     checked_at_ms: r.try_get(9)?,
                     changed_at_ms: r.try_get(10)?,
                     fresh_until_ms: r.try_get(11)?,
+                    links: r.try_get(12)?,
                 };
                 Ok((resource.url.clone(), resource))
             })

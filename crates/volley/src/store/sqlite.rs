@@ -294,6 +294,7 @@ fn upsert_resource(stmt: &mut Statement<'_>, r: &Resource) -> rusqlite::Result<(
         r.checked_at_ms,
         r.changed_at_ms,
         r.fresh_until_ms,
+        r.links,
     ])?;
     Ok(())
 }
@@ -323,6 +324,7 @@ fn resources_query(
                     checked_at_ms: r.get(9)?,
                     changed_at_ms: r.get(10)?,
                     fresh_until_ms: r.get(11)?,
+                    links: r.get(12)?,
                 })
             })
             .optional()?;
@@ -503,7 +505,7 @@ fn record_tx(
         let mut first_with_url = tx.prepare_cached(FIRST_WITH_URL)?;
         let mut upsert = tx.prepare_cached(&format!(
             "INSERT INTO resources ({RESOURCE_COLUMNS}) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12) {RESOURCE_CONFLICT}"
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13) {RESOURCE_CONFLICT}"
         ))?;
         let mut insert_page = tx.prepare_cached(
             "INSERT INTO tasks (job_id, line, url, host, state, parent_id, page, seed_id, meta) \

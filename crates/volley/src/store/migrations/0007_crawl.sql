@@ -4,6 +4,11 @@
 -- decide against the seed; NULL for inputs.
 ALTER TABLE tasks ADD COLUMN seed_id INTEGER REFERENCES tasks (id);
 
+-- A crawl's links on the last full body of a URL (a JSON array of URLs),
+-- followed again when the page is not_modified or fresh (--refresh,
+-- --max-age): a body not read again still leads where it did.
+ALTER TABLE resources ADD COLUMN links TEXT;
+
 -- The link graph of a crawl (--follow): each page's links to URLs that are
 -- tasks of the job (followed, or checked with --check-external), one row
 -- per (page, URL), written with the page's outcome. Links the crawl

@@ -3,6 +3,9 @@
 -- pagination chain began at); NULL for inputs.
 ALTER TABLE tasks ADD COLUMN seed_id bigint REFERENCES tasks (id);
 
+-- A crawl's links on the last full body of a URL (JSON array of URLs).
+ALTER TABLE resources ADD COLUMN links text;
+
 -- The link graph of a crawl (--follow): each page's links to URLs that are
 -- tasks of the job, one row per (page, URL), written with the page's outcome.
 CREATE TABLE links (
