@@ -929,8 +929,13 @@ async fn a_crawls_scope_prefix_include_exclude_and_strip_query_decide_its_pages(
         "a.html?x=1 is a.html once x is dropped: {stripped:?}"
     );
 
-    // A link check: out-of-scope links are fetched once, never followed.
+    // A link check: out-of-scope links are fetched once, never followed,
+    // with HEAD first, and GET when the HEAD is answered 4xx.
     let hits_before = server.uri_hits("/site/a.html?x=1");
+    let (b_before, missing_before) = (
+        server.hits("/site/b.html"),
+        server.hits("/site/missing.html"),
+    );
     assert_eq!(
         crawl_of(
             &server,
@@ -950,6 +955,14 @@ async fn a_crawls_scope_prefix_include_exclude_and_strip_query_decide_its_pages(
         server.uri_hits("/site/a.html?x=1"),
         hits_before,
         "b.html was checked, and its links not followed"
+    );
+    assert_eq!(
+        (
+            server.hits("/site/b.html") - b_before,
+            server.hits("/site/missing.html") - missing_before
+        ),
+        (1, 2),
+        "a HEAD for b.html; a HEAD then a GET for the 404"
     );
 
     let v = Volley::new();

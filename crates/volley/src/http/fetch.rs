@@ -132,6 +132,9 @@ pub struct Attempt {
     /// The validators and freshness of a 2xx or 304 response
     /// ([`crate::http::refresh`]).
     pub cache: Option<CacheInfo>,
+    /// Answered to a `HEAD` (a link check, [`Ask::head_first`]): no body
+    /// was sent, so there is nothing to remember of it.
+    pub head: bool,
 }
 
 impl Attempt {
@@ -155,6 +158,7 @@ impl Attempt {
             body: None,
             link_next: None,
             cache: None,
+            head: false,
         }
     }
 
@@ -195,6 +199,10 @@ pub struct Ask<'a> {
     /// The run's `Authorization` ([`authorization`]), unless the host's
     /// own headers set one.
     pub authorization: Option<&'a HeaderValue>,
+    /// A link check (`--check-external`): ask with `HEAD` first, and again
+    /// with `GET` when the `HEAD` is answered 4xx or 5xx, as many servers
+    /// refuse or mishandle `HEAD` (405, 403, 404) while the page is there.
+    pub head_first: bool,
 }
 
 /// Makes one attempt at `url`, bounded by `spec.timeout` as a whole.
@@ -218,9 +226,14 @@ pub async fn attempt(
     let start = Instant::now();
     let mut record = Attempt::new();
     let revalidating = matches!(ask.plan, Plan::Revalidate { .. });
-    let request = |client: &reqwest::Client, url: &Url, first: bool| {
+    let request = |client: &reqwest::Client, url: &Url, first: bool, head: bool| {
         let host_headers = ask.host_headers.filter(|_| first);
-        let mut request = client.get(url.clone());
+        let method = if head {
+            reqwest::Method::HEAD
+        } else {
+            reqwest::Method::GET
+        };
+        let mut request = client.request(method, url.clone());
         if let Some(value) = ask.authorization.filter(|_| first)
             && !host_headers.is_some_and(|h| h.contains_key(AUTHORIZATION))
         {
@@ -251,32 +264,46 @@ pub async fn attempt(
     };
     let how = (ask.via_proxy, revalidating);
     let exchanges = async {
-        let mut url = url.clone();
-        let mut hops = 0;
+        let mut head = ask.head_first;
         loop {
-            let (client, unverified) = clients.for_url(&url);
-            let stops = |next: &Url| clients.stops().stops(&url, next, unverified);
-            let request = request(client, &url, hops == 0);
-            let hop = exchange(request, spec, save, start, how, stops, &mut record).await?;
-            let Some(next) = hop else { break };
-            // A hop the client stopped at: followed with a new request made
-            // for the next host, without the first host's headers or the
-            // run's Authorization.
             record = Attempt::new();
-            hops += 1;
-            if hops > spec.max_redirects {
-                record.class = Class::TooManyRedirects;
-                record.message = Some(
-                    RedirectError::TooMany {
-                        count: hops - 1,
-                        max: spec.max_redirects,
-                        last: next.to_string(),
-                    }
-                    .to_string(),
-                );
-                break;
+            record.head = head;
+            let mut url = url.clone();
+            let mut hops = 0;
+            loop {
+                let (client, unverified) = clients.for_url(&url);
+                let stops = |next: &Url| clients.stops().stops(&url, next, unverified);
+                let request = request(client, &url, hops == 0, head);
+                // A HEAD has no body to save.
+                let save = save.filter(|_| !head);
+                let hop = exchange(request, spec, save, start, how, stops, &mut record).await?;
+                let Some(next) = hop else { break };
+                // A hop the client stopped at: followed with a new request made
+                // for the next host, without the first host's headers or the
+                // run's Authorization.
+                record = Attempt::new();
+                record.head = head;
+                hops += 1;
+                if hops > spec.max_redirects {
+                    record.class = Class::TooManyRedirects;
+                    record.message = Some(
+                        RedirectError::TooMany {
+                            count: hops - 1,
+                            max: spec.max_redirects,
+                            last: next.to_string(),
+                        }
+                        .to_string(),
+                    );
+                    break;
+                }
+                url = next;
             }
-            url = next;
+            // A link check's HEAD answered 4xx/5xx: ask again with GET.
+            if head && record.status.is_some_and(|s| s >= 400) {
+                head = false;
+                continue;
+            }
+            break;
         }
         Ok::<(), Local>(())
     };

@@ -254,7 +254,7 @@ pub static OPTIONS: &[Opt] = &[
     Opt::new("scope", Text, "SCOPE", "With --follow: the links followed, against each page's seed: host (the seed's host), domain (its registrable domain, by the Public Suffix List) or prefix (its host, under its directory, as wget --no-parent).").unset("host"),
     Opt::new("include", Texts, "REGEX", "With --follow: follow (or check) only links whose URL matches one of these regular expressions; repeatable."),
     Opt::new("exclude", Texts, "REGEX", "With --follow: never fetch links whose URL matches one of these regular expressions; repeatable."),
-    Opt::new("check-external", Switch, "", "With --follow: fetch each out-of-scope link once to check it, never following its links (a link check)."),
+    Opt::new("check-external", Switch, "", "With --follow: check each out-of-scope link once, with HEAD (then GET when the HEAD is answered 4xx or 5xx), never following its links (a link check)."),
     Opt::new("sitemaps", Switch, "", "With --follow: the Sitemap: lines of each seed's robots.txt become links of the seed (as under --respect-robots); a seed that is a sitemap is read as one anyway."),
     Opt::new("strip-query", Texts, "NAME_GLOB", "With --follow: drop the query parameters whose names match this glob (utm_*, sessionid) from links before dedupe; repeatable."),
     Opt::new("concurrency", Count, "N", "Most requests in flight at once, over all hosts."),

@@ -177,6 +177,16 @@ pub(crate) async fn run_task(
     send(&shared, outcome, target.host_name).await
 }
 
+/// Whether `task` is only a link check: a crawl's out-of-scope link
+/// (`--check-external`), fetched with `HEAD` first and never followed.
+fn is_link_check(spec: &FetchSpec, task: &LeasedTask, url: &Url) -> bool {
+    spec.pages.follow
+        && spec.pages.links.check_external
+        && task.seed.is_some()
+        && Url::parse(task.seed_url())
+            .is_ok_and(|seed| spec.pages.links.reach(&seed, url) == crate::crawl::Reach::Check)
+}
+
 /// Whether `task` is a seed of a crawl that reads the `Sitemap:` lines of
 /// its host's robots.txt (`--sitemaps`, or `--respect-robots`).
 fn reads_robots_sitemaps(spec: &FetchSpec, task: &LeasedTask) -> bool {
@@ -336,6 +346,7 @@ async fn fetch_until_final(
                         plan,
                         host_headers: ask.as_ref().and_then(|a| a.headers.as_ref()),
                         authorization: shared.authorization.as_ref(),
+                        head_first: is_link_check(&shared.spec, task, url),
                     },
                 ) => result,
             }
@@ -543,7 +554,8 @@ pub(crate) fn finish(
                 .map(|lastmod| serde_json::json!({ "lastmod": lastmod }).to_string()),
         })
         .collect();
-    let resource = (last.class == Class::Ok)
+    // A HEAD (a link check) brought no body: nothing to remember.
+    let resource = (last.class == Class::Ok && !last.head)
         .then(|| {
             let cache = last.cache.take().unwrap_or_default();
             let now = now_ms();

@@ -316,7 +316,7 @@ pub struct ItemRow {
 pub struct BrokenRow {
     /// The URL as its task asked for it.
     pub url: String,
-    /// Its outcome class (see [`BROKEN_CLASSES`]).
+    /// Its outcome class (any but [`NOT_BROKEN_CLASSES`]).
     pub class: String,
     /// Its final HTTP status, if a response arrived.
     pub status: Option<u16>,
