@@ -9,7 +9,8 @@
 //! [`normalize`] gives each URL the one spelling the job's dedupe index
 //! compares (RFC 3986 §6.2.2), and [`LinkRules`] decide which links a
 //! crawl follows ([`Scope`], `--include`/`--exclude`), which it only
-//! checks (`--check-external`) and which query parameters it drops.
+//! checks (`--check-external`) and which query parameters it drops, and
+//! [`PageCaps`] how many pages it may add.
 
 pub mod links;
 pub mod scope;
@@ -72,6 +73,52 @@ fn canonical_escapes(text: &str) -> Option<String> {
         }
     }
     changed.then_some(out)
+}
+
+/// How many pages a crawl may add to its job: links past a cap are not
+/// added, and the outcome of the page that named them says how many.
+/// Seeds are not counted.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PageCaps {
+    /// Most pages the crawl adds to the job (`--max-crawl-pages`).
+    pub per_job: Option<u64>,
+    /// Most pages the crawl adds on one host (`--max-host-pages`).
+    pub per_host: Option<u64>,
+}
+
+impl PageCaps {
+    /// Whether either cap is set.
+    pub fn any(self) -> bool {
+        self.per_job.is_some() || self.per_host.is_some()
+    }
+
+    /// Whether one more page may be added on `host`, given the pages the
+    /// crawl has added so far (`counts`: per host, and `""` for the job);
+    /// counts it when so.
+    pub fn admit(self, counts: &mut std::collections::HashMap<String, u64>, host: &str) -> bool {
+        let job = counts.get("").copied().unwrap_or(0);
+        let on_host = counts.get(host).copied().unwrap_or(0);
+        if self.per_job.is_some_and(|cap| job >= cap)
+            || self.per_host.is_some_and(|cap| on_host >= cap)
+        {
+            return false;
+        }
+        *counts.entry(String::new()).or_default() += 1;
+        *counts.entry(host.to_owned()).or_default() += 1;
+        true
+    }
+
+    /// The note for an outcome whose `skipped` links were past the caps.
+    pub fn note(self, skipped: u64) -> String {
+        let caps: Vec<String> = [
+            self.per_job.map(|n| format!("--max-crawl-pages {n}")),
+            self.per_host.map(|n| format!("--max-host-pages {n}")),
+        ]
+        .into_iter()
+        .flatten()
+        .collect();
+        format!("{skipped} links not added: past {}", caps.join(" or "))
+    }
 }
 
 #[cfg(test)]

@@ -26,8 +26,8 @@
 
 use url::Url;
 
+use crate::crawl::PageCaps;
 use crate::crawl::{LinkRules, Reach, Scope, sitemap};
-use crate::outcome::PageCaps;
 
 /// Largest body kept for processing when `--max-body` is not set, in bytes.
 pub const DEFAULT_MAX_PAGE_BYTES: u64 = 64 << 20;

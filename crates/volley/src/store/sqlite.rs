@@ -25,9 +25,9 @@ use super::{
     JOB_COLUMNS, Job, JobCounts, JobSummary, LeasedTask, NOT_BROKEN_CLASSES, RESOURCE_COLUMNS,
     RESOURCE_CONFLICT, Reader, Recorded, Store, StoreError, Want,
 };
+use crate::crawl::PageCaps;
 use crate::http::refresh::Resource;
 use crate::input::Input;
-use crate::outcome::PageCaps;
 use crate::outcome::{Class, Outcome, now_ms};
 
 /// How long a statement waits for another connection's write lock.
