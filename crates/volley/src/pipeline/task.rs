@@ -213,13 +213,7 @@ fn add_robots_sitemaps(
         {
             continue;
         }
-        outcome.links.push(NextPage {
-            host: url.host_str().unwrap_or_default().to_owned(),
-            url: url.to_string(),
-            page: task.page.saturating_add(1),
-            seed_id: task.seed_id(),
-            meta: None,
-        });
+        outcome.links.push(found_on(task, &url));
     }
 }
 
@@ -533,25 +527,16 @@ pub(crate) fn finish(
         outcome.attempt_log = history;
         return outcome;
     }
-    let next_page = processed.next.map(|next| NextPage {
-        host: next.host_str().unwrap_or_default().to_owned(),
-        url: next.to_string(),
-        page: task.page.saturating_add(1),
-        seed_id: task.seed_id(),
-        meta: None,
-    });
+    let next_page = processed.next.map(|next| found_on(task, &next));
     let links: Vec<NextPage> = processed
         .links
         .iter()
         .map(|link| NextPage {
-            host: link.url.host_str().unwrap_or_default().to_owned(),
-            url: link.url.to_string(),
-            page: task.page.saturating_add(1),
-            seed_id: task.seed_id(),
             meta: link
                 .lastmod
                 .as_ref()
                 .map(|lastmod| serde_json::json!({ "lastmod": lastmod }).to_string()),
+            ..found_on(task, &link.url)
         })
         .collect();
     // A HEAD (a link check) brought no body: nothing to remember.
@@ -658,13 +643,7 @@ fn again(spec: &FetchSpec, task: &LeasedTask, prior: &Resource) -> Option<NextPa
     if spec.pages.max_pages.is_some_and(|max| task.page >= max) {
         return None;
     }
-    Some(NextPage {
-        host: url.host_str().unwrap_or_default().to_owned(),
-        url: url.to_string(),
-        page: task.page.saturating_add(1),
-        seed_id: task.seed_id(),
-        meta: None,
-    })
+    Some(found_on(task, &url))
 }
 
 /// In a crawl, the links a page had when its body was last read, for a
@@ -686,14 +665,20 @@ fn remembered_links(spec: &FetchSpec, task: &LeasedTask, prior: &Resource) -> Ve
     urls.iter()
         .filter_map(|u| Url::parse(u).ok())
         .filter(|u| rules.links.reach(&seed, u) != crate::crawl::Reach::Skip)
-        .map(|url| NextPage {
-            host: url.host_str().unwrap_or_default().to_owned(),
-            url: url.to_string(),
-            page: task.page.saturating_add(1),
-            seed_id: task.seed_id(),
-            meta: None,
-        })
+        .map(|url| found_on(task, &url))
         .collect()
+}
+
+/// The task `url` becomes when page `task` names it (a next page, a
+/// crawl's link): one page further down the chain, of the same seed.
+fn found_on(task: &LeasedTask, url: &Url) -> NextPage {
+    NextPage {
+        host: url.host_str().unwrap_or_default().to_owned(),
+        url: url.to_string(),
+        page: task.page.saturating_add(1),
+        seed_id: task.seed_id(),
+        meta: None,
+    }
 }
 
 /// What an attempt tells about its host. Server-requested pauses are capped
