@@ -368,13 +368,18 @@ impl PageRules {
     }
 }
 
-/// Whether `content_type` is HTML (`text/html`, `application/xhtml+xml`).
-pub fn is_html(content_type: Option<&str>) -> bool {
+/// Whether `content_type`'s media type, its parameters aside (RFC 9110
+/// §8.3.1, compared without case), is one of `types`.
+fn is_media_type(content_type: Option<&str>, types: &[&str]) -> bool {
     content_type.is_some_and(|ct| {
         let essence = ct.split(';').next().unwrap_or_default().trim();
-        essence.eq_ignore_ascii_case("text/html")
-            || essence.eq_ignore_ascii_case("application/xhtml+xml")
+        types.iter().any(|t| essence.eq_ignore_ascii_case(t))
     })
+}
+
+/// Whether `content_type` is HTML (`text/html`, `application/xhtml+xml`).
+pub fn is_html(content_type: Option<&str>) -> bool {
+    is_media_type(content_type, &["text/html", "application/xhtml+xml"])
 }
 
 /// What following a page has to say on its outcome.
@@ -393,17 +398,15 @@ pub const NOINDEX: &str = "noindex: the page asks not to be indexed (<meta name=
 /// Whether `content_type` may hold a sitemap: XML (`application/xml`,
 /// `text/xml`) or gzip (`application/gzip`, `application/x-gzip`).
 pub fn may_be_sitemap(content_type: Option<&str>) -> bool {
-    content_type.is_some_and(|ct| {
-        let essence = ct.split(';').next().unwrap_or_default().trim();
-        [
+    is_media_type(
+        content_type,
+        &[
             "application/xml",
             "text/xml",
             "application/gzip",
             "application/x-gzip",
-        ]
-        .iter()
-        .any(|t| essence.eq_ignore_ascii_case(t))
-    })
+        ],
+    )
 }
 
 /// What [`process`] needs to follow a page's links.
