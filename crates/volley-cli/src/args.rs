@@ -484,6 +484,10 @@ pub struct ExportArgs {
     #[arg(long, conflicts_with = "items")]
     pub broken: bool,
 
+    /// Export the CDXJ index of the job's WARC records (--warc) instead of its outcomes: one line per response or revisit record, sorted as pywb reads it (its indexes/ folder, with the files in archive/).
+    #[arg(long, conflicts_with_all = ["items", "broken", "format"])]
+    pub cdxj: bool,
+
     /// Output format.
     #[arg(long, value_enum, default_value_t = ExportFormat::Jsonl)]
     pub format: ExportFormat,
@@ -504,6 +508,8 @@ pub enum ExportFormat {
     Jsonl,
     /// CSV with a header row.
     Csv,
+    /// Parquet with typed columns, in row groups (redirect stdout to a file).
+    Parquet,
 }
 
 #[cfg(test)]

@@ -720,12 +720,37 @@ fn export_from(reader: &impl Reader, db: &str, args: &ExportArgs) -> anyhow::Res
     let format = match args.format {
         ExportFormat::Jsonl => Format::Jsonl,
         ExportFormat::Csv => Format::Csv,
+        ExportFormat::Parquet => {
+            use std::io::IsTerminal as _;
+            if args.broken {
+                return Ok(usage(
+                    "--broken writes JSON Lines or CSV: use --format jsonl or --format csv",
+                ));
+            }
+            if std::io::stdout().is_terminal() {
+                return Ok(usage(
+                    "--format parquet writes a binary file: redirect stdout to one (> outcomes.parquet)",
+                ));
+            }
+            Format::Jsonl
+        }
     };
     let out = std::io::stdout().lock();
-    let written = if args.items {
+    let parquet = args.format == ExportFormat::Parquet;
+    let written = if parquet && args.items {
+        volley::export::export_items_parquet(
+            reader,
+            job.id,
+            std::io::BufWriter::new(std::io::stdout()),
+        )
+    } else if parquet {
+        volley::export::export_parquet(reader, job.id, std::io::BufWriter::new(std::io::stdout()))
+    } else if args.items {
         volley::export::export_items(reader, job.id, format, out)
     } else if args.broken {
         volley::export::export_broken(reader, job.id, format, out)
+    } else if args.cdxj {
+        volley::export::export_cdxj(reader, job.id, out)
     } else {
         volley::export::export(reader, job.id, format, out)
     };
@@ -733,6 +758,13 @@ fn export_from(reader: &impl Reader, db: &str, args: &ExportArgs) -> anyhow::Res
         Ok(0) if args.items => {
             say(format_args!(
                 "volley: job '{}' has no items: they are recorded by a fetch with --items /POINTER (the array of each page)\n",
+                job.name
+            ));
+            Ok(ExitCode::SUCCESS)
+        }
+        Ok(0) if args.cdxj => {
+            say(format_args!(
+                "volley: job '{}' archived no records: they are written by a fetch with --warc PREFIX\n",
                 job.name
             ));
             Ok(ExitCode::SUCCESS)

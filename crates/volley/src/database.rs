@@ -149,6 +149,17 @@ impl Reader for AnyReader {
             AnyReader::Postgres(r) => r.for_each_item(job, f),
         }
     }
+
+    fn for_each_warc_record<E: From<StoreError>>(
+        &self,
+        job: i64,
+        f: impl FnMut(&crate::store::WarcRecordRow) -> Result<(), E>,
+    ) -> Result<(), E> {
+        match self {
+            AnyReader::Sqlite(r) => r.for_each_warc_record(job, f),
+            AnyReader::Postgres(r) => r.for_each_warc_record(job, f),
+        }
+    }
 }
 
 /// `$body` with `$store` bound to the store `$backend` holds, whichever

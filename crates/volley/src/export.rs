@@ -3,6 +3,8 @@
 //! JSON Lines nests the JSON-valued columns (`headers`, `meta`, `extracted`)
 //! as objects; CSV keeps them as JSON text in their cells.
 
+pub mod parquet;
+
 use std::io::Write;
 
 use crate::store::StoreError;
@@ -29,6 +31,9 @@ pub enum ExportError {
     /// Encoding a row failed.
     #[error("encoding a row failed: {0}")]
     Encode(String),
+    /// Writing Parquet failed.
+    #[error(transparent)]
+    Parquet(#[from] parquet::ParquetError),
     /// A CSV export of items met a key (or a non-object element, named by
     /// its column) that its first pass had not seen: items were recorded
     /// while it ran. Nothing was dropped; export again once the job is done.
@@ -281,6 +286,202 @@ pub fn export_broken(
     Ok(rows.len() as u64)
 }
 
+/// The Parquet columns of an outcome export: those of [`columns`], typed
+/// ([`parquet`]).
+fn outcome_columns() -> Vec<parquet::Column> {
+    use parquet::Kind::{Bool, Int32, Int64, Text, TimestampMs};
+    columns()
+        .into_iter()
+        .map(|name| {
+            let (kind, required) = match name.as_str() {
+                "page" | "attempts" => (Int32, true),
+                "url" | "class" => (Text, true),
+                "finished_at_ms" => (TimestampMs, true),
+                "started_at_ms" => (TimestampMs, false),
+                "status" => (Int32, false),
+                "line" | "bytes" | "wire_bytes" | "elapsed_ms" | "ttfb_ms"
+                | "duplicate_of_line" => (Int64, false),
+                "changed" => (Bool, false),
+                _ => (Text, false),
+            };
+            parquet::Column {
+                name,
+                kind,
+                required,
+            }
+        })
+        .collect()
+}
+
+/// Writes every outcome of `job` as Parquet ([`parquet`]), in row groups
+/// as rows stream; returns the number of rows. The columns are those of
+/// the CSV export, typed: integers, `TIMESTAMP(MILLIS, UTC)` for
+/// `started_at_ms` and `finished_at_ms`, a boolean `changed`, and the
+/// JSON-valued ones (`headers`, `meta`, `extracted`) as JSON text.
+///
+/// # Errors
+/// See [`ExportError`].
+pub fn export_parquet(
+    reader: &impl Reader,
+    job: i64,
+    out: impl Write + Send,
+) -> Result<u64, ExportError> {
+    use parquet::Cell;
+    let columns = outcome_columns();
+    let mut writer = parquet::ParquetWriter::new(out, columns.clone())?;
+    let mut rows = 0u64;
+    reader.for_each_outcome(job, |row: &ExportRow| {
+        let value = serde_json::to_value(row).map_err(json_error)?;
+        let cells = columns.iter().map(|c| Cell::of(&value[&c.name])).collect();
+        writer.push(cells)?;
+        rows += 1;
+        Ok::<(), ExportError>(())
+    })?;
+    writer.finish()?.flush()?;
+    Ok(rows)
+}
+
+/// Writes every `--items` element of `job` as Parquet, in two passes: the
+/// first learns the columns, the union of every element's top-level keys
+/// (as the CSV export), each typed by every value it holds
+/// ([`parquet::Learnt`]: a key with mixed types becomes JSON text), so no
+/// value is left out. The page's `line`, `page`, `url` and the element's
+/// `idx` come first (named with a leading `_` should an element have a key
+/// of that name). Returns the number of items.
+///
+/// # Errors
+/// See [`ExportError`]; [`ExportError::ItemsChanged`] when an item with a
+/// key the first pass did not see was recorded between the passes.
+pub fn export_items_parquet(
+    reader: &impl Reader,
+    job: i64,
+    out: impl Write + Send,
+) -> Result<u64, ExportError> {
+    use parquet::{Cell, Column, Kind, Learnt};
+    let keys = item_columns(reader, job)?;
+    let mut learnt = vec![Learnt::Nothing; keys.names.len()];
+    reader.for_each_item(job, |row: &ItemRow| {
+        match serde_json::from_str(&row.item).map_err(json_error)? {
+            serde_json::Value::Object(map) => {
+                for (key, value) in &map {
+                    if let Some(&at) = keys.index.get(key) {
+                        learnt[at] = learnt[at].with(value);
+                    }
+                }
+            }
+            other => {
+                if let Some(at) = keys.scalar {
+                    learnt[at] = learnt[at].with(&other);
+                }
+            }
+        }
+        Ok::<(), ExportError>(())
+    })?;
+    let page_name = |name: &str| {
+        let mut name = name.to_owned();
+        while keys.index.contains_key(&name) {
+            name.insert(0, '_');
+        }
+        name
+    };
+    let mut columns = vec![
+        Column {
+            name: page_name("line"),
+            kind: Kind::Int64,
+            required: false,
+        },
+        Column {
+            name: page_name("page"),
+            kind: Kind::Int32,
+            required: true,
+        },
+        Column {
+            name: page_name("url"),
+            kind: Kind::Text,
+            required: true,
+        },
+        Column {
+            name: page_name("idx"),
+            kind: Kind::Int64,
+            required: true,
+        },
+    ];
+    columns.extend(keys.names.iter().zip(&learnt).map(|(name, l)| Column {
+        name: name.clone(),
+        kind: l.kind(),
+        required: false,
+    }));
+    let mut writer = parquet::ParquetWriter::new(out, columns)?;
+    let mut rows = 0u64;
+    reader.for_each_item(job, |row: &ItemRow| {
+        let value: serde_json::Value = serde_json::from_str(&row.item).map_err(json_error)?;
+        let mut cells = vec![
+            row.line.map_or(Cell::Null, |l| Cell::Int(l as i64)),
+            Cell::Int(i64::from(row.page)),
+            Cell::Text(row.url.clone()),
+            Cell::Int(row.idx as i64),
+        ];
+        let mut fields = vec![Cell::Null; keys.names.len()];
+        match &value {
+            serde_json::Value::Object(map) => {
+                for (key, field) in map {
+                    let at = *keys
+                        .index
+                        .get(key)
+                        .ok_or_else(|| ExportError::ItemsChanged(key.clone()))?;
+                    fields[at] = learnt[at].cell(field);
+                }
+            }
+            other => {
+                let at = keys
+                    .scalar
+                    .ok_or_else(|| ExportError::ItemsChanged(keys.scalar_name()))?;
+                fields[at] = learnt[at].cell(other);
+            }
+        }
+        cells.extend(fields);
+        writer.push(cells)?;
+        rows += 1;
+        Ok::<(), ExportError>(())
+    })?;
+    writer.finish()?.flush()?;
+    Ok(rows)
+}
+
+/// Writes the CDXJ index of the records `job` archived (`--warc`), sorted
+/// as pywb binary-searches it ([`crate::warc::cdxj`]); returns the number
+/// of lines. Each line names its file by file name: put the files and the
+/// index in one pywb collection (`archive/` and `indexes/`).
+///
+/// # Errors
+/// See [`ExportError`].
+pub fn export_cdxj(reader: &impl Reader, job: i64, out: impl Write) -> Result<u64, ExportError> {
+    let mut out = std::io::BufWriter::new(out);
+    let mut n = 0;
+    reader.for_each_warc_record(job, |r| {
+        let filename = std::path::Path::new(&r.file)
+            .file_name()
+            .map_or_else(|| r.file.clone(), |f| f.to_string_lossy().into_owned());
+        let line = crate::warc::cdxj::line(
+            &r.urlkey,
+            &crate::warc::record::index_timestamp(&r.date),
+            &r.target_uri,
+            r.kind,
+            r.mime.as_deref(),
+            r.status,
+            r.payload_digest.as_deref(),
+            (r.offset, r.length),
+            &filename,
+        );
+        out.write_all(line.as_bytes())?;
+        out.write_all(b"\n")?;
+        n += 1;
+        Ok::<(), ExportError>(())
+    })?;
+    out.flush()?;
+    Ok(n)
+}
+
 fn json_error(e: serde_json::Error) -> ExportError {
     if e.is_io() {
         ExportError::Write(e.into())
@@ -334,6 +535,13 @@ mod tests {
             &self,
             _job: i64,
             _each: impl FnMut(&ExportRow) -> Result<(), E>,
+        ) -> Result<(), E> {
+            Ok(())
+        }
+        fn for_each_warc_record<E: From<StoreError>>(
+            &self,
+            _job: i64,
+            _each: impl FnMut(&crate::store::WarcRecordRow) -> Result<(), E>,
         ) -> Result<(), E> {
             Ok(())
         }

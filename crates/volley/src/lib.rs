@@ -17,6 +17,7 @@
 //!   requests, the address rules;
 //! * [`pipeline`]: one run, from leased task to recorded outcome;
 //! * [`crawl`]: the links of fetched pages, scope and URL normalisation;
+//! * [`warc`]: every exchange as WARC/1.1 records, safe across crashes;
 //! * [`database`]: the one handle a front end opens, either database,
 //!   for runs and administration alike;
 //! * [`outcome`] is what a task ends with, [`stats`] counts a run,
@@ -50,6 +51,7 @@ pub mod pipeline;
 pub mod politeness;
 pub mod stats;
 pub mod store;
+pub mod warc;
 
 pub use options::FetchSpec;
 pub use outcome::{Class, Outcome};

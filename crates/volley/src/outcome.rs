@@ -265,6 +265,9 @@ pub struct Outcome {
     /// What to remember of the URL now (`resources`), written in the same
     /// transaction as the outcome; `None` leaves the row as it is.
     pub resource: Option<Box<crate::http::refresh::Resource>>,
+    /// With `--warc`: where the outcome's records were written, committed
+    /// with it (`outcomes.warc_*`, `warc_records`, `warc_files`).
+    pub warc: Option<crate::warc::WarcPlacement>,
 }
 
 /// A page discovered from the page just fetched.
@@ -333,6 +336,7 @@ impl Outcome {
             caps: PageCaps::default(),
             changed: None,
             resource: None,
+            warc: None,
         }
     }
 

@@ -98,6 +98,12 @@ pub struct Stops {
     asks: Option<HostAsks>,
     /// `--insecure`: every host is unverified, by the one client.
     all_unverified: bool,
+    /// `--warc`: every hop is its own exchange, archived as its own pair
+    /// of records, so every redirect stops.
+    every_hop: bool,
+    /// The address rules, checked on each hop [`crate::http::fetch::attempt`]
+    /// follows itself (an IP-literal hop never reaches the resolver).
+    rules: crate::http::guard::AddressRules,
 }
 
 impl Stops {
@@ -109,6 +115,8 @@ impl Stops {
         Ok(Stops {
             asks: HostAsks::of(spec)?,
             all_unverified: spec.insecure,
+            every_hop: spec.warc.is_some(),
+            rules: spec.address_rules()?,
         })
     }
 
@@ -122,15 +130,24 @@ impl Stops {
         self.asks.as_ref().and_then(|asks| asks.for_url(url))
     }
 
+    /// Whether `url` may be fetched under the address rules.
+    ///
+    /// # Errors
+    /// [`crate::http::guard::Forbidden`] for a refused IP literal.
+    pub fn check(&self, url: &Url) -> Result<(), crate::http::guard::Forbidden> {
+        self.rules.check_url(url)
+    }
+
     /// Whether a chain that began at `first`, on a client that verifies or
-    /// not (`unverified`), stops before the hop to `next`: the hop changes
-    /// origin, and either `first` has headers of its own or `next` needs
-    /// the other client.
+    /// not (`unverified`), stops before the hop to `next`: every hop does
+    /// under `--warc`; otherwise the hop changes origin, and either `first`
+    /// has headers of its own or `next` needs the other client.
     pub fn stops(&self, first: &Url, next: &Url, unverified: bool) -> bool {
-        self.asks.is_some()
-            && first.origin() != next.origin()
-            && (self.ask(first).is_some_and(|a| a.headers.is_some())
-                || self.unverified(next) != unverified)
+        self.every_hop
+            || self.asks.is_some()
+                && first.origin() != next.origin()
+                && (self.ask(first).is_some_and(|a| a.headers.is_some())
+                    || self.unverified(next) != unverified)
     }
 }
 
@@ -142,6 +159,9 @@ pub struct Clients {
     verified: reqwest::Client,
     unverified: Option<reqwest::Client>,
     stops: Arc<Stops>,
+    /// The headers every request carries ([`default_headers`]), for the
+    /// archive's request records.
+    sent: HeaderMap,
 }
 
 impl Clients {
@@ -164,6 +184,7 @@ impl Clients {
             verified,
             unverified,
             stops,
+            sent: default_headers(spec),
         })
     }
 
@@ -179,6 +200,12 @@ impl Clients {
     /// The redirect stops, and what host rules change per URL.
     pub fn stops(&self) -> &Stops {
         &self.stops
+    }
+
+    /// The headers every request of the run carries (`User-Agent`,
+    /// `Accept-Encoding`, `--header`).
+    pub fn default_headers(&self) -> &HeaderMap {
+        &self.sent
     }
 }
 
@@ -259,6 +286,32 @@ pub enum ClientError {
     Range(#[from] crate::options::SpecError),
 }
 
+/// The headers every request of `spec` carries: `User-Agent`,
+/// `Accept-Encoding` ([`ACCEPTED_ENCODINGS`]) and the `--header` list,
+/// which may replace `Accept-Encoding`.
+fn default_headers(spec: &FetchSpec) -> HeaderMap {
+    let mut headers = HeaderMap::new();
+    if let Ok(agent) = HeaderValue::from_str(&spec.user_agent) {
+        headers.insert(reqwest::header::USER_AGENT, agent);
+    }
+    headers.insert(
+        ACCEPT_ENCODING,
+        HeaderValue::from_static(ACCEPTED_ENCODINGS),
+    );
+    for (name, value) in &spec.headers {
+        if let (Ok(n), Ok(v)) = (
+            HeaderName::from_bytes(name.as_bytes()),
+            HeaderValue::from_str(value),
+        ) {
+            if n == ACCEPT_ENCODING || n == reqwest::header::USER_AGENT {
+                headers.remove(&n);
+            }
+            headers.append(n, v);
+        }
+    }
+    headers
+}
+
 /// Builds a client from `spec`, verifying certificates unless `--insecure`,
 /// without cookies; a run's clients come from [`Clients::build`].
 ///
@@ -280,22 +333,7 @@ pub(crate) fn client_with(
     unverified: bool,
     stops: Arc<Stops>,
 ) -> Result<reqwest::Client, ClientError> {
-    let mut headers = HeaderMap::new();
-    headers.insert(
-        ACCEPT_ENCODING,
-        HeaderValue::from_static(ACCEPTED_ENCODINGS),
-    );
-    for (name, value) in &spec.headers {
-        if let (Ok(n), Ok(v)) = (
-            HeaderName::from_bytes(name.as_bytes()),
-            HeaderValue::from_str(value),
-        ) {
-            if n == ACCEPT_ENCODING {
-                headers.remove(&n);
-            }
-            headers.append(n, v);
-        }
-    }
+    let headers = default_headers(spec);
     let mut builder = reqwest::Client::builder();
     for path in &spec.ca_certs {
         let shown = || path.display().to_string();
@@ -353,7 +391,6 @@ pub(crate) fn client_with(
     }
     let resolver = crate::http::dns::Resolver::new(&spec.dns_servers)?.with_rules(rules.clone());
     builder
-        .user_agent(spec.user_agent.clone())
         .default_headers(headers)
         .connect_timeout(spec.connect_timeout)
         .read_timeout(spec.read_timeout)
@@ -408,14 +445,14 @@ fn redirect_policy(
     stops: impl Fn(&Url, &Url) -> bool + Send + Sync + 'static,
 ) -> reqwest::redirect::Policy {
     reqwest::redirect::Policy::custom(move |attempt| {
+        // IP-literal hops never reach the resolver's check.
+        if let Err(forbidden) = rules.check_url(attempt.url()) {
+            return attempt.error(forbidden);
+        }
         if let Some(first) = attempt.previous().first()
             && stops(first, attempt.url())
         {
             return attempt.stop();
-        }
-        // IP-literal hops never reach the resolver's check.
-        if let Err(forbidden) = rules.check_url(attempt.url()) {
-            return attempt.error(forbidden);
         }
         // `previous` holds every URL requested so far, the first included.
         let followed = attempt.previous().len().saturating_sub(1);

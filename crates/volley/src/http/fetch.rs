@@ -42,6 +42,9 @@ use crate::outcome::Class;
 use crate::politeness::retry::{
     is_retryable_class, is_retryable_status, parse_retry_after, rate_limit_reset,
 };
+use crate::warc::capture::{
+    self, Capture, Capturing, Exchange, Payload, ResponseCapture, SharedPayload, Truncated,
+};
 
 /// Decoded bytes before the decompression ratio is checked: small bodies
 /// compress well legitimately.
@@ -91,7 +94,7 @@ pub fn authorization(spec: &FetchSpec) -> Result<Option<HeaderValue>, ClientErro
 
 /// What one attempt produced. Fields are `None` when the attempt failed
 /// before reaching them.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug)]
 pub struct Attempt {
     /// `ok`, or what went wrong.
     pub class: Class,
@@ -135,6 +138,9 @@ pub struct Attempt {
     /// Answered to a `HEAD` (a link check, [`Ask::head_first`]): no body
     /// was sent, so there is nothing to remember of it.
     pub head: bool,
+    /// With `--warc`: every exchange of the attempt as it went over the
+    /// wire ([`crate::warc::capture`]).
+    pub capture: Option<Capture>,
 }
 
 impl Attempt {
@@ -159,7 +165,17 @@ impl Attempt {
             link_next: None,
             cache: None,
             head: false,
+            capture: None,
         }
+    }
+
+    /// Clears what one exchange found, for the next hop (or the `GET`
+    /// after a link check's `HEAD`), keeping the capture of those before.
+    fn restart(&mut self, head: bool) {
+        let capture = self.capture.take();
+        *self = Attempt::new();
+        self.head = head;
+        self.capture = capture;
     }
 
     /// Whether this failure can succeed later (see [`crate::politeness::retry`]).
@@ -203,6 +219,8 @@ pub struct Ask<'a> {
     /// with `GET` when the `HEAD` is answered 4xx or 5xx, as many servers
     /// refuse or mishandle `HEAD` (405, 403, 404) while the page is there.
     pub head_first: bool,
+    /// With `--warc`: capture each exchange ([`Attempt::capture`]).
+    pub capture: Option<&'a Arc<Capturing>>,
 }
 
 /// Makes one attempt at `url`, bounded by `spec.timeout` as a whole.
@@ -262,40 +280,59 @@ pub async fn attempt(
         }
         request
     };
-    let how = (ask.via_proxy, revalidating);
     let exchanges = async {
         let mut head = ask.head_first;
         loop {
-            record = Attempt::new();
-            record.head = head;
+            record.restart(head);
+            if ask.capture.is_some() && record.capture.is_none() {
+                record.capture = Some(Capture::default());
+            }
             let mut url = url.clone();
-            let mut hops = 0;
+            let mut visited = vec![url.clone()];
             loop {
                 let (client, unverified) = clients.for_url(&url);
                 let stops = |next: &Url| clients.stops().stops(&url, next, unverified);
-                let request = request(client, &url, hops == 0, head);
+                let request = request(client, &url, visited.len() == 1, head);
                 // A HEAD has no body to save.
                 let save = save.filter(|_| !head);
+                let how = Exchanging {
+                    via_proxy: ask.via_proxy,
+                    revalidating,
+                    capture: ask.capture,
+                    defaults: clients.default_headers(),
+                };
                 let hop = exchange(request, spec, save, start, how, stops, &mut record).await?;
                 let Some(next) = hop else { break };
                 // A hop the client stopped at: followed with a new request made
                 // for the next host, without the first host's headers or the
                 // run's Authorization.
-                record = Attempt::new();
-                record.head = head;
-                hops += 1;
-                if hops > spec.max_redirects {
-                    record.class = Class::TooManyRedirects;
-                    record.message = Some(
-                        RedirectError::TooMany {
-                            count: hops - 1,
-                            max: spec.max_redirects,
-                            last: next.to_string(),
-                        }
-                        .to_string(),
-                    );
+                record.restart(head);
+                if let Err(forbidden) = clients.stops().check(&next) {
+                    record.class = Class::ForbiddenAddress;
+                    record.message = Some(forbidden.to_string());
                     break;
                 }
+                let hops = visited.len();
+                let stopped = if visited.contains(&next) {
+                    Some(RedirectError::Loop {
+                        count: hops - 1,
+                        last: next.to_string(),
+                    })
+                } else if hops > spec.max_redirects {
+                    Some(RedirectError::TooMany {
+                        count: hops - 1,
+                        max: spec.max_redirects,
+                        last: next.to_string(),
+                    })
+                } else {
+                    None
+                };
+                if let Some(stopped) = stopped {
+                    record.class = Class::TooManyRedirects;
+                    record.message = Some(stopped.to_string());
+                    break;
+                }
+                visited.push(next.clone());
                 url = next;
             }
             // A link check's HEAD answered 4xx/5xx: ask again with GET.
@@ -313,6 +350,7 @@ pub async fn attempt(
         Ok(Ok(())) => {}
         Ok(Err(Local(e))) => return Err(e),
         Err(_elapsed) => {
+            mark_truncated(&record, Truncated::Time);
             record.class = Class::TotalTimeout;
             record.message = Some(format!(
                 "attempt exceeded --timeout of {}",
@@ -326,16 +364,53 @@ pub async fn attempt(
 /// A local failure that stops the run.
 struct Local(io::Error);
 
+/// How one exchange goes, beyond its request.
+struct Exchanging<'a> {
+    via_proxy: bool,
+    revalidating: bool,
+    capture: Option<&'a Arc<Capturing>>,
+    /// The client's own headers, for the captured request head.
+    defaults: &'a HeaderMap,
+}
+
 async fn exchange(
     request: reqwest::RequestBuilder,
     spec: &FetchSpec,
     save: Option<SaveTo<'_>>,
     start: Instant,
-    (via_proxy, revalidating): (bool, bool),
+    how: Exchanging<'_>,
     stops: impl Fn(&Url) -> bool,
     record: &mut Attempt,
 ) -> Result<Option<Url>, Local> {
-    let response = match request.send().await {
+    let Exchanging {
+        via_proxy,
+        revalidating,
+        capture,
+        defaults,
+    } = how;
+    let (client, request) = request.build_split();
+    let sent = match request {
+        Ok(request) => {
+            if let Some(c) = record.capture.as_mut().filter(|_| capture.is_some()) {
+                c.exchanges.push(Exchange {
+                    date: SystemTime::now(),
+                    target_uri: request.url().to_string(),
+                    ip: None,
+                    request: capture::request_head(
+                        request.method().as_str(),
+                        request.url(),
+                        defaults,
+                        request.headers(),
+                    ),
+                    response: None,
+                    revalidated: revalidating,
+                });
+            }
+            client.execute(request).await
+        }
+        Err(e) => Err(e),
+    };
+    let response = match sent {
         Ok(r) => r,
         Err(e) => {
             fail(record, &e);
@@ -353,11 +428,31 @@ async fn exchange(
     };
     record.ttfb_ms = Some(millis(start.elapsed()));
     let status = response.status().as_u16();
+    let payload = capture
+        .zip(record.capture.as_mut())
+        .and_then(|(capturing, c)| {
+            let exchange = c.exchanges.last_mut()?;
+            let head = capture::response_head(response.version(), status, response.headers());
+            let payload = Payload::shared(capturing, &head);
+            exchange.ip = response.remote_addr().map(|a| a.ip());
+            exchange.response = Some(ResponseCapture {
+                head,
+                status,
+                mime: response.headers().get(CONTENT_TYPE).map(header_text),
+                payload: Arc::clone(&payload),
+            });
+            Some(payload)
+        });
     if matches!(status, 301 | 302 | 303 | 307 | 308)
-        && let Some(next) = cross_host_location(response.url(), response.headers())
+        && let Some(next) = redirect_location(response.url(), response.headers())
         && stops(&next)
     {
         // The redirect policy stopped here ([`Stops::stops`]).
+        if let Some(payload) = payload {
+            keep_redirect_body(response, &payload)
+                .await
+                .map_err(Local)?;
+        }
         return Ok(Some(next));
     }
     record.status = Some(status);
@@ -379,6 +474,9 @@ async fn exchange(
     }
     if status == 304 && revalidating {
         // No body to read, and none to save: the remembered one stands.
+        if let Some(payload) = &payload {
+            capture::lock(payload).complete = true;
+        }
         record.class = Class::NotModified;
         record.bytes = Some(0);
         record.wire_bytes = Some(0);
@@ -414,7 +512,7 @@ async fn exchange(
         Some(to) if !retryable => BodySink::saving(to.dir, to.partial_name),
         _ => BodySink::hashing(),
     };
-    let mut body = BodyReader::new(response);
+    let mut body = BodyReader::new(response, payload.clone());
     let mut speed = spec
         .min_speed_bytes
         .map(|min| SpeedGuard::new(min, spec.speed_window));
@@ -428,6 +526,9 @@ async fn exchange(
                 break Some((Class::Decode, format!("cannot decode the body: {e}")));
             }
         };
+        if let Some(e) = payload.as_ref().and_then(|p| capture::lock(p).take_error()) {
+            return Err(Local(e));
+        }
         bytes += chunk.len() as u64;
         if let Some(max) = max_body.filter(|max| bytes > *max) {
             break Some((
@@ -455,6 +556,17 @@ async fn exchange(
     };
     record.bytes = Some(bytes);
     record.wire_bytes = Some(body.wire_bytes(bytes));
+    drop(body);
+    if let Some(payload) = &payload {
+        let mut payload = capture::lock(payload);
+        if let Some(e) = payload.take_error() {
+            return Err(Local(e));
+        }
+        match &verdict {
+            None => payload.complete = true,
+            Some((class, _)) => payload.truncated = Some(truncation(*class)),
+        }
+    }
     if let Some((class, message)) = verdict {
         record.class = class;
         record.message = Some(message);
@@ -486,7 +598,7 @@ pub async fn fetch_small(
             .await
             .map_err(|e| error_chain(&e))?;
         let status = response.status().as_u16();
-        let mut body = BodyReader::new(response);
+        let mut body = BodyReader::new(response, None);
         let mut data = Vec::new();
         while data.len() < max_bytes {
             match body.next_chunk().await {
@@ -518,10 +630,11 @@ enum BodyError {
     Decode(io::Error),
 }
 
-/// Reads a response body as decoded chunks, counting the bytes on the wire.
+/// Reads a response body as decoded chunks, counting the bytes on the wire
+/// and, with `--warc`, keeping them as received in a payload.
 enum BodyReader {
     /// No `Content-Encoding`: chunks as they arrive.
-    Plain(reqwest::Response),
+    Plain(reqwest::Response, Option<SharedPayload>),
     /// Decoded through async-compression.
     Decoded {
         reader: Pin<Box<dyn AsyncRead + Send>>,
@@ -531,14 +644,14 @@ enum BodyReader {
 }
 
 impl BodyReader {
-    fn new(response: reqwest::Response) -> BodyReader {
+    fn new(response: reqwest::Response, tee: Option<SharedPayload>) -> BodyReader {
         let encoding = response
             .headers()
             .get(CONTENT_ENCODING)
             .and_then(|v| v.to_str().ok())
             .map(|v| v.trim().to_ascii_lowercase());
         let Some(encoding) = encoding.filter(|e| e != "identity") else {
-            return BodyReader::Plain(response);
+            return BodyReader::Plain(response, tee);
         };
         let wire = Arc::new(AtomicU64::new(0));
         let counted = Arc::clone(&wire);
@@ -546,6 +659,9 @@ impl BodyReader {
             .bytes_stream()
             .map_ok(move |chunk| {
                 counted.fetch_add(chunk.len() as u64, Ordering::Relaxed);
+                if let Some(tee) = &tee {
+                    capture::lock(tee).push(&chunk);
+                }
                 chunk
             })
             .map_err(io::Error::other);
@@ -568,7 +684,13 @@ impl BodyReader {
     /// The next decoded chunk, or `None` at the end.
     async fn next_chunk(&mut self) -> Result<Option<Bytes>, BodyError> {
         match self {
-            BodyReader::Plain(response) => response.chunk().await.map_err(BodyError::Network),
+            BodyReader::Plain(response, tee) => {
+                let chunk = response.chunk().await.map_err(BodyError::Network)?;
+                if let (Some(tee), Some(chunk)) = (tee, &chunk) {
+                    capture::lock(tee).push(chunk);
+                }
+                Ok(chunk)
+            }
             BodyReader::Decoded { reader, buf, .. } => {
                 buf.reserve(READ_CHUNK);
                 match reader.read_buf(buf).await {
@@ -583,7 +705,7 @@ impl BodyReader {
     /// Bytes received on the wire, given `decoded` bytes read so far.
     fn wire_bytes(&self, decoded: u64) -> u64 {
         match self {
-            BodyReader::Plain(_) => decoded,
+            BodyReader::Plain(..) => decoded,
             BodyReader::Decoded { wire, .. } => wire.load(Ordering::Relaxed),
         }
     }
@@ -813,10 +935,70 @@ fn chain<'a>(
 
 /// The target of a redirect response from `from` when it is on another
 /// origin (scheme, host or port).
-fn cross_host_location(from: &Url, headers: &HeaderMap) -> Option<Url> {
+fn redirect_location(from: &Url, headers: &HeaderMap) -> Option<Url> {
     let location = headers.get(reqwest::header::LOCATION)?.to_str().ok()?;
-    let next = from.join(location).ok()?;
-    (next.origin() != from.origin()).then_some(next)
+    from.join(location).ok()
+}
+
+/// Most bytes of a redirect's body kept for the archive.
+const MAX_REDIRECT_BODY: u64 = 1 << 20;
+
+/// Reads a redirect's body (as received) into its payload for the archive,
+/// up to [`MAX_REDIRECT_BODY`]; a failure to read it only marks it
+/// truncated, since the redirect is followed anyway.
+async fn keep_redirect_body(
+    mut response: reqwest::Response,
+    payload: &SharedPayload,
+) -> io::Result<()> {
+    loop {
+        match response.chunk().await {
+            Ok(Some(chunk)) => {
+                let mut payload = capture::lock(payload);
+                payload.push(&chunk);
+                if let Some(e) = payload.take_error() {
+                    return Err(e);
+                }
+                if payload.len() > MAX_REDIRECT_BODY {
+                    payload.truncated = Some(Truncated::Length);
+                    return Ok(());
+                }
+            }
+            Ok(None) => {
+                capture::lock(payload).complete = true;
+                return Ok(());
+            }
+            Err(_) => {
+                capture::lock(payload).truncated = Some(Truncated::Disconnect);
+                return Ok(());
+            }
+        }
+    }
+}
+
+/// Why a payload that ended with `class` stops short (`WARC-Truncated`).
+fn truncation(class: Class) -> Truncated {
+    match class {
+        Class::BodyTooLarge | Class::DecompressionBomb => Truncated::Length,
+        Class::TooSlow | Class::ReadTimeout | Class::TotalTimeout => Truncated::Time,
+        Class::Reset | Class::Protocol | Class::Connect => Truncated::Disconnect,
+        _ => Truncated::Unspecified,
+    }
+}
+
+/// Marks the payload being read when the attempt was cut short as
+/// truncated by `why`.
+fn mark_truncated(record: &Attempt, why: Truncated) {
+    let last = record
+        .capture
+        .as_ref()
+        .and_then(|c| c.exchanges.last())
+        .and_then(|e| e.response.as_ref());
+    if let Some(response) = last {
+        let mut payload = capture::lock(&response.payload);
+        if !payload.complete && payload.truncated.is_none() {
+            payload.truncated = Some(why);
+        }
+    }
 }
 
 /// The error and its sources, joined by `": "`, repeats dropped.

@@ -131,6 +131,17 @@ pub struct FetchSpec {
     pub cookie_jar: Option<PathBuf>,
     /// Where to save bodies, named by SHA-256; `None` hashes and drops them.
     pub save_bodies: Option<PathBuf>,
+    /// Archive every exchange as WARC/1.1 records in files named
+    /// `PREFIX-<timestamp>-<serial>.warc.gz` ([`crate::warc`]); `None`
+    /// archives nothing.
+    pub warc: Option<String>,
+    /// With `warc`: a new file is begun once one reaches this many bytes
+    /// (compressed). In text: a count with an optional 1024-based suffix.
+    #[serde(with = "text::bytes")]
+    pub warc_max_size: u64,
+    /// With `warc`: the algorithm of the records' block and payload
+    /// digests, `sha1` or `sha256`.
+    pub warc_digest: crate::warc::DigestAlgorithm,
     /// Largest decoded body read, in bytes; past it the outcome is
     /// `body_too_large`. `None` for no limit. In text: a count with an
     /// optional 1024-based suffix (`512K`, `10M`, `2G`).
@@ -222,6 +233,9 @@ impl Default for FetchSpec {
             cookies: false,
             cookie_jar: None,
             save_bodies: None,
+            warc: None,
+            warc_max_size: 1 << 30,
+            warc_digest: crate::warc::DigestAlgorithm::Sha1,
             max_body_bytes: None,
             max_decompression_ratio: 200,
             min_speed_bytes: None,
@@ -397,6 +411,27 @@ impl FetchSpec {
         self.host_policy()?;
         self.address_rules()?;
         self.pages.validate().map_err(SpecError::Pages)?;
+        if self.warc.is_none() {
+            let defaults = FetchSpec::default();
+            let given = [
+                (
+                    "--warc-max-size",
+                    self.warc_max_size != defaults.warc_max_size,
+                ),
+                ("--warc-digest", self.warc_digest != defaults.warc_digest),
+            ];
+            if let Some((flag, _)) = given.iter().find(|(_, given)| *given) {
+                return Err(SpecError::Pages(format!(
+                    "{flag} shapes an archive: give --warc PREFIX too"
+                )));
+            }
+        } else if self.warc.as_deref().is_some_and(|p| p.trim().is_empty()) {
+            return Err(SpecError::Pages(
+                "--warc needs a file prefix, such as archive/crawl".into(),
+            ));
+        } else if self.warc_max_size == 0 {
+            return Err(SpecError::Zero("--warc-max-size"));
+        }
         if self.speed_window.is_zero() {
             return Err(SpecError::ZeroDuration("--speed-window"));
         }
@@ -422,6 +457,15 @@ impl FetchSpec {
 }
 
 impl FetchSpec {
+    /// The archive these options ask for (`warc`), if any.
+    pub fn warc_options(&self) -> Option<crate::warc::WarcOptions> {
+        self.warc.as_ref().map(|prefix| crate::warc::WarcOptions {
+            prefix: prefix.clone(),
+            max_file_bytes: self.warc_max_size,
+            digest: self.warc_digest,
+        })
+    }
+
     /// Whether the run keeps a cookie store (`cookies`, or a `cookie_jar`).
     pub fn keeps_cookies(&self) -> bool {
         self.cookies || self.cookie_jar.is_some()

@@ -265,6 +265,32 @@ pub mod opt_rate {
     }
 }
 
+/// A byte count as written back: the largest 1024-based suffix that
+/// divides it (`1G`, `512K`), else the plain number.
+pub fn bytes_text(n: u64) -> String {
+    for (shift, unit) in [(40, "T"), (30, "G"), (20, "M"), (10, "K")] {
+        if n > 0 && n.is_multiple_of(1u64 << shift) {
+            return format!("{}{unit}", n >> shift);
+        }
+    }
+    n.to_string()
+}
+
+/// Byte counts, with 1024-based suffixes.
+pub mod bytes {
+    use super::*;
+
+    /// Writes the count with its largest exact suffix ([`bytes_text`]).
+    pub fn serialize<S: Serializer>(v: &u64, s: S) -> Result<S::Ok, S::Error> {
+        bytes_text(*v).serialize(s)
+    }
+
+    /// Reads a number, or text such as `10M`.
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
+        parse_bytes(&Scalar::deserialize(d)?.text()).map_err(de::Error::custom)
+    }
+}
+
 /// Optional byte counts, with 1024-based suffixes.
 pub mod opt_bytes {
     use super::*;

@@ -30,6 +30,9 @@ use crate::pipeline::scheduler;
 use crate::pipeline::writer;
 use crate::stats::{Progress, RunReport, Tally};
 use crate::store::{Job, Store, StoreError};
+use crate::warc::WarcError;
+use crate::warc::capture::Capturing;
+use crate::warc::writer::WarcWriter;
 
 pub use super::run::RunError;
 
@@ -70,6 +73,67 @@ fn prepare(spec: &FetchSpec) -> Result<Prepared, RunError> {
         clients,
         authorization,
     })
+}
+
+/// With `--warc`: the job's archive writer, its files cut back to what
+/// the database committed ([`WarcWriter::repair`]), and what fetches
+/// capture with; payloads past the memory budget spill beside the files.
+///
+/// # Errors
+/// [`RunError::Warc`] when a file cannot be repaired or the directory
+/// made; [`RunError::Store`].
+async fn open_archive<S: Store>(
+    store: &S,
+    job: &Job,
+    spec: &FetchSpec,
+) -> Result<(Option<WarcWriter>, Option<Arc<Capturing>>), RunError> {
+    let Some(options) = spec.warc_options() else {
+        return Ok((None, None));
+    };
+    let dir = match std::path::Path::new(&options.prefix).parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir.to_owned(),
+        _ => std::path::PathBuf::from("."),
+    };
+    std::fs::create_dir_all(&dir).map_err(|source| WarcError::Io {
+        path: dir.display().to_string(),
+        source,
+    })?;
+    let capturing = Arc::new(Capturing::new(options.digest, dir));
+    let files = store.warc_files(job.id).await?;
+    let mut writer = WarcWriter::new(options, warcinfo(job, spec));
+    let writer = tokio::task::spawn_blocking(move || writer.repair(&files).map(|()| writer))
+        .await
+        .map_err(|e| RunError::Internal(format!("WARC repair failed: {e}")))??;
+    Ok((Some(writer), Some(capturing)))
+}
+
+/// The `warcinfo` block of a job's files (WARC 1.1 §6.2, `application/warc-fields`):
+/// the software, the format, the job, and its options that differ from
+/// the defaults, as JSON (secrets are never among them).
+fn warcinfo(job: &Job, spec: &FetchSpec) -> String {
+    let defaults = crate::options::table::defaults();
+    let options: serde_json::Map<String, serde_json::Value> = match serde_json::to_value(spec) {
+        Ok(serde_json::Value::Object(map)) => map
+            .into_iter()
+            .filter(|(key, value)| defaults.get(key) != Some(value))
+            .collect(),
+        _ => serde_json::Map::new(),
+    };
+    let robots = if spec.respect_robots {
+        "obey"
+    } else {
+        "ignore"
+    };
+    format!(
+        "software: volley/{}\r\nformat: WARC File Format 1.1\r\n\
+         conformsTo: http://iipc.github.io/warc-specifications/specifications/warc-format/warc-1.1/\r\n\
+         isPartOf: {}\r\nhttp-header-user-agent: {}\r\nrobots: {robots}\r\n\
+         volley-options: {}\r\n",
+        env!("CARGO_PKG_VERSION"),
+        job.name,
+        spec.user_agent,
+        serde_json::Value::Object(options)
+    )
 }
 
 /// Checks everything about `spec` that [`fetch_job`] would refuse before
@@ -115,6 +179,7 @@ pub async fn fetch_job<S: Store>(
             source,
         })?;
     }
+    let (warc, capturing) = open_archive(&*store, job, &spec).await?;
     let started = Instant::now();
     let progress = Arc::clone(&control.progress);
     let stop = control.stop.clone();
@@ -174,6 +239,7 @@ pub async fn fetch_job<S: Store>(
         Arc::clone(&progress),
         Arc::clone(&frontier),
         control.observer.clone(),
+        warc,
     ));
     let deadline = CancellationToken::new();
     let deadline_timer = spec.deadline.map(|after| {
@@ -205,6 +271,7 @@ pub async fn fetch_job<S: Store>(
         Ok(shared) => Arc::new(Shared {
             budget: control.budget.clone(),
             authorization,
+            capturing,
             ..shared
         }),
         Err(e) => {
@@ -237,7 +304,7 @@ pub async fn fetch_job<S: Store>(
     let written = writing
         .await
         .map_err(|e| RunError::Internal(format!("writer task failed: {e}")))
-        .and_then(|r| r.map_err(RunError::from));
+        .and_then(|r| r);
     let ingested = match ingesting {
         Some(handle) => handle
             .await

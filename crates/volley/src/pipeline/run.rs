@@ -64,6 +64,9 @@ pub enum RunError {
     /// A body could not be written to disk.
     #[error("writing a body to disk failed: {0}")]
     BodyIo(std::io::Error),
+    /// The archive could not be written or repaired (`--warc`).
+    #[error(transparent)]
+    Warc(#[from] crate::warc::WarcError),
     /// An internal task failed (a bug).
     #[error("internal error: {0}")]
     Internal(String),
@@ -151,6 +154,8 @@ pub(crate) struct Shared {
     pub proxy: crate::http::proxy::ProxyRoute,
     /// The run's `Authorization` (`--user`, `--bearer-token-file`).
     pub authorization: Option<HeaderValue>,
+    /// With `--warc`: what each exchange is captured with.
+    pub capturing: Option<Arc<crate::warc::capture::Capturing>>,
 }
 
 impl Shared {
@@ -182,13 +187,16 @@ impl Shared {
             rules,
             proxy,
             authorization: None,
+            capturing: None,
         })
     }
 }
 
-/// An outcome on its way to the store, with the host it came from.
+/// An outcome on its way to the store, with the host it came from and,
+/// with `--warc`, the exchanges to archive before it commits.
 #[derive(Debug)]
 pub(crate) struct Finished {
     pub outcome: Outcome,
     pub host: Box<str>,
+    pub capture: Option<crate::warc::capture::Capture>,
 }

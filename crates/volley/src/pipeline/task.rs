@@ -137,32 +137,34 @@ pub(crate) async fn run_task(
         Err(e) => {
             let mut outcome = Outcome::new(task.id, Class::InvalidUrl);
             outcome.message = Some(format!("stored URL does not parse: {e}"));
-            return send(&shared, outcome, "".into()).await;
+            return send(&shared, outcome, "".into(), None).await;
         }
     };
     let outcome = async {
         let plan = match admit(&shared, &task, prior.as_ref(), &target, started_at).await {
             Step::Next(plan) => plan,
-            Step::Done(outcome) => return Ok(Some(*outcome)),
+            Step::Done(outcome) => return Ok(Some((*outcome, None))),
             Step::Stopped => return Ok(None),
         };
         let mut fetched =
             match fetch_until_final(&shared, &task, &target, &plan, started_at).await? {
                 Step::Next(fetched) => fetched,
-                Step::Done(outcome) => return Ok(Some(*outcome)),
+                Step::Done(outcome) => return Ok(Some((*outcome, None))),
                 Step::Stopped => return Ok(None),
             };
         let processed = process_page(&shared.spec, &task, &target.url, &mut fetched).await?;
-        Ok::<_, RunError>(Some(finish(
+        let capture = fetched.last.capture.take();
+        let outcome = finish(
             &shared.spec,
             &task,
             prior.as_ref(),
             fetched,
             processed,
             started_at,
-        )))
+        );
+        Ok::<_, RunError>(Some((outcome, capture)))
     };
-    let Some(mut outcome) = outcome.await? else {
+    let Some((mut outcome, capture)) = outcome.await? else {
         return Ok(());
     };
     if reads_robots_sitemaps(&shared.spec, &task)
@@ -174,7 +176,7 @@ pub(crate) async fn run_task(
         // Counted before the task ends, so the scheduler waits for its commit.
         frontier.page_sent();
     }
-    send(&shared, outcome, target.host_name).await
+    send(&shared, outcome, target.host_name, capture).await
 }
 
 /// Whether `task` is only a link check: a crawl's out-of-scope link
@@ -341,6 +343,7 @@ async fn fetch_until_final(
                         host_headers: ask.as_ref().and_then(|a| a.headers.as_ref()),
                         authorization: shared.authorization.as_ref(),
                         head_first: is_link_check(&shared.spec, task, url),
+                        capture: shared.capturing.as_ref(),
                     },
                 ) => result,
             }
@@ -597,6 +600,7 @@ pub(crate) fn finish(
         caps: spec.pages.caps,
         changed,
         resource,
+        warc: None,
     }
 }
 
@@ -762,10 +766,19 @@ async fn fetch_robots(
 }
 
 /// Hands `outcome` to the writer.
-async fn send(shared: &Shared, outcome: Outcome, host: Box<str>) -> Result<(), RunError> {
+async fn send(
+    shared: &Shared,
+    outcome: Outcome,
+    host: Box<str>,
+    capture: Option<crate::warc::capture::Capture>,
+) -> Result<(), RunError> {
     shared
         .outcomes
-        .send(Finished { outcome, host })
+        .send(Finished {
+            outcome,
+            host,
+            capture,
+        })
         .await
         .map_err(|_| RunError::Internal("the writer stopped; outcome not recorded".into()))
 }

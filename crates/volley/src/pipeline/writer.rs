@@ -15,6 +15,12 @@
 //!
 //! Progress counters move only after a commit, so a display never shows an
 //! outcome as recorded before it is durable.
+//!
+//! With `--warc`, each batch's exchanges are archived first ([`archive`]):
+//! the records are appended to the job's file and flushed to the operating
+//! system, and only then do the outcomes commit, each with where its
+//! records are. A crash between the two leaves records past the file's
+//! committed end, which the next run cuts ([`crate::warc`]).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -23,9 +29,12 @@ use tokio::sync::mpsc;
 use tokio::sync::mpsc::error::TryRecvError;
 
 use crate::outcome::{Class, Outcome};
-use crate::pipeline::run::{Finished, Frontier};
+use crate::pipeline::run::{Finished, Frontier, RunError};
 use crate::stats::{Observed, Observer, Progress, Tally};
-use crate::store::{Store, StoreError};
+use crate::store::Store;
+use crate::warc::capture::{Capture, lock};
+use crate::warc::writer::WarcWriter;
+use crate::warc::{EarlierCaptures, WarcPlacement, record};
 
 /// Most outcomes committed in one transaction.
 pub(crate) const BATCH_MAX: usize = 1024;
@@ -36,9 +45,10 @@ pub(crate) const LINGER: Duration = Duration::from_millis(20);
 /// Receives outcomes until every sender is dropped, committing in batches.
 ///
 /// # Errors
-/// The first store error; the run must stop, since outcomes can no longer
-/// be recorded. Outcomes of the failed batch stay unrecorded and their tasks
-/// leased, to be fetched again by the next run.
+/// The first store error, or archive error ([`RunError::Warc`]); the run
+/// must stop, since outcomes can no longer be recorded. Outcomes of the
+/// failed batch stay unrecorded and their tasks leased, to be fetched
+/// again by the next run.
 pub(crate) async fn run<S: Store>(
     store: Arc<S>,
     job: i64,
@@ -46,7 +56,8 @@ pub(crate) async fn run<S: Store>(
     progress: Arc<Progress>,
     frontier: Arc<Frontier>,
     observer: Option<Arc<dyn Observer>>,
-) -> Result<Tally, StoreError> {
+    mut warc: Option<WarcWriter>,
+) -> Result<Tally, RunError> {
     let mut tally = Tally::default();
     while let Some(first) = rx.recv().await {
         // A pagination chain or a crawl waits on this commit: do not
@@ -71,6 +82,13 @@ pub(crate) async fn run<S: Store>(
             batch.push(next);
         }
         let (mut failed, mut bytes) = (0, 0);
+        if warc.is_some() {
+            let captures = batch.iter_mut().map(|f| (f.capture.take(), None)).collect();
+            let placed = archive(&*store, job, &mut warc, captures).await?;
+            for (f, (_, placement)) in batch.iter_mut().zip(placed) {
+                f.outcome.warc = placement;
+            }
+        }
         let outcomes: Vec<Outcome> = batch
             .into_iter()
             .map(|f| {
@@ -119,5 +137,99 @@ pub(crate) async fn run<S: Store>(
         Progress::add(&progress.failed, failed);
         Progress::add(&progress.bytes, bytes);
     }
+    if let Some(mut writer) = warc {
+        tokio::task::spawn_blocking(move || writer.finish())
+            .await
+            .map_err(|e| RunError::Internal(format!("WARC writer failed: {e}")))??;
+    }
     Ok(tally)
+}
+
+/// A batch's captures, each with its placement once written.
+type Placed = Vec<(Option<Capture>, Option<WarcPlacement>)>;
+
+/// Writes the records of a batch's `captures` (see the module docs),
+/// beginning new files as the writer fills them; returns each capture's
+/// placement. Payloads the database archived before, or an earlier
+/// capture of the batch did, become revisits.
+///
+/// # Errors
+/// [`RunError::Warc`] when a file cannot be written, [`RunError::Store`]
+/// when the database cannot be asked.
+async fn archive<S: Store>(
+    store: &S,
+    job: i64,
+    warc: &mut Option<WarcWriter>,
+    mut captures: Placed,
+) -> Result<Placed, RunError> {
+    let (digests, uris) = lookups(&captures);
+    let earlier = if digests.is_empty() && uris.is_empty() {
+        EarlierCaptures::default()
+    } else {
+        store.warc_earlier(digests, uris).await?
+    };
+    let mut writer = warc
+        .take()
+        .ok_or_else(|| RunError::Internal("the WARC writer was lost".into()))?;
+    writer.begin_batch();
+    let earlier = Arc::new(earlier);
+    let mut from = 0;
+    while from < captures.len() {
+        let file = if writer.needs_file() {
+            let stamp = record::index_timestamp(&record::warc_date(std::time::SystemTime::now()));
+            Some(
+                store
+                    .add_warc_file(job, writer.prefix().to_owned(), stamp)
+                    .await?,
+            )
+        } else {
+            None
+        };
+        let earlier = Arc::clone(&earlier);
+        let (back, rest, written) = tokio::task::spawn_blocking(move || {
+            let written = (|| {
+                if let Some(file) = file {
+                    writer.begin_file(file.id, &file.path)?;
+                }
+                writer.write(&mut captures[from..], &earlier)
+            })();
+            (writer, captures, written)
+        })
+        .await
+        .map_err(|e| RunError::Internal(format!("WARC writer failed: {e}")))?;
+        writer = back;
+        captures = rest;
+        from += written?;
+    }
+    *warc = Some(writer);
+    Ok(captures)
+}
+
+/// What to ask the database before archiving a batch: the digests of its
+/// whole, non-empty payloads, and the URIs of its `304`s to conditional
+/// requests.
+fn lookups(captures: &Placed) -> (Vec<String>, Vec<String>) {
+    let (mut digests, mut uris) = (Vec::new(), Vec::new());
+    let exchanges = captures
+        .iter()
+        .filter_map(|(c, _)| c.as_ref())
+        .flat_map(|c| &c.exchanges);
+    for exchange in exchanges {
+        let Some(response) = &exchange.response else {
+            continue;
+        };
+        if response.status == 304 && exchange.revalidated {
+            uris.push(exchange.target_uri.clone());
+            continue;
+        }
+        let payload = lock(&response.payload);
+        if payload.complete && payload.truncated.is_none() && !payload.is_empty() {
+            digests.push(payload.payload_digest());
+        }
+    }
+    digests.sort_unstable();
+    digests.dedup();
+    uris.sort_unstable();
+    uris.dedup();
+    (digests, uris)
 }

@@ -505,6 +505,38 @@ pub(crate) const RESOURCE_CONFLICT: &str = "ON CONFLICT (url) DO UPDATE SET \
 pub(crate) const EXPORT_ITEMS: &str = "SELECT t.line, t.page, t.url, i.idx, i.item FROM tasks t \
      JOIN items i ON i.task_id = t.id WHERE t.job_id = $1 ORDER BY t.id, i.idx";
 
+/// A row of [`Reader::for_each_warc_record`]: one `response` or `revisit`
+/// record, a line of the CDXJ index.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WarcRecordRow {
+    /// The SURT key of its URI.
+    pub urlkey: String,
+    /// Its `WARC-Date`.
+    pub date: String,
+    /// Its `WARC-Target-URI`.
+    pub target_uri: String,
+    /// `response` or `revisit`.
+    pub kind: crate::warc::RecordKind,
+    /// The response's `Content-Type`.
+    pub mime: Option<String>,
+    /// The HTTP status.
+    pub status: Option<u16>,
+    /// Its `WARC-Payload-Digest`.
+    pub payload_digest: Option<String>,
+    /// Where its gzip member starts in the file, in bytes.
+    pub offset: u64,
+    /// The member's length, in bytes.
+    pub length: u64,
+    /// The file's path.
+    pub file: String,
+}
+
+/// The rows of [`Reader::for_each_warc_record`] for the job bound to `$1`,
+/// in index order (by key, then date), before the store's own `ORDER BY`.
+pub(crate) const EXPORT_WARC_RECORDS: &str = "SELECT r.urlkey, r.date, r.target_uri, r.kind, \
+     r.mime, r.status, r.payload_digest, r.offset_bytes, r.length_bytes, f.path \
+     FROM warc_records r JOIN warc_files f ON f.id = r.file_id WHERE f.job_id = $1";
+
 /// Read-only access to a database for `volley status` and `volley export`;
 /// takes no lock and works while runs go on.
 pub trait Reader {
@@ -540,6 +572,18 @@ pub trait Reader {
         &self,
         job: i64,
         each: impl FnMut(&ItemRow) -> Result<(), E>,
+    ) -> Result<(), E>;
+
+    /// Calls `each` for every `response` and `revisit` record `job` archived
+    /// (`--warc`), sorted by key, then date (byte order, as CDXJ readers
+    /// binary-search it), streaming.
+    ///
+    /// # Errors
+    /// Database errors, or the first error `each` returns.
+    fn for_each_warc_record<E: From<StoreError>>(
+        &self,
+        job: i64,
+        each: impl FnMut(&WarcRecordRow) -> Result<(), E>,
     ) -> Result<(), E>;
 
     /// The broken URLs of `job` (every failed outcome but those of
@@ -715,6 +759,32 @@ pub trait Store: Send + Sync + 'static {
 
     /// Reads the job row again (another process may have ingested more).
     fn reload_job(&self, job: i64) -> impl Future<Output = Result<Job, StoreError>> + Send;
+
+    /// The WARC files of `job` (`--warc`), oldest first, with where each
+    /// one's last committed record ends.
+    fn warc_files(
+        &self,
+        job: i64,
+    ) -> impl Future<Output = Result<Vec<crate::warc::WarcFile>, StoreError>> + Send;
+
+    /// Registers a new WARC file of `job`, named by
+    /// [`crate::warc::file_name`] from `prefix`, `stamp` and a serial unique
+    /// in the database (its id); its committed end is 0.
+    fn add_warc_file(
+        &self,
+        job: i64,
+        prefix: String,
+        stamp: String,
+    ) -> impl Future<Output = Result<crate::warc::WarcFile, StoreError>> + Send;
+
+    /// The earlier captures, in any job of the database, that revisit
+    /// records may point at: the first whole `response` of each payload
+    /// digest in `digests`, and the latest `response` of each URI in `uris`.
+    fn warc_earlier(
+        &self,
+        digests: Vec<String>,
+        uris: Vec<String>,
+    ) -> impl Future<Output = Result<crate::warc::EarlierCaptures, StoreError>> + Send;
 
     /// Fires when this run's leases are lost (a shared store whose
     /// heartbeat failed for longer than the lease): the run must stop at

@@ -75,13 +75,14 @@ use tokio_postgres::types::ToSql;
 use tokio_util::sync::CancellationToken;
 
 use super::{
-    BrokenRow, EXPORT_ITEMS, EXPORT_OUTCOMES, ExportRow, IngestBatch, IngestReport, ItemRow,
-    JOB_COLUMNS, Job, JobCounts, JobSummary, LeasedTask, NOT_BROKEN_CLASSES, RESOURCE_COLUMNS,
-    RESOURCE_CONFLICT, Reader, Recorded, Store, StoreError, Want,
+    BrokenRow, EXPORT_ITEMS, EXPORT_OUTCOMES, EXPORT_WARC_RECORDS, ExportRow, IngestBatch,
+    IngestReport, ItemRow, JOB_COLUMNS, Job, JobCounts, JobSummary, LeasedTask, NOT_BROKEN_CLASSES,
+    RESOURCE_COLUMNS, RESOURCE_CONFLICT, Reader, Recorded, Store, StoreError, Want, WarcRecordRow,
 };
 use crate::http::refresh::Resource;
 use crate::input::Input;
 use crate::outcome::{Class, NextPage, Outcome, now_ms};
+use crate::warc::{Earlier, EarlierCaptures, WarcFile};
 
 /// The advisory lock (two-key form) held while migrating the schema, so
 /// that workers starting together migrate once.
@@ -299,6 +300,10 @@ async fn migrate(pool: &Pool) -> Result<(), StoreError> {
         refinery_core::Migration::unapplied(
             "V6__crawl",
             include_str!("migrations/postgres/V6__crawl.sql"),
+        )?,
+        refinery_core::Migration::unapplied(
+            "V7__warc",
+            include_str!("migrations/postgres/V7__warc.sql"),
         )?,
     ];
     let client: &mut tokio_postgres::Client = &mut conn;
@@ -1242,7 +1247,19 @@ async fn insert_outcomes(
     let started: Vec<Option<i64>> = outcomes.iter().map(|o| o.started_at_ms).collect();
     let finished: Vec<i64> = outcomes.iter().map(|o| o.finished_at_ms).collect();
     let changed: Vec<Option<i32>> = outcomes.iter().map(|o| o.changed.map(i32::from)).collect();
-    let params: [&(dyn ToSql + Sync); 21] = [
+    let warc_file: Vec<Option<&str>> = outcomes
+        .iter()
+        .map(|o| o.warc.as_ref().map(|w| w.file.as_str()))
+        .collect();
+    let warc_offset: Vec<Option<i64>> = outcomes
+        .iter()
+        .map(|o| opt_i64(o.warc.as_ref().map(|w| w.offset)))
+        .collect();
+    let warc_length: Vec<Option<i64>> = outcomes
+        .iter()
+        .map(|o| opt_i64(o.warc.as_ref().map(|w| w.length)))
+        .collect();
+    let params: [&(dyn ToSql + Sync); 24] = [
         &job,
         &task_id,
         &class,
@@ -1264,18 +1281,23 @@ async fn insert_outcomes(
         &started,
         &finished,
         &changed,
+        &warc_file,
+        &warc_offset,
+        &warc_length,
     ];
     tx.execute(
         "INSERT INTO outcomes (job_id, task_id, class, status, http_version, message, attempts, \
          bytes, wire_bytes, elapsed_ms, ttfb_ms, final_url, content_type, body_sha256, body_path, \
-         headers, extracted, duplicate_of, started_at_ms, finished_at_ms, changed) \
+         headers, extracted, duplicate_of, started_at_ms, finished_at_ms, changed, warc_file, \
+         warc_offset, warc_length) \
          SELECT $1, * FROM unnest($2::int8[], $3::text[], $4::int4[], $5::text[], $6::text[], \
          $7::int4[], $8::int8[], $9::int8[], $10::int8[], $11::int8[], $12::text[], $13::text[], \
          $14::text[], $15::text[], $16::text[], $17::text[], $18::int8[], $19::int8[], $20::int8[], \
-         $21::int4[])",
+         $21::int4[], $22::text[], $23::int8[], $24::int8[])",
         &params,
     )
     .await?;
+    insert_warc_records(tx, outcomes).await?;
     let (mut item_task, mut item_idx, mut item) = (Vec::new(), Vec::new(), Vec::new());
     let (mut a_task, mut a_attempt, mut a_class, mut a_status, mut a_message) =
         (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
@@ -1317,6 +1339,67 @@ async fn insert_outcomes(
         )
         .await?;
     }
+    Ok(())
+}
+
+/// Inserts the `warc_records` of `outcomes` and moves each file's
+/// committed end past them.
+async fn insert_warc_records(
+    tx: &tokio_postgres::Transaction<'_>,
+    outcomes: &[&Outcome],
+) -> Result<(), StoreError> {
+    let placed: Vec<(&Outcome, &crate::warc::WarcPlacement)> = outcomes
+        .iter()
+        .filter_map(|o| o.warc.as_ref().map(|w| (*o, w)))
+        .collect();
+    if placed.is_empty() {
+        return Ok(());
+    }
+    let mut ends: HashMap<i64, i64> = HashMap::new();
+    let (mut task, mut file, mut offset, mut length) = (vec![], vec![], vec![], vec![]);
+    let (mut kind, mut uri, mut key, mut date) = (vec![], vec![], vec![], vec![]);
+    let (mut status, mut mime, mut digest, mut id, mut complete) =
+        (vec![], vec![], vec![], vec![], vec![]);
+    for (o, w) in placed {
+        let end = ends.entry(w.file_id).or_default();
+        *end = (*end).max(i64::try_from(w.end()).unwrap_or(i64::MAX));
+        for r in &w.records {
+            task.push(o.task_id);
+            file.push(w.file_id);
+            offset.push(i64::try_from(r.offset).unwrap_or(i64::MAX));
+            length.push(i64::try_from(r.length).unwrap_or(i64::MAX));
+            kind.push(r.kind.as_str());
+            uri.push(r.target_uri.as_str());
+            key.push(r.urlkey.as_str());
+            date.push(r.date.as_str());
+            status.push(i32::from(r.status));
+            mime.push(r.mime.as_deref());
+            digest.push(r.payload_digest.as_deref());
+            id.push(r.record_id.as_str());
+            complete.push(r.complete);
+        }
+    }
+    tx.execute(
+        "INSERT INTO warc_records (task_id, file_id, offset_bytes, length_bytes, kind, target_uri, urlkey, \
+         date, status, mime, payload_digest, record_id, complete) \
+         SELECT * FROM unnest($1::int8[], $2::int8[], $3::int8[], $4::int8[], $5::text[], \
+         $6::text[], $7::text[], $8::text[], $9::int4[], $10::text[], $11::text[], $12::text[], \
+         $13::bool[])",
+        &[
+            &task, &file, &offset, &length, &kind, &uri, &key, &date, &status, &mime, &digest,
+            &id, &complete,
+        ],
+    )
+    .await?;
+    let mut pairs: Vec<(i64, i64)> = ends.into_iter().collect();
+    pairs.sort_unstable();
+    let (files, ends): (Vec<i64>, Vec<i64>) = pairs.into_iter().unzip();
+    tx.execute(
+        "UPDATE warc_files f SET committed_end = greatest(f.committed_end, e.end_at) \
+         FROM unnest($1::int8[], $2::int8[]) AS e(id, end_at) WHERE f.id = e.id",
+        &[&files, &ends],
+    )
+    .await?;
     Ok(())
 }
 
@@ -1692,6 +1775,107 @@ impl Store for PgStore {
         Ok(u64::try_from(row.get::<_, i64>(0)).unwrap_or(0))
     }
 
+    async fn warc_files(&self, job: i64) -> Result<Vec<WarcFile>, StoreError> {
+        let rows = client(&self.inner.pool)
+            .await?
+            .query(
+                "SELECT id, path, committed_end FROM warc_files WHERE job_id = $1 ORDER BY id",
+                &[&job],
+            )
+            .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(WarcFile {
+                    id: r.try_get(0)?,
+                    path: r.try_get(1)?,
+                    committed_end: u64::try_from(r.try_get::<_, i64>(2)?).unwrap_or(0),
+                })
+            })
+            .collect()
+    }
+
+    async fn add_warc_file(
+        &self,
+        job: i64,
+        prefix: String,
+        stamp: String,
+    ) -> Result<WarcFile, StoreError> {
+        let conn = client(&self.inner.pool).await?;
+        // The serial is the row's id: unique in the database, so files of
+        // two workers never share a name.
+        let id: i64 = conn
+            .query_one(
+                "SELECT nextval(pg_get_serial_sequence('warc_files', 'id'))",
+                &[],
+            )
+            .await?
+            .try_get(0)?;
+        let path = crate::warc::file_name(&prefix, &stamp, id);
+        conn.execute(
+            "INSERT INTO warc_files (id, job_id, path) VALUES ($1, $2, $3)",
+            &[&id, &job, &path],
+        )
+        .await?;
+        Ok(WarcFile {
+            id,
+            path,
+            committed_end: 0,
+        })
+    }
+
+    async fn warc_earlier(
+        &self,
+        digests: Vec<String>,
+        uris: Vec<String>,
+    ) -> Result<EarlierCaptures, StoreError> {
+        let conn = client(&self.inner.pool).await?;
+        let mut found = EarlierCaptures::default();
+        let earlier = |r: &tokio_postgres::Row| -> Result<(String, Earlier), StoreError> {
+            Ok((
+                r.try_get(0)?,
+                Earlier {
+                    target_uri: r.try_get(1)?,
+                    date: r.try_get(2)?,
+                    record_id: r.try_get(3)?,
+                    payload_digest: r.try_get(4)?,
+                },
+            ))
+        };
+        if !digests.is_empty() {
+            let rows = conn
+                .query(
+                    "SELECT DISTINCT ON (payload_digest) payload_digest, target_uri, date, \
+                     record_id, payload_digest FROM warc_records WHERE payload_digest = ANY($1) \
+                     AND kind = 'response' AND complete ORDER BY payload_digest, id",
+                    &[&digests],
+                )
+                .await?;
+            for r in &rows {
+                let (digest, e) = earlier(r)?;
+                found.by_digest.insert(digest, e);
+            }
+        }
+        if !uris.is_empty() {
+            let rows = conn
+                .query(
+                    "SELECT l.target_uri, f.target_uri, f.date, f.record_id, f.payload_digest \
+                     FROM (SELECT DISTINCT ON (target_uri) target_uri, payload_digest \
+                           FROM warc_records WHERE target_uri = ANY($1) \
+                           AND payload_digest IS NOT NULL ORDER BY target_uri, id DESC) l \
+                     CROSS JOIN LATERAL (SELECT target_uri, date, record_id, payload_digest \
+                           FROM warc_records r WHERE r.payload_digest = l.payload_digest \
+                           AND r.kind = 'response' AND r.complete ORDER BY r.id LIMIT 1) f",
+                    &[&uris],
+                )
+                .await?;
+            for r in &rows {
+                let (uri, e) = earlier(r)?;
+                found.by_uri.insert(uri, e);
+            }
+        }
+        Ok(found)
+    }
+
     async fn reload_job(&self, job: i64) -> Result<Job, StoreError> {
         let sql = format!("SELECT {JOB_COLUMNS} FROM jobs WHERE id = $1");
         job_row(&self.row_retrying("read the job", &sql, &[&job]).await?)
@@ -1919,6 +2103,48 @@ impl Reader for PgReader {
             futures_util::pin_mut!(stream);
             while let Some(r) = stream.try_next().await.map_err(StoreError::from)? {
                 let row = export_row(&r).map_err(StoreError::from)?;
+                each(&row)?;
+            }
+            Ok(())
+        })
+    }
+
+    fn for_each_warc_record<E: From<StoreError>>(
+        &self,
+        job: i64,
+        mut each: impl FnMut(&WarcRecordRow) -> Result<(), E>,
+    ) -> Result<(), E> {
+        block(async {
+            let conn = client(&self.pool).await?;
+            // Byte order, whatever the database's collation.
+            let sql = format!(
+                "{EXPORT_WARC_RECORDS} ORDER BY r.urlkey COLLATE \"C\", r.date COLLATE \"C\""
+            );
+            let stream = conn
+                .query_raw(&sql, [job])
+                .await
+                .map_err(StoreError::from)?;
+            futures_util::pin_mut!(stream);
+            while let Some(r) = stream.try_next().await.map_err(StoreError::from)? {
+                let row = (|| {
+                    let kind: String = r.try_get(3)?;
+                    let n = |v: i64| u64::try_from(v).unwrap_or(0);
+                    Ok::<_, tokio_postgres::Error>(WarcRecordRow {
+                        urlkey: r.try_get(0)?,
+                        date: r.try_get(1)?,
+                        target_uri: r.try_get(2)?,
+                        kind: crate::warc::RecordKind::parse(&kind),
+                        mime: r.try_get(4)?,
+                        status: r
+                            .try_get::<_, Option<i32>>(5)?
+                            .and_then(|s| u16::try_from(s).ok()),
+                        payload_digest: r.try_get(6)?,
+                        offset: n(r.try_get(7)?),
+                        length: n(r.try_get(8)?),
+                        file: r.try_get(9)?,
+                    })
+                })()
+                .map_err(StoreError::from)?;
                 each(&row)?;
             }
             Ok(())

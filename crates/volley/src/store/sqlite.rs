@@ -21,14 +21,15 @@ use rusqlite::{Connection, OptionalExtension, Statement, TransactionBehavior, pa
 use rusqlite_migration::{M, Migrations};
 
 use super::{
-    BrokenRow, EXPORT_ITEMS, EXPORT_OUTCOMES, ExportRow, IngestBatch, IngestReport, ItemRow,
-    JOB_COLUMNS, Job, JobCounts, JobSummary, LeasedTask, NOT_BROKEN_CLASSES, RESOURCE_COLUMNS,
-    RESOURCE_CONFLICT, Reader, Recorded, Store, StoreError, Want,
+    BrokenRow, EXPORT_ITEMS, EXPORT_OUTCOMES, EXPORT_WARC_RECORDS, ExportRow, IngestBatch,
+    IngestReport, ItemRow, JOB_COLUMNS, Job, JobCounts, JobSummary, LeasedTask, NOT_BROKEN_CLASSES,
+    RESOURCE_COLUMNS, RESOURCE_CONFLICT, Reader, Recorded, Store, StoreError, Want, WarcRecordRow,
 };
 use crate::crawl::PageCaps;
 use crate::http::refresh::Resource;
 use crate::input::Input;
 use crate::outcome::{Class, Outcome, now_ms};
+use crate::warc::{Earlier, EarlierCaptures, WarcFile};
 
 /// How long a statement waits for another connection's write lock.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(30);
@@ -56,6 +57,7 @@ fn migrations() -> Migrations<'static> {
         M::up(include_str!("migrations/0005_resources.sql")),
         M::up(include_str!("migrations/0006_unfetched_index.sql")),
         M::up(include_str!("migrations/0007_crawl.sql")),
+        M::up(include_str!("migrations/0008_warc.sql")),
     ])
 }
 
@@ -241,9 +243,9 @@ pub(super) fn job_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Job> {
 const INSERT_OUTCOME: &str = "INSERT INTO outcomes (task_id, job_id, class, status, \
      http_version, message, attempts, bytes, wire_bytes, elapsed_ms, ttfb_ms, final_url, \
      content_type, body_sha256, body_path, headers, extracted, duplicate_of, started_at_ms, \
-     finished_at_ms, changed) \
+     finished_at_ms, changed, warc_file, warc_offset, warc_length) \
      VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, \
-     ?20, ?21)";
+     ?20, ?21, ?22, ?23, ?24)";
 
 /// The first task of a job with a URL (for duplicates and pagination loops).
 const FIRST_WITH_URL: &str =
@@ -275,6 +277,9 @@ fn insert_outcome(stmt: &mut Statement<'_>, job: i64, o: &Outcome) -> rusqlite::
         o.started_at_ms,
         o.finished_at_ms,
         o.changed,
+        o.warc.as_ref().map(|w| &w.file),
+        o.warc.as_ref().map(|w| w.offset),
+        o.warc.as_ref().map(|w| w.length),
     ])?;
     Ok(())
 }
@@ -514,6 +519,8 @@ fn record_tx(
         let mut insert_link =
             tx.prepare_cached("INSERT OR IGNORE INTO links (from_task, to_task) VALUES (?1, ?2)")?;
         let mut counts = CrawlCounts::default();
+        let mut insert_record = tx.prepare_cached(INSERT_WARC_RECORD)?;
+        let mut warc_ends: HashMap<i64, u64> = HashMap::new();
         // A task this run holds is still 'pending' (see `lease_query`); one
         // with an outcome is not, so a second outcome is refused here.
         let mut finish = tx.prepare_cached(
@@ -610,6 +617,27 @@ fn record_tx(
             if let Some(resource) = &o.resource {
                 upsert_resource(&mut upsert, resource)?;
             }
+            if let Some(w) = &o.warc {
+                let end = warc_ends.entry(w.file_id).or_default();
+                *end = (*end).max(w.end());
+                for r in &w.records {
+                    insert_record.execute(params![
+                        o.task_id,
+                        w.file_id,
+                        r.offset,
+                        r.length,
+                        r.kind.as_str(),
+                        r.target_uri,
+                        r.urlkey,
+                        r.date,
+                        r.status,
+                        r.mime,
+                        r.payload_digest,
+                        r.record_id,
+                        r.complete,
+                    ])?;
+                }
+            }
             for (idx, item) in o.items.iter().enumerate() {
                 insert_item.execute(params![o.task_id, idx as i64, item])?;
             }
@@ -627,9 +655,77 @@ fn record_tx(
             }
         }
         counts.save(&tx, job)?;
+        let mut end_at = tx.prepare_cached(
+            "UPDATE warc_files SET committed_end = max(committed_end, ?2) WHERE id = ?1",
+        )?;
+        for (file, end) in warc_ends {
+            end_at.execute(params![file, end])?;
+        }
     }
     tx.commit()?;
     Ok(recorded)
+}
+
+/// Inserts one row of `warc_records`.
+const INSERT_WARC_RECORD: &str = "INSERT INTO warc_records (task_id, file_id, offset_bytes, length_bytes, \
+     kind, target_uri, urlkey, date, status, mime, payload_digest, record_id, complete) \
+     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)";
+
+/// The columns of an earlier capture, from `warc_records`.
+const EARLIER: &str = "SELECT target_uri, date, record_id, payload_digest FROM warc_records";
+/// The first whole response of a payload.
+const FIRST: &str = "AND kind = 'response' AND complete = 1 ORDER BY rowid LIMIT 1";
+
+/// The earlier captures of `digests` and `uris`
+/// ([`Store::warc_earlier`]).
+fn warc_earlier_query(
+    conn: &Connection,
+    digests: &[String],
+    uris: &[String],
+) -> Result<EarlierCaptures, StoreError> {
+    let mut found = EarlierCaptures::default();
+    let earlier = |r: &rusqlite::Row<'_>| {
+        Ok(Earlier {
+            target_uri: r.get(0)?,
+            date: r.get(1)?,
+            record_id: r.get(2)?,
+            payload_digest: r.get(3)?,
+        })
+    };
+    let mut by_digest =
+        conn.prepare_cached(&format!("{EARLIER} WHERE payload_digest = ?1 {FIRST}"))?;
+    for digest in digests {
+        if let Some(e) = by_digest.query_row(params![digest], earlier).optional()? {
+            found.by_digest.insert(digest.clone(), e);
+        }
+    }
+    let mut by_uri = conn.prepare_cached(&format!(
+        "{EARLIER} WHERE payload_digest = (SELECT payload_digest FROM warc_records \
+         WHERE target_uri = ?1 AND payload_digest IS NOT NULL ORDER BY rowid DESC LIMIT 1) {FIRST}"
+    ))?;
+    for uri in uris {
+        if let Some(e) = by_uri.query_row(params![uri], earlier).optional()? {
+            found.by_uri.insert(uri.clone(), e);
+        }
+    }
+    Ok(found)
+}
+
+/// The WARC files of `job`, oldest first.
+fn warc_files_query(conn: &Connection, job: i64) -> Result<Vec<WarcFile>, StoreError> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT id, path, committed_end FROM warc_files WHERE job_id = ?1 ORDER BY id",
+    )?;
+    let files = stmt
+        .query_map(params![job], |r| {
+            Ok(WarcFile {
+                id: r.get(0)?,
+                path: r.get(1)?,
+                committed_end: r.get(2)?,
+            })
+        })?
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(files)
 }
 
 /// The `crawl_counts` of a job read in a transaction as the page caps
@@ -784,6 +880,49 @@ impl Store for SqliteStore {
         })
         .await
     }
+
+    async fn warc_files(&self, job: i64) -> Result<Vec<WarcFile>, StoreError> {
+        self.with_conn(move |c| warc_files_query(c, job)).await
+    }
+
+    async fn add_warc_file(
+        &self,
+        job: i64,
+        prefix: String,
+        stamp: String,
+    ) -> Result<WarcFile, StoreError> {
+        self.with_conn(move |c| {
+            let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            // The serial is the row's id: unique in the database, so files
+            // of two runs never share a name.
+            tx.execute(
+                "INSERT INTO warc_files (job_id, path) VALUES (?1, '')",
+                params![job],
+            )?;
+            let id = tx.last_insert_rowid();
+            let path = crate::warc::file_name(&prefix, &stamp, id);
+            tx.execute(
+                "UPDATE warc_files SET path = ?2 WHERE id = ?1",
+                params![id, path],
+            )?;
+            tx.commit()?;
+            Ok(WarcFile {
+                id,
+                path,
+                committed_end: 0,
+            })
+        })
+        .await
+    }
+
+    async fn warc_earlier(
+        &self,
+        digests: Vec<String>,
+        uris: Vec<String>,
+    ) -> Result<EarlierCaptures, StoreError> {
+        self.with_conn(move |c| warc_earlier_query(c, &digests, &uris))
+            .await
+    }
 }
 
 /// Read-only access for `status` and `export`; takes no run lock.
@@ -892,6 +1031,38 @@ impl Reader for SqliteReader {
         let mut rows = stmt.query(params![job]).map_err(StoreError::from)?;
         while let Some(r) = rows.next().map_err(StoreError::from)? {
             let row = export_row(r).map_err(StoreError::from)?;
+            each(&row)?;
+        }
+        Ok(())
+    }
+
+    fn for_each_warc_record<E: From<StoreError>>(
+        &self,
+        job: i64,
+        mut each: impl FnMut(&WarcRecordRow) -> Result<(), E>,
+    ) -> Result<(), E> {
+        let mut stmt = self
+            .conn
+            .prepare(&format!("{EXPORT_WARC_RECORDS} ORDER BY r.urlkey, r.date"))
+            .map_err(StoreError::from)?;
+        let mut rows = stmt.query(params![job]).map_err(StoreError::from)?;
+        while let Some(r) = rows.next().map_err(StoreError::from)? {
+            let row = (|| {
+                let kind: String = r.get(3)?;
+                Ok::<_, rusqlite::Error>(WarcRecordRow {
+                    urlkey: r.get(0)?,
+                    date: r.get(1)?,
+                    target_uri: r.get(2)?,
+                    kind: crate::warc::RecordKind::parse(&kind),
+                    mime: r.get(4)?,
+                    status: r.get(5)?,
+                    payload_digest: r.get(6)?,
+                    offset: r.get(7)?,
+                    length: r.get(8)?,
+                    file: r.get(9)?,
+                })
+            })()
+            .map_err(StoreError::from)?;
             each(&row)?;
         }
         Ok(())
