@@ -6,7 +6,9 @@
 # real HTTP and SOCKS5 proxies), then runs every test of the workspace, then fuzzes
 # the serve API against its OpenAPI description (scripts/api-fuzz.sh, with
 # schemathesis from PyPI in a venv under target/), then builds the Python
-# package with maturin and runs its pytest suite (scripts/py-test.sh).
+# package with maturin and runs its pytest suite (scripts/py-test.sh), then
+# reads volley's WARC files and Parquet exports with warcio, pywb, DuckDB
+# and pyarrow (scripts/archive-test.sh).
 # Extra arguments go to `cargo test`, and skip the fuzzing and Python.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -18,4 +20,5 @@ cargo test --workspace "$@"
 if [ $# -eq 0 ]; then
     scripts/api-fuzz.sh
     scripts/py-test.sh
+    scripts/archive-test.sh
 fi

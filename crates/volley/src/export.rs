@@ -361,17 +361,17 @@ pub fn export_items_parquet(
     let keys = item_columns(reader, job)?;
     let mut learnt = vec![Learnt::Nothing; keys.names.len()];
     reader.for_each_item(job, |row: &ItemRow| {
-        match serde_json::from_str(&row.item).map_err(json_error)? {
-            serde_json::Value::Object(map) => {
+        match raw_fields(&row.item)? {
+            Some(map) => {
                 for (key, value) in &map {
                     if let Some(&at) = keys.index.get(key) {
-                        learnt[at] = learnt[at].with(value);
+                        learnt[at] = learnt[at].with(value.get());
                     }
                 }
             }
-            other => {
+            None => {
                 if let Some(at) = keys.scalar {
-                    learnt[at] = learnt[at].with(&other);
+                    learnt[at] = learnt[at].with(&row.item);
                 }
             }
         }
@@ -414,7 +414,6 @@ pub fn export_items_parquet(
     let mut writer = parquet::ParquetWriter::new(out, columns)?;
     let mut rows = 0u64;
     reader.for_each_item(job, |row: &ItemRow| {
-        let value: serde_json::Value = serde_json::from_str(&row.item).map_err(json_error)?;
         let mut cells = vec![
             row.line.map_or(Cell::Null, |l| Cell::Int(l as i64)),
             Cell::Int(i64::from(row.page)),
@@ -422,21 +421,21 @@ pub fn export_items_parquet(
             Cell::Int(row.idx as i64),
         ];
         let mut fields = vec![Cell::Null; keys.names.len()];
-        match &value {
-            serde_json::Value::Object(map) => {
-                for (key, field) in map {
+        match raw_fields(&row.item)? {
+            Some(map) => {
+                for (key, field) in &map {
                     let at = *keys
                         .index
                         .get(key)
                         .ok_or_else(|| ExportError::ItemsChanged(key.clone()))?;
-                    fields[at] = learnt[at].cell(field);
+                    fields[at] = learnt[at].cell(field.get());
                 }
             }
-            other => {
+            None => {
                 let at = keys
                     .scalar
                     .ok_or_else(|| ExportError::ItemsChanged(keys.scalar_name()))?;
-                fields[at] = learnt[at].cell(other);
+                fields[at] = learnt[at].cell(&row.item);
             }
         }
         cells.extend(fields);
@@ -447,6 +446,18 @@ pub fn export_items_parquet(
     writer.finish()?.flush()?;
     Ok(rows)
 }
+
+/// An item's top-level fields, each as its JSON text as sent; `None` for
+/// an element that is not an object.
+fn raw_fields(item: &str) -> Result<Option<RawFields>, ExportError> {
+    if !item.trim_start().starts_with('{') {
+        return Ok(None);
+    }
+    serde_json::from_str(item).map(Some).map_err(json_error)
+}
+
+/// An item's fields as their JSON texts.
+type RawFields = std::collections::HashMap<String, Box<serde_json::value::RawValue>>;
 
 /// Writes the CDXJ index of the records `job` archived (`--warc`), sorted
 /// as pywb binary-searches it ([`crate::warc::cdxj`]); returns the number

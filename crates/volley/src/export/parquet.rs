@@ -304,21 +304,28 @@ pub enum Learnt {
 }
 
 impl Learnt {
-    /// What the key holds once `value` is seen too.
-    pub fn with(self, value: &serde_json::Value) -> Learnt {
-        use serde_json::Value as V;
-        let seen = match value {
-            V::Null => return self,
-            V::Bool(_) => Learnt::Bool,
-            V::Number(n) if n.as_i64().is_some() => Learnt::Int,
-            V::Number(n) if n.is_f64() => Learnt::Double,
+    /// What one JSON value is, read from its text (`raw`, as the API sent
+    /// it: an integer's digits are seen before any float conversion could
+    /// round them).
+    pub fn of(raw: &str) -> Learnt {
+        let raw = raw.trim();
+        match raw.as_bytes().first() {
+            None | Some(b'n') => Learnt::Nothing,
+            Some(b't' | b'f') => Learnt::Bool,
+            Some(b'"') => Learnt::Text,
+            Some(b'[' | b'{') => Learnt::Json,
+            Some(_) if raw.contains(['.', 'e', 'E']) => Learnt::Double,
+            Some(_) if raw.parse::<i64>().is_ok() => Learnt::Int,
             // An integer past INT64 keeps its digits as JSON text.
-            V::Number(_) => Learnt::Json,
-            V::String(_) => Learnt::Text,
-            V::Array(_) | V::Object(_) => Learnt::Json,
-        };
-        match (self, seen) {
-            (Learnt::Nothing, s) => s,
+            Some(_) => Learnt::Json,
+        }
+    }
+
+    /// What the key holds once the value `raw` is seen too.
+    pub fn with(self, raw: &str) -> Learnt {
+        match (self, Learnt::of(raw)) {
+            (a, Learnt::Nothing) => a,
+            (Learnt::Nothing, b) => b,
             (a, b) if a == b => a,
             (Learnt::Int, Learnt::Double) | (Learnt::Double, Learnt::Int) => Learnt::Double,
             _ => Learnt::Json,
@@ -336,44 +343,44 @@ impl Learnt {
         }
     }
 
-    /// `value` as a cell of this kind.
-    pub fn cell(self, value: &serde_json::Value) -> Cell {
-        use serde_json::Value as V;
-        match (self, value) {
-            (_, V::Null) => Cell::Null,
-            (Learnt::Int, V::Number(n)) => n.as_i64().map_or(Cell::Null, Cell::Int),
-            (Learnt::Double, V::Number(n)) => n.as_f64().map_or(Cell::Null, Cell::Double),
-            (Learnt::Bool, V::Bool(b)) => Cell::Bool(*b),
-            (Learnt::Text, V::String(s)) => Cell::Text(s.clone()),
-            (_, other) => Cell::Text(other.to_string()),
-        }
+    /// The value `raw` as a cell of this kind: a string unescaped, a
+    /// number or flag as itself, and, in a JSON-text column, the value's
+    /// JSON text as sent.
+    pub fn cell(self, raw: &str) -> Cell {
+        let raw = raw.trim();
+        let parsed = match (self, Learnt::of(raw)) {
+            (_, Learnt::Nothing) => return Cell::Null,
+            (Learnt::Int, Learnt::Int) => raw.parse().ok().map(Cell::Int),
+            (Learnt::Double, Learnt::Int | Learnt::Double) => raw.parse().ok().map(Cell::Double),
+            (Learnt::Bool, Learnt::Bool) => Some(Cell::Bool(raw == "true")),
+            (Learnt::Text, Learnt::Text) => serde_json::from_str(raw).ok().map(Cell::Text),
+            _ => None,
+        };
+        parsed.unwrap_or_else(|| Cell::Text(raw.to_owned()))
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
 
     #[test]
     fn a_key_is_typed_by_every_value_it_holds() {
-        let learn = |values: &[serde_json::Value]| {
-            values.iter().fold(Learnt::Nothing, |l, v| l.with(v)).kind()
-        };
-        assert_eq!(learn(&[json!(1), json!(null), json!(2)]), Kind::Int64);
-        assert_eq!(learn(&[json!(1), json!(2.5)]), Kind::Double);
-        assert_eq!(learn(&[json!(true)]), Kind::Bool);
+        let learn = |values: &[&str]| values.iter().fold(Learnt::Nothing, |l, v| l.with(v));
+        assert_eq!(learn(&["1", "null", "2"]).kind(), Kind::Int64);
+        assert_eq!(learn(&["1", "2.5"]).kind(), Kind::Double);
+        assert_eq!(learn(&["true"]).kind(), Kind::Bool);
+        assert_eq!(learn(&["1", "\"a\""]), Learnt::Json, "mixed: JSON text");
+        assert_eq!(Learnt::Json.cell("\"a\""), Cell::Text("\"a\"".into()));
+        assert_eq!(Learnt::Text.cell("\"a\\u00e9\""), Cell::Text("aé".into()));
+        let big = "1180591620717411303424";
+        assert_eq!(learn(&[big]), Learnt::Json, "past INT64");
         assert_eq!(
-            learn(&[json!(1), json!("a")]),
-            Kind::Text,
-            "mixed: JSON text"
+            Learnt::Json.cell(big),
+            Cell::Text(big.into()),
+            "its digits kept"
         );
-        assert_eq!(Learnt::Json.cell(&json!("a")), Cell::Text("\"a\"".into()));
-        assert_eq!(
-            learn(&[json!(u64::MAX)]),
-            Kind::Text,
-            "past INT64: digits kept"
-        );
+        assert_eq!(Learnt::Double.cell("2"), Cell::Double(2.0));
     }
 
     #[test]

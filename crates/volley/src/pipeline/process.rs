@@ -550,7 +550,13 @@ fn process_json(
     if let (Some(pointer), Some(json)) = (&rules.items, &json) {
         match json.pointer(pointer) {
             Some(serde_json::Value::Array(items)) => {
-                out.items = items.iter().map(serde_json::Value::to_string).collect();
+                // Each element as the API wrote it (minified), so numbers
+                // keep every digit; the parsed form only where the raw
+                // one cannot be reached (it always can for valid JSON).
+                out.items = match raw_array(body, pointer) {
+                    Some(raw) if raw.len() == items.len() => raw,
+                    _ => items.iter().map(serde_json::Value::to_string).collect(),
+                };
             }
             Some(serde_json::Value::Null) => {}
             None => return Err(missing_items(pointer, json)),
@@ -688,6 +694,56 @@ fn with_param(url: &Url, param: &str, value: &str) -> Url {
     next
 }
 
+/// The elements of the array at `pointer` (RFC 6901) in the JSON `body`,
+/// each as its own text, minified: an integer past 64 bits or a decimal
+/// with more digits than a double holds stays as the API wrote it, where
+/// a parsed value would round it. `None` when the pointer does not lead to
+/// an array.
+fn raw_array(body: &[u8], pointer: &str) -> Option<Vec<String>> {
+    use serde_json::value::RawValue;
+    let mut at: &RawValue = serde_json::from_slice(body).ok()?;
+    if !pointer.is_empty() {
+        for token in pointer.strip_prefix('/')?.split('/') {
+            let token = token.replace("~1", "/").replace("~0", "~");
+            let text = at.get().trim_start();
+            at = if text.starts_with('{') {
+                let map: std::collections::HashMap<String, &RawValue> =
+                    serde_json::from_str(text).ok()?;
+                *map.get(&token)?
+            } else if text.starts_with('[') {
+                let list: Vec<&RawValue> = serde_json::from_str(text).ok()?;
+                *list.get(token.parse::<usize>().ok()?)?
+            } else {
+                return None;
+            };
+        }
+    }
+    let list: Vec<&RawValue> = serde_json::from_str(at.get()).ok()?;
+    Some(list.into_iter().map(|v| minify(v.get())).collect())
+}
+
+/// `json` without the whitespace between its tokens (RFC 8259 §2: space,
+/// tab, line feed, carriage return), strings left as they are.
+fn minify(json: &str) -> String {
+    let mut out = String::with_capacity(json.len());
+    let (mut in_string, mut escaped) = (false, false);
+    for c in json.chars() {
+        if in_string {
+            out.push(c);
+            match (escaped, c) {
+                (true, _) => escaped = false,
+                (false, '\\') => escaped = true,
+                (false, '"') => in_string = false,
+                _ => {}
+            }
+        } else if !matches!(c, ' ' | '\t' | '\n' | '\r') {
+            in_string = c == '"';
+            out.push(c);
+        }
+    }
+    out
+}
+
 /// Why the items `pointer` found nothing in `json`: it names the pointer
 /// and what the page holds instead, so the user can correct it. A missing
 /// array is never taken for an empty page: that would end a chain early
@@ -737,6 +793,22 @@ mod tests {
             page_size,
             ..PageRules::default()
         }
+    }
+
+    #[test]
+    fn items_keep_every_digit_the_api_wrote_minified() {
+        let body = br#"{"data": {"a/b": [ {"big": 1180591620717411303424, "s": "x y\" z"},
+            0.1000000000000000055511151231257827 ]}}"#;
+        let items = raw_array(body, "/data/a~1b").expect("the array");
+        assert_eq!(
+            items,
+            [
+                r#"{"big":1180591620717411303424,"s":"x y\" z"}"#,
+                "0.1000000000000000055511151231257827"
+            ]
+        );
+        assert_eq!(raw_array(b"[1, 2]", ""), Some(vec!["1".into(), "2".into()]));
+        assert_eq!(raw_array(b"{\"a\": 1}", "/a"), None);
     }
 
     #[test]
