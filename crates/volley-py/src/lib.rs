@@ -21,7 +21,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::Duration;
 
-use pyo3::exceptions::{PyException, PyRuntimeError, PyValueError};
+use pyo3::exceptions::{PyException, PyOSError, PyRuntimeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::PyList;
 use tokio::sync::mpsc;
@@ -584,6 +584,29 @@ impl NativeEngine {
                 .map(|(task, row)| (task, row.idx, row.item))
                 .collect();
             Ok(rows)
+        })
+    }
+
+    /// Ticket: writes the outcomes (or, with `items`, the items) of job
+    /// `name` to a Parquet file at `path`; the ticket's value is the rows
+    /// written.
+    fn export_parquet(
+        &self,
+        bridge: &Bridge,
+        name: String,
+        path: String,
+        items: bool,
+    ) -> PyResult<u64> {
+        let backend = self.backend()?;
+        bridge.spawn(async move {
+            let job = backend.job_record(&name).await.map_err(store_err)?;
+            let id = job.summary.job.id;
+            let written = tokio::task::spawn_blocking(move || {
+                backend.export_parquet(id, items, std::path::Path::new(&path))
+            })
+            .await
+            .map_err(|e| PyRuntimeError::new_err(format!("export failed: {e}")))?;
+            written.map_err(|e| PyOSError::new_err(e.to_string()))
         })
     }
 

@@ -116,6 +116,20 @@ async def test_items_of_a_paginated_job(server: Server, tmp_path: Path) -> None:
     assert items == [{"id": n} for n in range(1, 7)]
 
 
+async def test_a_job_exports_to_parquet(server: Server, tmp_path: Path) -> None:
+    async with volley.Engine(db=tmp_path / "v.db") as engine:
+        job = await engine.fetch([server.url("/api?page=1&pages=3")], job="api", paginate="link", items="/data")
+        await job.wait()
+        outcomes = await engine.export_parquet("api", tmp_path / "o.parquet")
+        items = await engine.export_parquet("api", tmp_path / "i.parquet", items=True)
+        with pytest.raises(volley.VolleyError):
+            await engine.export_parquet("nope", tmp_path / "x.parquet")
+    assert (outcomes, items) == (3, 6)
+    for name in ("o.parquet", "i.parquet"):
+        data = (tmp_path / name).read_bytes()
+        assert data[:4] == data[-4:] == b"PAR1"
+
+
 async def test_a_crawl_finds_each_page_once_and_the_broken_link(server: Server, tmp_path: Path) -> None:
     async with volley.Engine(db=tmp_path / "v.db") as engine:
         job = await engine.crawl([server.url("/site/0")], job="site", retries=0)

@@ -494,6 +494,33 @@ impl Backend {
         export(&reader, job, what, out)
     }
 
+    /// Writes the outcomes (or, with `items`, the items) of `job` to a new
+    /// Parquet file at `path` ([`crate::export::export_parquet`]), from a
+    /// reader of its own; returns the rows written. Call on a blocking
+    /// thread (of a multi-threaded runtime, for PostgreSQL).
+    ///
+    /// # Errors
+    /// Store errors; [`ExportError::Write`] when the file cannot be written.
+    pub fn export_parquet(
+        &self,
+        job: i64,
+        items: bool,
+        path: &std::path::Path,
+    ) -> Result<u64, ExportError> {
+        let reader = match self {
+            Backend::Sqlite { path, .. } => AnyReader::Sqlite(SqliteReader::open(path)?),
+            Backend::Postgres { url, .. } => AnyReader::Postgres(
+                tokio::runtime::Handle::current().block_on(PgReader::connect(url))?,
+            ),
+        };
+        let out = std::io::BufWriter::new(std::fs::File::create(path)?);
+        if items {
+            crate::export::export_items_parquet(&reader, job, out)
+        } else {
+            crate::export::export_parquet(&reader, job, out)
+        }
+    }
+
     /// Ends the worker's registration (PostgreSQL); nothing for SQLite.
     ///
     /// # Errors

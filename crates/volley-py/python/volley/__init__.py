@@ -544,6 +544,21 @@ class Engine:
                 return
 
 
+    async def export_parquet(
+        self, job: str, path: str | os.PathLike[str], *, items: bool = False
+    ) -> int:
+        """Writes the outcomes of job ``job`` (or, with ``items=True``, its
+        items) to a Parquet file at ``path`` with typed columns, as
+        ``volley export --format parquet`` does: integers, UTC timestamps
+        for ``started_at_ms`` and ``finished_at_ms``, JSON values as JSON
+        text; items get a column per key of any item. Returns the number
+        of rows written. Read it with pandas, DuckDB or pyarrow."""
+        written: int = await _call(
+            self._engine().export_parquet, job, os.fspath(path), items
+        )
+        return written
+
+
 async def fetch_all(urls: Iterable[str] | AsyncIterable[str], **options: Any) -> Outcomes:
     """Fetches every URL of ``urls`` (any iterable, read lazily: see
     :meth:`Engine.fetch`); one :class:`Outcome` per input, in input order,

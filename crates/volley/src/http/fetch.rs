@@ -288,11 +288,13 @@ pub async fn attempt(
                 record.capture = Some(Capture::default());
             }
             let mut url = url.clone();
-            let mut visited = vec![url.clone()];
+            // The URLs of the hops followed here (the first one included,
+            // once there is a hop): most attempts have none.
+            let mut visited: Vec<Url> = Vec::new();
             loop {
                 let (client, unverified) = clients.for_url(&url);
                 let stops = |next: &Url| clients.stops().stops(&url, next, unverified);
-                let request = request(client, &url, visited.len() == 1, head);
+                let request = request(client, &url, visited.is_empty(), head);
                 // A HEAD has no body to save.
                 let save = save.filter(|_| !head);
                 let how = Exchanging {
@@ -311,6 +313,9 @@ pub async fn attempt(
                     record.class = Class::ForbiddenAddress;
                     record.message = Some(forbidden.to_string());
                     break;
+                }
+                if visited.is_empty() {
+                    visited.push(url.clone());
                 }
                 let hops = visited.len();
                 let stopped = if visited.contains(&next) {

@@ -32,7 +32,7 @@ use crate::stats::{Progress, RunReport, Tally};
 use crate::store::{Job, Store, StoreError};
 use crate::warc::WarcError;
 use crate::warc::capture::Capturing;
-use crate::warc::writer::WarcWriter;
+use crate::warc::writer::{Encoders, WarcWriter};
 
 pub use super::run::RunError;
 
@@ -86,9 +86,9 @@ async fn open_archive<S: Store>(
     store: &S,
     job: &Job,
     spec: &FetchSpec,
-) -> Result<(Option<WarcWriter>, Option<Arc<Capturing>>), RunError> {
+) -> Result<(Option<WarcWriter>, Option<Arc<Capturing>>, Option<Encoders>), RunError> {
     let Some(options) = spec.warc_options() else {
-        return Ok((None, None));
+        return Ok((None, None, None));
     };
     let dir = match std::path::Path::new(&options.prefix).parent() {
         Some(dir) if !dir.as_os_str().is_empty() => dir.to_owned(),
@@ -98,13 +98,17 @@ async fn open_archive<S: Store>(
         path: dir.display().to_string(),
         source,
     })?;
-    let capturing = Arc::new(Capturing::new(options.digest, dir));
+    let capturing = Arc::new(Capturing::new(options.digest, dir.clone()));
+    let encoders = Encoders::start(options.digest).map_err(|source| WarcError::Io {
+        path: dir.display().to_string(),
+        source,
+    })?;
     let files = store.warc_files(job.id).await?;
     let mut writer = WarcWriter::new(options, warcinfo(job, spec));
     let writer = tokio::task::spawn_blocking(move || writer.repair(&files).map(|()| writer))
         .await
         .map_err(|e| RunError::Internal(format!("WARC repair failed: {e}")))??;
-    Ok((Some(writer), Some(capturing)))
+    Ok((Some(writer), Some(capturing), Some(encoders)))
 }
 
 /// The `warcinfo` block of a job's files (WARC 1.1 §6.2, `application/warc-fields`):
@@ -179,7 +183,7 @@ pub async fn fetch_job<S: Store>(
             source,
         })?;
     }
-    let (warc, capturing) = open_archive(&*store, job, &spec).await?;
+    let (warc, capturing, encoders) = open_archive(&*store, job, &spec).await?;
     let started = Instant::now();
     let progress = Arc::clone(&control.progress);
     let stop = control.stop.clone();
@@ -272,6 +276,7 @@ pub async fn fetch_job<S: Store>(
             budget: control.budget.clone(),
             authorization,
             capturing,
+            encoders,
             ..shared
         }),
         Err(e) => {

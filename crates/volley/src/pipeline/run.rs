@@ -154,8 +154,10 @@ pub(crate) struct Shared {
     pub proxy: crate::http::proxy::ProxyRoute,
     /// The run's `Authorization` (`--user`, `--bearer-token-file`).
     pub authorization: Option<HeaderValue>,
-    /// With `--warc`: what each exchange is captured with.
+    /// With `--warc`: what each exchange is captured with, and the threads
+    /// that compress the records.
     pub capturing: Option<Arc<crate::warc::capture::Capturing>>,
+    pub encoders: Option<crate::warc::writer::Encoders>,
 }
 
 impl Shared {
@@ -188,15 +190,16 @@ impl Shared {
             proxy,
             authorization: None,
             capturing: None,
+            encoders: None,
         })
     }
 }
 
 /// An outcome on its way to the store, with the host it came from and,
-/// with `--warc`, the exchanges to archive before it commits.
+/// with `--warc`, its exchanges' records, to archive before it commits.
 #[derive(Debug)]
 pub(crate) struct Finished {
     pub outcome: Outcome,
     pub host: Box<str>,
-    pub capture: Option<crate::warc::capture::Capture>,
+    pub records: Option<Vec<crate::warc::writer::Encoded>>,
 }

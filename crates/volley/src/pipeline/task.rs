@@ -167,6 +167,17 @@ pub(crate) async fn run_task(
     let Some((mut outcome, capture)) = outcome.await? else {
         return Ok(());
     };
+    let records = match (capture, &shared.encoders) {
+        (Some(capture), Some(encoders)) => {
+            Some(encoders.encode(capture).await.map_err(|source| {
+                RunError::Warc(crate::warc::WarcError::Io {
+                    path: "a spilled payload".into(),
+                    source,
+                })
+            })?)
+        }
+        _ => None,
+    };
     if reads_robots_sitemaps(&shared.spec, &task)
         && let Some(robots) = target.host.robots.get()
     {
@@ -176,7 +187,7 @@ pub(crate) async fn run_task(
         // Counted before the task ends, so the scheduler waits for its commit.
         frontier.page_sent();
     }
-    send(&shared, outcome, target.host_name, capture).await
+    send(&shared, outcome, target.host_name, records).await
 }
 
 /// Whether `task` is only a link check: a crawl's out-of-scope link
@@ -770,14 +781,14 @@ async fn send(
     shared: &Shared,
     outcome: Outcome,
     host: Box<str>,
-    capture: Option<crate::warc::capture::Capture>,
+    records: Option<Vec<crate::warc::writer::Encoded>>,
 ) -> Result<(), RunError> {
     shared
         .outcomes
         .send(Finished {
             outcome,
             host,
-            capture,
+            records,
         })
         .await
         .map_err(|_| RunError::Internal("the writer stopped; outcome not recorded".into()))

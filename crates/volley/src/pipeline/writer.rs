@@ -32,9 +32,8 @@ use crate::outcome::{Class, Outcome};
 use crate::pipeline::run::{Finished, Frontier, RunError};
 use crate::stats::{Observed, Observer, Progress, Tally};
 use crate::store::Store;
-use crate::warc::capture::{Capture, lock};
-use crate::warc::writer::WarcWriter;
-use crate::warc::{EarlierCaptures, WarcPlacement, record};
+use crate::warc::writer::{Lookup, Slot, WarcWriter};
+use crate::warc::{EarlierCaptures, record};
 
 /// Most outcomes committed in one transaction.
 pub(crate) const BATCH_MAX: usize = 1024;
@@ -83,10 +82,15 @@ pub(crate) async fn run<S: Store>(
         }
         let (mut failed, mut bytes) = (0, 0);
         if warc.is_some() {
-            let captures = batch.iter_mut().map(|f| (f.capture.take(), None)).collect();
-            let placed = archive(&*store, job, &mut warc, captures).await?;
-            for (f, (_, placement)) in batch.iter_mut().zip(placed) {
-                f.outcome.warc = placement;
+            let slots = batch
+                .iter_mut()
+                .map(|f| f.records.take().map_or(Slot::Empty, Slot::Encoded))
+                .collect();
+            let placed = archive(&*store, job, &mut warc, slots).await?;
+            for (f, slot) in batch.iter_mut().zip(placed) {
+                if let Slot::Placed(placement) = slot {
+                    f.outcome.warc = Some(placement);
+                }
             }
         }
         let outcomes: Vec<Outcome> = batch
@@ -145,9 +149,6 @@ pub(crate) async fn run<S: Store>(
     Ok(tally)
 }
 
-/// A batch's captures, each with its placement once written.
-type Placed = Vec<(Option<Capture>, Option<WarcPlacement>)>;
-
 /// Writes the records of a batch's `captures` (see the module docs),
 /// beginning new files as the writer fills them; returns each capture's
 /// placement. Payloads the database archived before, or an earlier
@@ -160,8 +161,8 @@ async fn archive<S: Store>(
     store: &S,
     job: i64,
     warc: &mut Option<WarcWriter>,
-    mut captures: Placed,
-) -> Result<Placed, RunError> {
+    mut captures: Vec<Slot>,
+) -> Result<Vec<Slot>, RunError> {
     let (digests, uris) = lookups(&captures);
     let earlier = if digests.is_empty() && uris.is_empty() {
         EarlierCaptures::default()
@@ -208,23 +209,20 @@ async fn archive<S: Store>(
 /// What to ask the database before archiving a batch: the digests of its
 /// whole, non-empty payloads, and the URIs of its `304`s to conditional
 /// requests.
-fn lookups(captures: &Placed) -> (Vec<String>, Vec<String>) {
+fn lookups(captures: &[Slot]) -> (Vec<String>, Vec<String>) {
     let (mut digests, mut uris) = (Vec::new(), Vec::new());
     let exchanges = captures
         .iter()
-        .filter_map(|(c, _)| c.as_ref())
-        .flat_map(|c| &c.exchanges);
-    for exchange in exchanges {
-        let Some(response) = &exchange.response else {
-            continue;
-        };
-        if response.status == 304 && exchange.revalidated {
-            uris.push(exchange.target_uri.clone());
-            continue;
-        }
-        let payload = lock(&response.payload);
-        if payload.complete && payload.truncated.is_none() && !payload.is_empty() {
-            digests.push(payload.payload_digest());
+        .filter_map(|slot| match slot {
+            Slot::Encoded(records) => Some(records),
+            _ => None,
+        })
+        .flatten();
+    for encoded in exchanges {
+        match encoded.lookup() {
+            Lookup::Digest(digest) => digests.push(digest.to_owned()),
+            Lookup::Uri(uri) => uris.push(uri.to_owned()),
+            Lookup::Nothing => {}
         }
     }
     digests.sort_unstable();

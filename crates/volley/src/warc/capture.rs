@@ -247,6 +247,20 @@ impl Payload {
         self.len
     }
 
+    /// Lets go of the bytes (once compressed): the digests and length stay,
+    /// and the memory goes back to the run's budget.
+    pub fn release(&mut self) {
+        self.memory = Vec::new();
+        self.spill = None;
+        self.capturing.release(self.in_memory);
+        self.in_memory = 0;
+    }
+
+    /// Whether part of the payload went to a temporary file.
+    pub fn spilled(&self) -> bool {
+        self.spill.is_some()
+    }
+
     /// Whether no payload byte was received.
     pub fn is_empty(&self) -> bool {
         self.len == 0

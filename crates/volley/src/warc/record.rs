@@ -10,8 +10,7 @@
 use std::io::{self, Write};
 use std::time::SystemTime;
 
-use flate2::Compression;
-use flate2::write::GzEncoder;
+use flate2::{Compress, Compression, Crc, FlushCompress, Status};
 
 /// The media type of a block holding an HTTP response (§6.3.2).
 pub const HTTP_RESPONSE: &str = "application/http;msgtype=response";
@@ -26,9 +25,11 @@ pub const PROFILE_IDENTICAL: &str =
 pub const PROFILE_NOT_MODIFIED: &str =
     "http://netpreserve.org/warc/1.1/revisit/server-not-modified";
 
-/// The gzip level of each member: zlib's default, the size/speed balance
-/// wget and warcio use.
-pub const GZIP_LEVEL: u32 = 6;
+/// The gzip level of each member. Level 6 (zlib's default, what wget and
+/// warcio use) made the Rust docs' WARC 26 % smaller than level 1 but cost
+/// twice the CPU, on the one core the archive can use beside the fetching
+/// (bench/NOTES.md, W12).
+pub const GZIP_LEVEL: u32 = 1;
 
 /// A record's named fields, in the order written.
 #[derive(Debug, Default, Clone)]
@@ -108,67 +109,128 @@ pub fn index_timestamp(warc_date: &str) -> String {
         .collect()
 }
 
-/// Writes one record as one gzip member to `out`: `fields`' header (which
-/// must carry `Content-Length` = `block_len`), the block written by
-/// `block`, and the closing CRLF CRLF.
-///
-/// Returns the member's length in bytes (compressed).
+/// A deflate state kept from one record to the next: a new one for each
+/// record (as `GzEncoder` makes) zeroes its hash tables and window every
+/// time, which cost more than the compression of a small record.
+pub struct Deflater {
+    compress: Compress,
+    /// Output space, zeroed once (`compress_vec` zeroes its spare
+    /// capacity on every call).
+    buf: Box<[u8]>,
+}
+
+impl Default for Deflater {
+    fn default() -> Deflater {
+        Deflater::new()
+    }
+}
+
+impl std::fmt::Debug for Deflater {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Deflater")
+    }
+}
+
+impl Deflater {
+    /// A raw deflate state at [`GZIP_LEVEL`].
+    pub fn new() -> Deflater {
+        Deflater {
+            compress: Compress::new(Compression::new(GZIP_LEVEL), false),
+            buf: vec![0; 64 << 10].into_boxed_slice(),
+        }
+    }
+}
+
+/// The gzip member header (RFC 1952 §2.3): deflate, no name or time, OS
+/// unknown.
+const GZIP_HEADER: [u8; 10] = [0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 0xff];
+
+/// Writes one record as one gzip member (RFC 1952) to `out`: `fields`'
+/// header (which must carry `Content-Length` = `block_len`), the block
+/// written by `block`, and the closing CRLF CRLF. Returns the member's
+/// length in bytes (compressed).
 ///
 /// # Errors
 /// Writing to `out`, or `block`'s own error; a block that wrote other
 /// than `block_len` bytes is an error too, as the record would lie.
 pub fn write_member(
     out: &mut impl Write,
+    deflater: &mut Deflater,
     fields: &Fields,
     block_len: u64,
     block: impl FnOnce(&mut dyn Write) -> io::Result<()>,
 ) -> io::Result<u64> {
-    let mut gz = GzEncoder::new(Counted { out, n: 0 }, Compression::new(GZIP_LEVEL));
-    gz.write_all(&fields.header())?;
-    let mut counter = Counting {
-        inner: &mut gz,
-        n: 0,
+    deflater.compress.reset();
+    out.write_all(&GZIP_HEADER)?;
+    let mut member = Member {
+        deflater,
+        out,
+        crc: Crc::new(),
+        written: GZIP_HEADER.len() as u64,
     };
-    block(&mut counter)?;
-    let written = counter.n;
-    if written != block_len {
+    member.write_all(&fields.header())?;
+    let before = member.crc.amount();
+    block(&mut member)?;
+    let written = u64::from(member.crc.amount().wrapping_sub(before));
+    if written != block_len % (1 << 32) {
         return Err(io::Error::other(format!(
             "record block is {written} bytes, not the {block_len} its header says"
         )));
     }
-    gz.write_all(b"\r\n\r\n")?;
-    Ok(gz.finish()?.n)
+    member.write_all(b"\r\n\r\n")?;
+    member.feed(&[], FlushCompress::Finish)?;
+    let Member {
+        out, crc, written, ..
+    } = member;
+    out.write_all(&crc.sum().to_le_bytes())?;
+    out.write_all(&crc.amount().to_le_bytes())?;
+    Ok(written + 8)
 }
 
-struct Counted<'a, W: Write> {
+/// The body of a gzip member being written: what is written to it is
+/// counted in its CRC and deflated into `out`.
+struct Member<'a, W: Write> {
+    deflater: &'a mut Deflater,
     out: &'a mut W,
-    n: u64,
+    crc: Crc,
+    written: u64,
 }
 
-impl<W: Write> Write for Counted<'_, W> {
+impl<W: Write> Member<'_, W> {
+    fn feed(&mut self, mut input: &[u8], flush: FlushCompress) -> io::Result<()> {
+        loop {
+            let d = &mut *self.deflater;
+            let (before_in, before_out) = (d.compress.total_in(), d.compress.total_out());
+            let status = d
+                .compress
+                .compress(input, &mut d.buf, flush)
+                .map_err(io::Error::other)?;
+            let consumed =
+                usize::try_from(d.compress.total_in() - before_in).unwrap_or(input.len());
+            let produced = usize::try_from(d.compress.total_out() - before_out).unwrap_or(0);
+            input = &input[consumed.min(input.len())..];
+            self.out.write_all(&d.buf[..produced])?;
+            self.written += produced as u64;
+            let full = produced == d.buf.len();
+            match flush {
+                FlushCompress::Finish if status == Status::StreamEnd => return Ok(()),
+                FlushCompress::Finish => {}
+                _ if input.is_empty() && !full => return Ok(()),
+                _ => {}
+            }
+        }
+    }
+}
+
+impl<W: Write> Write for Member<'_, W> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        let n = self.out.write(buf)?;
-        self.n += n as u64;
-        Ok(n)
+        self.crc.update(buf);
+        self.feed(buf, FlushCompress::None)?;
+        Ok(buf.len())
     }
-    fn flush(&mut self) -> io::Result<()> {
-        self.out.flush()
-    }
-}
 
-struct Counting<'a> {
-    inner: &'a mut dyn Write,
-    n: u64,
-}
-
-impl Write for Counting<'_> {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        let n = self.inner.write(buf)?;
-        self.n += n as u64;
-        Ok(n)
-    }
     fn flush(&mut self) -> io::Result<()> {
-        self.inner.flush()
+        Ok(())
     }
 }
 
@@ -183,16 +245,29 @@ mod tests {
             .add("Content-Length", "5")
             .maybe("WARC-Truncated", None::<String>);
         let mut out = Vec::new();
-        write_member(&mut out, &fields, 5, |w| w.write_all(b"hello")).unwrap();
+        let mut deflater = Deflater::new();
+        let n = write_member(&mut out, &mut deflater, &fields, 5, |w| {
+            w.write_all(b"hello")
+        })
+        .unwrap();
+        assert_eq!(n, out.len() as u64);
+        // A second member with the same deflater: two gzip members in a row.
+        write_member(&mut out, &mut deflater, &fields, 5, |w| {
+            w.write_all(b"hello")
+        })
+        .unwrap();
         let mut text = String::new();
-        flate2::read::GzDecoder::new(&out[..])
+        flate2::read::MultiGzDecoder::new(&out[..])
             .read_to_string(&mut text)
             .unwrap();
+        let text = text.split_at(text.len() / 2).0.to_owned();
         assert_eq!(
             text,
             "WARC/1.1\r\nWARC-Type: resource\r\nWARC-Record-ID: <urn:uuid:x>\r\nWARC-Date: 2026-01-01T00:00:00Z\r\nContent-Length: 5\r\n\r\nhello\r\n\r\n"
         );
-        let short = write_member(&mut Vec::new(), &fields, 6, |w| w.write_all(b"hello"));
+        let short = write_member(&mut Vec::new(), &mut deflater, &fields, 6, |w| {
+            w.write_all(b"hello")
+        });
         assert!(short.is_err(), "a block shorter than its Content-Length");
     }
 
