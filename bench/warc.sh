@@ -47,10 +47,19 @@ run() {
 for round in $(seq 1 "$rounds"); do
     echo "round $round" >&2
     rm -rf "$work"/plain.db* "$work"/warc.db* "$work/archive" "$work/wget"
-    run plain "$volley" --db "$work/plain.db" fetch "$work/urls.txt" --quiet \
-        --concurrency "$concurrency" --per-host "$concurrency"
+    # Deleting the last round's files leaves the kernel work to do: let it
+    # finish before timing anything.
+    sync
+    plain() {
+        run plain "$volley" --db "$work/plain.db" fetch "$work/urls.txt" --quiet \
+            --concurrency "$concurrency" --per-host "$concurrency"
+    }
+    # Alternate which goes first, so neither always meets a cold start.
+    [ $((round % 2)) -eq 1 ] && plain
     run warc "$volley" --db "$work/warc.db" fetch "$work/urls.txt" --quiet --job first \
         --concurrency "$concurrency" --per-host "$concurrency" --warc "$work/archive/first"
+    [ $((round % 2)) -eq 0 ] && plain
+    sync
     du -cb "$work"/archive/first-*.warc.gz | tail -1 | cut -f1 >> "$work/warc-bytes.txt"
     run refresh "$volley" --db "$work/warc.db" fetch "$work/urls.txt" --quiet --job second --refresh \
         --concurrency "$concurrency" --per-host "$concurrency" --warc "$work/archive/second"
