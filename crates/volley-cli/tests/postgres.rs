@@ -874,3 +874,77 @@ async fn a_crawl_shared_by_two_workers_fetches_each_page_once() {
         .get(0);
     assert_eq!(tasks, 4, "the seed and 3 pages found from it");
 }
+
+#[tokio::test]
+async fn an_archive_on_postgres_records_its_files_revisits_and_index() {
+    let server = Server::start().await;
+    let v = Volley::new();
+    let urls = [
+        server.url("/ok/1"),
+        server.url("/big/5000"),
+        server.url("/redirect/1"),
+        server.url("/status/404"),
+    ];
+    let list = v.write_lines("urls.txt", &urls);
+    let list = list.to_str().expect("utf-8");
+    let db = pg::database().await;
+    let prefix = v.path("warc/pg");
+    let prefix = prefix.to_str().expect("utf-8");
+    for job in ["first", "second"] {
+        let out = finish(spawn(
+            &v,
+            &[
+                "--db", &db, "fetch", list, "--job", job, "--warc", prefix, "--quiet",
+            ],
+        ))
+        .await;
+        assert!(out.status.success(), "{job}: {}", stderr(&out));
+    }
+    let client = pg::connect(&db).await;
+    let files = client
+        .query(
+            "SELECT j.name, f.path, f.committed_end FROM warc_files f \
+             JOIN jobs j ON j.id = f.job_id ORDER BY f.id",
+            &[],
+        )
+        .await
+        .expect("read warc_files");
+    assert_eq!(files.len(), 2, "a file per run");
+    for row in &files {
+        let (path, end): (String, i64) = (row.get(1), row.get(2));
+        let len = std::fs::metadata(&path).expect("the file is there").len();
+        assert_eq!(len as i64, end, "{path}: committed to its end");
+    }
+    let kinds = |job: &'static str| {
+        let client = &client;
+        async move {
+            client
+                .query(
+                    "SELECT r.kind, count(*) FROM warc_records r JOIN warc_files f ON f.id = r.file_id \
+                     JOIN jobs j ON j.id = f.job_id WHERE j.name = $1 GROUP BY r.kind ORDER BY r.kind",
+                    &[&job],
+                )
+                .await
+                .expect("count the records")
+                .iter()
+                .map(|r| (r.get::<_, String>(0), r.get::<_, i64>(1)))
+                .collect::<Vec<_>>()
+        }
+    };
+    // Four URLs, five exchanges (the redirect's hop is its own).
+    assert_eq!(kinds("first").await, [("response".to_owned(), 5)]);
+    // The second run's payloads were all archived by the first. The
+    // redirect's empty payload has nothing to revisit.
+    assert_eq!(
+        kinds("second").await,
+        [("response".to_owned(), 1), ("revisit".to_owned(), 4)]
+    );
+    let out = finish(spawn(
+        &v,
+        &["--db", &db, "export", "--job", "second", "--cdxj"],
+    ))
+    .await;
+    assert!(out.status.success(), "{}", stderr(&out));
+    let lines = String::from_utf8_lossy(&out.stdout).lines().count();
+    assert_eq!(lines, 5);
+}
