@@ -14,8 +14,9 @@
 //! past it, so the captures waiting for the writer never grow memory past
 //! the budget.
 //!
-//! The writer stage turns captures into records ([`record`]) and appends
-//! them to the job's files ([`writer`]): `PREFIX-<timestamp>-<serial>.warc.gz`,
+//! One thread per core turns captures into compressed records
+//! ([`writer::Encoders`], [`record`]), and the writer stage appends them to
+//! the job's files ([`writer::WarcWriter`]): `PREFIX-<timestamp>-<serial>.warc.gz`,
 //! each record its own gzip member (so a reader can seek to any record), a
 //! `warcinfo` record first in each file, a new file past `--warc-max-size`.
 //! Per exchange, a `response` and a `request` record joined by
@@ -31,7 +32,7 @@
 //! place (`warc_records`) and each outcome's span (`outcomes.warc_*`). A
 //! kill -9 can leave a torn record, or whole records whose outcomes never
 //! committed, past that end: the next run cuts every file of the job back
-//! to its committed end before appending ([`writer::WarcWriter::open`]),
+//! to its committed end before appending ([`writer::WarcWriter::repair`]),
 //! so no reader ever meets a torn or orphan record. A file is locked
 //! (`flock`) while a run writes it, so two processes never cut or append
 //! to the same file.

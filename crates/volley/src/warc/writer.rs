@@ -1,9 +1,11 @@
 //! Appending a job's records to its files, and cutting files back to what
 //! the database committed (see the crash-safety note in [`crate::warc`]).
 //!
-//! A [`WarcWriter`] is blocking code: the pipeline's writer stage runs it
-//! on tokio's blocking pool, one batch at a time, before the batch's
-//! outcomes commit. It holds at most one file open, locked, and appends to
+//! The fetch stage hands each capture to [`Encoders`], one thread per core,
+//! which compress its records ([`encode`]). A [`WarcWriter`] is blocking
+//! code: the pipeline's writer stage runs it on tokio's blocking pool, one
+//! batch at a time, before the batch's outcomes commit; it decides which
+//! responses are revisits and appends. It holds at most one file open, locked, and appends to
 //! it until the file reaches `--warc-max-size`; the writer stage then asks
 //! the database for the next file's serial and hands the name in
 //! ([`WarcWriter::begin_file`]).
