@@ -41,8 +41,7 @@ b=$VOLLEY
 docs="$(rustc --print sysroot)/share/doc/rust/html"
 nginx_start "$docs" "$work/nginx" "$port"
 trap nginx_stop EXIT
-(cd "$docs" && find . -type f -printf '%P\n' | LC_ALL=C sort | awk 'NR <= 20000') \
-    | sed "s|^|http://127.0.0.1:$port/|" > "$work/docs.txt"
+docs_urls "$docs" "$port" 20000 > "$work/docs.txt"
 # The docs read once, so that the first timed round does not pay the disk.
 xargs -a <(sed "s|^http://127.0.0.1:$port/|$docs/|" "$work/docs.txt") cat > /dev/null
 for i in $(seq 1 50000); do echo "http://127.0.0.1:$port/tiny?$i"; done > "$work/tiny.txt"
@@ -62,8 +61,6 @@ run() {
         || { cat "$work/run.err" >&2; return 1; }
     awk '{print $1, $2 + $3, $4 / 1024}' "$work/time.txt"
 }
-
-median() { sort -n | awk '{v[NR]=$1} END {print (NR % 2) ? v[(NR+1)/2] : (v[NR/2] + v[NR/2+1]) / 2}'; }
 
 printf '%s\n' "A = $base ($(git -C "$root" rev-parse --short "$sha")), B = this checkout ($(git -C "$root" describe --always --dirty))"
 printf '%-6s %7s %12s %12s %12s %12s %8s %8s %8s %8s\n' workload n "A req/s" "B req/s" "A us CPU" "B us CPU" "B/A r/s" "B/A CPU" "A MB" "B MB"

@@ -33,7 +33,6 @@ for round in $(seq 1 "$rounds"); do
         printf '%s\t%s\t%s\n' "$wall" "$rss" "$(stat -c %s "$work/out.$format")" >> "$work/$format.tsv"
     done
 done
-median() { sort -n | awk '{a[NR] = $1} END {print (NR % 2) ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2}'; }
 printf '| format | wall s | rows/s | peak RSS MB | bytes |\n|---|---|---|---|---|\n'
 for format in jsonl csv parquet; do
     wall=$(cut -f1 "$work/$format.tsv" | median)

@@ -26,9 +26,7 @@ volley=$VOLLEY
 rm -rf "$work" && mkdir -p "$work"
 nginx_start "$docs" "$work/nginx" "$port"
 trap nginx_stop EXIT
-(cd "$docs" && find . -type f -printf '%P\n' | LC_ALL=C sort) \
-    | if [ "$limit" -gt 0 ]; then head -n "$limit"; else cat; fi \
-    | sed "s|^|http://127.0.0.1:$port/|" > "$work/urls.txt"
+docs_urls "$docs" "$port" "$limit" > "$work/urls.txt"
 n=$(wc -l < "$work/urls.txt")
 echo "W12: $n files of the Rust docs, concurrency $concurrency, $rounds rounds" >&2
 
@@ -74,7 +72,6 @@ for round in $(seq 1 "$rounds"); do
     fi
 done
 
-median() { sort -n | awk '{a[NR] = $1} END {print (NR % 2) ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2}'; }
 col() { cut -f"$2" "$work/$1.tsv" | median; }
 bytes() { median < "$work/$1-bytes.txt"; }
 printf '| run | wall s | pages/s | CPU µs/page | peak RSS MB | WARC bytes |\n|---|---|---|---|---|---|\n'
@@ -83,8 +80,7 @@ for name in plain warc refresh wget; do
     wall=$(col "$name" 1)
     cpu=$(col "$name" 2)
     size=-
-    size=$(bytes "$name" 2>/dev/null || echo -)
-    [ "$name" = plain ] && size=-
+    [ "$name" = plain ] || size=$(bytes "$name")
     printf '| %s | %.2f | %.0f | %.0f | %.1f | %s |\n' "$name" "$wall" "$(echo "$n / $wall" | bc -l)" \
         "$(echo "$cpu * 1000000 / $n" | bc -l)" "$(col "$name" 3)" "$size"
 done

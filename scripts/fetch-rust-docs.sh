@@ -45,9 +45,7 @@ fi
 nginx_start "$docs" "$work/nginx" "$port"
 trap nginx_stop EXIT
 
-(cd "$docs" && find . -type f -printf '%P\n' | LC_ALL=C sort) \
-    | if [ "$limit" -gt 0 ]; then head -n "$limit"; else cat; fi \
-    | sed "s|^|http://127.0.0.1:$port/|" > "$work/urls.txt.new"
+docs_urls "$docs" "$port" "$limit" > "$work/urls.txt.new"
 if cmp -s "$work/urls.txt.new" "$work/urls.txt" 2>/dev/null; then
     rm "$work/urls.txt.new"
 else

@@ -119,3 +119,19 @@ nginx_stop() {
         NGINX_PID=""
     fi
 }
+
+# docs_urls DOCS PORT [LIMIT]: the URL on 127.0.0.1:PORT of every file under
+# DOCS, in byte order (the first LIMIT only, when LIMIT > 0), one per line.
+# awk reads to the end where `head` would close the pipe early: under
+# pipefail, sort's SIGPIPE would end the calling script.
+docs_urls() {
+    local docs=$1 port=$2 limit=${3:-0}
+    (cd "$docs" && find . -type f -printf '%P\n' | LC_ALL=C sort) \
+        | awk -v limit="$limit" -v base="http://127.0.0.1:$port/" \
+            'limit == 0 || NR <= limit {print base $0}'
+}
+
+# median: the median of the numbers on stdin, one per line.
+median() {
+    sort -n | awk '{v[NR] = $1} END {print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2}'
+}
