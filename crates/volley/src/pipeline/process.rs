@@ -538,33 +538,40 @@ fn process_json(
     link_next: Option<&str>,
     body: &[u8],
 ) -> Result<Processed, String> {
-    let needs_json = rules.items.is_some()
-        || !rules.extract.is_empty()
-        || rules.paginate.as_ref().is_some_and(Paginate::needs_json);
-    let json: Option<serde_json::Value> = if needs_json {
-        Some(serde_json::from_slice(body).map_err(|e| format!("the body is not JSON: {e}"))?)
-    } else {
-        None
+    // The parsed page, for extraction and JSON pagination; items are read
+    // from the page's own text, and parse it only to say what is wrong.
+    let needs_value =
+        !rules.extract.is_empty() || rules.paginate.as_ref().is_some_and(Paginate::needs_json);
+    let parse = || -> Result<serde_json::Value, String> {
+        serde_json::from_slice(body).map_err(|e| format!("the body is not JSON: {e}"))
     };
+    let mut json: Option<serde_json::Value> = needs_value.then(parse).transpose()?;
     let mut out = Processed::default();
-    if let (Some(pointer), Some(json)) = (&rules.items, &json) {
-        match json.pointer(pointer) {
-            Some(serde_json::Value::Array(items)) => {
-                // Each element as the API wrote it (minified), so numbers
-                // keep every digit; the parsed form only where the raw
-                // one cannot be reached (it always can for valid JSON).
-                out.items = match raw_array(body, pointer) {
-                    Some(raw) if raw.len() == items.len() => raw,
-                    _ => items.iter().map(serde_json::Value::to_string).collect(),
+    if let Some(pointer) = &rules.items {
+        // Each element as the API wrote it (minified), so numbers keep
+        // every digit.
+        match raw_array(body, pointer) {
+            Some(items) => out.items = items,
+            None => {
+                let json = match &mut json {
+                    Some(json) => &*json,
+                    None => json.insert(parse()?),
                 };
-            }
-            Some(serde_json::Value::Null) => {}
-            None => return Err(missing_items(pointer, json)),
-            Some(other) => {
-                return Err(format!(
-                    "the value at {pointer} is {}, not an array",
-                    kind(other)
-                ));
+                match json.pointer(pointer) {
+                    // Not reached while `raw_array` follows pointers as
+                    // RFC 6901 (and serde_json) do; the parsed form then.
+                    Some(serde_json::Value::Array(items)) => {
+                        out.items = items.iter().map(serde_json::Value::to_string).collect();
+                    }
+                    Some(serde_json::Value::Null) => {}
+                    None => return Err(missing_items(pointer, json)),
+                    Some(other) => {
+                        return Err(format!(
+                            "the value at {pointer} is {}, not an array",
+                            kind(other)
+                        ));
+                    }
+                }
             }
         }
     }
@@ -711,6 +718,11 @@ fn raw_array(body: &[u8], pointer: &str) -> Option<Vec<String>> {
                     serde_json::from_str(text).ok()?;
                 *map.get(&token)?
             } else if text.starts_with('[') {
+                // An index is digits without a leading zero (RFC 6901 §4).
+                let digits = !token.is_empty() && token.bytes().all(|b| b.is_ascii_digit());
+                if !digits || (token.len() > 1 && token.starts_with('0')) {
+                    return None;
+                }
                 let list: Vec<&RawValue> = serde_json::from_str(text).ok()?;
                 *list.get(token.parse::<usize>().ok()?)?
             } else {
@@ -809,6 +821,11 @@ mod tests {
         );
         assert_eq!(raw_array(b"[1, 2]", ""), Some(vec!["1".into(), "2".into()]));
         assert_eq!(raw_array(b"{\"a\": 1}", "/a"), None);
+        let nested = b"{\"p\": [[1], [2]]}";
+        assert_eq!(raw_array(nested, "/p/1"), Some(vec!["2".into()]));
+        for index in ["01", "+1", "-1", ""] {
+            assert_eq!(raw_array(nested, &format!("/p/{index}")), None, "{index}");
+        }
     }
 
     #[test]
