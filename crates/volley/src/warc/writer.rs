@@ -5,10 +5,10 @@
 //! which compress its records ([`encode`]). A [`WarcWriter`] is blocking
 //! code: the pipeline's writer stage runs it on tokio's blocking pool, one
 //! batch at a time, before the batch's outcomes commit; it decides which
-//! responses are revisits and appends. It holds at most one file open, locked, and appends to
-//! it until the file reaches `--warc-max-size`; the writer stage then asks
-//! the database for the next file's serial and hands the name in
-//! ([`WarcWriter::begin_file`]).
+//! responses are revisits and appends. It holds at most one file open,
+//! locked, and appends to it until the file reaches `--warc-max-size`; the
+//! writer stage then asks the database for the next file's serial and
+//! hands the name in ([`WarcWriter::begin_file`]).
 
 use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
