@@ -1,8 +1,15 @@
 """volley's benchmark harness: volley and its peers on the same URL lists in
 one run, against nginx (one worker) on loopback. Writes bench/RESULTS.md.
+Every throughput table has each tool's CPU per request: user + system CPU
+of its process (children included) divided by the requests.
 
 Run it through bench/run.sh, which installs what it needs. Workloads:
   W1  20,000 real files of the Rust docs, concurrency 64
+  W1-tls  W1's files over HTTPS: nginx with TLS and HTTP/2 (ALPN), a
+      certificate signed by a test CA made for the run
+  W14 the internet's latency: W1's files on 2,000 hosts (127.1.0.1 onwards,
+      a Zipf spread) over HTTPS through bench/delay-proxy, 20 ms each way,
+      at most 2 requests per host and 256 in all; wall, CPU, RSS, sockets
   W2  50,000 tiny responses, concurrency 64
   W3  5,000 responses delayed 100 ms, concurrency 500 (ideal wall 1.0 s)
   W4  peak RSS by input size, against the tiny response
@@ -27,6 +34,7 @@ Run it through bench/run.sh, which installs what it needs. Workloads:
       spread of their finishing times)
 """
 import argparse
+import ast
 import collections
 import json
 import os
@@ -58,22 +66,42 @@ REFRESH_PORT = PORT + 2
 # link where bodies cost time, as they do off loopback.
 REFRESH_SLOW_PORT = PORT + 3
 REFRESH_DOCS = WORK / "w10-docs"
+# W1-tls and W14: the docs over TLS (HTTP/2 by ALPN), with a test CA's
+# certificate; W14 reaches it through bench/delay-proxy on W14_HOSTS
+# addresses (127.1.0.1 onwards) at W14_PORT.
+TLS_PORT = PORT + 4
+W14_PORT = PORT + 5
+W14_HOSTS = 2000
+W14_DELAY_MS = 20
+# Mild enough that the busiest host's queue (2 at a time) is not what
+# bounds the wall time, 256 in flight is: curl 7.88 cannot cap a host.
+W14_ZIPF = 0.4
+TLS = WORK / "tls"
+WORKLOADS = ["W1", "W1-tls", "W14", "W2", "W3", "W4", "W5", "W6", "W7", "W8", "W9", "W10", "W11"]
+DELAY_PROXY = ROOT / "target" / "release" / "delay-proxy"
 FLEET = [f"127.0.0.{i}" for i in range(2, 52)]
 ECHO_MODULE = "/usr/lib/nginx/modules/ngx_http_echo_module.so"
 
 
 def sh(cmd, **kw):
-    return subprocess.run(cmd, check=True, text=True, capture_output=True, **kw).stdout.strip()
+    return subprocess.run([str(c) for c in cmd], check=True, text=True, capture_output=True, **kw).stdout.strip()
+
+
+class Measured(tuple):
+    """(wall seconds, peak RSS MB, stderr), and `.cpu`: the command's user +
+    system CPU seconds (its children's included, as /usr/bin/time counts)."""
+    cpu = 0.0
 
 
 def measure(cmd, env=None, sockets=None):
-    """Runs cmd under /usr/bin/time; returns (wall seconds, peak RSS MB, stderr).
+    """Runs cmd under /usr/bin/time; returns (wall seconds, peak RSS MB, stderr)
+    with the CPU seconds it used as `.cpu` (see `Measured`).
     With `sockets` (a list), appends the most sockets the command held open
     at once, sampled from /proc every 20 ms."""
     out = WORK / "time.txt"
     started = time.monotonic()
     proc = subprocess.Popen(
-        ["/usr/bin/time", "-f", "%M", "-o", str(out)] + [str(c) for c in cmd],
+        ["/usr/bin/time", "-f", "%M %U %S", "-o", str(out)] + [str(c) for c in cmd],
         text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env,
     )
     sampler = None
@@ -86,8 +114,10 @@ def measure(cmd, env=None, sockets=None):
         sockets.append(int(sampler.communicate()[0].strip() or 0))
     if proc.returncode != 0:
         raise RuntimeError(f"{cmd[0]} exited {proc.returncode}: {stderr[-2000:]}")
-    rss_kb = int(out.read_text().strip().splitlines()[-1])
-    return wall, rss_kb / 1024, stderr
+    rss_kb, user, system = out.read_text().strip().splitlines()[-1].split()
+    result = Measured((wall, int(rss_kb) / 1024, stderr))
+    result.cpu = float(user) + float(system)
+    return result
 
 
 # ---------------------------------------------------------------- nginx
@@ -143,12 +173,45 @@ http {{
         access_log {WORK}/w10.log refresh;
     }}
     server {{
+        # W1-tls and W14: the docs over TLS, HTTP/2 offered by ALPN.
+        listen 127.0.0.1:{TLS_PORT} ssl http2;
+        ssl_certificate {TLS}/server.pem;
+        ssl_certificate_key {TLS}/server.key;
+        ssl_protocols TLSv1.2 TLSv1.3;
+        ssl_session_cache shared:TLS:10m;
+        root {docs};
+    }}
+    server {{
         # W7: every loopback address is a host of its own.
         listen {HOSTS_PORT};
         location / {{ return 200 "ok\\n"; }}
     }}
 }}
 """
+
+
+def w14_hosts():
+    """W14's loopback addresses: 127.1.0.1 onwards."""
+    first = (127 << 24) | (1 << 16) | 1
+    return [".".join(str(first + i >> shift & 255) for shift in (24, 16, 8, 0)) for i in range(W14_HOSTS)]
+
+
+def test_ca():
+    """A test certificate authority and a server certificate it signs (EC
+    P-256, 30 days) for localhost, 127.0.0.1 and W14's addresses, in TLS/:
+    ca.pem (what clients trust), server.pem and server.key (nginx's)."""
+    TLS.mkdir(parents=True, exist_ok=True)
+    curve = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
+    sh(["openssl", "req", "-x509", *curve, "-keyout", TLS / "ca.key", "-out", TLS / "ca.pem", "-days", "30",
+        "-subj", "/CN=volley bench CA", "-addext", "basicConstraints=critical,CA:TRUE",
+        "-addext", "keyUsage=critical,keyCertSign"])
+    names = ["DNS:localhost", "IP:127.0.0.1"] + [f"IP:{ip}" for ip in w14_hosts()]
+    (TLS / "server.ext").write_text("basicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature\n"
+                                    "extendedKeyUsage=serverAuth\nsubjectAltName=" + ",".join(names) + "\n")
+    sh(["openssl", "req", *curve, "-keyout", TLS / "server.key", "-out", TLS / "server.csr", "-subj", "/CN=localhost"])
+    sh(["openssl", "x509", "-req", "-in", TLS / "server.csr", "-CA", TLS / "ca.pem", "-CAkey", TLS / "ca.key",
+        "-CAcreateserial", "-out", TLS / "server.pem", "-days", "30", "-extfile", TLS / "server.ext"])
+    return TLS / "ca.pem"
 
 
 class Nginx:
@@ -180,21 +243,33 @@ class Nginx:
 
 # ---------------------------------------------------------------- tools
 
-def volley_cmd(urls, concurrency, extra=(), per_host=None):
+def volley_cmd(urls, concurrency, extra=(), per_host=None, ca=None):
     db = WORK / "volley.db"
     for suffix in ("", "-wal", "-shm", ".lock"):
         Path(f"{db}{suffix}").unlink(missing_ok=True)
+    trust = ["--ca-cert", ca] if ca else []
     return [VOLLEY, "--db", db, "fetch", urls, "--quiet", "--concurrency", concurrency,
-            "--per-host", per_host or concurrency, *extra]
+            "--per-host", per_host or concurrency, *trust, *extra]
 
 
-def curl_cmd(urls, concurrency):
+def curl_cmd(urls, concurrency, ca=None, per_host=None):
+    """curl --parallel over a config file of the URLs. `per_host` is
+    ignored: curl 7.88 (Debian 12) has no --parallel-max-host, which came in
+    8.16; the tables say so where it matters (W14)."""
     config = WORK / "curl.conf"
     with open(urls) as src, open(config, "w") as dst:
         for line in src:
             dst.write(f'url = "{line.strip()}"\noutput = "/dev/null"\n')
+    trust = ["--cacert", ca] if ca else []
     return ["curl", "--parallel", "--parallel-immediate", "--parallel-max", concurrency,
-            "-s", "-K", config]
+            "-s", *trust, "-K", config]
+
+
+def aiohttp_cmd(urls, concurrency, ca=None, per_host=None, uvloop=False):
+    return [PY, PEERS / "aiohttp_fetch.py", urls, concurrency,
+            *(["--uvloop"] if uvloop else []),
+            *(["--ca", ca] if ca else []),
+            *(["--per-host", per_host] if per_host else [])]
 
 
 def scrapy_cmd(urls, concurrency):
@@ -206,8 +281,8 @@ def scrapy_cmd(urls, concurrency):
 
 PEER_COMMANDS = {
     "volley": volley_cmd,
-    "aiohttp": lambda u, c: [PY, PEERS / "aiohttp_fetch.py", u, c],
-    "aiohttp+uvloop": lambda u, c: [PY, PEERS / "aiohttp_fetch.py", u, c, "--uvloop"],
+    "aiohttp": aiohttp_cmd,
+    "aiohttp+uvloop": lambda u, c, **o: aiohttp_cmd(u, c, uvloop=True, **o),
     "httpx": lambda u, c: [PY, PEERS / "httpx_fetch.py", u, c],
     "volley.fetch_all": lambda u, c: [PY, PEERS / "volley_py_fetch.py", u, c],
     "volley.Engine stream": lambda u, c: [PY, PEERS / "volley_py_fetch.py", u, c, "--stream"],
@@ -217,12 +292,17 @@ PEER_COMMANDS = {
 
 
 def wrk(paths_file, concurrency, seconds):
-    out = sh(["wrk", "-t", "2", "-c", str(concurrency), "-d", f"{seconds}s", "-s",
+    """wrk's requests/s over `seconds`, and its CPU seconds per request."""
+    timing = WORK / "wrk-time.txt"
+    out = sh(["/usr/bin/time", "-f", "%U %S", "-o", str(timing),
+              "wrk", "-t", "2", "-c", str(concurrency), "-d", f"{seconds}s", "-s",
               str(PEERS / "urls.lua"), f"http://127.0.0.1:{PORT}", "--", str(paths_file)])
     match = re.search(r"Requests/sec:\s+([\d.]+)", out)
-    if not match:
+    total = re.search(r"(\d+) requests in", out)
+    if not match or not total:
         raise RuntimeError(f"wrk printed no rate: {out}")
-    return float(match.group(1))
+    user, system = timing.read_text().strip().splitlines()[-1].split()
+    return float(match.group(1)), (float(user) + float(system)) / int(total.group(1))
 
 
 # ---------------------------------------------------------------- workloads
@@ -233,28 +313,45 @@ def write_urls(name, urls):
     return path
 
 
-def throughput(name, urls_file, paths_file, n, concurrency, runs, tools, wrk_seconds):
+def throughput(name, urls_file, paths_file, n, concurrency, runs, tools, wrk_seconds, **options):
     """Median requests/s and peak RSS per tool over `runs` runs. The runs
     go in rounds (each tool once a round), so a slow spell of the machine
     falls on every tool rather than on one tool's runs."""
     walls = {tool: [] for tool in tools}
     rss = {tool: [] for tool in tools}
+    cpu = {tool: [] for tool in tools}
     for _ in range(runs):
         for tool in tools:
-            wall, peak, _ = measure(PEER_COMMANDS[tool](urls_file, concurrency))
-            walls[tool].append(wall)
-            rss[tool].append(peak)
+            run = measure(PEER_COMMANDS[tool](urls_file, concurrency, **options))
+            all_ok(tool, run[2], n)
+            walls[tool].append(run[0])
+            rss[tool].append(run[1])
+            cpu[tool].append(run.cpu / n)
     results = {}
     for tool in tools:
         results[tool] = {"rps": n / statistics.median(walls[tool]), "wall": statistics.median(walls[tool]),
-                         "rss": statistics.median(rss[tool]), "runs": [round(n / w) for w in walls[tool]]}
-        print(f"{name} {tool}: {results[tool]['rps']:.0f} req/s, {results[tool]['rss']:.0f} MB", flush=True)
+                         "rss": statistics.median(rss[tool]), "cpu_us": 1e6 * statistics.median(cpu[tool]),
+                         "runs": [round(n / w) for w in walls[tool]]}
+        print(f"{name} {tool}: {results[tool]['rps']:.0f} req/s, {results[tool]['cpu_us']:.1f} µs CPU/req, "
+              f"{results[tool]['rss']:.0f} MB", flush=True)
     if paths_file is not None:
         rates = [wrk(paths_file, concurrency, wrk_seconds) for _ in range(runs)]
-        results["wrk (ceiling)"] = {"rps": statistics.median(rates), "wall": None, "rss": None,
-                                    "runs": [round(r) for r in rates]}
+        results["wrk (ceiling)"] = {"rps": statistics.median(r for r, _ in rates), "wall": None, "rss": None,
+                                    "cpu_us": 1e6 * statistics.median(c for _, c in rates),
+                                    "runs": [round(r) for r, _ in rates]}
         print(f"{name} wrk: {results['wrk (ceiling)']['rps']:.0f} req/s", flush=True)
     return results
+
+
+def all_ok(tool, stderr, n):
+    """The Python peers print their counts by status last on stderr: a run
+    where any request failed (a certificate not trusted, say) would time
+    nothing worth reporting."""
+    if tool.startswith(("aiohttp", "httpx", "volley.")):
+        lines = stderr.strip().splitlines()
+        counts = ast.literal_eval(lines[-1]) if lines else {}
+        if counts != {200: n}:
+            raise RuntimeError(f"{tool}: not every request answered 200: {counts}")
 
 
 def fleet_stats(log, rate):
@@ -286,7 +383,7 @@ def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--quick", action="store_true", help="smaller inputs, one run: a smoke test")
-    parser.add_argument("--only", default="W1,W2,W3,W4,W5,W6,W7,W8,W9,W10,W11")
+    parser.add_argument("--only", default=",".join(WORKLOADS))
     parser.add_argument("--report-only", action="store_true",
                         help="rewrite RESULTS.md from the last run's target/bench/report.json")
     args = parser.parse_args()
@@ -297,11 +394,15 @@ def main():
     only = set(args.only.split(","))
     WORK.mkdir(parents=True, exist_ok=True)
     docs = Path(sh(["rustc", "--print", "sysroot"])) / "share" / "doc" / "rust" / "html"
+    ca = test_ca()
     nginx = Nginx(docs)
     peers = ["volley", "aiohttp", "aiohttp+uvloop", "httpx", "scrapy", "curl --parallel"]
     report = {"runs": runs, "quick": args.quick}
     previous = WORK / "report.json"
-    partial = only != {"W1", "W2", "W3", "W4", "W5", "W6", "W7", "W8", "W9", "W10", "W11"}
+    unknown = only - set(WORKLOADS)
+    if unknown:
+        parser.error(f"--only: no workload {', '.join(sorted(unknown))} (there are {', '.join(WORKLOADS)})")
+    partial = only != set(WORKLOADS)
     if partial and previous.exists():
         # A partial re-run updates the last full report, and says so.
         report = json.loads(previous.read_text())
@@ -320,6 +421,15 @@ def main():
             urls = write_urls("w1-urls.txt", [base + p for p in paths])
             report["W1"] = throughput("W1", urls, write_urls("w1-paths.txt", paths), n, 64, runs, peers,
                                       5 if args.quick else 10)
+        if "W1-tls" in only:
+            warm_cache(docs)
+            files = sorted(str(p.relative_to(docs)) for p in docs.rglob("*") if p.is_file())
+            n = 2000 if args.quick else 20000
+            urls = write_urls("w1-tls-urls.txt", [f"https://127.0.0.1:{TLS_PORT}/{f}" for f in files[:n]])
+            report["W1-tls"] = throughput("W1-tls", urls, None, n, 64, runs,
+                                          ["volley", "aiohttp", "aiohttp+uvloop", "curl --parallel"], 0, ca=ca)
+        if "W14" in only:
+            report["W14"] = latency_workload(docs, ca, args.quick, runs)
         if "W2" in only:
             n = 5000 if args.quick else 50000
             paths = [f"/tiny?i={i}" for i in range(n)]
@@ -418,6 +528,73 @@ def main():
     write_results(report)
 
 
+def zipf_counts(n, hosts, s):
+    """`n` spread over `hosts` ranks in proportion to 1 / rank^s, rounded
+    by largest remainder so the counts add up to `n` exactly."""
+    weights = [1 / (k ** s) for k in range(1, hosts + 1)]
+    total = sum(weights)
+    exact = [n * w / total for w in weights]
+    counts = [int(x) for x in exact]
+    by_remainder = sorted(range(hosts), key=lambda i: counts[i] - exact[i])
+    for i in by_remainder[:n - sum(counts)]:
+        counts[i] += 1
+    return counts
+
+
+def latency_workload(docs, ca, quick, runs):
+    """W14: the internet's latency on loopback. bench/delay-proxy listens on
+    W14_HOSTS addresses and forwards to nginx's TLS port, each chunk
+    W14_DELAY_MS later each way; 20,000 Rust-docs URLs spread over the
+    hosts by a Zipf law (exponent W14_ZIPF), in a shuffled order, fetched
+    with at most 2 requests per host (aiohttp: limit_per_host=2) and 256 in
+    all. curl 7.88 has no per-host cap (see `curl_cmd`)."""
+    n = 2000 if quick else 20000
+    files = sorted(str(p.relative_to(docs)) for p in docs.rglob("*") if p.is_file())[:n]
+    hosts = w14_hosts()
+    counts = zipf_counts(n, len(hosts), W14_ZIPF)
+    urls = []
+    for host, count in zip(hosts, counts):
+        urls.extend(f"https://{host}:{W14_PORT}/{files[len(urls) + j]}" for j in range(count))
+    import random
+    random.Random(14).shuffle(urls)
+    urls_file = write_urls("w14-urls.txt", urls)
+    rtt = 2 * W14_DELAY_MS / 1000
+    # No tool can beat its busiest host's queue (2 at a time, a round trip
+    # each, one more for the TLS handshake) nor 256 requests in flight.
+    ideal = max((counts[0] + 1) // 2 * rtt + rtt, n * rtt / 256)
+    proxy = subprocess.Popen([DELAY_PROXY, "--delay", f"{W14_DELAY_MS}ms", "--upstream", f"127.0.0.1:{TLS_PORT}",
+                              "--listen", f"{hosts[0]}:{W14_PORT}", "--hosts", str(len(hosts))],
+                             stdout=subprocess.PIPE, text=True)
+    try:
+        if proxy.stdout.readline().strip() != "ready":
+            raise RuntimeError("delay-proxy did not start")
+        tools = ["volley", "aiohttp", "curl --parallel"]
+        walls = {t: [] for t in tools}
+        rss = {t: [] for t in tools}
+        cpu = {t: [] for t in tools}
+        socks = {t: [] for t in tools}
+        for _ in range(runs):
+            for tool in tools:
+                run = measure(PEER_COMMANDS[tool](urls_file, 256, ca=ca, per_host=2), sockets=socks[tool])
+                all_ok(tool, run[2], n)
+                walls[tool].append(run[0])
+                rss[tool].append(run[1])
+                cpu[tool].append(run.cpu / n)
+        out = {"n": n, "hosts": len(hosts), "busiest": counts[0], "delay_ms": W14_DELAY_MS, "zipf": W14_ZIPF,
+               "ideal": ideal}
+        for tool in tools:
+            wall = statistics.median(walls[tool])
+            out[tool] = {"wall": wall, "rps": n / wall, "cpu_us": 1e6 * statistics.median(cpu[tool]),
+                         "rss": statistics.median(rss[tool]), "sockets": max(socks[tool]),
+                         "runs": [round(n / w) for w in walls[tool]]}
+            print(f"W14 {tool}: {wall:.2f} s, {n / wall:.0f} req/s, {out[tool]['cpu_us']:.0f} µs CPU/req, "
+                  f"{out[tool]['rss']:.0f} MB, {out[tool]['sockets']} sockets", flush=True)
+        return out
+    finally:
+        proxy.terminate()
+        proxy.wait()
+
+
 def loopback_hosts(n, path="/tiny"):
     """n URLs, each on its own loopback address (127.0.1.0 onwards)."""
     return [f"http://127.{i >> 16 & 255}.{i >> 8 & 255}.{i & 255}:{HOSTS_PORT}{path}"
@@ -435,12 +612,14 @@ def many_hosts(quick, runs):
         tools = ["volley", "aiohttp", "curl --parallel"] if n == sizes[0] else ["volley"]
         row = {"hosts": n}
         for tool in tools:
-            walls, rss, socks = [], [], []
+            walls, rss, socks, cpu = [], [], [], []
             for _ in range(1 if n >= 1000000 else runs):
-                wall, peak, _ = measure(PEER_COMMANDS[tool](urls, 64), sockets=socks)
-                walls.append(wall)
-                rss.append(peak)
+                run = measure(PEER_COMMANDS[tool](urls, 64), sockets=socks)
+                walls.append(run[0])
+                rss.append(run[1])
+                cpu.append(run.cpu / n)
             row[tool] = {"rps": n / statistics.median(walls), "rss": statistics.median(rss),
+                         "cpu_us": 1e6 * statistics.median(cpu),
                          "sockets": max(socks), "runs": [round(n / w) for w in walls]}
             print(f"W7 {n} hosts {tool}: {row[tool]['rps']:.0f} req/s, {row[tool]['rss']:.0f} MB, "
                   f"{row[tool]['sockets']} sockets", flush=True)
@@ -773,6 +952,12 @@ def machine():
     }
 
 
+def cpu_cell(v):
+    """User + system CPU of the tool's process per request, in µs; "-" for
+    runs from before the harness measured it."""
+    return f"{v['cpu_us']:.1f}" if v.get("cpu_us") is not None else "-"
+
+
 def write_results(r):
     m = r["machine"]
     lines = ["# volley benchmark results", "",
@@ -794,12 +979,12 @@ def write_results(r):
             return
         ceiling = res.get("wrk (ceiling)", {}).get("rps")
         base = res["aiohttp"]["rps"]
-        lines.extend([f"## {title}", "", f"| tool | requests/s | × aiohttp | × wrk | peak RSS MB | runs (req/s) |",
-                      "|---|---|---|---|---|---|"])
+        lines.extend([f"## {title}", "", f"| tool | requests/s | × aiohttp | × wrk | CPU µs/request | peak RSS MB "
+                      "| runs (req/s) |", "|---|---|---|---|---|---|---|"])
         for tool, v in sorted(res.items(), key=lambda kv: -kv[1]["rps"]):
             wrk_ratio = f"{v['rps'] / ceiling:.2f}" if ceiling else "-"
             rss = f"{v['rss']:.0f}" if v["rss"] else "-"
-            lines.append(f"| {tool} | {v['rps']:,.0f} | {v['rps'] / base:.2f} | {wrk_ratio} | {rss} | "
+            lines.append(f"| {tool} | {v['rps']:,.0f} | {v['rps'] / base:.2f} | {wrk_ratio} | {cpu_cell(v)} | {rss} | "
                          f"{', '.join(f'{x:,}' for x in v['runs'])} |")
         lines.append("")
         return res["volley"]["rps"], ceiling
@@ -807,14 +992,48 @@ def write_results(r):
     w1 = table("W1", "W1: 20,000 real files of the Rust docs, concurrency 64", "files")
     if w1 and w1[1]:
         verdicts.append(("W1 ≥ 0.6 × wrk", f"{w1[0] / w1[1]:.2f} × wrk", w1[0] / w1[1] >= 0.6))
+    for key, speed in (("W1", 1.2), ("W2", 1.5)):
+        res = r.get(key)
+        if res and res["volley"].get("cpu_us") is not None:
+            v, c = res["volley"], res["curl --parallel"]
+            verdicts.append((f"{key} ≥ {speed} × curl's requests/s, CPU per request ≤ curl's",
+                             f"{v['rps'] / c['rps']:.2f} ×, {v['cpu_us']:.1f} µs vs {c['cpu_us']:.1f} µs",
+                             v["rps"] >= speed * c["rps"] and v["cpu_us"] <= c["cpu_us"]))
     w2 = table("W2", "W2: 50,000 tiny responses, concurrency 64", "responses")
+    if "W1-tls" in r:
+        res = r["W1-tls"]
+        table("W1-tls", "W1-tls: W1's 20,000 files over HTTPS (nginx TLS 1.3, HTTP/2 by ALPN, a test CA), "
+              "concurrency 64", "files")
+        ratio = res["volley"]["rps"] / res["curl --parallel"]["rps"]
+        verdicts.append(("W1-tls ≥ curl", f"{ratio:.2f} × curl", ratio >= 1))
+    if "W14" in r:
+        w = r["W14"]
+        lines.extend([f"## W14: {w['n']:,} Rust-docs URLs over HTTPS on {w['hosts']:,} hosts, {w['delay_ms']} ms "
+                      f"each way ({2 * w['delay_ms']} ms round trip, bench/delay-proxy)", "",
+                      f"URLs per host follow a Zipf law of exponent {w['zipf']} (the busiest host has {w['busiest']}), "
+                      f"in a shuffled order; at most 2 requests per host (`--per-host 2`, aiohttp `limit_per_host=2`) "
+                      f"and 256 in all. No tool can finish in less than about {w['ideal']:.1f} s (ideal). curl 7.88 "
+                      f"has no `--parallel-max-host` (it came in 8.16): it is not held to 2 per host.", "",
+                      "| tool | wall s | × ideal | requests/s | × aiohttp | CPU µs/request | peak RSS MB | most sockets open | runs (req/s) |",
+                      "|---|---|---|---|---|---|---|---|---|"])
+        base = w["aiohttp"]["rps"]
+        for tool in sorted((t for t in w if isinstance(w[t], dict)), key=lambda t: w[t]["wall"]):
+            v = w[tool]
+            lines.append(f"| {tool} | {v['wall']:.2f} | {v['wall'] / w['ideal']:.2f} | {v['rps']:,.0f} | "
+                         f"{v['rps'] / base:.2f} | {cpu_cell(v)} | {v['rss']:.0f} | {v['sockets']:,} | "
+                         f"{', '.join(f'{x:,}' for x in v['runs'])} |")
+        lines.append("")
+        a = w["volley"]["rps"] / base
+        c = w["volley"]["rps"] / w["curl --parallel"]["rps"]
+        verdicts.append(("W14 ≥ 2 × aiohttp and ≥ 1.2 × curl", f"{a:.2f} × aiohttp, {c:.2f} × curl", a >= 2 and c >= 1.2))
     for key, title in (("W11-tiny", "W11: from Python, 50,000 tiny responses, concurrency 64"),
                        ("W11-docs", "W11: from Python, 20,000 Rust-docs files, concurrency 64")):
         if key in r:
             table(key, title, "inputs")
             res = r[key]
-            ratio = res["volley.fetch_all"]["rps"] / res["aiohttp"]["rps"]
-            verdicts.append((f"{key} volley.fetch_all ≥ 2.5 × aiohttp", f"{ratio:.2f} ×", ratio >= 2.5))
+            for tool in ("volley.fetch_all", "volley.Engine stream"):
+                ratio = res[tool]["rps"] / res["aiohttp"]["rps"]
+                verdicts.append((f"{key} {tool} ≥ 2.5 × aiohttp", f"{ratio:.2f} ×", ratio >= 2.5))
     if "W11-rss" in r:
         rows = r["W11-rss"]
         tools = ("volley.fetch_all", "volley.Engine stream", "aiohttp")
@@ -848,9 +1067,9 @@ def write_results(r):
     if "W3" in r:
         res = r["W3"]
         lines.extend(["## W3: 5,000 responses delayed 100 ms, concurrency 500 (ideal wall 1.0 s)", "",
-                      "| tool | wall s | × ideal | peak RSS MB |", "|---|---|---|---|"])
+                      "| tool | wall s | × ideal | CPU µs/request | peak RSS MB |", "|---|---|---|---|---|"])
         for tool, v in sorted(res.items(), key=lambda kv: kv[1]["wall"]):
-            lines.append(f"| {tool} | {v['wall']:.2f} | {v['wall'] / 1.0:.2f} | {v['rss']:.0f} |")
+            lines.append(f"| {tool} | {v['wall']:.2f} | {v['wall'] / 1.0:.2f} | {cpu_cell(v)} | {v['rss']:.0f} |")
         lines.append("")
         verdicts.append(("W3 ≤ 1.08 × ideal", f"{res['volley']['wall']:.2f} × ideal", res["volley"]["wall"] <= 1.08))
     if "W4" in r:
@@ -900,8 +1119,8 @@ def write_results(r):
                          v["aggregate"] >= 0.95 * v["allowed"] and v["busiest_second"] <= 20))
     if "W7" in r:
         lines.extend(["## W7: many hosts, each URL on its own loopback address (concurrency 64)", "",
-                      "| hosts | tool | requests/s | × aiohttp | peak RSS MB | most sockets open | runs (req/s) |",
-                      "|---|---|---|---|---|---|---|"])
+                      "| hosts | tool | requests/s | × aiohttp | CPU µs/request | peak RSS MB | most sockets open "
+                      "| runs (req/s) |", "|---|---|---|---|---|---|---|---|"])
         for row in r["W7"]:
             base = row.get("aiohttp", {}).get("rps")
             for tool in ("volley", "aiohttp", "curl --parallel"):
@@ -909,7 +1128,7 @@ def write_results(r):
                     continue
                 v = row[tool]
                 ratio = f"{v['rps'] / base:.2f}" if base else "-"
-                lines.append(f"| {row['hosts']:,} | {tool} | {v['rps']:,.0f} | {ratio} | {v['rss']:.0f} | "
+                lines.append(f"| {row['hosts']:,} | {tool} | {v['rps']:,.0f} | {ratio} | {cpu_cell(v)} | {v['rss']:.0f} | "
                              f"{v['sockets']:,} | {', '.join(f'{x:,}' for x in v['runs'])} |")
         lines.append("")
         for row in r["W7"]:

@@ -11,8 +11,10 @@ set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 # shellcheck source=../scripts/lib/common.sh
 source "$root/scripts/lib/common.sh"
-ensure_packages nginx-light libnginx-mod-http-echo wrk curl time
+ensure_packages nginx-light libnginx-mod-http-echo wrk curl time openssl
 build_volley "$root"
+# W14's latency: a TCP proxy that delays each chunk (no netem on this kernel).
+cargo build --quiet --release --locked -p delay-proxy --manifest-path "$root/Cargo.toml"
 venv="$root/target/bench-venv"
 if [ ! -x "$venv/bin/scrapy" ]; then
     python3 -m venv "$venv"
