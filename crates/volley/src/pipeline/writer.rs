@@ -2,7 +2,8 @@
 //!
 //! Fetch tasks send each finished outcome into a bounded channel; the writer
 //! takes what has arrived, up to [`BATCH_MAX`] outcomes, lingering at most
-//! [`LINGER`] for a batch to fill, and commits the batch in one transaction
+//! [`LINGER`] for a batch to fill (looking every [`TICK`], so that a busy
+//! run wakes the writer once a tick rather than once an outcome), and commits the batch in one transaction
 //! ([`Store::record`]). Under load, batches fill at once and commits are
 //! few; when outcomes trickle in, each waits at most [`LINGER`]. A batch
 //! holding a page that leads on (a next page, a crawl's links) commits as
@@ -41,6 +42,10 @@ pub(crate) const BATCH_MAX: usize = 1024;
 /// Longest wait for a batch to fill before committing what is there.
 pub(crate) const LINGER: Duration = Duration::from_millis(20);
 
+/// How often the writer looks for more outcomes while a batch lingers. A
+/// page that leads on and arrives mid-batch waits at most this long.
+const TICK: Duration = Duration::from_millis(2);
+
 /// Receives outcomes until every sender is dropped, committing in batches.
 ///
 /// # Errors
@@ -71,10 +76,15 @@ pub(crate) async fn run<S: Store>(
                 Err(TryRecvError::Disconnected) => break,
                 Err(TryRecvError::Empty) if urgent => break,
                 Err(TryRecvError::Empty) => {
-                    match tokio::time::timeout_at(deadline, rx.recv()).await {
-                        Ok(Some(next)) => next,
-                        Ok(None) | Err(_) => break,
+                    // Look again a tick later rather than wake for each
+                    // outcome as it is sent: one wake-up per tick, not one
+                    // per outcome, while the batch fills.
+                    let now = tokio::time::Instant::now();
+                    if now >= deadline {
+                        break;
                     }
+                    tokio::time::sleep_until(deadline.min(now + TICK)).await;
+                    continue;
                 }
             };
             urgent |= next.outcome.leads_on();
