@@ -194,13 +194,25 @@ pub(crate) async fn run<S: Store>(
                 // The task holds its host from now, so the prune below
                 // cannot drop the state of a host that just got work.
                 let target = Target::of(&shared, &task.url);
-                tasks.spawn(task::run_task(
+                // Boxed: the future is kilobytes, which the runtime would
+                // otherwise copy as it stores, polls out and drops the task.
+                let fetch = Box::pin(task::run_task(
                     Arc::clone(&shared),
                     Arc::clone(&frontier),
                     (task, prior),
                     target,
                     slot,
                 ));
+                let stop = shared.stop.clone();
+                tasks.spawn(async move {
+                    // The loop below does not wait on each task: a failed
+                    // one stops the run itself, and is noted when joined.
+                    let done = fetch.await;
+                    if done.is_err() {
+                        stop.cancel();
+                    }
+                    done
+                });
             }
             shared.hosts.prune();
             if let Some(budget) = &shared.budget {
@@ -237,9 +249,21 @@ pub(crate) async fn run<S: Store>(
                 _ => std::future::pending().await,
             }
         };
+        // While there is more to lease, wake when a quarter of the window
+        // is free again, not at each task's end: one wake-up per many
+        // tasks. Once drained, each end matters (the last one ends the run).
+        let room = async {
+            if drained {
+                std::future::pending::<()>().await;
+            }
+            let want = u32::try_from(lease_at.max(1)).unwrap_or(u32::MAX);
+            // Taken and given straight back: only the count matters.
+            drop(window.acquire_many(want).await);
+        };
         tokio::select! {
             () = shared.stop.cancelled() => break,
-            Some(done) = tasks.join_next(), if !tasks.is_empty() => note(done, &shared),
+            Some(done) = tasks.join_next(), if drained && !tasks.is_empty() => note(done, &shared),
+            () = room => {}
             () = &mut grew => {}
             () = poll => {}
         }
