@@ -36,8 +36,7 @@ pub(crate) fn runtime() -> PyResult<&'static Runtime> {
     static RUNTIME: OnceLock<Result<Runtime, String>> = OnceLock::new();
     RUNTIME
         .get_or_init(|| {
-            tokio::runtime::Builder::new_multi_thread()
-                .enable_all()
+            volley::runtime_builder()
                 .thread_name("volley")
                 .build()
                 .map_err(|e| e.to_string())

@@ -56,4 +56,5 @@ pub mod warc;
 pub use options::FetchSpec;
 pub use outcome::{Class, Outcome};
 pub use pipeline::engine::{Control, RunError, fetch_job, preflight};
+pub use pipeline::runtime::runtime_builder;
 pub use stats::{Progress, RunReport};
