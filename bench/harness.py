@@ -554,7 +554,8 @@ def latency_workload(docs, ca, quick, runs):
     counts = zipf_counts(n, len(hosts), W14_ZIPF)
     urls = []
     for host, count in zip(hosts, counts):
-        urls.extend(f"https://{host}:{W14_PORT}/{files[len(urls) + j]}" for j in range(count))
+        start = len(urls)
+        urls.extend(f"https://{host}:{W14_PORT}/{f}" for f in files[start:start + count])
     import random
     random.Random(14).shuffle(urls)
     urls_file = write_urls("w14-urls.txt", urls)
