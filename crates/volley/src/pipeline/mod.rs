@@ -6,8 +6,9 @@
 //! frontier into a window; each task goes through its named steps (admit,
 //! gate and attempt until final, process, finish); [`process`] reads a
 //! fetched page (pagination, items, extraction); the writer records
-//! outcomes in batches; [`runtime`] is the thread layout it is made for. What the stages share (the frontier signal, the
-//! run's shared state) lives in `run`.
+//! outcomes in batches; [`runtime`] is the thread layout it is made for.
+//! What the stages share (the frontier signal, the run's shared state)
+//! lives in `run`.
 
 pub(crate) mod engine;
 pub mod ingest;

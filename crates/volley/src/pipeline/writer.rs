@@ -3,12 +3,13 @@
 //! Fetch tasks send each finished outcome into a bounded channel; the writer
 //! takes what has arrived, up to [`BATCH_MAX`] outcomes, lingering at most
 //! [`LINGER`] for a batch to fill (looking every [`TICK`], so that a busy
-//! run wakes the writer once a tick rather than once an outcome), and commits the batch in one transaction
-//! ([`Store::record`]). Under load, batches fill at once and commits are
-//! few; when outcomes trickle in, each waits at most [`LINGER`]. A batch
-//! holding a page that leads on (a next page, a crawl's links) commits as
-//! soon as the channel is empty, with what had arrived: its chain or crawl
-//! can go on only once those tasks are committed.
+//! run wakes the writer once a tick rather than once an outcome), and
+//! commits the batch in one transaction ([`Store::record`]). Under load,
+//! batches fill at once and commits are few; when outcomes trickle in, each
+//! waits at most [`LINGER`]. A batch holding a page that leads on (a next
+//! page, a crawl's links) commits as soon as the channel is empty, with what
+//! had arrived: its chain or crawl can go on only once those tasks are
+//! committed.
 //!
 //! While a batch commits, new outcomes queue in the channel; when it is full,
 //! fetch tasks wait to send, and so stop starting new requests: a slow disk
