@@ -313,16 +313,19 @@ def write_urls(name, urls):
     return path
 
 
-def throughput(name, urls_file, paths_file, n, concurrency, runs, tools, wrk_seconds, **options):
-    """Median requests/s and peak RSS per tool over `runs` runs. The runs
-    go in rounds (each tool once a round), so a slow spell of the machine
-    falls on every tool rather than on one tool's runs."""
+def throughput(name, urls_file, paths_file, n, concurrency, runs, tools, wrk_seconds, sockets=False, **options):
+    """Median requests/s, CPU per request and peak RSS per tool over `runs`
+    runs (with `sockets`, also the most sockets each held open at once).
+    The runs go in rounds (each tool once a round), so a slow spell of the
+    machine falls on every tool rather than on one tool's runs."""
     walls = {tool: [] for tool in tools}
     rss = {tool: [] for tool in tools}
     cpu = {tool: [] for tool in tools}
+    socks = {tool: [] for tool in tools}
     for _ in range(runs):
         for tool in tools:
-            run = measure(PEER_COMMANDS[tool](urls_file, concurrency, **options))
+            run = measure(PEER_COMMANDS[tool](urls_file, concurrency, **options),
+                          sockets=socks[tool] if sockets else None)
             all_ok(tool, run[2], n)
             walls[tool].append(run[0])
             rss[tool].append(run[1])
@@ -332,8 +335,11 @@ def throughput(name, urls_file, paths_file, n, concurrency, runs, tools, wrk_sec
         results[tool] = {"rps": n / statistics.median(walls[tool]), "wall": statistics.median(walls[tool]),
                          "rss": statistics.median(rss[tool]), "cpu_us": 1e6 * statistics.median(cpu[tool]),
                          "runs": [round(n / w) for w in walls[tool]]}
-        print(f"{name} {tool}: {results[tool]['rps']:.0f} req/s, {results[tool]['cpu_us']:.1f} µs CPU/req, "
-              f"{results[tool]['rss']:.0f} MB", flush=True)
+        if sockets:
+            results[tool]["sockets"] = max(socks[tool])
+        print(f"{name} {tool}: {results[tool]['wall']:.2f} s, {results[tool]['rps']:.0f} req/s, "
+              f"{results[tool]['cpu_us']:.1f} µs CPU/req, {results[tool]['rss']:.0f} MB"
+              + (f", {results[tool]['sockets']} sockets" if sockets else ""), flush=True)
     if paths_file is not None:
         rates = [wrk(paths_file, concurrency, wrk_seconds) for _ in range(runs)]
         results["wrk (ceiling)"] = {"rps": statistics.median(r for r, _ in rates), "wall": None, "rss": None,
@@ -415,17 +421,15 @@ def main():
         base = f"http://127.0.0.1:{PORT}"
         if "W1" in only:
             warm_cache(docs)
-            files = sorted(str(p.relative_to(docs)) for p in docs.rglob("*") if p.is_file())
             n = 2000 if args.quick else 20000
-            paths = ["/" + f for f in files[:n]]
+            paths = ["/" + f for f in docs_files(docs, n)]
             urls = write_urls("w1-urls.txt", [base + p for p in paths])
             report["W1"] = throughput("W1", urls, write_urls("w1-paths.txt", paths), n, 64, runs, peers,
                                       5 if args.quick else 10)
         if "W1-tls" in only:
             warm_cache(docs)
-            files = sorted(str(p.relative_to(docs)) for p in docs.rglob("*") if p.is_file())
             n = 2000 if args.quick else 20000
-            urls = write_urls("w1-tls-urls.txt", [f"https://127.0.0.1:{TLS_PORT}/{f}" for f in files[:n]])
+            urls = write_urls("w1-tls-urls.txt", [f"https://127.0.0.1:{TLS_PORT}/{f}" for f in docs_files(docs, n)])
             report["W1-tls"] = throughput("W1-tls", urls, None, n, 64, runs,
                                           ["volley", "aiohttp", "aiohttp+uvloop", "curl --parallel"], 0, ca=ca)
         if "W14" in only:
@@ -549,7 +553,7 @@ def latency_workload(docs, ca, quick, runs):
     with at most 2 requests per host (aiohttp: limit_per_host=2) and 256 in
     all. curl 7.88 has no per-host cap (see `curl_cmd`)."""
     n = 2000 if quick else 20000
-    files = sorted(str(p.relative_to(docs)) for p in docs.rglob("*") if p.is_file())[:n]
+    files = docs_files(docs, n)
     hosts = w14_hosts()
     counts = zipf_counts(n, len(hosts), W14_ZIPF)
     urls = []
@@ -569,27 +573,10 @@ def latency_workload(docs, ca, quick, runs):
     try:
         if proxy.stdout.readline().strip() != "ready":
             raise RuntimeError("delay-proxy did not start")
-        tools = ["volley", "aiohttp", "curl --parallel"]
-        walls = {t: [] for t in tools}
-        rss = {t: [] for t in tools}
-        cpu = {t: [] for t in tools}
-        socks = {t: [] for t in tools}
-        for _ in range(runs):
-            for tool in tools:
-                run = measure(PEER_COMMANDS[tool](urls_file, 256, ca=ca, per_host=2), sockets=socks[tool])
-                all_ok(tool, run[2], n)
-                walls[tool].append(run[0])
-                rss[tool].append(run[1])
-                cpu[tool].append(run.cpu / n)
-        out = {"n": n, "hosts": len(hosts), "busiest": counts[0], "delay_ms": W14_DELAY_MS, "zipf": W14_ZIPF,
-               "ideal": ideal}
-        for tool in tools:
-            wall = statistics.median(walls[tool])
-            out[tool] = {"wall": wall, "rps": n / wall, "cpu_us": 1e6 * statistics.median(cpu[tool]),
-                         "rss": statistics.median(rss[tool]), "sockets": max(socks[tool]),
-                         "runs": [round(n / w) for w in walls[tool]]}
-            print(f"W14 {tool}: {wall:.2f} s, {n / wall:.0f} req/s, {out[tool]['cpu_us']:.0f} µs CPU/req, "
-                  f"{out[tool]['rss']:.0f} MB, {out[tool]['sockets']} sockets", flush=True)
+        out = throughput("W14", urls_file, None, n, 256, runs, ["volley", "aiohttp", "curl --parallel"], 0,
+                         sockets=True, ca=ca, per_host=2)
+        out.update({"n": n, "hosts": len(hosts), "busiest": counts[0], "delay_ms": W14_DELAY_MS,
+                    "zipf": W14_ZIPF, "ideal": ideal})
         return out
     finally:
         proxy.terminate()
@@ -633,6 +620,12 @@ def many_hosts(quick, runs):
     return rows
 
 
+def docs_files(docs, n=None):
+    """The first `n` (all, without it) files under `docs`, as paths
+    relative to it, in sorted order: the same list for every workload."""
+    return sorted(str(p.relative_to(docs)) for p in docs.rglob("*") if p.is_file())[:n]
+
+
 def warm_cache(docs):
     """Reads every file under `docs` once, so that no tool's first run is
     the one that pulls the files from disk into the page cache."""
@@ -655,7 +648,7 @@ def python_workloads(base, docs, quick, runs):
     warm_cache(docs)
     n_tiny = 5000 if quick else 50000
     tiny = write_urls("w11-tiny.txt", [f"{base}/tiny?i={i}" for i in range(n_tiny)])
-    files = sorted(str(p.relative_to(docs)) for p in docs.rglob("*") if p.is_file())
+    files = docs_files(docs)
     n_docs = 2000 if quick else 20000
     docs_urls = write_urls("w11-docs.txt", [f"{base}/{f}" for f in files[:n_docs]])
     out = {"W11-tiny": throughput("W11 tiny", tiny, None, n_tiny, 64, runs, tools, 0),
@@ -886,7 +879,7 @@ def refresh_workload(nginx, docs, quick, runs, port, copy=True):
     Bytes on the wire are nginx's $bytes_sent (headers included) summed over
     each job's responses."""
     n = 2000 if quick else 20000
-    files = sorted(str(p.relative_to(docs)) for p in docs.rglob("*") if p.is_file())[:n]
+    files = docs_files(docs, n)
     if copy:
         shutil.rmtree(REFRESH_DOCS, ignore_errors=True)
         for f in files:
