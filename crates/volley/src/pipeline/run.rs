@@ -154,9 +154,9 @@ pub(crate) struct Shared {
     pub proxy: crate::http::proxy::ProxyRoute,
     /// The run's `Authorization` (`--user`, `--bearer-token-file`).
     pub authorization: Option<HeaderValue>,
-    /// With `--warc`: what each exchange is captured with, and the threads
-    /// that compress the records.
+    /// With `--warc`: what each exchange is captured with.
     pub capturing: Option<Arc<crate::warc::capture::Capturing>>,
+    /// With `--warc`: the threads that compress each exchange's records.
     pub encoders: Option<crate::warc::writer::Encoders>,
 }
 
