@@ -525,12 +525,10 @@ mod tests {
     }
 
     fn file(text: &str) -> Result<FileConfig, String> {
-        let dir =
-            std::env::temp_dir().join(format!("volley-args-{}-{}", std::process::id(), text.len()));
-        std::fs::write(&dir, text).map_err(|e| e.to_string())?;
-        let loaded = FileConfig::load(&dir);
-        let _ = std::fs::remove_file(&dir);
-        loaded
+        let tmp = tempfile::tempdir().map_err(|e| e.to_string())?;
+        let path = tmp.path().join("volley.toml");
+        std::fs::write(&path, text).map_err(|e| e.to_string())?;
+        FileConfig::load(&path)
     }
 
     fn fetch_args(flags: &[&str]) -> Result<FetchArgs, String> {

@@ -62,7 +62,8 @@ fn save_64mib_body(bencher: divan::Bencher) {
         .worker_threads(1)
         .build()
         .expect("a runtime");
-    let dir = std::env::temp_dir().join(format!("volley-bench-{}", std::process::id()));
+    let tmp = tempfile::tempdir().expect("a temporary directory");
+    let dir = tmp.path().to_path_buf();
     volley::http::body::prepare_dir(&dir).expect("a bodies directory");
     let chunk = bytes::Bytes::from(vec![9u8; 16 * 1024]);
     bencher.bench(|| {

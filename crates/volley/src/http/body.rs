@@ -216,7 +216,8 @@ mod tests {
 
     #[tokio::test]
     async fn saving_sink_names_the_file_by_hash_and_cleans_up_when_abandoned() -> io::Result<()> {
-        let dir = std::env::temp_dir().join(format!("volley-body-{}", std::process::id()));
+        let tmp = tempfile::tempdir()?;
+        let dir = tmp.path().to_path_buf();
         prepare_dir(&dir)?;
         let mut sink = BodySink::saving(&dir, "a");
         sink.write(bytes::Bytes::from_static(b"hel")).await?;
@@ -234,6 +235,6 @@ mod tests {
         drop(tx);
         assert!(writer.await.map_err(io::Error::other)?.is_err());
         assert!(!dir.join(".partial").join("b").exists());
-        std::fs::remove_dir_all(&dir)
+        Ok(())
     }
 }

@@ -1148,12 +1148,9 @@ mod tests {
     #[tokio::test]
     async fn the_log_stays_bounded_while_a_reader_never_pauses() -> Result<(), StoreError> {
         use std::sync::atomic::{AtomicBool, Ordering};
-        let dir = std::env::temp_dir().join(format!("volley-wal-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).map_err(|e| StoreError::Worker(e.to_string()))?;
+        let tmp = tempfile::tempdir().map_err(|e| StoreError::Worker(e.to_string()))?;
+        let dir = tmp.path();
         let db = dir.join("t.db");
-        for suffix in ["", "-wal", "-shm"] {
-            let _ = std::fs::remove_file(format!("{}{suffix}", db.display()));
-        }
         let mut store = SqliteStore::open(&db)?;
         let limit = 1 << 20;
         store.wal = Arc::new(WalBound::new(&db, limit));
@@ -1212,10 +1209,8 @@ mod tests {
 
     #[tokio::test]
     async fn the_run_lock_and_input_stamps_hold() -> Result<(), StoreError> {
-        let dir = std::env::temp_dir().join(format!("volley-store-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).map_err(|e| StoreError::Worker(e.to_string()))?;
-        let db = dir.join("t.db");
-        let _ = std::fs::remove_file(&db);
+        let tmp = tempfile::tempdir().map_err(|e| StoreError::Worker(e.to_string()))?;
+        let db = tmp.path().join("t.db");
         let store = SqliteStore::open(&db)?;
         assert!(matches!(
             SqliteStore::open(&db),
@@ -1277,7 +1272,6 @@ mod tests {
             store.open_job("j", "other.txt", None).await,
             Err(StoreError::JobInputMismatch { .. })
         ));
-        let _ = std::fs::remove_dir_all(&dir);
         Ok(())
     }
 }
