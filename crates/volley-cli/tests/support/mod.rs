@@ -532,17 +532,23 @@ async fn redirect_loop() -> Response {
 /// Decoded size of `/bomb`.
 pub const BOMB_BYTES: usize = 16 << 20;
 
-async fn bomb() -> Response {
+/// The body `/bomb` serves: [`BOMB_BYTES`] of zeros, gzipped. Made on
+/// first use, which takes about a second in a debug build: a test with a
+/// short read timeout makes it before it starts fetching.
+pub fn bomb_body() -> &'static [u8] {
     static BOMB: std::sync::OnceLock<Vec<u8>> = std::sync::OnceLock::new();
-    let body = BOMB.get_or_init(|| {
+    BOMB.get_or_init(|| {
         let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
         let zeros = vec![0u8; 1 << 20];
         for _ in 0..(BOMB_BYTES >> 20) {
             encoder.write_all(&zeros).expect("gzip into memory");
         }
         encoder.finish().expect("gzip into memory")
-    });
-    ([(header::CONTENT_ENCODING, "gzip")], body.clone()).into_response()
+    })
+}
+
+async fn bomb() -> Response {
+    ([(header::CONTENT_ENCODING, "gzip")], bomb_body().to_vec()).into_response()
 }
 
 /// The items of page `page` (1-based) of `size` items.
