@@ -725,10 +725,12 @@ async fn resumes_after_kill_9_without_duplicates_or_refetching_finished_urls() {
         "some outcomes were committed before the kill"
     );
     assert!((finished_before.len() as u64) < n, "the kill came mid-run");
+    v.assert_counts_hold().await;
 
     let out = v.run(&args).await;
     assert!(out.status.success(), "{}", stderr(&out));
     v.assert_one_outcome_per_task(n);
+    v.assert_counts_hold().await;
     for url in &finished_before {
         assert_eq!(
             server.hits(&path_of(url)),

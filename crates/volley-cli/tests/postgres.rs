@@ -24,6 +24,12 @@ fn url(line: u64, s: &str) -> Input {
     }
 }
 
+/// The counts the store keeps equal what its rows say, now.
+async fn counts_hold<S: Store>(store: &S, job: i64, after: &str) {
+    let (kept, counted) = store.recount(job).await.expect("recount");
+    assert_eq!(kept, counted, "counts kept and counted after {after}");
+}
+
 const WANT: Want = Want {
     limit: 10,
     per_host: 8,
@@ -71,7 +77,9 @@ async fn contract<S: Store>(
         IngestReport::default(),
         "re-ingesting the same lines adds nothing"
     );
+    counts_hold(store, job.id, "ingest").await;
     let leased = store.lease(job.id, WANT).await.expect("lease");
+    counts_hold(store, job.id, "a lease").await;
     assert_eq!(
         leased.iter().map(|t| t.line).collect::<Vec<_>>(),
         [Some(1), Some(4)]
@@ -102,6 +110,7 @@ async fn contract<S: Store>(
         },
         "the next page is a new task, in the same transaction"
     );
+    counts_hold(store, job.id, "an outcome with a next page").await;
     let page2 = store.lease(job.id, WANT).await.expect("lease page 2");
     assert_eq!(
         page2.iter().map(|t| (t.line, t.page)).collect::<Vec<_>>(),
@@ -138,8 +147,10 @@ async fn contract<S: Store>(
         },
         "a second outcome for a task is dropped and counted"
     );
+    counts_hold(store, job.id, "a fenced outcome").await;
     // The task of line 4 is still held: release it and lease it again.
     store.release(job.id).await.expect("release");
+    counts_hold(store, job.id, "a release").await;
     assert_eq!(
         store.counts(job.id).await.expect("counts"),
         JobCounts {
@@ -173,6 +184,17 @@ async fn contract<S: Store>(
         }
     );
     assert_eq!(store.unfinished(job.id).await.expect("unfinished"), 0);
+    let (kept, counted) = store.recount(job.id).await.expect("recount");
+    assert_eq!(kept, counted);
+    assert_eq!(
+        kept.classes,
+        [
+            ("ok".to_owned(), 3),
+            ("duplicate".to_owned(), 1),
+            ("invalid_url".to_owned(), 1)
+        ]
+    );
+    assert!(kept.first_outcome_ms.is_some() && kept.first_outcome_ms <= kept.last_outcome_ms);
 
     let rows = reader()();
     assert_eq!(
@@ -280,6 +302,23 @@ fn spawn(v: &Volley, args: &[&str]) -> tokio::process::Child {
     cmd.spawn().expect("start volley")
 }
 
+/// Asserts that `job`'s counts, as the store keeps them for status, equal
+/// what its rows say, read in one snapshot (runs may be going).
+async fn pg_counts_hold(db: &str, job: &str) {
+    let store = PgStore::connect(db, PgOptions::default())
+        .await
+        .expect("connect to PostgreSQL");
+    let id = store
+        .find_job(job)
+        .await
+        .expect("find the job")
+        .expect("the job exists")
+        .id;
+    let (kept, counted) = store.recount(id).await.expect("recount");
+    assert_eq!(kept, counted, "counts kept and counted");
+    store.close().await.expect("close");
+}
+
 async fn finish(child: tokio::process::Child) -> std::process::Output {
     tokio::time::timeout(Duration::from_secs(120), child.wait_with_output())
         .await
@@ -352,6 +391,9 @@ async fn three_workers_and_a_sigkill_leave_exactly_one_outcome_per_input() {
     .await
     .expect("a worker holds leased tasks within 30 s");
     signal(pids[victim], libc::SIGKILL);
+    // Mid-run, with the victim's leases held by no live worker: the counts
+    // status reads equal the rows', in one snapshot.
+    pg_counts_hold(&db, "big").await;
     let mut outs = vec![finish(ingester).await];
     for w in workers {
         outs.push(finish(w).await);
@@ -369,6 +411,7 @@ async fn three_workers_and_a_sigkill_leave_exactly_one_outcome_per_input() {
         (20_000, 20_000, 20_000, 0),
         "every input has exactly one outcome"
     );
+    pg_counts_hold(&db, "big").await;
     // The ingester claimed every host before the workers started; it hands
     // hosts back down to its fair share, so the survivors did their part.
     let client = pg::connect(&db).await;

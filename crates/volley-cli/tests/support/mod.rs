@@ -1105,6 +1105,26 @@ impl Volley {
             .collect()
     }
 
+    /// Asserts that every job's counts, as the store keeps them for status,
+    /// equal what its tasks and outcomes say (`GROUP BY`). Takes the run
+    /// lock: no run may be going.
+    pub async fn assert_counts_hold(&self) {
+        use volley::store::{Reader, Store};
+        let jobs = volley::store::sqlite::SqliteReader::open(&self.db())
+            .expect("open the database")
+            .jobs()
+            .expect("read the jobs");
+        let store = volley::store::sqlite::SqliteStore::open(&self.db()).expect("open the store");
+        for job in jobs {
+            let (kept, counted) = store.recount(job.job.id).await.expect("recount");
+            assert_eq!(
+                kept, counted,
+                "job {}: counts kept and counted",
+                job.job.name
+            );
+        }
+    }
+
     /// Outcomes by class, as the database holds them.
     pub fn class_counts(&self) -> std::collections::BTreeMap<String, u64> {
         self.counts_by("SELECT class, count(*) FROM outcomes GROUP BY class")

@@ -39,6 +39,7 @@
 //! which the operating system drops when the process dies, however it dies.
 //! That lock is what makes reclaiming every `leased` task safe.
 
+mod counts;
 pub mod postgres;
 mod postgres_admin;
 pub mod sqlite;
@@ -225,6 +226,21 @@ pub struct Deleted {
     pub items: u64,
 }
 
+/// A job's counts at one moment: its tasks by state and its outcomes by
+/// class, read together from the counts the store keeps as they change
+/// (`job_counts`), in time independent of the job's size.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Tally {
+    /// Its tasks by state.
+    pub counts: JobCounts,
+    /// Its outcomes by class, most frequent first (then by name).
+    pub classes: Vec<(String, u64)>,
+    /// When its first outcome was recorded (Unix ms), if any.
+    pub first_outcome_ms: Option<i64>,
+    /// When its last outcome was recorded (Unix ms), if any.
+    pub last_outcome_ms: Option<i64>,
+}
+
 /// One job as `volley status` shows it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct JobSummary {
@@ -399,6 +415,34 @@ pub struct JobRecord {
     pub notify: Option<String>,
     /// How the webhook went (`sent`, or why it failed); `None` while owed.
     pub notified: Option<String>,
+}
+
+impl JobRecord {
+    /// A job's record from its row's parts and its counts.
+    pub(crate) fn new(
+        job: Job,
+        tally: Tally,
+        state: JobState,
+        options: Option<String>,
+        created_at_ms: i64,
+        notify: Option<String>,
+        notified: Option<String>,
+    ) -> JobRecord {
+        JobRecord {
+            summary: JobSummary {
+                job,
+                counts: tally.counts,
+                classes: tally.classes,
+            },
+            state,
+            options,
+            created_at_ms,
+            first_outcome_ms: tally.first_outcome_ms,
+            last_outcome_ms: tally.last_outcome_ms,
+            notify,
+            notified,
+        }
+    }
 }
 
 /// One outcome row with the task id that orders it (the keyset cursor of
@@ -742,6 +786,15 @@ pub trait Store: Send + Sync + 'static {
 
     /// Counts the tasks of `job` by state.
     fn counts(&self, job: i64) -> impl Future<Output = Result<JobCounts, StoreError>> + Send;
+
+    /// `job`'s counts twice, read in one transaction: as the store keeps
+    /// them (`job_counts`, what status reads) and as its tasks and outcomes
+    /// say (`GROUP BY`, a scan of the whole job). The two are equal at
+    /// every commit; a difference is a bug in the store.
+    ///
+    /// # Errors
+    /// Database errors.
+    fn recount(&self, job: i64) -> impl Future<Output = Result<(Tally, Tally), StoreError>> + Send;
 
     /// Tasks of `job` without an outcome. Cheaper than [`Store::counts`]
     /// where the store keeps a running count.

@@ -74,10 +74,12 @@ use tokio_postgres::NoTls;
 use tokio_postgres::types::ToSql;
 use tokio_util::sync::CancellationToken;
 
+use super::counts::{CountChanges, SHARDS, TaskCount, tally};
 use super::{
     BrokenRow, EXPORT_ITEMS, EXPORT_OUTCOMES, EXPORT_WARC_RECORDS, ExportRow, IngestBatch,
     IngestReport, ItemRow, JOB_COLUMNS, Job, JobCounts, JobSummary, LeasedTask, NOT_BROKEN_CLASSES,
-    RESOURCE_COLUMNS, RESOURCE_CONFLICT, Reader, Recorded, Store, StoreError, Want, WarcRecordRow,
+    RESOURCE_COLUMNS, RESOURCE_CONFLICT, Reader, Recorded, Store, StoreError, Tally, Want,
+    WarcRecordRow,
 };
 use crate::http::refresh::Resource;
 use crate::input::Input;
@@ -305,6 +307,10 @@ async fn migrate(pool: &Pool) -> Result<(), StoreError> {
             "V7__warc",
             include_str!("migrations/postgres/V7__warc.sql"),
         )?,
+        refinery_core::Migration::unapplied(
+            "V8__job_counts",
+            include_str!("migrations/postgres/V8__job_counts.sql"),
+        )?,
     ];
     let client: &mut tokio_postgres::Client = &mut conn;
     let result = refinery_core::Runner::new(&migrations)
@@ -462,6 +468,7 @@ impl PgStore {
             .await?;
         let added: HashMap<i64, i64> = rows.iter().map(|r| (r.get(1), r.get(0))).collect();
         let mut report = IngestReport::default();
+        let mut changes = CountChanges::default();
         let mut outcomes = Vec::new();
         let mut open: HashMap<&str, i64> = HashMap::new();
         for input in &batch.inputs {
@@ -477,6 +484,8 @@ impl PgStore {
                         Class::InvalidInput => report.invalid_input += 1,
                         _ => report.invalid_url += 1,
                     }
+                    changes.added("failed", 1, false);
+                    changes.recorded(class.as_str(), 1, o.finished_at_ms);
                     outcomes.push(o);
                 }
                 Input::Url { line, url, .. } => {
@@ -487,6 +496,7 @@ impl PgStore {
                     match dup_of.get(&line) {
                         None => {
                             report.pending += 1;
+                            changes.added("pending", 1, false);
                             *open.entry(url.host_str().unwrap_or_default()).or_default() += 1;
                         }
                         Some(dup) => {
@@ -496,6 +506,8 @@ impl PgStore {
                             };
                             let mut o = Outcome::new(*id, Class::Duplicate);
                             o.duplicate_of = first;
+                            changes.added("done", 1, false);
+                            changes.recorded(Class::Duplicate.as_str(), 1, o.finished_at_ms);
                             outcomes.push(o);
                             report.duplicates += 1;
                         }
@@ -506,6 +518,7 @@ impl PgStore {
         let refs: Vec<&Outcome> = outcomes.iter().collect();
         insert_outcomes(&tx, job, &refs).await?;
         add_open(&tx, job, open).await?;
+        add_counts(&tx, job, self.shard(), &changes).await?;
         tx.execute(
             "UPDATE jobs SET ingested_lines = greatest(ingested_lines, $2), \
              ingest_complete = ingest_complete OR $3, \
@@ -698,6 +711,21 @@ impl PgStore {
         insert_outcomes(&tx, job, &plain).await?;
         upsert_resources(&tx, &plain).await?;
         add_open(&tx, job, open).await?;
+        // Each accepted task was leased: its claim matched, and only a
+        // claim sets the claim number with an owner (giving a task back
+        // moves its claim on).
+        let mut changes = CountChanges::default();
+        for o in &accepted {
+            let to = if o.class.is_success() {
+                TaskCount::Done
+            } else {
+                TaskCount::Failed
+            };
+            changes.moved(TaskCount::Leased, to, 1);
+            changes.recorded(o.class.as_str(), 1, o.finished_at_ms);
+        }
+        changes.added("pending", added.url.len() as i64, true);
+        add_counts(&tx, job, self.shard(), &changes).await?;
         tx.commit().await?;
         recorded.outcomes = accepted.len() as u64;
         recorded.pages = added.url.len() as u64;
@@ -819,14 +847,20 @@ impl PgStore {
                 )
             })
         };
-        let conn = client(&self.inner.pool).await?;
-        let tasks_back = conn
+        let mut conn = client(&self.inner.pool).await?;
+        let tx = conn.transaction().await?;
+        let tasks_back = tx
             .execute(
-                "UPDATE tasks SET lease_owner = NULL WHERE job_id = $1 AND lease_owner = $2 \
+                "UPDATE tasks SET lease_owner = NULL, claim = claim + 1 \
+                 WHERE job_id = $1 AND lease_owner = $2 \
                  AND state = 'pending' AND NOT (id = ANY($3))",
                 &[&job, &self.inner.worker, &tasks],
             )
             .await?;
+        let mut changes = CountChanges::default();
+        changes.moved(TaskCount::Leased, TaskCount::Pending, tasks_back as i64);
+        add_counts(&tx, job, self.shard(), &changes).await?;
+        tx.commit().await?;
         let hosts_back = conn
             .execute(
                 "UPDATE hosts SET owner = NULL WHERE job_id = $1 AND owner = $2 \
@@ -907,6 +941,12 @@ impl PgStore {
             .get(0))
     }
 
+    /// This worker's shard of the jobs' counts (`job_counts.shard`).
+    pub(super) fn shard(&self) -> i32 {
+        // In 0..SHARDS, so the cast cannot truncate.
+        self.inner.worker.rem_euclid(i64::from(SHARDS)) as i32
+    }
+
     fn held(&self) -> std::sync::MutexGuard<'_, HashMap<i64, Held>> {
         self.inner
             .held
@@ -976,23 +1016,48 @@ impl PgStore {
         let conn = client(&self.inner.pool).await?;
         let stmt = conn
             .prepare_cached(
+                // Tasks of a dead worker are taken over (its leased count
+                // moves to no one); fresh ones move from pending to leased,
+                // counted in this statement's own transaction.
                 "WITH c AS ( \
-                   SELECT t.id FROM unnest($2::text[], $3::int8[]) AS h(host, room) \
+                   SELECT t.id, t.fresh FROM unnest($2::text[], $3::int8[]) AS h(host, room) \
                    CROSS JOIN LATERAL ( \
-                     SELECT id FROM tasks \
+                     SELECT id, lease_owner IS NULL AS fresh FROM tasks \
                      WHERE job_id = $1 AND host = h.host AND state = 'pending' \
                        AND lease_owner IS DISTINCT FROM $4 \
                      ORDER BY id LIMIT h.room FOR UPDATE SKIP LOCKED) t \
                    WHERE EXISTS (SELECT 1 FROM jobs WHERE id = $1 AND state = 'active') \
-                   LIMIT $5) \
-                 UPDATE tasks SET lease_owner = $4, claim = tasks.claim + 1 \
-                 FROM c WHERE tasks.id = c.id \
-                 RETURNING tasks.id, tasks.line, tasks.url, tasks.page, tasks.host, tasks.claim, \
-                   tasks.seed_id, (SELECT s.url FROM tasks s WHERE s.id = tasks.seed_id)",
+                   LIMIT $5), \
+                 u AS ( \
+                   UPDATE tasks SET lease_owner = $4, claim = tasks.claim + 1 \
+                   FROM c WHERE tasks.id = c.id \
+                   RETURNING tasks.id, tasks.line, tasks.url, tasks.page, tasks.host, \
+                     tasks.claim, tasks.seed_id, c.fresh), \
+                 k AS ( \
+                   INSERT INTO job_counts (job_id, shard, kind, name, n) \
+                   SELECT $1, $6, 'tasks', m.name, m.n FROM ( \
+                     SELECT 'leased', count(*) FILTER (WHERE fresh) FROM u \
+                     UNION ALL SELECT 'pending', -count(*) FILTER (WHERE fresh) FROM u) \
+                     AS m(name, n) \
+                   WHERE m.n <> 0 ORDER BY m.name \
+                   ON CONFLICT (job_id, shard, kind, name) \
+                   DO UPDATE SET n = job_counts.n + excluded.n) \
+                 SELECT u.id, u.line, u.url, u.page, u.host, u.claim, u.seed_id, \
+                   (SELECT s.url FROM tasks s WHERE s.id = u.seed_id) FROM u",
             )
             .await?;
         Ok(conn
-            .query(&stmt, &[&job, &names, &rooms, &self.inner.worker, &limit])
+            .query(
+                &stmt,
+                &[
+                    &job,
+                    &names,
+                    &rooms,
+                    &self.inner.worker,
+                    &limit,
+                    &self.shard(),
+                ],
+            )
             .await?)
     }
 
@@ -1739,29 +1804,57 @@ impl Store for PgStore {
         let ids: Vec<i64> = held.tasks.keys().copied().collect();
         let handover = micros(held.handover);
         self.retrying("release", |_| async {
-            let conn = client(&self.inner.pool).await?;
-            let n = conn
+            let mut conn = client(&self.inner.pool).await?;
+            let tx = conn.transaction().await?;
+            // The claim moves on, so that no outcome of this lease is
+            // accepted once the task is given back.
+            let n = tx
                 .execute(
-                    "UPDATE tasks SET lease_owner = NULL \
+                    "UPDATE tasks SET lease_owner = NULL, claim = claim + 1 \
                      WHERE id = ANY($1) AND lease_owner = $2 AND state = 'pending'",
                     &[&ids, &self.inner.worker],
                 )
                 .await?;
-            conn.execute(
+            let mut changes = CountChanges::default();
+            changes.moved(TaskCount::Leased, TaskCount::Pending, n as i64);
+            add_counts(&tx, job, self.shard(), &changes).await?;
+            tx.execute(
                 "UPDATE hosts SET owner = NULL, \
                  free_at = now() + $3::int8 * interval '1 microsecond' \
                  WHERE job_id = $1 AND owner = $2",
                 &[&job, &self.inner.worker, &handover],
             )
             .await?;
+            tx.commit().await?;
             Ok(n)
         })
         .await
     }
 
     async fn counts(&self, job: i64) -> Result<JobCounts, StoreError> {
-        self.retrying("count tasks", |_| counts_query(&self.inner.pool, job))
-            .await
+        self.retrying("count tasks", |_| async {
+            Ok(tally_query(&client(&self.inner.pool).await?, job)
+                .await?
+                .counts)
+        })
+        .await
+    }
+
+    async fn recount(&self, job: i64) -> Result<(Tally, Tally), StoreError> {
+        self.retrying("recount tasks", |_| async {
+            let mut conn = client(&self.inner.pool).await?;
+            let tx = conn
+                .build_transaction()
+                .isolation_level(tokio_postgres::IsolationLevel::RepeatableRead)
+                .read_only(true)
+                .start()
+                .await?;
+            let kept = tally_query(&tx, job).await?;
+            let counted = recount_query(&tx, job).await?;
+            tx.commit().await?;
+            Ok((kept, counted))
+        })
+        .await
     }
 
     async fn unfinished(&self, job: i64) -> Result<u64, StoreError> {
@@ -1886,26 +1979,81 @@ impl Store for PgStore {
     }
 }
 
-pub(super) async fn counts_query(pool: &Pool, job: i64) -> Result<JobCounts, StoreError> {
-    let row = client(pool)
-        .await?
-        .query_one(
-            "SELECT count(*) FILTER (WHERE state = 'pending' AND lease_owner IS NULL), \
-             count(*) FILTER (WHERE state = 'pending' AND lease_owner IS NOT NULL), \
-             count(*) FILTER (WHERE state = 'done'), count(*) FILTER (WHERE state = 'failed'), \
-             count(*) FILTER (WHERE line IS NULL) \
-             FROM tasks WHERE job_id = $1",
+/// `job`'s counts as `job_counts` keeps them: constant time in the job's
+/// size (a few rows per shard).
+pub(super) async fn tally_query(
+    conn: &impl deadpool_postgres::GenericClient,
+    job: i64,
+) -> Result<Tally, StoreError> {
+    let rows = conn.query(TALLY_SQL, &[&job]).await?;
+    Ok(tally(rows.iter().map(|r| {
+        (
+            r.get(0),
+            r.get(1),
+            r.get::<_, Option<i64>>(2).unwrap_or(0),
+            r.get(3),
+            r.get(4),
+        )
+    })))
+}
+
+/// The shards summed: `sum` of `bigint` is `numeric` in PostgreSQL.
+const TALLY_SQL: &str = "SELECT kind, name, sum(n)::int8, min(first_ms), max(last_ms) \
+     FROM job_counts WHERE job_id = $1 GROUP BY kind, name";
+
+/// `job`'s counts from its tasks and outcomes themselves (`GROUP BY`),
+/// which [`tally_query`] must always equal. A pending task with an owner
+/// is leased.
+pub(super) async fn recount_query(
+    conn: &impl deadpool_postgres::GenericClient,
+    job: i64,
+) -> Result<Tally, StoreError> {
+    let rows = conn
+        .query(
+            "SELECT 'tasks', CASE WHEN state = 'pending' AND lease_owner IS NOT NULL \
+                               THEN 'leased' ELSE state END, count(*), NULL::int8, NULL::int8 \
+             FROM tasks WHERE job_id = $1 GROUP BY 2 \
+             UNION ALL SELECT 'tasks', 'pages', count(*), NULL, NULL FROM tasks \
+             WHERE job_id = $1 AND line IS NULL \
+             UNION ALL SELECT 'outcomes', class, count(*), min(finished_at_ms), max(finished_at_ms) \
+             FROM outcomes WHERE job_id = $1 GROUP BY class",
             &[&job],
         )
         .await?;
-    let n = |i: usize| u64::try_from(row.get::<_, i64>(i)).unwrap_or(0);
-    Ok(JobCounts {
-        pending: n(0),
-        leased: n(1),
-        done: n(2),
-        failed: n(3),
-        pages: n(4),
-    })
+    Ok(tally(rows.iter().map(|r| {
+        (r.get(0), r.get(1), r.get::<_, i64>(2), r.get(3), r.get(4))
+    })))
+}
+
+/// Adds `changes` to `job`'s counts in `shard`, in the caller's
+/// transaction: one statement, its rows in [`CountChanges::rows`]' order.
+pub(super) async fn add_counts(
+    tx: &tokio_postgres::Transaction<'_>,
+    job: i64,
+    shard: i32,
+    changes: &CountChanges,
+) -> Result<(), StoreError> {
+    let rows = changes.rows();
+    if rows.is_empty() {
+        return Ok(());
+    }
+    let kinds: Vec<&str> = rows.iter().map(|r| r.kind).collect();
+    let names: Vec<&str> = rows.iter().map(|r| r.name).collect();
+    let ns: Vec<i64> = rows.iter().map(|r| r.n).collect();
+    let firsts: Vec<Option<i64>> = rows.iter().map(|r| r.first_ms).collect();
+    let lasts: Vec<Option<i64>> = rows.iter().map(|r| r.last_ms).collect();
+    tx.execute(
+        "INSERT INTO job_counts (job_id, shard, kind, name, n, first_ms, last_ms) \
+         SELECT $1, $2, u.kind, u.name, u.n, u.first_ms, u.last_ms \
+         FROM unnest($3::text[], $4::text[], $5::int8[], $6::int8[], $7::int8[]) \
+         WITH ORDINALITY AS u(kind, name, n, first_ms, last_ms, i) ORDER BY u.i \
+         ON CONFLICT (job_id, shard, kind, name) DO UPDATE SET n = job_counts.n + excluded.n, \
+         first_ms = least(job_counts.first_ms, excluded.first_ms), \
+         last_ms = greatest(job_counts.last_ms, excluded.last_ms)",
+        &[&job, &shard, &kinds, &names, &ns, &firsts, &lasts],
+    )
+    .await?;
+    Ok(())
 }
 
 /// A live worker as `volley status` shows it.
@@ -2057,30 +2205,30 @@ impl Reader for PgReader {
 
     fn jobs(&self) -> Result<Vec<JobSummary>, StoreError> {
         block(async {
-            let conn = client(&self.pool).await?;
-            let rows = conn
+            let mut conn = client(&self.pool).await?;
+            // One snapshot: every job's counts from one moment.
+            let tx = conn
+                .build_transaction()
+                .isolation_level(tokio_postgres::IsolationLevel::RepeatableRead)
+                .read_only(true)
+                .start()
+                .await?;
+            let rows = tx
                 .query(&format!("SELECT {JOB_COLUMNS} FROM jobs ORDER BY id"), &[])
                 .await?;
             let mut jobs = Vec::with_capacity(rows.len());
             for row in rows {
                 let job = job_row(&row)?;
-                let counts = counts_query(&self.pool, job.id).await?;
-                let classes = conn
-                    .query(
-                        "SELECT class, count(*) FROM outcomes WHERE job_id = $1 \
-                         GROUP BY class ORDER BY count(*) DESC, class",
-                        &[&job.id],
-                    )
-                    .await?
-                    .iter()
-                    .map(|r| (r.get(0), u64::try_from(r.get::<_, i64>(1)).unwrap_or(0)))
-                    .collect();
+                let Tally {
+                    counts, classes, ..
+                } = tally_query(&tx, job.id).await?;
                 jobs.push(JobSummary {
                     job,
                     counts,
                     classes,
                 });
             }
+            tx.commit().await?;
             Ok(jobs)
         })
     }

@@ -8,12 +8,13 @@
 //! dropped, as after a lost lease) and zeroes its hosts' open counts, so no
 //! worker claims a host of it again.
 
-use super::postgres::{PgStore, client, counts_query, export_row, job_row};
+use super::counts::{CountChanges, TaskCount, tally};
+use super::postgres::{PgStore, add_counts, client, export_row, job_row};
 use super::{
-    Deleted, EXPORT_COLUMNS, ItemRow, JOB_COLUMNS, Job, JobRecord, JobState, JobSummary,
-    OutcomeEntry, StoreError, outcome_page_sql, outcomes_by_id_sql, unfetched_page_sql,
+    Deleted, EXPORT_COLUMNS, ItemRow, JOB_COLUMNS, Job, JobRecord, JobState, OutcomeEntry,
+    StoreError, outcome_page_sql, outcomes_by_id_sql, unfetched_page_sql,
 };
-use crate::outcome::now_ms;
+use crate::outcome::{Class, now_ms};
 
 impl PgStore {
     /// Creates the job `name` reading `input` (a description, `api`), with
@@ -87,17 +88,32 @@ impl PgStore {
     pub async fn cancel_job(&self, job: i64) -> Result<u64, StoreError> {
         let mut conn = client(self.pool()).await?;
         let tx = conn.transaction().await?;
-        let n = tx
-            .execute(
-                "WITH closed AS ( \
+        let now = now_ms();
+        // Which of the tasks were leased, read before the update clears
+        // their owners (the rows are locked from here to the commit).
+        let row = tx
+            .query_one(
+                "WITH open AS ( \
+                   SELECT id, lease_owner IS NOT NULL AS leased FROM tasks \
+                   WHERE job_id = $1 AND state = 'pending' FOR UPDATE), \
+                 closed AS ( \
                    UPDATE tasks SET state = 'failed', lease_owner = NULL, claim = claim + 1 \
-                   WHERE job_id = $1 AND state = 'pending' RETURNING id) \
-                 INSERT INTO outcomes (task_id, job_id, class, message, attempts, finished_at_ms) \
-                 SELECT id, $1, 'cancelled', \
-                   'the job was cancelled before this task was fetched', 0, $2 FROM closed",
-                &[&job, &now_ms()],
+                   FROM open WHERE tasks.id = open.id RETURNING tasks.id, open.leased), \
+                 cancelled AS ( \
+                   INSERT INTO outcomes (task_id, job_id, class, message, attempts, finished_at_ms) \
+                   SELECT id, $1, 'cancelled', \
+                     'the job was cancelled before this task was fetched', 0, $2 FROM closed) \
+                 SELECT count(*), count(*) FILTER (WHERE leased) FROM closed",
+                &[&job, &now],
             )
             .await?;
+        let (n, leased): (i64, i64) = (row.get(0), row.get(1));
+        let mut changes = CountChanges::default();
+        changes.moved(TaskCount::Pending, TaskCount::Failed, n - leased);
+        changes.moved(TaskCount::Leased, TaskCount::Failed, leased);
+        changes.recorded(Class::Cancelled.as_str(), n, now);
+        add_counts(&tx, job, self.shard(), &changes).await?;
+        let n = u64::try_from(n).unwrap_or(0);
         tx.execute(
             "UPDATE hosts SET open = 0, owner = NULL WHERE job_id = $1",
             &[&job],
@@ -121,7 +137,7 @@ impl PgStore {
     pub async fn delete_job(&self, job: i64) -> Result<Deleted, StoreError> {
         let mut conn = client(self.pool()).await?;
         let tx = conn.transaction().await?;
-        let mut n = [0u64; 9];
+        let mut n = [0u64; 10];
         for (i, sql) in [
             "DELETE FROM links WHERE from_task IN (SELECT id FROM tasks WHERE job_id = $1)",
             "DELETE FROM crawl_counts WHERE job_id = $1",
@@ -130,6 +146,7 @@ impl PgStore {
             "DELETE FROM outcomes WHERE job_id = $1",
             "DELETE FROM tasks WHERE job_id = $1",
             "DELETE FROM hosts WHERE job_id = $1",
+            "DELETE FROM job_counts WHERE job_id = $1",
             "UPDATE workers SET job_id = NULL WHERE job_id = $1",
             "DELETE FROM jobs WHERE id = $1",
         ]
@@ -152,12 +169,22 @@ impl PgStore {
     /// # Errors
     /// Database errors.
     pub async fn job_records(&self, only: Option<&str>) -> Result<Vec<JobRecord>, StoreError> {
-        let conn = client(self.pool()).await?;
-        let rows = conn
+        // One statement, so one snapshot: each job with its counts summed
+        // over the shards, as arrays of (kind, name, n, first, last).
+        let rows = client(self.pool())
+            .await?
             .query(
                 &format!(
-                    "SELECT {JOB_COLUMNS}, state, options, created_at_ms, notify, notified \
-                     FROM jobs WHERE $1::text IS NULL OR name = $1 ORDER BY id"
+                    "SELECT {JOB_COLUMNS}, state, options, created_at_ms, notify, notified, \
+                       c.kinds, c.names, c.ns, c.firsts, c.lasts \
+                     FROM jobs LEFT JOIN LATERAL ( \
+                       SELECT array_agg(kind) AS kinds, array_agg(name) AS names, \
+                         array_agg(n) AS ns, array_agg(f) AS firsts, array_agg(l) AS lasts \
+                       FROM (SELECT kind, name, sum(n)::int8 AS n, min(first_ms) AS f, \
+                               max(last_ms) AS l \
+                             FROM job_counts WHERE job_id = jobs.id GROUP BY kind, name) g \
+                     ) c ON true \
+                     WHERE $1::text IS NULL OR name = $1 ORDER BY id"
                 ),
                 &[&only],
             )
@@ -165,34 +192,29 @@ impl PgStore {
         let mut records = Vec::with_capacity(rows.len());
         for row in rows {
             let job = job_row(&row)?;
-            let counts = counts_query(self.pool(), job.id).await?;
-            let classes = conn
-                .query(
-                    "SELECT class, count(*), min(finished_at_ms), max(finished_at_ms) \
-                     FROM outcomes WHERE job_id = $1 GROUP BY class ORDER BY count(*) DESC, class",
-                    &[&job.id],
-                )
-                .await?;
-            let first_outcome_ms = classes.iter().map(|r| r.get::<_, i64>(2)).min();
-            let last_outcome_ms = classes.iter().map(|r| r.get::<_, i64>(3)).max();
+            let kinds: Vec<String> = row.try_get::<_, Option<_>>(11)?.unwrap_or_default();
+            let names: Vec<String> = row.try_get::<_, Option<_>>(12)?.unwrap_or_default();
+            let ns: Vec<i64> = row.try_get::<_, Option<_>>(13)?.unwrap_or_default();
+            let firsts: Vec<Option<i64>> = row.try_get::<_, Option<_>>(14)?.unwrap_or_default();
+            let lasts: Vec<Option<i64>> = row.try_get::<_, Option<_>>(15)?.unwrap_or_default();
+            let tally = tally(
+                kinds
+                    .into_iter()
+                    .zip(names)
+                    .zip(ns)
+                    .zip(firsts.into_iter().zip(lasts))
+                    .map(|(((k, name), n), (f, l))| (k, name, n, f, l)),
+            );
             let state: String = row.try_get(6)?;
-            records.push(JobRecord {
-                summary: JobSummary {
-                    job,
-                    counts,
-                    classes: classes
-                        .iter()
-                        .map(|r| (r.get(0), u64::try_from(r.get::<_, i64>(1)).unwrap_or(0)))
-                        .collect(),
-                },
-                state: JobState::parse(&state),
-                options: row.try_get(7)?,
-                created_at_ms: row.try_get(8)?,
-                first_outcome_ms,
-                last_outcome_ms,
-                notify: row.try_get(9)?,
-                notified: row.try_get(10)?,
-            });
+            records.push(JobRecord::new(
+                job,
+                tally,
+                JobState::parse(&state),
+                row.try_get(7)?,
+                row.try_get(8)?,
+                row.try_get(9)?,
+                row.try_get(10)?,
+            ));
         }
         Ok(records)
     }

@@ -20,10 +20,12 @@ use std::time::Duration;
 use rusqlite::{Connection, OptionalExtension, Statement, TransactionBehavior, params};
 use rusqlite_migration::{M, Migrations};
 
+use super::counts::{CountChanges, TALLY, TaskCount, tally};
 use super::{
     BrokenRow, EXPORT_ITEMS, EXPORT_OUTCOMES, EXPORT_WARC_RECORDS, ExportRow, IngestBatch,
     IngestReport, ItemRow, JOB_COLUMNS, Job, JobCounts, JobSummary, LeasedTask, NOT_BROKEN_CLASSES,
-    RESOURCE_COLUMNS, RESOURCE_CONFLICT, Reader, Recorded, Store, StoreError, Want, WarcRecordRow,
+    RESOURCE_COLUMNS, RESOURCE_CONFLICT, Reader, Recorded, Store, StoreError, Tally, Want,
+    WarcRecordRow,
 };
 use crate::crawl::PageCaps;
 use crate::http::refresh::Resource;
@@ -58,6 +60,7 @@ fn migrations() -> Migrations<'static> {
         M::up(include_str!("migrations/0006_unfetched_index.sql")),
         M::up(include_str!("migrations/0007_crawl.sql")),
         M::up(include_str!("migrations/0008_warc.sql")),
+        M::up(include_str!("migrations/0009_job_counts.sql")),
     ])
 }
 
@@ -373,16 +376,28 @@ fn open_job_tx(
             job.ingest_complete = false;
         }
     }
-    let reclaimed = tx.execute(
-        "UPDATE tasks SET state = 'pending', lease_owner = NULL \
-         WHERE job_id = ?1 AND state = 'leased'",
-        params![job.id],
-    )?;
+    let reclaimed = release_leased(&tx, job.id)?;
     tx.commit()?;
     if reclaimed > 0 {
         tracing::info!(job = %job.name, reclaimed, "returned tasks leased by an earlier run to pending");
     }
     Ok(job)
+}
+
+/// Returns `job`'s tasks left `leased` (by a version that wrote leases)
+/// to `pending`, counted, in the caller's transaction; returns how many.
+fn release_leased(conn: &Connection, job: i64) -> Result<usize, StoreError> {
+    let n = conn.execute(
+        "UPDATE tasks SET state = 'pending', lease_owner = NULL \
+         WHERE job_id = ?1 AND state = 'leased'",
+        params![job],
+    )?;
+    if n > 0 {
+        let mut changes = CountChanges::default();
+        changes.moved(TaskCount::Leased, TaskCount::Pending, n as i64);
+        add_counts(conn, job, &changes)?;
+    }
+    Ok(n)
 }
 
 fn ingest_tx(
@@ -392,6 +407,7 @@ fn ingest_tx(
 ) -> Result<IngestReport, StoreError> {
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     let mut report = IngestReport::default();
+    let mut changes = CountChanges::default();
     {
         let mut insert_task = tx.prepare_cached(
             "INSERT INTO tasks (job_id, line, url, host, state, meta) VALUES (?1, ?2, ?3, ?4, ?5, ?6) \
@@ -417,6 +433,8 @@ fn ingest_tx(
                         let mut o = Outcome::new(tx.last_insert_rowid(), class);
                         o.message = Some(reason.clone());
                         insert_outcome(&mut outcome, job, &o)?;
+                        changes.added("failed", 1, false);
+                        changes.recorded(class.as_str(), 1, o.finished_at_ms);
                         match class {
                             Class::InvalidInput => report.invalid_input += 1,
                             _ => report.invalid_url += 1,
@@ -439,11 +457,13 @@ fn ingest_tx(
                     if added == 0 {
                         continue;
                     }
+                    changes.added(state, 1, false);
                     match first {
                         Some(first) => {
                             let mut o = Outcome::new(tx.last_insert_rowid(), Class::Duplicate);
                             o.duplicate_of = Some(first);
                             insert_outcome(&mut outcome, job, &o)?;
+                            changes.recorded(Class::Duplicate.as_str(), 1, o.finished_at_ms);
                             report.duplicates += 1;
                         }
                         None => report.pending += 1,
@@ -458,6 +478,7 @@ fn ingest_tx(
             params![job, batch.through_line, batch.complete, batch.fingerprint],
         )?;
     }
+    add_counts(&tx, job, &changes)?;
     tx.commit()?;
     Ok(report)
 }
@@ -502,6 +523,7 @@ fn record_tx(
 ) -> Result<Recorded, StoreError> {
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     let mut recorded = Recorded::default();
+    let mut changes = CountChanges::default();
     {
         let mut insert = tx.prepare_cached(INSERT_OUTCOME)?;
         let mut insert_attempt = tx.prepare_cached(INSERT_ATTEMPT)?;
@@ -521,17 +543,18 @@ fn record_tx(
         let mut counts = CrawlCounts::default();
         let mut insert_record = tx.prepare_cached(INSERT_WARC_RECORD)?;
         let mut warc_ends: HashMap<i64, u64> = HashMap::new();
-        // A task this run holds is still 'pending' (see `lease_query`); one
-        // with an outcome is not, so a second outcome is refused here.
+        // A task this run holds is still 'pending' (see `lease_query`; the
+        // job's opening returned any 'leased' one to 'pending'); one with
+        // an outcome is not, so a second outcome is refused here.
         let mut finish = tx.prepare_cached(
             "UPDATE tasks SET state = ?2, lease_owner = NULL \
-             WHERE id = ?1 AND job_id = ?3 AND state IN ('pending', 'leased')",
+             WHERE id = ?1 AND job_id = ?3 AND state = 'pending'",
         )?;
         for o in outcomes {
-            let state = if o.class.is_success() {
-                "done"
+            let (state, counter) = if o.class.is_success() {
+                ("done", TaskCount::Done)
             } else {
-                "failed"
+                ("failed", TaskCount::Failed)
             };
             if finish.execute(params![o.task_id, state, job])? != 1 {
                 tracing::warn!(
@@ -542,6 +565,8 @@ fn record_tx(
                 continue;
             }
             recorded.outcomes += 1;
+            changes.moved(TaskCount::Pending, counter, 1);
+            changes.recorded(o.class.as_str(), 1, o.finished_at_ms);
             let mut looped = None;
             if let Some(next) = &o.next_page {
                 let seen: Option<i64> = first_with_url
@@ -563,6 +588,7 @@ fn record_tx(
                         next.meta
                     ])?;
                     recorded.pages += 1;
+                    changes.added("pending", 1, true);
                 }
             }
             // A crawl's links: each URL once per job, whatever page names
@@ -591,6 +617,7 @@ fn record_tx(
                             link.meta
                         ])?;
                         recorded.pages += 1;
+                        changes.added("pending", 1, true);
                         tx.last_insert_rowid()
                     }
                 };
@@ -655,6 +682,7 @@ fn record_tx(
             }
         }
         counts.save(&tx, job)?;
+        add_counts(&tx, job, &changes)?;
         let mut end_at = tx.prepare_cached(
             "UPDATE warc_files SET committed_end = max(committed_end, ?2) WHERE id = ?1",
         )?;
@@ -778,32 +806,57 @@ impl CrawlCounts {
     }
 }
 
-pub(super) fn counts_query(conn: &Connection, job: i64) -> Result<JobCounts, StoreError> {
+/// `job`'s counts as `job_counts` keeps them: constant time in the job's
+/// size.
+pub(super) fn tally_query(conn: &Connection, job: i64) -> Result<Tally, StoreError> {
+    let mut stmt = conn.prepare_cached(TALLY)?;
+    let rows = stmt
+        .query_map(params![job], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+        })?
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(tally(rows))
+}
+
+/// `job`'s counts from its tasks and outcomes themselves (`GROUP BY`),
+/// which [`tally_query`] must always equal.
+pub(super) fn recount_query(conn: &Connection, job: i64) -> Result<Tally, StoreError> {
     let mut stmt = conn.prepare_cached(
-        "SELECT state, line IS NULL, count(*) FROM tasks WHERE job_id = ?1 \
-         GROUP BY state, line IS NULL",
+        "SELECT 'tasks', state, count(*), NULL, NULL FROM tasks WHERE job_id = ?1 GROUP BY state \
+         UNION ALL SELECT 'tasks', 'pages', count(*), NULL, NULL FROM tasks \
+         WHERE job_id = ?1 AND line IS NULL \
+         UNION ALL SELECT 'outcomes', class, count(*), min(finished_at_ms), max(finished_at_ms) \
+         FROM outcomes WHERE job_id = ?1 GROUP BY class",
     )?;
-    let mut counts = JobCounts::default();
-    let rows = stmt.query_map(params![job], |r| {
-        Ok((
-            r.get::<_, String>(0)?,
-            r.get::<_, bool>(1)?,
-            r.get::<_, u64>(2)?,
-        ))
-    })?;
-    for row in rows {
-        let (state, page, n) = row?;
-        match state.as_str() {
-            "pending" => counts.pending += n,
-            "leased" => counts.leased += n,
-            "done" => counts.done += n,
-            _ => counts.failed += n,
-        }
-        if page {
-            counts.pages += n;
-        }
+    let rows = stmt
+        .query_map(params![job], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+        })?
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(tally(rows))
+}
+
+/// Adds `changes` to `job`'s counts, in the caller's transaction.
+pub(super) fn add_counts(
+    conn: &Connection,
+    job: i64,
+    changes: &CountChanges,
+) -> Result<(), StoreError> {
+    let rows = changes.rows();
+    if rows.is_empty() {
+        return Ok(());
     }
-    Ok(counts)
+    let mut upsert = conn.prepare_cached(
+        "INSERT INTO job_counts (job_id, shard, kind, name, n, first_ms, last_ms) \
+         VALUES (?1, 0, ?2, ?3, ?4, ?5, ?6) \
+         ON CONFLICT (job_id, shard, kind, name) DO UPDATE SET n = n + excluded.n, \
+         first_ms = coalesce(min(first_ms, excluded.first_ms), first_ms, excluded.first_ms), \
+         last_ms = coalesce(max(last_ms, excluded.last_ms), last_ms, excluded.last_ms)",
+    )?;
+    for r in rows {
+        upsert.execute(params![job, r.kind, r.name, r.n, r.first_ms, r.last_ms])?;
+    }
+    Ok(())
 }
 
 impl Store for SqliteStore {
@@ -852,18 +905,28 @@ impl Store for SqliteStore {
     async fn release(&self, job: i64) -> Result<u64, StoreError> {
         self.forget_leases(job);
         self.with_conn(move |c| {
-            let n = c.execute(
-                "UPDATE tasks SET state = 'pending', lease_owner = NULL \
-                 WHERE job_id = ?1 AND state = 'leased'",
-                params![job],
-            )?;
+            let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let n = release_leased(&tx, job)?;
+            tx.commit()?;
             Ok(n as u64)
         })
         .await
     }
 
     async fn counts(&self, job: i64) -> Result<JobCounts, StoreError> {
-        self.with_conn(move |c| counts_query(c, job)).await
+        self.with_conn(move |c| Ok(tally_query(c, job)?.counts))
+            .await
+    }
+
+    async fn recount(&self, job: i64) -> Result<(Tally, Tally), StoreError> {
+        self.with_conn(move |c| {
+            let tx = c.transaction()?;
+            let kept = tally_query(&tx, job)?;
+            let counted = recount_query(&tx, job)?;
+            tx.commit()?;
+            Ok((kept, counted))
+        })
+        .await
     }
 
     async fn resources(&self, urls: Vec<String>) -> Result<HashMap<String, Resource>, StoreError> {
@@ -990,29 +1053,27 @@ impl Reader for SqliteReader {
     }
 
     fn jobs(&self) -> Result<Vec<JobSummary>, StoreError> {
-        let mut stmt = self
-            .conn
-            .prepare(&format!("SELECT {JOB_COLUMNS} FROM jobs ORDER BY id"))?;
-        let jobs = stmt
+        // One read transaction: every job's counts from one moment.
+        let tx = self.conn.unchecked_transaction()?;
+        let jobs = tx
+            .prepare_cached(&format!("SELECT {JOB_COLUMNS} FROM jobs ORDER BY id"))?
             .query_map([], job_row)?
             .collect::<Result<Vec<_>, _>>()?;
-        let mut classes = self.conn.prepare(
-            "SELECT class, count(*) AS n FROM outcomes WHERE job_id = ?1 \
-             GROUP BY class ORDER BY n DESC, class",
-        )?;
-        jobs.into_iter()
+        let summaries = jobs
+            .into_iter()
             .map(|job| {
-                let counts = counts_query(&self.conn, job.id)?;
-                let classes = classes
-                    .query_map(params![job.id], |r| Ok((r.get(0)?, r.get(1)?)))?
-                    .collect::<Result<Vec<_>, _>>()?;
+                let Tally {
+                    counts, classes, ..
+                } = tally_query(&tx, job.id)?;
                 Ok(JobSummary {
                     job,
                     counts,
                     classes,
                 })
             })
-            .collect()
+            .collect();
+        tx.commit()?;
+        summaries
     }
 
     fn job(&self, name: &str) -> Result<Job, StoreError> {

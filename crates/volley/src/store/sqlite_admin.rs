@@ -6,12 +6,15 @@
 
 use rusqlite::{OptionalExtension, TransactionBehavior, params};
 
-use super::sqlite::{SqliteReader, SqliteStore, counts_query, export_row, job_named, job_row};
-use super::{
-    Deleted, EXPORT_COLUMNS, ItemRow, JOB_COLUMNS, Job, JobRecord, JobState, JobSummary,
-    OutcomeEntry, StoreError, outcome_page_sql, outcomes_by_id_sql, unfetched_page_sql,
+use super::counts::{CountChanges, TaskCount};
+use super::sqlite::{
+    SqliteReader, SqliteStore, add_counts, export_row, job_named, job_row, tally_query,
 };
-use crate::outcome::now_ms;
+use super::{
+    Deleted, EXPORT_COLUMNS, ItemRow, JOB_COLUMNS, Job, JobRecord, JobState, OutcomeEntry,
+    StoreError, outcome_page_sql, outcomes_by_id_sql, unfetched_page_sql,
+};
+use crate::outcome::{Class, now_ms};
 
 impl SqliteStore {
     /// Creates the job `name` reading `input` (a description, `api`), with
@@ -88,17 +91,24 @@ impl SqliteStore {
     pub async fn cancel_job(&self, job: i64) -> Result<u64, StoreError> {
         self.with_conn(move |c| {
             let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let now = now_ms();
             let n = tx.execute(
                 "INSERT INTO outcomes (task_id, job_id, class, message, attempts, finished_at_ms) \
                  SELECT id, job_id, 'cancelled', 'the job was cancelled before this task was fetched', 0, ?2 \
                  FROM tasks WHERE job_id = ?1 AND state IN ('pending', 'leased')",
-                params![job, now_ms()],
+                params![job, now],
             )?;
-            tx.execute(
-                "UPDATE tasks SET state = 'failed', lease_owner = NULL \
-                 WHERE job_id = ?1 AND state IN ('pending', 'leased')",
-                params![job],
-            )?;
+            let mut changes = CountChanges::default();
+            for (state, counter) in [("pending", TaskCount::Pending), ("leased", TaskCount::Leased)] {
+                let moved = tx.execute(
+                    "UPDATE tasks SET state = 'failed', lease_owner = NULL \
+                     WHERE job_id = ?1 AND state = ?2",
+                    params![job, state],
+                )?;
+                changes.moved(counter, TaskCount::Failed, moved as i64);
+            }
+            changes.recorded(Class::Cancelled.as_str(), n as i64, now);
+            add_counts(&tx, job, &changes)?;
             tx.execute(
                 "UPDATE jobs SET state = 'cancelled', ingest_complete = 1 WHERE id = ?1",
                 params![job],
@@ -118,7 +128,7 @@ impl SqliteStore {
     pub async fn delete_job(&self, job: i64) -> Result<Deleted, StoreError> {
         self.with_conn(move |c| {
             let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
-            let mut n = [0u64; 7];
+            let mut n = [0u64; 8];
             for (i, sql) in [
                 "DELETE FROM links WHERE from_task IN (SELECT id FROM tasks WHERE job_id = ?1)",
                 "DELETE FROM crawl_counts WHERE job_id = ?1",
@@ -126,6 +136,7 @@ impl SqliteStore {
                 "DELETE FROM items WHERE task_id IN (SELECT id FROM tasks WHERE job_id = ?1)",
                 "DELETE FROM outcomes WHERE job_id = ?1",
                 "DELETE FROM tasks WHERE job_id = ?1",
+                "DELETE FROM job_counts WHERE job_id = ?1",
                 "DELETE FROM jobs WHERE id = ?1",
             ]
             .into_iter()
@@ -151,12 +162,13 @@ impl SqliteReader {
     /// # Errors
     /// Database errors.
     pub fn job_records(&self, only: Option<&str>) -> Result<Vec<JobRecord>, StoreError> {
-        let conn = self.conn();
-        let mut stmt = conn.prepare_cached(&format!(
-            "SELECT {JOB_COLUMNS}, state, options, created_at_ms, notify, notified FROM jobs \
-             WHERE ?1 IS NULL OR name = ?1 ORDER BY id"
-        ))?;
-        let jobs = stmt
+        // One read transaction: every job's counts from one moment.
+        let tx = self.conn().unchecked_transaction()?;
+        let jobs = tx
+            .prepare_cached(&format!(
+                "SELECT {JOB_COLUMNS}, state, options, created_at_ms, notify, notified FROM jobs \
+                 WHERE ?1 IS NULL OR name = ?1 ORDER BY id"
+            ))?
             .query_map(params![only], |r| {
                 Ok((
                     job_row(r)?,
@@ -168,41 +180,23 @@ impl SqliteReader {
                 ))
             })?
             .collect::<Result<Vec<_>, _>>()?;
-        let mut classes = conn.prepare_cached(
-            "SELECT class, count(*) AS n, min(finished_at_ms), max(finished_at_ms) \
-             FROM outcomes WHERE job_id = ?1 GROUP BY class ORDER BY n DESC, class",
-        )?;
-        jobs.into_iter()
+        let records = jobs
+            .into_iter()
             .map(|(job, state, options, created_at_ms, notify, notified)| {
-                let counts = counts_query(conn, job.id)?;
-                let rows = classes
-                    .query_map(params![job.id], |r| {
-                        Ok((
-                            r.get(0)?,
-                            r.get(1)?,
-                            r.get::<_, i64>(2)?,
-                            r.get::<_, i64>(3)?,
-                        ))
-                    })?
-                    .collect::<Result<Vec<(String, u64, i64, i64)>, _>>()?;
-                let first_outcome_ms = rows.iter().map(|r| r.2).min();
-                let last_outcome_ms = rows.iter().map(|r| r.3).max();
-                Ok(JobRecord {
-                    summary: JobSummary {
-                        job,
-                        counts,
-                        classes: rows.into_iter().map(|(c, n, _, _)| (c, n)).collect(),
-                    },
-                    state: JobState::parse(&state),
+                let tally = tally_query(&tx, job.id)?;
+                Ok(JobRecord::new(
+                    job,
+                    tally,
+                    JobState::parse(&state),
                     options,
                     created_at_ms,
-                    first_outcome_ms,
-                    last_outcome_ms,
                     notify,
                     notified,
-                })
+                ))
             })
-            .collect()
+            .collect();
+        tx.commit()?;
+        records
     }
 
     /// The job named `name` with its counts.
