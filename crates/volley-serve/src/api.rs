@@ -210,20 +210,66 @@ fn job_layer(values: Map<String, Value>) -> ApiResult<Layer> {
     })
 }
 
+/// How old a running job's `latency_ms` may be before a status read
+/// computes it again.
+pub(crate) const LATENCY_MAX_AGE: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// A job's latency when last computed: when, and at how many outcomes.
+pub(crate) struct Latency {
+    at: std::time::Instant,
+    outcomes: u64,
+    value: Value,
+}
+
 /// A job's recent latency, from its last 1,000 outcomes with a request.
-async fn latency(app: &Arc<App>, job: i64) -> Value {
-    let recent = app
+/// Computed again only when it has new outcomes, and while it runs at most
+/// once per [`LATENCY_MAX_AGE`], so that polling a running job's status does
+/// not read its last outcomes on every call.
+async fn latency(app: &Arc<App>, record: &JobRecord) -> Value {
+    let job = record.summary.job.id;
+    let counts = record.summary.counts;
+    let outcomes = counts.done + counts.failed;
+    let now = std::time::Instant::now();
+    let cached = app
+        .latencies
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .get(&job)
+        .filter(|l| {
+            l.outcomes == outcomes
+                || (counts.unfinished() > 0 && now.duration_since(l.at) < LATENCY_MAX_AGE)
+        })
+        .map(|l| l.value.clone());
+    if let Some(value) = cached {
+        return value;
+    }
+    let mut ms = app
         .backend
         .recent_latencies(job, 1000)
         .await
         .unwrap_or_default();
-    let mut ms = recent;
-    if ms.is_empty() {
-        return Value::Null;
-    }
-    ms.sort_unstable();
-    let at = |q: f64| ms[((ms.len() - 1) as f64 * q).round() as usize];
-    json!({ "p50": at(0.5), "p95": at(0.95), "of_last": ms.len() })
+    let value = if ms.is_empty() {
+        Value::Null
+    } else {
+        ms.sort_unstable();
+        let at = |q: f64| ms[((ms.len() - 1) as f64 * q).round() as usize];
+        json!({ "p50": at(0.5), "p95": at(0.95), "of_last": ms.len() })
+    };
+    let mut latencies = app
+        .latencies
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    // Jobs deleted or not asked about for a minute leave no entry behind.
+    latencies.retain(|_, l| now.duration_since(l.at) < 60 * LATENCY_MAX_AGE);
+    latencies.insert(
+        job,
+        Latency {
+            at: now,
+            outcomes,
+            value: value.clone(),
+        },
+    );
+    value
 }
 
 /// The job named `name`; a 404 if there is none.
@@ -245,7 +291,7 @@ pub async fn get_job(
 ) -> ApiResult<Json<Value>> {
     let record = find_job(&app, &name).await?;
     let mut body = job_json(&app, &record);
-    body["latency_ms"] = latency(&app, record.summary.job.id).await;
+    body["latency_ms"] = latency(&app, &record).await;
     Ok(Json(body))
 }
 

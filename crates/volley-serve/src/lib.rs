@@ -94,6 +94,9 @@ pub struct App {
     pub notifier: notify::Notifier,
     /// Names of jobs whose run ended; taken by [`serve`].
     ended: Mutex<Option<tokio::sync::mpsc::UnboundedReceiver<String>>>,
+    /// Each job's recent latency (`latency_ms` of `GET /v1/jobs/{name}`)
+    /// as last computed (see `api::latency`).
+    latencies: Mutex<std::collections::HashMap<i64, api::Latency>>,
 }
 
 impl App {
@@ -141,6 +144,7 @@ impl App {
             shutdown: CancellationToken::new(),
             notifier,
             ended: Mutex::new(Some(ended)),
+            latencies: Mutex::default(),
         }))
     }
 
