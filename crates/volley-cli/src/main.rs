@@ -353,6 +353,7 @@ async fn run_job(
         progress: Arc::default(),
         budget: None,
         observer: None,
+        clients: None,
     };
     let shown = CancellationToken::new();
     let display = tokio::spawn(progress::show(

@@ -415,6 +415,53 @@ async fn jobs_share_one_host_budget() {
     );
 }
 
+/// Jobs whose client settings are equal share the server's HTTP client:
+/// 100 jobs of 10 URLs each to one HTTPS host, all submitted at once, open
+/// no more connections in all than the per-host limit, where a client per
+/// job opened at least one per job.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn jobs_with_equal_client_settings_share_connections() {
+    let (upstream, pem) = Server::start_tls().await;
+    let v = Volley::new();
+    let ca = v.path("ca.pem");
+    std::fs::write(&ca, pem).expect("write the CA");
+    let ca = ca.display().to_string();
+    let serve = Serve::start(
+        &v,
+        &[
+            "--allow-private",
+            "127.0.0.0/8",
+            "--per-host",
+            "2",
+            "--ca-cert",
+            &ca,
+        ],
+    )
+    .await;
+    let names: Vec<String> = (0..100).map(|j| format!("j{j:03}")).collect();
+    for (j, name) in names.iter().enumerate() {
+        let urls: Vec<String> = (0..10)
+            .map(|i| upstream.https_url(&format!("/ok/{j}-{i}")))
+            .collect();
+        // Options that no client reads may differ between the jobs.
+        let job = json!({"name": name, "urls": urls, "options": {"retries": j % 3}});
+        assert_eq!(serve.post("/v1/jobs", Some(job)).await.0, 201);
+    }
+    for name in &names {
+        serve.events_until_done(name).await;
+    }
+    let jobs = serve.get("/v1/jobs").await;
+    for job in jobs["jobs"].as_array().expect("jobs") {
+        assert_eq!(job["classes"], json!({"ok": 10}), "{job}");
+    }
+    assert_eq!(upstream.total(), 1000);
+    assert!(
+        upstream.connections() <= 2,
+        "{} connections for 100 jobs to one host with a per-host limit of 2",
+        upstream.connections()
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_killed_server_resumes_its_jobs_on_restart() {
     let upstream = Server::start().await;

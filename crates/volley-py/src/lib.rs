@@ -546,6 +546,7 @@ impl NativeEngine {
                     progress: Arc::default(),
                     budget: None,
                     observer: Some(Arc::new(Feed(tx))),
+                    clients: None,
                 };
                 let result = backend.fetch_job(&run.job, input, spec, &control).await;
                 drop(backend);

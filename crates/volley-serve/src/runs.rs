@@ -72,6 +72,8 @@ pub struct Runs {
     closing: CancellationToken,
     /// Names of jobs whose run ended (their webhook may be owed).
     ended: mpsc::UnboundedSender<String>,
+    /// HTTP clients shared by the jobs whose client settings are equal.
+    clients: Arc<volley::http::clients::ClientCache>,
 }
 
 impl Runs {
@@ -92,6 +94,7 @@ impl Runs {
             changed: watch::Sender::new(0),
             closing: CancellationToken::new(),
             ended,
+            clients: Arc::default(),
         };
         (runs, ended_rx)
     }
@@ -180,6 +183,7 @@ impl Runs {
             progress: Arc::clone(&progress),
             budget: Some(Arc::clone(&self.budget)),
             observer: Some(Arc::clone(&self.observer)),
+            clients: Some(Arc::clone(&self.clients)),
         };
         let (runs, backend, name) = (
             Arc::clone(self),

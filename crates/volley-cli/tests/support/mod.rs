@@ -83,6 +83,8 @@ pub struct Seen {
     robots: Mutex<Option<(u16, String)>>,
     /// Requests by path and query.
     uri_hits: Mutex<HashMap<String, u64>>,
+    /// Connections accepted (TLS servers only).
+    connections: AtomicU64,
 }
 
 /// A running test server.
@@ -172,8 +174,10 @@ impl Server {
             .expect("bind a loopback port for the TLS test server");
         let addr = listener.local_addr().expect("test server address");
         let service = hyper_util::service::TowerToHyperService::new(app(&seen));
+        let counted = Arc::clone(&seen);
         tokio::spawn(async move {
             while let Ok((tcp, _)) = listener.accept().await {
+                counted.connections.fetch_add(1, Ordering::Relaxed);
                 let (acceptor, service) = (acceptor.clone(), service.clone());
                 tokio::spawn(async move {
                     // A client that rejects the certificate ends the handshake: not an error here.
@@ -189,6 +193,11 @@ impl Server {
             }
         });
         Server { addr, seen }
+    }
+
+    /// TCP connections a TLS server has accepted.
+    pub fn connections(&self) -> u64 {
+        self.seen.connections.load(Ordering::Relaxed)
     }
 
     /// The `https` URL of `path` on a server from [`Server::start_tls`].

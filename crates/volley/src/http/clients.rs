@@ -209,6 +209,123 @@ impl Clients {
     }
 }
 
+/// Clients shared between the runs of one process whose client settings
+/// are equal (`volley serve` runs many jobs at once, often with the same
+/// options): their pools of kept-alive connections and TLS sessions then
+/// serve every such job, so a stream of small jobs to one host reuses its
+/// connections, and the per-host cap on connections holds across jobs.
+///
+/// Two specs share clients when they are equal in every option but those
+/// that never reach a client ([`ClientCache::PER_RUN`]: concurrency, rates,
+/// retries, what to keep, …). A run that keeps cookies gets clients of its
+/// own, since the jar belongs to it. Files the settings name (`--ca-cert`,
+/// `--client-cert`) are read when the clients are first built. At most
+/// [`ClientCache::CAPACITY`] settings are kept; the least recently used
+/// goes first (its connections close once its last run ends).
+#[derive(Debug, Default)]
+pub struct ClientCache {
+    entries: std::sync::Mutex<HashMap<String, (Clients, std::time::Instant)>>,
+}
+
+impl ClientCache {
+    /// Most distinct client settings kept at once.
+    pub const CAPACITY: usize = 64;
+
+    /// The options (as the serde form of [`FetchSpec`] names them) that
+    /// no client reads: runs that differ only in these share clients.
+    /// Everything else (headers, timeouts of connect and read, TLS, proxy,
+    /// DNS, address rules, redirects, host rules, `--warc`'s redirect
+    /// handling, `--per-host` as the idle pool's size) keeps clients apart.
+    /// (`--user` is never serialized: its credentials go on each request.)
+    pub const PER_RUN: &[&str] = &[
+        "concurrency",
+        "rate",
+        "global-rate",
+        "respect-robots",
+        "timeout",
+        "retries",
+        "backoff-base",
+        "backoff-max",
+        "max-retry-after",
+        "bearer-token-file",
+        "save-bodies",
+        "warc-max-size",
+        "warc-digest",
+        "max-body",
+        "max-decompression-ratio",
+        "min-speed",
+        "speed-window",
+        "deadline",
+        "paginate",
+        "cursor-param",
+        "items",
+        "extract",
+        "page-size",
+        "max-pages",
+        "follow",
+        "max-depth",
+        "scope",
+        "include",
+        "exclude",
+        "strip-query",
+        "check-external",
+        "sitemaps",
+        "max-crawl-pages",
+        "max-host-pages",
+        "grace",
+        "refresh",
+        "max-age",
+        "respect-cache-control",
+        "paginate-always",
+    ];
+
+    /// The clients for `spec`: those of an earlier run with equal client
+    /// settings, or new ones (kept for the next run).
+    ///
+    /// # Errors
+    /// As [`Clients::build`].
+    pub fn clients(&self, spec: &FetchSpec) -> Result<Clients, ClientError> {
+        let Some(key) = Self::key(spec) else {
+            return Clients::build(spec, None);
+        };
+        let now = std::time::Instant::now();
+        let mut entries = self
+            .entries
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some((clients, used)) = entries.get_mut(&key) {
+            *used = now;
+            return Ok(clients.clone());
+        }
+        let clients = Clients::build(spec, None)?;
+        if entries.len() >= Self::CAPACITY
+            && let Some(oldest) = entries
+                .iter()
+                .min_by_key(|(_, (_, used))| *used)
+                .map(|(k, _)| k.clone())
+        {
+            entries.remove(&oldest);
+        }
+        entries.insert(key, (clients.clone(), now));
+        Ok(clients)
+    }
+
+    /// The client settings of `spec` as text, or `None` when its runs need
+    /// clients of their own (they keep cookies).
+    fn key(spec: &FetchSpec) -> Option<String> {
+        if spec.keeps_cookies() {
+            return None;
+        }
+        let serde_json::Value::Object(mut map) = serde_json::to_value(spec).ok()? else {
+            return None;
+        };
+        for name in Self::PER_RUN {
+            map.remove(*name);
+        }
+        Some(serde_json::Value::Object(map).to_string())
+    }
+}
+
 /// The encodings volley decodes, as sent in `Accept-Encoding`.
 pub const ACCEPTED_ENCODINGS: &str = "gzip, deflate, br, zstd";
 
@@ -474,4 +591,52 @@ fn redirect_policy(
         }
         attempt.follow()
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entries(cache: &ClientCache) -> usize {
+        cache
+            .entries
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .len()
+    }
+
+    #[test]
+    fn runs_share_clients_unless_a_client_setting_differs() -> Result<(), ClientError> {
+        let cache = ClientCache::default();
+        let spec = FetchSpec::default();
+        cache.clients(&spec)?;
+        cache.clients(&FetchSpec {
+            concurrency: spec.concurrency + 1,
+            retries: spec.retries + 1,
+            ..spec.clone()
+        })?;
+        assert_eq!(entries(&cache), 1, "options no client reads are shared");
+        cache.clients(&FetchSpec {
+            user_agent: "another".into(),
+            ..spec.clone()
+        })?;
+        assert_eq!(entries(&cache), 2, "another User-Agent is another client");
+        cache.clients(&FetchSpec {
+            cookies: true,
+            ..spec.clone()
+        })?;
+        assert_eq!(entries(&cache), 2, "a run keeping cookies has its own");
+        Ok(())
+    }
+
+    #[test]
+    fn every_per_run_option_is_an_option() -> Result<(), serde_json::Error> {
+        let serde_json::Value::Object(spec) = serde_json::to_value(FetchSpec::default())? else {
+            panic!("a spec serializes to an object");
+        };
+        for name in ClientCache::PER_RUN {
+            assert!(spec.contains_key(*name), "{name} is not an option");
+        }
+        Ok(())
+    }
 }

@@ -19,7 +19,7 @@ use std::time::Instant;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use crate::http::clients::Clients;
+use crate::http::clients::{ClientCache, Clients};
 use crate::http::cookies::Jar;
 use crate::http::{body, fetch};
 use crate::input::InputSource;
@@ -52,6 +52,10 @@ pub struct Control {
     pub budget: Option<Arc<crate::politeness::host::Hosts>>,
     /// Told of every committed batch of outcomes (metrics), if set.
     pub observer: Option<Arc<dyn crate::stats::Observer>>,
+    /// HTTP clients shared with the other runs of this process, if any
+    /// (`volley serve`): a run whose client settings equal an earlier
+    /// run's uses its clients, connections and TLS sessions.
+    pub clients: Option<Arc<ClientCache>>,
 }
 
 /// What a run builds from its options before it starts.
@@ -62,11 +66,14 @@ struct Prepared {
 }
 
 /// Checks `spec` and reads the files it names (cookie jar, certificates,
-/// keys, token), building the clients.
-fn prepare(spec: &FetchSpec) -> Result<Prepared, RunError> {
+/// keys, token), building the clients, or taking them from `cache`.
+fn prepare(spec: &FetchSpec, cache: Option<&ClientCache>) -> Result<Prepared, RunError> {
     spec.validate()?;
     let jar = Jar::open(spec.keeps_cookies(), spec.cookie_jar.as_deref())?.map(Arc::new);
-    let clients = Clients::build(spec, jar.clone())?;
+    let clients = match cache {
+        Some(cache) if jar.is_none() => cache.clients(spec)?,
+        _ => Clients::build(spec, jar.clone())?,
+    };
     let authorization = fetch::authorization(spec)?;
     Ok(Prepared {
         jar,
@@ -150,7 +157,7 @@ fn warcinfo(job: &Job, spec: &FetchSpec) -> String {
 /// [`RunError::Spec`] for options, [`RunError::Client`] and
 /// [`RunError::Cookies`] for the files, as [`fetch_job`] returns them.
 pub fn preflight(spec: &FetchSpec) -> Result<(), RunError> {
-    prepare(spec).map(|_| ())
+    prepare(spec, None).map(|_| ())
 }
 
 /// Runs `job` to completion (or until stopped), fetching with `spec`.
@@ -175,7 +182,7 @@ pub async fn fetch_job<S: Store>(
         jar,
         clients,
         authorization,
-    } = prepare(&spec)?;
+    } = prepare(&spec, control.clients.as_deref())?;
     let insecure = spec.insecure;
     if let Some(dir) = &spec.save_bodies {
         body::prepare_dir(dir).map_err(|source| RunError::BodiesDir {
