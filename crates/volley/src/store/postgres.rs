@@ -407,8 +407,7 @@ impl PgStore {
     async fn ingest_once(&self, job: i64, batch: &IngestBatch) -> Result<IngestReport, StoreError> {
         let mut conn = client(&self.inner.pool).await?;
         let tx = conn.transaction().await?;
-        tx.execute("SELECT pg_advisory_xact_lock($1)", &[&job])
-            .await?;
+        execute(&tx, "SELECT pg_advisory_xact_lock($1)", &[&job]).await?;
         let urls: Vec<&str> = batch
             .inputs
             .iter()
@@ -458,8 +457,7 @@ impl PgStore {
                 }
             }
         }
-        let rows = tx
-            .query(
+        let rows = query(&tx,
                 "INSERT INTO tasks (job_id, line, url, host, state, meta) \
                  SELECT $1, * FROM unnest($2::int8[], $3::text[], $4::text[], $5::text[], $6::text[]) \
                  ON CONFLICT (job_id, line) DO NOTHING RETURNING id, line",
@@ -516,21 +514,23 @@ impl PgStore {
             }
         }
         let refs: Vec<&Outcome> = outcomes.iter().collect();
-        insert_outcomes(&tx, job, &refs).await?;
-        add_open(&tx, job, open).await?;
-        add_counts(&tx, job, self.shard(), &changes).await?;
-        tx.execute(
-            "UPDATE jobs SET ingested_lines = greatest(ingested_lines, $2), \
-             ingest_complete = ingest_complete OR $3, \
-             input_fingerprint = coalesce($4, input_fingerprint) WHERE id = $1",
-            &[
-                &job,
-                &(batch.through_line as i64),
-                &batch.complete,
-                &batch.fingerprint,
-            ],
-        )
-        .await?;
+        let through = batch.through_line as i64;
+        let cursor: [&(dyn ToSql + Sync); 4] =
+            [&job, &through, &batch.complete, &batch.fingerprint];
+        // Sent together, answered in one round trip (see `execute`).
+        prepare_ahead(&tx).await?;
+        tokio::try_join!(
+            insert_outcomes(&tx, job, &refs),
+            add_open(&tx, job, open),
+            add_counts(&tx, job, self.shard(), &changes),
+            execute(
+                &tx,
+                "UPDATE jobs SET ingested_lines = greatest(ingested_lines, $2), \
+                 ingest_complete = ingest_complete OR $3, \
+                 input_fingerprint = coalesce($4, input_fingerprint) WHERE id = $1",
+                &cursor,
+            ),
+        )?;
         tx.commit().await?;
         Ok(report)
     }
@@ -562,8 +562,7 @@ impl PgStore {
         // are this worker's claims, and host counters change by atomic
         // increments taken in host order.
         if mine.iter().any(|(o, _)| o.leads_on()) {
-            tx.execute("SELECT pg_advisory_xact_lock($1)", &[&job])
-                .await?;
+            execute(&tx, "SELECT pg_advisory_xact_lock($1)", &[&job]).await?;
         }
         let ids: Vec<i64> = mine.iter().map(|(o, _)| o.task_id).collect();
         let claims: Vec<i64> = mine.iter().map(|(_, c)| *c).collect();
@@ -577,15 +576,15 @@ impl PgStore {
                 }
             })
             .collect();
-        let rows = tx
-            .query(
-                "UPDATE tasks t SET state = u.state, lease_owner = NULL \
+        let rows = query(
+            &tx,
+            "UPDATE tasks t SET state = u.state, lease_owner = NULL \
                  FROM unnest($1::int8[], $2::int8[], $3::text[]) AS u(id, claim, state) \
                  WHERE t.id = u.id AND t.claim = u.claim AND t.state = 'pending' \
                  RETURNING t.id",
-                &[&ids, &claims, &states],
-            )
-            .await?;
+            &[&ids, &claims, &states],
+        )
+        .await?;
         let accepted: HashSet<i64> = rows.iter().map(|r| r.get(0)).collect();
         recorded.fenced += (mine.len() - accepted.len()) as u64;
         let accepted: Vec<&Outcome> = mine
@@ -660,7 +659,8 @@ impl PgStore {
                 .iter()
                 .map(|(h, n)| (h.as_str(), i64::try_from(*n).unwrap_or(i64::MAX)))
                 .unzip();
-            tx.execute(
+            execute(
+                &tx,
                 "INSERT INTO crawl_counts (job_id, host, pages) \
                  SELECT $1, * FROM unnest($2::text[], $3::int8[]) \
                  ON CONFLICT (job_id, host) DO UPDATE SET pages = excluded.pages",
@@ -670,23 +670,23 @@ impl PgStore {
         }
         let mut ids: HashMap<String, i64> = HashMap::new();
         if !added.url.is_empty() {
-            let rows = tx
-                .query(
-                    "INSERT INTO tasks (job_id, url, host, parent_id, page, seed_id, meta) \
+            let rows = query(
+                &tx,
+                "INSERT INTO tasks (job_id, url, host, parent_id, page, seed_id, meta) \
                      SELECT $1, * FROM unnest($2::text[], $3::text[], $4::int8[], $5::int4[], \
                                               $6::int8[], $7::text[]) \
                      RETURNING id, url",
-                    &[
-                        &job,
-                        &added.url,
-                        &added.host,
-                        &added.parent,
-                        &added.page,
-                        &added.seed,
-                        &added.meta,
-                    ],
-                )
-                .await?;
+                &[
+                    &job,
+                    &added.url,
+                    &added.host,
+                    &added.parent,
+                    &added.page,
+                    &added.seed,
+                    &added.meta,
+                ],
+            )
+            .await?;
             ids = rows.into_iter().map(|r| (r.get(1), r.get(0))).collect();
         }
         // The link graph: an edge for each link of each page.
@@ -700,7 +700,8 @@ impl PgStore {
             }
         }
         if !from.is_empty() {
-            tx.execute(
+            execute(
+                &tx,
                 "INSERT INTO links (from_task, to_task) \
                  SELECT * FROM unnest($1::int8[], $2::int8[]) ON CONFLICT DO NOTHING",
                 &[&from, &to],
@@ -708,9 +709,6 @@ impl PgStore {
             .await?;
         }
         plain.extend(noted.iter());
-        insert_outcomes(&tx, job, &plain).await?;
-        upsert_resources(&tx, &plain).await?;
-        add_open(&tx, job, open).await?;
         // Each accepted task was leased: its claim matched, and only a
         // claim sets the claim number with an owner (giving a task back
         // moves its claim on).
@@ -725,7 +723,14 @@ impl PgStore {
             changes.recorded(o.class.as_str(), 1, o.finished_at_ms);
         }
         changes.added("pending", added.url.len() as i64, true);
-        add_counts(&tx, job, self.shard(), &changes).await?;
+        // Sent together, answered in one round trip (see `execute`).
+        prepare_ahead(&tx).await?;
+        tokio::try_join!(
+            insert_outcomes(&tx, job, &plain),
+            upsert_resources(&tx, &plain),
+            add_open(&tx, job, open),
+            add_counts(&tx, job, self.shard(), &changes),
+        )?;
         tx.commit().await?;
         recorded.outcomes = accepted.len() as u64;
         recorded.pages = added.url.len() as u64;
@@ -849,14 +854,14 @@ impl PgStore {
         };
         let mut conn = client(&self.inner.pool).await?;
         let tx = conn.transaction().await?;
-        let tasks_back = tx
-            .execute(
-                "UPDATE tasks SET lease_owner = NULL, claim = claim + 1 \
+        let tasks_back = execute(
+            &tx,
+            "UPDATE tasks SET lease_owner = NULL, claim = claim + 1 \
                  WHERE job_id = $1 AND lease_owner = $2 \
                  AND state = 'pending' AND NOT (id = ANY($3))",
-                &[&job, &self.inner.worker, &tasks],
-            )
-            .await?;
+            &[&job, &self.inner.worker, &tasks],
+        )
+        .await?;
         let mut changes = CountChanges::default();
         changes.moved(TaskCount::Leased, TaskCount::Pending, tasks_back as i64);
         add_counts(&tx, job, self.shard(), &changes).await?;
@@ -1278,11 +1283,7 @@ fn opt_i64(v: Option<u64>) -> Option<i64> {
 }
 
 /// Inserts `outcomes` of `job` with one statement (one array per column).
-async fn insert_outcomes(
-    tx: &tokio_postgres::Transaction<'_>,
-    job: i64,
-    outcomes: &[&Outcome],
-) -> Result<(), StoreError> {
+async fn insert_outcomes(tx: &Tx<'_>, job: i64, outcomes: &[&Outcome]) -> Result<(), StoreError> {
     if outcomes.is_empty() {
         return Ok(());
     }
@@ -1350,7 +1351,7 @@ async fn insert_outcomes(
         &warc_offset,
         &warc_length,
     ];
-    tx.execute(
+    execute(tx,
         "INSERT INTO outcomes (job_id, task_id, class, status, http_version, message, attempts, \
          bytes, wire_bytes, elapsed_ms, ttfb_ms, final_url, content_type, body_sha256, body_path, \
          headers, extracted, duplicate_of, started_at_ms, finished_at_ms, changed, warc_file, \
@@ -1385,7 +1386,8 @@ async fn insert_outcomes(
         }
     }
     if !item.is_empty() {
-        tx.execute(
+        execute(
+            tx,
             "INSERT INTO items (task_id, idx, item) \
              SELECT * FROM unnest($1::int8[], $2::int4[], $3::text[])",
             &[&item_task, &item_idx, &item],
@@ -1393,7 +1395,8 @@ async fn insert_outcomes(
         .await?;
     }
     if !a_task.is_empty() {
-        tx.execute(
+        execute(
+            tx,
             "INSERT INTO attempts (task_id, attempt, class, status, message, started_at_ms, \
              elapsed_ms, retry_delay_ms) SELECT * FROM unnest($1::int8[], $2::int4[], $3::text[], \
              $4::int4[], $5::text[], $6::int8[], $7::int8[], $8::int8[])",
@@ -1409,10 +1412,7 @@ async fn insert_outcomes(
 
 /// Inserts the `warc_records` of `outcomes` and moves each file's
 /// committed end past them.
-async fn insert_warc_records(
-    tx: &tokio_postgres::Transaction<'_>,
-    outcomes: &[&Outcome],
-) -> Result<(), StoreError> {
+async fn insert_warc_records(tx: &Tx<'_>, outcomes: &[&Outcome]) -> Result<(), StoreError> {
     let placed: Vec<(&Outcome, &crate::warc::WarcPlacement)> = outcomes
         .iter()
         .filter_map(|o| o.warc.as_ref().map(|w| (*o, w)))
@@ -1444,7 +1444,7 @@ async fn insert_warc_records(
             complete.push(r.complete);
         }
     }
-    tx.execute(
+    execute(tx,
         "INSERT INTO warc_records (task_id, file_id, offset_bytes, length_bytes, kind, target_uri, urlkey, \
          date, status, mime, payload_digest, record_id, complete) \
          SELECT * FROM unnest($1::int8[], $2::int8[], $3::int8[], $4::int8[], $5::text[], \
@@ -1459,7 +1459,8 @@ async fn insert_warc_records(
     let mut pairs: Vec<(i64, i64)> = ends.into_iter().collect();
     pairs.sort_unstable();
     let (files, ends): (Vec<i64>, Vec<i64>) = pairs.into_iter().unzip();
-    tx.execute(
+    execute(
+        tx,
         "UPDATE warc_files f SET committed_end = greatest(f.committed_end, e.end_at) \
          FROM unnest($1::int8[], $2::int8[]) AS e(id, end_at) WHERE f.id = e.id",
         &[&files, &ends],
@@ -1470,10 +1471,7 @@ async fn insert_warc_records(
 
 /// Writes what `outcomes` say to remember of their URLs (`resources`), one
 /// row per URL (the last outcome's, should a URL come twice).
-async fn upsert_resources(
-    tx: &tokio_postgres::Transaction<'_>,
-    outcomes: &[&Outcome],
-) -> Result<(), StoreError> {
+async fn upsert_resources(tx: &Tx<'_>, outcomes: &[&Outcome]) -> Result<(), StoreError> {
     let mut latest: HashMap<&str, &Resource> = HashMap::new();
     for r in outcomes.iter().filter_map(|o| o.resource.as_deref()) {
         latest.insert(r.url.as_str(), r);
@@ -1498,7 +1496,7 @@ async fn upsert_resources(
     let changed: Vec<i64> = rows.iter().map(|r| r.changed_at_ms).collect();
     let fresh: Vec<Option<i64>> = rows.iter().map(|r| r.fresh_until_ms).collect();
     let links = text(&|r| r.links.as_deref());
-    tx.execute(
+    execute(tx,
         &format!(
             "INSERT INTO resources ({RESOURCE_COLUMNS}) \
              SELECT * FROM unnest($1::text[], $2::int4[], $3::text[], $4::text[], $5::text[], \
@@ -1527,25 +1525,21 @@ async fn upsert_resources(
 }
 
 /// Adds `deltas` to the open-task counts of hosts of `job`, creating rows.
-async fn add_open(
-    tx: &tokio_postgres::Transaction<'_>,
-    job: i64,
-    deltas: HashMap<&str, i64>,
-) -> Result<(), StoreError> {
+async fn add_open(tx: &Tx<'_>, job: i64, deltas: HashMap<&str, i64>) -> Result<(), StoreError> {
     if deltas.is_empty() {
         return Ok(());
     }
     let mut pairs: Vec<(&str, i64)> = deltas.into_iter().filter(|(_, d)| *d != 0).collect();
     pairs.sort_unstable();
     let (hosts, counts): (Vec<&str>, Vec<i64>) = pairs.into_iter().unzip();
-    tx.execute(
-        "INSERT INTO hosts (job_id, host, open) SELECT $1, * FROM unnest($2::text[], $3::int8[]) \
-         ON CONFLICT (job_id, host) DO UPDATE SET open = hosts.open + excluded.open",
-        &[&job, &hosts, &counts],
-    )
-    .await?;
+    execute(tx, ADD_OPEN, &[&job, &hosts, &counts]).await?;
     Ok(())
 }
+
+/// See [`add_open`].
+const ADD_OPEN: &str = "INSERT INTO hosts (job_id, host, open) \
+     SELECT $1, * FROM unnest($2::text[], $3::int8[]) \
+     ON CONFLICT (job_id, host) DO UPDATE SET open = hosts.open + excluded.open";
 
 /// The tasks a batch of outcomes adds (next pages, a crawl's links), each
 /// URL once, column by column for one `INSERT … unnest`.
@@ -1588,7 +1582,7 @@ impl<'a> NewTasks<'a> {
 /// The pages a crawl of `job` has added, per host of the links of
 /// `outcomes` and (`""`) in all, for the page caps.
 async fn crawl_counts(
-    tx: &tokio_postgres::Transaction<'_>,
+    tx: &Tx<'_>,
     job: i64,
     outcomes: &[&Outcome],
 ) -> Result<HashMap<String, u64>, StoreError> {
@@ -1599,12 +1593,12 @@ async fn crawl_counts(
     hosts.push("");
     hosts.sort_unstable();
     hosts.dedup();
-    let rows = tx
-        .query(
-            "SELECT host, pages FROM crawl_counts WHERE job_id = $1 AND host = ANY($2)",
-            &[&job, &hosts],
-        )
-        .await?;
+    let rows = query(
+        tx,
+        "SELECT host, pages FROM crawl_counts WHERE job_id = $1 AND host = ANY($2)",
+        &[&job, &hosts],
+    )
+    .await?;
     Ok(rows
         .iter()
         .map(|r| {
@@ -1616,22 +1610,66 @@ async fn crawl_counts(
         .collect())
 }
 
+/// A transaction on a pooled connection.
+type Tx<'a> = deadpool_postgres::Transaction<'a>;
+
+/// Runs `sql` in `tx` as a statement prepared once per connection and kept:
+/// one round trip, where an unprepared statement takes two (it is parsed
+/// and described first). A worker a network away from the database waits
+/// for each round trip.
+///
+/// # Pipelined
+/// Statements of one transaction whose parameters do not depend on each
+/// other are run with `try_join!`: tokio-postgres sends each as its future
+/// is first polled, in the order written (their statements are prepared by
+/// then), and the server runs them in that order, so they cost one round
+/// trip together. The order is the same everywhere rows are shared
+/// (`hosts` before `job_counts`), so no two transactions take the same locks
+/// in opposite orders.
+async fn execute(
+    tx: &Tx<'_>,
+    sql: &str,
+    params: &[&(dyn ToSql + Sync)],
+) -> Result<u64, StoreError> {
+    let stmt = tx.prepare_cached(sql).await?;
+    Ok(tx.execute(&stmt, params).await?)
+}
+
+/// Prepares the statements a pipelined group shares rows through
+/// ([`ADD_OPEN`], [`ADD_COUNTS`]) before the group is sent, so that they are
+/// sent in the order written even on a connection that has not prepared
+/// them yet (see [`execute`]).
+async fn prepare_ahead(tx: &Tx<'_>) -> Result<(), StoreError> {
+    tokio::try_join!(tx.prepare_cached(ADD_OPEN), tx.prepare_cached(ADD_COUNTS))?;
+    Ok(())
+}
+
+/// Like [`execute`], returning the rows.
+async fn query(
+    tx: &Tx<'_>,
+    sql: &str,
+    params: &[&(dyn ToSql + Sync)],
+) -> Result<Vec<tokio_postgres::Row>, StoreError> {
+    let stmt = tx.prepare_cached(sql).await?;
+    Ok(tx.query(&stmt, params).await?)
+}
+
 /// The first task of `job` for each of `urls` (for duplicates and loops).
 async fn first_with_urls(
-    tx: &tokio_postgres::Transaction<'_>,
+    tx: &Tx<'_>,
     job: i64,
     urls: &[&str],
 ) -> Result<HashMap<String, i64>, StoreError> {
     if urls.is_empty() {
         return Ok(HashMap::new());
     }
-    let rows = tx
-        .query(
-            "SELECT url, min(id) FROM tasks \
+    let rows = query(
+        tx,
+        "SELECT url, min(id) FROM tasks \
              WHERE job_id = $1 AND host IS NOT NULL AND url = ANY($2) GROUP BY url",
-            &[&job, &urls],
-        )
-        .await?;
+        &[&job, &urls],
+    )
+    .await?;
     Ok(rows.into_iter().map(|r| (r.get(0), r.get(1))).collect())
 }
 
@@ -1686,7 +1724,8 @@ impl Store for PgStore {
     ) -> Result<Job, StoreError> {
         let mut conn = client(&self.inner.pool).await?;
         let tx = conn.transaction().await?;
-        tx.execute(
+        execute(
+            &tx,
             "INSERT INTO jobs (name, input, created_at_ms, input_stamp) VALUES ($1, $2, $3, $4) \
              ON CONFLICT (name) DO NOTHING",
             &[&name, &input, &now_ms(), &stamp],
@@ -1707,13 +1746,13 @@ impl Store for PgStore {
             });
         }
         if let Some(stamp) = stamp {
-            let reopened = tx
-                .execute(
-                    "UPDATE jobs SET input_stamp = $2, ingest_complete = false \
+            let reopened = execute(
+                &tx,
+                "UPDATE jobs SET input_stamp = $2, ingest_complete = false \
                      WHERE id = $1 AND input_stamp IS DISTINCT FROM $2",
-                    &[&job.id, &stamp],
-                )
-                .await?;
+                &[&job.id, &stamp],
+            )
+            .await?;
             if reopened > 0 {
                 job.ingest_complete = false;
             }
@@ -1808,17 +1847,18 @@ impl Store for PgStore {
             let tx = conn.transaction().await?;
             // The claim moves on, so that no outcome of this lease is
             // accepted once the task is given back.
-            let n = tx
-                .execute(
-                    "UPDATE tasks SET lease_owner = NULL, claim = claim + 1 \
+            let n = execute(
+                &tx,
+                "UPDATE tasks SET lease_owner = NULL, claim = claim + 1 \
                      WHERE id = ANY($1) AND lease_owner = $2 AND state = 'pending'",
-                    &[&ids, &self.inner.worker],
-                )
-                .await?;
+                &[&ids, &self.inner.worker],
+            )
+            .await?;
             let mut changes = CountChanges::default();
             changes.moved(TaskCount::Leased, TaskCount::Pending, n as i64);
             add_counts(&tx, job, self.shard(), &changes).await?;
-            tx.execute(
+            execute(
+                &tx,
                 "UPDATE hosts SET owner = NULL, \
                  free_at = now() + $3::int8 * interval '1 microsecond' \
                  WHERE job_id = $1 AND owner = $2",
@@ -2028,7 +2068,7 @@ pub(super) async fn recount_query(
 /// Adds `changes` to `job`'s counts in `shard`, in the caller's
 /// transaction: one statement, its rows in [`CountChanges::rows`]' order.
 pub(super) async fn add_counts(
-    tx: &tokio_postgres::Transaction<'_>,
+    tx: &Tx<'_>,
     job: i64,
     shard: i32,
     changes: &CountChanges,
@@ -2042,19 +2082,23 @@ pub(super) async fn add_counts(
     let ns: Vec<i64> = rows.iter().map(|r| r.n).collect();
     let firsts: Vec<Option<i64>> = rows.iter().map(|r| r.first_ms).collect();
     let lasts: Vec<Option<i64>> = rows.iter().map(|r| r.last_ms).collect();
-    tx.execute(
-        "INSERT INTO job_counts (job_id, shard, kind, name, n, first_ms, last_ms) \
-         SELECT $1, $2, u.kind, u.name, u.n, u.first_ms, u.last_ms \
-         FROM unnest($3::text[], $4::text[], $5::int8[], $6::int8[], $7::int8[]) \
-         WITH ORDINALITY AS u(kind, name, n, first_ms, last_ms, i) ORDER BY u.i \
-         ON CONFLICT (job_id, shard, kind, name) DO UPDATE SET n = job_counts.n + excluded.n, \
-         first_ms = least(job_counts.first_ms, excluded.first_ms), \
-         last_ms = greatest(job_counts.last_ms, excluded.last_ms)",
+    execute(
+        tx,
+        ADD_COUNTS,
         &[&job, &shard, &kinds, &names, &ns, &firsts, &lasts],
     )
     .await?;
     Ok(())
 }
+
+/// See [`add_counts`].
+const ADD_COUNTS: &str = "INSERT INTO job_counts (job_id, shard, kind, name, n, first_ms, last_ms) \
+         SELECT $1, $2, u.kind, u.name, u.n, u.first_ms, u.last_ms \
+         FROM unnest($3::text[], $4::text[], $5::int8[], $6::int8[], $7::int8[]) \
+         WITH ORDINALITY AS u(kind, name, n, first_ms, last_ms, i) ORDER BY u.i \
+         ON CONFLICT (job_id, shard, kind, name) DO UPDATE SET n = job_counts.n + excluded.n, \
+         first_ms = least(job_counts.first_ms, excluded.first_ms), \
+         last_ms = greatest(job_counts.last_ms, excluded.last_ms)";
 
 /// A live worker as `volley status` shows it.
 #[derive(Debug, Clone, PartialEq)]
@@ -2213,9 +2257,12 @@ impl Reader for PgReader {
                 .read_only(true)
                 .start()
                 .await?;
-            let rows = tx
-                .query(&format!("SELECT {JOB_COLUMNS} FROM jobs ORDER BY id"), &[])
-                .await?;
+            let rows = query(
+                &tx,
+                &format!("SELECT {JOB_COLUMNS} FROM jobs ORDER BY id"),
+                &[],
+            )
+            .await?;
             let mut jobs = Vec::with_capacity(rows.len());
             for row in rows {
                 let job = job_row(&row)?;
