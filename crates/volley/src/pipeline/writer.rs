@@ -15,6 +15,13 @@
 //! fetch tasks wait to send, and so stop starting new requests: a slow disk
 //! slows the whole pipeline instead of growing memory (backpressure).
 //!
+//! On a shared store (PostgreSQL) up to [`COMMITS_IN_FLIGHT`] batches commit
+//! at once, each in its own transaction on its own connection, so that a
+//! database a network away costs round trips in parallel rather than one
+//! after another. Each batch is still atomic and fenced task by task;
+//! batches do not depend on each other's order. With `--warc`, and on
+//! SQLite (one writer connection), one batch commits at a time.
+//!
 //! Progress counters move only after a commit, so a display never shows an
 //! outcome as recorded before it is durable.
 //!
@@ -33,7 +40,7 @@ use tokio::sync::mpsc::error::TryRecvError;
 use crate::outcome::{Class, Outcome};
 use crate::pipeline::run::{Finished, Frontier, RunError};
 use crate::stats::{Observed, Observer, Progress, Tally};
-use crate::store::Store;
+use crate::store::{Recorded, Store, StoreError};
 use crate::warc::writer::{Lookup, Slot, WarcWriter};
 use crate::warc::{EarlierCaptures, record};
 
@@ -46,6 +53,22 @@ pub(crate) const LINGER: Duration = Duration::from_millis(20);
 /// How often the writer looks for more outcomes while a batch lingers. A
 /// page that leads on and arrives mid-batch waits at most this long.
 const TICK: Duration = Duration::from_millis(2);
+
+/// Most batches committing at once on a shared store (see the module docs).
+pub(crate) const COMMITS_IN_FLIGHT: usize = 2;
+
+/// A batch's commit as it returns: what the store recorded, what the writer
+/// kept of the batch, and how long the commit took.
+type Commit = (Result<Recorded, StoreError>, Committing, Duration);
+
+/// What the writer keeps of a batch until its commit returns.
+struct Committing {
+    n: u64,
+    with_pages: u64,
+    failed: u64,
+    bytes: u64,
+    observed: Vec<Observed>,
+}
 
 /// Receives outcomes until every sender is dropped, committing in batches.
 ///
@@ -64,7 +87,45 @@ pub(crate) async fn run<S: Store>(
     mut warc: Option<WarcWriter>,
 ) -> Result<Tally, RunError> {
     let mut tally = Tally::default();
-    while let Some(first) = rx.recv().await {
+    let in_flight = if S::SHARED && warc.is_none() {
+        COMMITS_IN_FLIGHT
+    } else {
+        1
+    };
+    let mut commits: tokio::task::JoinSet<Commit> = tokio::task::JoinSet::new();
+    let after = |done: Result<Commit, tokio::task::JoinError>| -> Result<(), RunError> {
+        let (recorded, c, took) =
+            done.map_err(|e| RunError::Internal(format!("a commit failed: {e}")))?;
+        let recorded = recorded?;
+        if let Some(observer) = &observer {
+            observer.committed(&c.observed, took);
+        }
+        Progress::add(&progress.total, recorded.pages);
+        // New pages are new tasks. On a shared store a commit also gives
+        // back room: a worker holds a few tasks per host (host affinity)
+        // until their outcomes commit, so a lease that came back short may
+        // find more now.
+        if recorded.pages > 0 || (S::SHARED && recorded.outcomes > 0) {
+            frontier.grew();
+        }
+        frontier.pages_committed(c.with_pages);
+        Progress::add(&progress.finished, c.n - recorded.fenced);
+        Progress::add(&progress.fenced, recorded.fenced);
+        Progress::add(&progress.failed, c.failed);
+        Progress::add(&progress.bytes, c.bytes);
+        Ok(())
+    };
+    loop {
+        let first = tokio::select! {
+            Some(done) = commits.join_next() => {
+                after(done)?;
+                continue;
+            }
+            first = rx.recv() => match first {
+                Some(first) => first,
+                None => break,
+            },
+        };
         // A pagination chain or a crawl waits on this commit: do not
         // linger, but take what has already arrived (a crawl's pages come
         // many at a time: one commit for all of them).
@@ -133,24 +194,27 @@ pub(crate) async fn run<S: Store>(
                 .collect(),
             None => Vec::new(),
         };
-        let started = std::time::Instant::now();
-        let recorded = store.record(job, outcomes).await?;
-        if let Some(observer) = &observer {
-            observer.committed(&observed, started.elapsed());
+        while commits.len() >= in_flight {
+            if let Some(done) = commits.join_next().await {
+                after(done)?;
+            }
         }
-        Progress::add(&progress.total, recorded.pages);
-        // New pages are new tasks. On a shared store a commit also gives
-        // back room: a worker holds a few tasks per host (host affinity)
-        // until their outcomes commit, so a lease that came back short may
-        // find more now.
-        if recorded.pages > 0 || (S::SHARED && recorded.outcomes > 0) {
-            frontier.grew();
-        }
-        frontier.pages_committed(with_pages);
-        Progress::add(&progress.finished, n - recorded.fenced);
-        Progress::add(&progress.fenced, recorded.fenced);
-        Progress::add(&progress.failed, failed);
-        Progress::add(&progress.bytes, bytes);
+        let committing = Committing {
+            n,
+            with_pages,
+            failed,
+            bytes,
+            observed,
+        };
+        let store = Arc::clone(&store);
+        commits.spawn(async move {
+            let started = std::time::Instant::now();
+            let recorded = store.record(job, outcomes).await;
+            (recorded, committing, started.elapsed())
+        });
+    }
+    while let Some(done) = commits.join_next().await {
+        after(done)?;
     }
     if let Some(mut writer) = warc {
         tokio::task::spawn_blocking(move || writer.finish())
