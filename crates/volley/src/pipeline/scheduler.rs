@@ -52,10 +52,20 @@ use crate::store::{Store, Want};
 
 /// Tasks held in memory for a given global concurrency: four per request
 /// slot, at least 1024, so that tasks of hosts at their limit do not starve
-/// the others of work.
-pub(crate) fn window_for(concurrency: usize) -> usize {
-    concurrency.saturating_mul(4).max(1024)
+/// the others of work. On a shared store four times as many: a lease there
+/// is several round trips to the database (claiming hosts, then their
+/// tasks), and the window must not run dry while one is under way.
+pub(crate) fn window_for(concurrency: usize, shared: bool) -> usize {
+    let window = concurrency.saturating_mul(4).max(1024);
+    if shared {
+        window.saturating_mul(SHARED_WINDOW)
+    } else {
+        window
+    }
 }
+
+/// How many times the window a shared store's run holds; see [`window_for`].
+const SHARED_WINDOW: usize = 4;
 
 /// How often a run on a shared store looks again for work it cannot be
 /// told about: tasks ingested by another process, hosts freed by a worker
@@ -67,6 +77,8 @@ pub(crate) const SHARED_POLL: Duration = Duration::from_millis(250);
 /// within `[8, window / 2]` so one host cannot fill the window; and as
 /// many again for the fetched tasks whose outcomes are on their way to the
 /// store (they have left the window, but stay leased until committed).
+/// Not scaled with a shared store's larger window: holding more of a host
+/// would leave workers that join later with less to share.
 fn per_host_hold(spec: &FetchSpec, window: usize) -> usize {
     let most = spec
         .hosts
@@ -108,7 +120,7 @@ pub(crate) async fn run<S: Store>(
     shared: Arc<Shared>,
     frontier: Arc<Frontier>,
 ) -> Result<(), RunError> {
-    let window_size = window_for(shared.spec.concurrency);
+    let window_size = window_for(shared.spec.concurrency, S::SHARED);
     let per_host = per_host_hold(&shared.spec, window_size);
     let handover = handover_gap(&shared.spec);
     // When the last lease came back short (shared stores only).
@@ -280,7 +292,8 @@ mod tests {
 
     #[test]
     fn window_scales_with_concurrency() {
-        assert_eq!(window_for(8), 1024);
-        assert_eq!(window_for(1000), 4000);
+        assert_eq!(window_for(8, false), 1024);
+        assert_eq!(window_for(1000, false), 4000);
+        assert_eq!(window_for(8, true), 4096);
     }
 }
