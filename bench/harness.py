@@ -32,8 +32,14 @@ Run it through bench/run.sh, which installs what it needs. Workloads:
       `volley fetch` on the same list (the server's overhead), and 20 jobs of
       5,000 submitted at once plus a 10-URL job after them (fairness: the
       spread of their finishing times)
+  W15 a job's status at 10,000,000 tasks (`volley status`, and GET
+      /v1/jobs/{name} one at a time), and 100 wrk connections polling the
+      status of a job the server is fetching, against /healthz
+  W16 PostgreSQL a network away: W8's tiny URLs (50,000) recorded by one
+      `volley fetch` through bench/delay-proxy at 0, 1 and 5 ms round trips
 """
 import argparse
+import http.client
 import ast
 import collections
 import json
@@ -77,7 +83,7 @@ W14_DELAY_MS = 20
 # bounds the wall time, 256 in flight is: curl 7.88 cannot cap a host.
 W14_ZIPF = 0.4
 TLS = WORK / "tls"
-WORKLOADS = ["W1", "W1-tls", "W14", "W2", "W3", "W4", "W5", "W6", "W7", "W8", "W9", "W10", "W11"]
+WORKLOADS = ["W1", "W1-tls", "W14", "W2", "W3", "W4", "W5", "W6", "W7", "W8", "W9", "W10", "W11", "W15", "W16", "W17"]
 DELAY_PROXY = ROOT / "target" / "release" / "delay-proxy"
 FLEET = [f"127.0.0.{i}" for i in range(2, 52)]
 ECHO_MODULE = "/usr/lib/nginx/modules/ngx_http_echo_module.so"
@@ -152,6 +158,8 @@ http {{
         root {docs};
         location = /tiny {{ return 200 "ok\\n"; }}
         location = /delay {{ echo_sleep 0.1; echo "ok"; }}
+        # W17: connections accepted, over all servers.
+        location = /nginx_status {{ stub_status; }}
         location /big/ {{ alias {WORK}/big/; }}
     }}
     server {{
@@ -518,6 +526,12 @@ def main():
             report["W10-slow"] = refresh_workload(nginx, docs, args.quick, runs, REFRESH_SLOW_PORT, copy=False)
         if "W11" in only:
             report.update(python_workloads(base, docs, args.quick, runs))
+        if "W15" in only:
+            report["W15"] = status_workload(base, args.quick, runs)
+        if "W16" in only:
+            report["W16"] = postgres_distance(args.quick, runs)
+        if "W17" in only:
+            report["W17"] = pool_workload(docs, ca, args.quick, runs)
     finally:
         nginx.stop()
     commit = report.get("machine", {}).get("commit")
@@ -769,6 +783,114 @@ def postgres_scaling(nginx, quick, runs):
     return {"inputs": n, "rows": rows}
 
 
+def accepted_connections():
+    """Connections nginx has accepted since it started (stub_status)."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{PORT}/nginx_status", timeout=10) as response:
+        return int(response.read().decode().splitlines()[2].split()[0])
+
+
+def pool_workload(docs, ca, quick, runs):
+    """W17: one connection pool for a server's jobs. 100 jobs of 10 of W1's
+    files each over HTTPS (nginx, TLS 1.3, HTTP/2 by ALPN), created through
+    the API one after another, on a server with --per-host 2. Shared: all
+    jobs with the same options, so they share the server's client. One
+    client per job: each job with its own User-Agent, so no two share one,
+    as every job had its own client before. Wall from the first creation
+    to the last job's last outcome, and the connections nginx accepted
+    (stub_status; its own status requests included, one each side)."""
+    jobs = 20 if quick else 100
+    files = docs_files(docs, jobs * 10)
+    rows = {"shared": [], "one client per job": []}
+    for _ in range(runs):
+        for how in rows:
+            server = Serve(per_host=2, extra=("--ca-cert", str(ca)))
+            try:
+                before = accepted_connections()
+                started = time.time()
+                names = set()
+                for j in range(jobs):
+                    name = f"j{j:03}"
+                    options = {} if how == "shared" else {"user_agent": f"volley-bench/{j}"}
+                    server.call("POST", "/v1/jobs", {
+                        "name": name, "options": options,
+                        "urls": [f"https://127.0.0.1:{TLS_PORT}/{f}" for f in files[j * 10:(j + 1) * 10]]})
+                    names.add(name)
+                done = server.finished(names)
+                wall = max(j["finished_at_ms"] for j in done.values()) / 1000 - started
+                if any(j["counts"]["done"] != 10 for j in done.values()):
+                    raise RuntimeError(f"W17: {[j['counts'] for j in done.values()]}")
+                connections = accepted_connections() - before - 1
+            finally:
+                server.stop()
+            rows[how].append({"wall": wall, "connections": connections})
+            print(f"W17 {how}: {wall:.2f} s, {connections} connections", flush=True)
+    out = {"jobs": jobs, "per_host": 2}
+    for how, runs_of in rows.items():
+        mid = sorted(runs_of, key=lambda r: r["wall"])[len(runs_of) // 2]
+        out[how] = dict(mid, runs=[round(r["wall"], 2) for r in runs_of],
+                        connection_runs=[r["connections"] for r in runs_of])
+    return out
+
+
+def postgres_distance(quick, runs):
+    """W16: PostgreSQL a network away. One `volley fetch` (W8's tiny URLs on
+    50 hosts, per-host limit 8, concurrency 64) records into PostgreSQL
+    through bench/delay-proxy at 0, 0.5 and 2.5 ms each way (nominal round
+    trips 0, 1 and 5 ms; tokio's timer rounds each delay up to the next
+    millisecond, so the round trip measured with `SELECT 1` is reported
+    too). Each database has the schema already (a first run on an empty
+    list makes it), as a deployed one has. Two rates: inputs over the
+    process's wall time (connecting, opening the job and the first ingest
+    included, each several round trips), and the recording rate, outcomes
+    over the span of their commit times."""
+    n = 5000 if quick else 50000
+    urls = write_urls("w16-urls.txt", [f"http://{FLEET[i % len(FLEET)]}:{PORT}/w16/{i}" for i in range(n)])
+    pg_dir = Path("/tmp/volley-bench-pg16")
+    if pg_dir.exists():
+        subprocess.run([ROOT / "scripts" / "pg.sh", "stop", pg_dir], check=False)
+    url = sh([ROOT / "scripts" / "pg.sh", "start", pg_dir])
+    upstream = url.split("@", 1)[1].split("/", 1)[0]
+    proxy_port = PORT + 16
+    fresh = iter(range(1, 1000))
+    rows = {}
+    try:
+        for delay in (0, 0.5, 2.5):
+            proxy = subprocess.Popen([DELAY_PROXY, "--delay", f"{delay}ms", "--upstream", upstream,
+                                      "--listen", f"127.0.0.1:{proxy_port}"], stdout=subprocess.PIPE, text=True)
+            try:
+                if proxy.stdout.readline().strip() != "ready":
+                    raise RuntimeError("delay-proxy did not start")
+                via = url.replace(upstream, f"127.0.0.1:{proxy_port}")
+                timing = sh(["psql", via, "-qAt", "-c", "\\timing on"] + ["-c", "SELECT 1"] * 50)
+                rtts = sorted(float(m) for m in re.findall(r"Time: ([\d.]+) ms", timing))
+                rates, recording = [], []
+                for _ in range(runs):
+                    name = f"w16_{next(fresh)}"
+                    sh(["psql", url, "-qAtc", f"CREATE DATABASE {name}"])
+                    db = via.rsplit("/", 1)[0] + "/" + name
+                    measure([VOLLEY, "--db", db, "fetch", "/dev/null", "--job", "schema", "--quiet"])
+                    wall = measure([VOLLEY, "--db", db, "fetch", urls, "--job", "w16", "--quiet",
+                                    "--concurrency", 64, "--per-host", 8])[0]
+                    got, span_ms = sh(["psql", url.rsplit("/", 1)[0] + "/" + name, "-qAtF", " ", "-c",
+                                       "SELECT count(*), max(finished_at_ms) - min(finished_at_ms) FROM outcomes"]).split()
+                    if int(got) != n:
+                        raise RuntimeError(f"W16: {got} outcomes for {n} inputs")
+                    rates.append(n / wall)
+                    recording.append((n - 1) / (int(span_ms) / 1000))
+                    print(f"W16 {delay} ms each way: {rates[-1]:,.0f} tasks/s, recording {recording[-1]:,.0f}/s",
+                          flush=True)
+                rows[str(delay)] = {"delay_ms": delay, "rtt_ms": rtts[len(rtts) // 2],
+                                    "rps": statistics.median(rates), "runs": [round(r) for r in rates],
+                                    "recording": statistics.median(recording),
+                                    "recording_runs": [round(r) for r in recording]}
+            finally:
+                proxy.terminate()
+                proxy.wait()
+    finally:
+        subprocess.run([ROOT / "scripts" / "pg.sh", "stop", pg_dir], check=False)
+    return {"inputs": n, "rows": rows}
+
+
 class Serve:
     """`volley serve` on a fresh SQLite file and a free loopback port, with
     a budget of concurrency 64 and per-host limit 64 (as `fetch` gets in
@@ -776,14 +898,16 @@ class Serve:
 
     TOKEN = "bench-token"
 
-    def __init__(self):
-        db = WORK / "serve.db"
-        for suffix in ("", "-wal", "-shm", ".lock"):
-            Path(f"{db}{suffix}").unlink(missing_ok=True)
+    def __init__(self, db=None, per_host=64, extra=()):
+        """On `db` as it is, or on a fresh SQLite file; with `extra` flags."""
+        if db is None:
+            db = WORK / "serve.db"
+            for suffix in ("", "-wal", "-shm", ".lock"):
+                Path(f"{db}{suffix}").unlink(missing_ok=True)
         env = dict(os.environ, VOLLEY_TOKEN=self.TOKEN)
         self.proc = subprocess.Popen(
             [VOLLEY, "--db", db, "serve", "--listen", "127.0.0.1:0", "--allow-private", "127.0.0.0/8",
-             "--concurrency", "64", "--per-host", "64"],
+             "--concurrency", "64", "--per-host", str(per_host), *extra],
             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env)
         self.base = None
         for line in self.proc.stderr:
@@ -871,6 +995,83 @@ def serve_workloads(quick, runs):
             "jobs": jobs, "job_size": size, "fairness": mid,
             "fairness_runs": [round(x["last"], 2) for x in spreads],
             "spread_runs": [round(x["last"] - x["first"], 2) for x in spreads]}
+
+
+def status_workload(base, quick, runs):
+    """W15. A job's status at size: a job of 10,000,000 tiny URLs fetched by
+    `volley fetch` (W4's database when W4 ran at that size just before),
+    then `volley status` (wall, process start included) and, through
+    `volley serve` on that database, GET /v1/jobs/{name} one request at a
+    time on one kept-alive connection (milliseconds, median and p99).
+    Under load: 100 wrk connections polling a job's status while the
+    server fetches that job (200,000 tiny URLs), against /healthz in the
+    same setting; with the job's own rate during each poll."""
+    n = 100_000 if quick else 10_000_000
+    db = WORK / "w4.db"
+    reuse = db.exists() and sh(["sqlite3", db, "SELECT count(*) FROM outcomes"]) == str(n)
+    if not reuse:
+        for suffix in ("", "-wal", "-shm", ".lock"):
+            Path(f"{db}{suffix}").unlink(missing_ok=True)
+        measure([VOLLEY, "--db", db, "fetch", "--template", f"{base}/tiny?i={{1..{n}}}", "--quiet",
+                 "--concurrency", 64, "--per-host", 64])
+    status_walls = [measure([VOLLEY, "--db", db, "status"])[0] for _ in range(5)]
+    server = Serve(db)
+    try:
+        name = server.call("GET", "/v1/jobs")["jobs"][0]["name"]
+        host, port = server.base.removeprefix("http://").split(":")
+        conn = http.client.HTTPConnection(host, int(port))
+        headers = {"Authorization": f"Bearer {Serve.TOKEN}"}
+        times = {}
+        for path in (f"/v1/jobs/{name}", "/v1/jobs"):
+            ms = []
+            for _ in range(1000):
+                started = time.perf_counter()
+                conn.request("GET", path, headers=headers)
+                body = conn.getresponse().read()
+                ms.append((time.perf_counter() - started) * 1000)
+            ms.sort()
+            times[path] = {"p50": ms[len(ms) // 2], "p99": ms[int(len(ms) * 0.99)]}
+            if b'"done":' not in body:
+                raise RuntimeError(f"W15: {path} answered {body[:200]}")
+        conn.close()
+        counts = json.loads(body)["jobs"][0]["counts"]
+        if counts["done"] + counts["failed"] != n:
+            raise RuntimeError(f"W15: {counts} for {n} inputs")
+    finally:
+        server.stop()
+    polled = []
+    for _ in range(runs):
+        server = Serve()
+        try:
+            size = 50_000 if quick else 200_000
+            server.call("POST", "/v1/jobs", {"name": "polled", "template": f"{base}/tiny?i={{1..{size}}}",
+                                             "options": {"concurrency": 64, "per_host": 64}})
+            while server.call("GET", "/v1/jobs/polled")["counts"]["done"] == 0:
+                time.sleep(0.01)
+            rates = {}
+            for path in ("/v1/jobs/polled", "/healthz"):
+                before = (time.monotonic(), server.call("GET", "/v1/jobs/polled")["counts"]["done"])
+                out = sh(["wrk", "-t", "1", "-c", "100", "-d", "3s", "--latency",
+                          "-H", f"Authorization: Bearer {Serve.TOKEN}", server.base + path])
+                after = (time.monotonic(), server.call("GET", "/v1/jobs/polled")["counts"]["done"])
+                rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
+                p99 = re.search(r"99%\s+([\d.]+)(us|ms|s)", out)
+                p99_ms = float(p99.group(1)) * {"us": 0.001, "ms": 1, "s": 1000}[p99.group(2)]
+                if re.search(r"Non-2xx or 3xx responses", out):
+                    raise RuntimeError(f"W15: {path} answered errors under load: {out}")
+                rates[path] = {"rps": rps, "p99_ms": p99_ms,
+                               "job_rps": (after[1] - before[1]) / (after[0] - before[0])}
+            if rates["/v1/jobs/polled"]["job_rps"] <= 0:
+                raise RuntimeError("W15: the job finished before the polls ended; make it larger")
+            polled.append(rates)
+            print(f"W15 polled: {rates}", flush=True)
+        finally:
+            server.stop()
+    mid = sorted(polled, key=lambda r: r["/v1/jobs/polled"]["rps"])[len(polled) // 2]
+    result = {"inputs": n, "reused_w4": reuse, "status_wall": statistics.median(status_walls),
+              "get": times, "polled": mid, "polled_runs": [round(r["/v1/jobs/polled"]["rps"]) for r in polled]}
+    print(f"W15: {result}", flush=True)
+    return result
 
 
 def refresh_workload(nginx, docs, quick, runs, port, copy=True):
@@ -1148,20 +1349,23 @@ def write_results(r):
                       "concurrency 64 per process)", "",
                       "Tasks recorded/s: inputs over wall time, first process start to last exit. CPU: share of "
                       "the machine's cores used by each, over that wall time.", "",
-                      "| store | tasks recorded/s | × SQLite | CPU volley | CPU PostgreSQL | CPU nginx | runs |",
-                      "|---|---|---|---|---|---|---|"])
+                      "| store | tasks recorded/s | × SQLite | CPU volley | CPU PostgreSQL | CPU nginx | "
+                      "CPU µs per task (volley + PostgreSQL) | runs |",
+                      "|---|---|---|---|---|---|---|---|"])
         base = rows["SQLite, 1 process"]["rps"]
+        cores = r.get("machine", {}).get("cores") or os.cpu_count()
         for name, v in rows.items():
             c = v["cpu"]
+            per_task = (c["volley"] + c["postgres"]) * cores * 1e6 / v["rps"]
             lines.append(f"| {name} | {v['rps']:,.0f} | {v['rps'] / base:.2f} | {100 * c['volley']:.0f} % | "
-                         f"{100 * c['postgres']:.0f} % | {100 * c['nginx']:.0f} % | "
+                         f"{100 * c['postgres']:.0f} % | {100 * c['nginx']:.0f} % | {per_task:.0f} | "
                          f"{', '.join(f'{x:,}' for x in v['runs'])} |")
         lines.append("")
         latency = ROOT / "bench" / "lease-latency.md"  # bench/pg-lease-latency.sh
         if latency.exists():
             lines.append(latency.read_text())
         one, four = rows["PostgreSQL, 1 worker"]["rps"], rows["PostgreSQL, 4 workers"]["rps"]
-        verdicts.append(("W8 PostgreSQL 1 worker ≥ 0.5 × SQLite", f"{one / base:.2f} ×", one >= 0.5 * base))
+        verdicts.append(("W8 PostgreSQL 1 worker ≥ 0.75 × SQLite", f"{one / base:.2f} ×", one >= 0.75 * base))
         verdicts.append(("W8 PostgreSQL 4 workers ≥ 1 worker and ≥ 5,000 tasks/s",
                          f"{four:,.0f} tasks/s, {four / one:.2f} × 1 worker", four >= one and four >= 5000))
     if "W9" in r:
@@ -1184,6 +1388,74 @@ def write_results(r):
                       f"finish {', '.join(str(x) for x in res['fairness_runs'])} s; spread "
                       f"{', '.join(str(x) for x in res.get('spread_runs', []))} s.", ""])
         verdicts.append(("W9 serve overhead ≤ 10 % of `fetch`", f"{100 * over:.1f} %", over <= 0.10))
+    if "W15" in r:
+        res = r["W15"]
+        get = res["get"]
+        job_path = next(p for p in get if p != "/v1/jobs")
+        polled = res["polled"]
+        status, health = polled["/v1/jobs/polled"], polled["/healthz"]
+        lines.extend([f"## W15: a job's status at {res['inputs']:,} tasks, and under 100 pollers", "",
+                      f"The job: {res['inputs']:,} tiny URLs fetched by `volley fetch` "
+                      f"({'W4' + chr(39) + 's database' if res['reused_w4'] else 'made for this workload'}). "
+                      "Each GET one at a time on one kept-alive connection to `volley serve` on that database, "
+                      "1,000 times.", "",
+                      "| read | p50 ms | p99 ms |", "|---|---|---|",
+                      f"| `volley status` (process start to exit, median of 5) | {1000 * res['status_wall']:.1f} | |",
+                      f"| GET {job_path.replace('/v1/jobs/', '/v1/jobs/{name} (')}) | {get[job_path]['p50']:.2f} | "
+                      f"{get[job_path]['p99']:.2f} |",
+                      f"| GET /v1/jobs | {get['/v1/jobs']['p50']:.2f} | {get['/v1/jobs']['p99']:.2f} |", "",
+                      "Under load: wrk with 100 connections for 3 s against the status of a job the same server is "
+                      "fetching (tiny URLs, concurrency 64), and against /healthz in the same setting.", "",
+                      "| polled | requests/s | p99 ms | the job's own tasks/s meanwhile |", "|---|---|---|---|",
+                      f"| GET /v1/jobs/{{name}} | {status['rps']:,.0f} | {status['p99_ms']:.1f} | {status['job_rps']:,.0f} |",
+                      f"| GET /healthz | {health['rps']:,.0f} | {health['p99_ms']:.1f} | {health['job_rps']:,.0f} |", "",
+                      f"Runs (status requests/s): {', '.join(f'{x:,}' for x in res['polled_runs'])}.", ""])
+        verdicts.append((f"W15 status of a {res['inputs']:,}-task job ≤ 5 ms", f"{get[job_path]['p50']:.2f} ms p50, "
+                         f"{get[job_path]['p99']:.2f} ms p99", get[job_path]["p99"] <= 5))
+        verdicts.append(("W15 ≥ 10,000 status requests/s from 100 clients while a job runs",
+                         f"{status['rps']:,.0f}/s", status["rps"] >= 10_000))
+    if "W17" in r:
+        res = r["W17"]
+        lines.extend([f"## W17: one connection pool for a server's jobs ({res['jobs']} jobs of 10 URLs to one "
+                      f"HTTPS host, --per-host {res['per_host']})", "",
+                      "Jobs created through the API one after another on one `volley serve`; each job 10 of W1's "
+                      "files from nginx over TLS 1.3 and HTTP/2. Wall: first creation to the last job's last "
+                      "outcome. Connections: what nginx accepted (stub_status).", "",
+                      "| jobs | wall s | connections | runs (wall s; connections) |", "|---|---|---|---|"])
+        for how in ("shared", "one client per job"):
+            v = res[how]
+            label = ("with the same options (one client, shared)" if how == "shared"
+                     else "each with its own User-Agent (a client each, as before)")
+            lines.append(f"| {label} | {v['wall']:.2f} | {v['connections']} | "
+                         f"{', '.join(str(x) for x in v['runs'])}; {', '.join(str(x) for x in v['connection_runs'])} |")
+        lines.append("")
+        shared, each = res["shared"], res["one client per job"]
+        verdicts.append((f"W17 {res['jobs']} jobs open ≤ --per-host connections in all, and finish faster than "
+                         "a client per job", f"{shared['connections']} connections, {shared['wall']:.2f} s against "
+                         f"{each['connections']} and {each['wall']:.2f} s",
+                         shared["connections"] <= res["per_host"] and shared["wall"] < each["wall"]))
+    if "W16" in r:
+        res = r["W16"]
+        rows = list(res["rows"].values())
+        lines.extend([f"## W16: PostgreSQL a network away ({res['inputs']:,} tiny URLs on 50 hosts, one "
+                      "`volley fetch`, concurrency 64)", "",
+                      "Through bench/delay-proxy between volley and PostgreSQL. Round trip: median of 50 "
+                      "`SELECT 1` through the proxy (psql's timing).", "",
+                      "| delay each way | round trip ms | recording rate/s | × at 0 ms | inputs/wall s | × at 0 ms | "
+                      "runs (recording; inputs/wall) |", "|---|---|---|---|---|---|---|"])
+        base, base_wall = rows[0]["recording"], rows[0]["rps"]
+        for row in rows:
+            lines.append(f"| {row['delay_ms']} ms | {row['rtt_ms']:.2f} | {row['recording']:,.0f} | "
+                         f"{row['recording'] / base:.2f} | {row['rps']:,.0f} | {row['rps'] / base_wall:.2f} | "
+                         f"{', '.join(f'{x:,}' for x in row['recording_runs'])}; "
+                         f"{', '.join(f'{x:,}' for x in row['runs'])} |")
+        lines.extend(["", "The recording rate is outcomes over the span of their commit times; inputs/wall "
+                      "includes the process's start (connecting, registering the worker, opening the job, the "
+                      "first ingest batch), a fixed number of round trips.", ""])
+        far = rows[-1]
+        verdicts.append(("W16 at +5 ms round trip ≥ 0.9 × the recording rate at 0 ms", f"{far['recording'] / base:.2f} × "
+                         f"(round trip {far['rtt_ms']:.1f} ms; inputs/wall {far['rps'] / base_wall:.2f} ×)",
+                         far["recording"] >= 0.9 * base))
     for key, link in (("W10", "loopback"), ("W10-slow", "each response sent at most 512 KiB/s (nginx `limit_rate`)")):
         if key not in r:
             continue

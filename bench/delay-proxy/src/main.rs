@@ -2,7 +2,9 @@
 //! to the other `--delay` later, in order, in each direction, so a round
 //! trip through it takes at least twice the delay. This machine's kernel has
 //! no `netem` (`CONFIG_NET_SCH_NETEM` is not set), so latency on loopback is
-//! made here, in user space.
+//! made here, in user space. tokio's timer has millisecond resolution: a
+//! delay is rounded up to the next millisecond tick, so `2.5ms` each way
+//! adds 5 to 7 ms to a round trip.
 //!
 //! ```text
 //! delay-proxy --delay 20ms --upstream 127.0.0.1:8443 --listen 127.1.0.1:443 --hosts 2000
@@ -56,10 +58,12 @@ struct Args {
 fn parse_delay(text: &str) -> Result<Duration, String> {
     let ms = text
         .strip_suffix("ms")
-        .ok_or_else(|| format!("{text:?}: give milliseconds, as `20ms`"))?;
-    ms.parse::<u64>()
-        .map(Duration::from_millis)
-        .map_err(|e| format!("{text:?}: {e}"))
+        .ok_or_else(|| format!("{text:?}: give milliseconds, as `20ms` or `2.5ms`"))?;
+    let ms: f64 = ms.parse().map_err(|e| format!("{text:?}: {e}"))?;
+    if !(0.0..=3_600_000.0).contains(&ms) {
+        return Err(format!("{text:?}: give 0 to 3600000 milliseconds"));
+    }
+    Ok(Duration::from_secs_f64(ms / 1000.0))
 }
 
 #[tokio::main(flavor = "current_thread")]
@@ -129,7 +133,11 @@ async fn forward(mut from: OwnedReadHalf, mut to: OwnedWriteHalf, delay: Duratio
     };
     let write = async move {
         while let Some((due, chunk)) = rx.recv().await {
-            tokio::time::sleep_until(due).await;
+            // A due time already passed (and `--delay 0ms`) needs no timer:
+            // tokio's would still wait for its next millisecond tick.
+            if due > Instant::now() {
+                tokio::time::sleep_until(due).await;
+            }
             if to.write_all(&chunk).await.is_err() {
                 return;
             }
