@@ -126,6 +126,13 @@ pub(crate) async fn run<S: Store>(
                 None => break,
             },
         };
+        // A batch gathers only once it can commit: what arrives while the
+        // commits in flight finish joins it, so that batches stay large.
+        while commits.len() >= in_flight {
+            if let Some(done) = commits.join_next().await {
+                after(done)?;
+            }
+        }
         // A pagination chain or a crawl waits on this commit: do not
         // linger, but take what has already arrived (a crawl's pages come
         // many at a time: one commit for all of them).
@@ -194,11 +201,6 @@ pub(crate) async fn run<S: Store>(
                 .collect(),
             None => Vec::new(),
         };
-        while commits.len() >= in_flight {
-            if let Some(done) = commits.join_next().await {
-                after(done)?;
-            }
-        }
         let committing = Committing {
             n,
             with_pages,
