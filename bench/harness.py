@@ -711,6 +711,14 @@ def children_cpu():
     return r.ru_utime + r.ru_stime
 
 
+def start_postgres(pg_dir):
+    """A fresh PostgreSQL server in `pg_dir` (scripts/pg.sh, durable
+    defaults), stopping one left there by an earlier run; returns its URL."""
+    if pg_dir.exists():
+        subprocess.run([ROOT / "scripts" / "pg.sh", "stop", pg_dir], check=False)
+    return sh([ROOT / "scripts" / "pg.sh", "start", pg_dir])
+
+
 def postgres_scaling(nginx, quick, runs):
     """W8: the same job (tiny responses on 50 hosts, per-host limit 8,
     concurrency 64 per process) on SQLite, on PostgreSQL with one process,
@@ -721,9 +729,7 @@ def postgres_scaling(nginx, quick, runs):
     n = 10000 if quick else 50000
     urls = write_urls("w8-urls.txt", [f"http://{FLEET[i % len(FLEET)]}:{PORT}/w8/{i}" for i in range(n)])
     pg_dir = Path("/tmp/volley-bench-pg")
-    if pg_dir.exists():
-        subprocess.run([ROOT / "scripts" / "pg.sh", "stop", pg_dir], check=False)
-    url = sh([ROOT / "scripts" / "pg.sh", "start", pg_dir])
+    url = start_postgres(pg_dir)
     postmaster = int((pg_dir / "data" / "postmaster.pid").read_text().split()[0])
     common = ["--quiet", "--concurrency", "64"]
     fresh = iter(range(1, 1000))
@@ -846,9 +852,7 @@ def postgres_distance(quick, runs):
     n = 5000 if quick else 50000
     urls = write_urls("w16-urls.txt", [f"http://{FLEET[i % len(FLEET)]}:{PORT}/w16/{i}" for i in range(n)])
     pg_dir = Path("/tmp/volley-bench-pg16")
-    if pg_dir.exists():
-        subprocess.run([ROOT / "scripts" / "pg.sh", "stop", pg_dir], check=False)
-    url = sh([ROOT / "scripts" / "pg.sh", "start", pg_dir])
+    url = start_postgres(pg_dir)
     upstream = url.split("@", 1)[1].split("/", 1)[0]
     proxy_port = PORT + 16
     fresh = iter(range(1, 1000))

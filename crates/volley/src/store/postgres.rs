@@ -1613,6 +1613,17 @@ async fn crawl_counts(
 /// A transaction on a pooled connection.
 type Tx<'a> = deadpool_postgres::Transaction<'a>;
 
+/// A read-only transaction that sees one moment of the database
+/// (`REPEATABLE READ`): counts read in it agree with each other.
+async fn snapshot(conn: &mut deadpool_postgres::Object) -> Result<Tx<'_>, StoreError> {
+    Ok(conn
+        .build_transaction()
+        .isolation_level(tokio_postgres::IsolationLevel::RepeatableRead)
+        .read_only(true)
+        .start()
+        .await?)
+}
+
 /// Runs `sql` in `tx` as a statement prepared once per connection and kept:
 /// one round trip, where an unprepared statement takes two (it is parsed
 /// and described first). A worker a network away from the database waits
@@ -1883,12 +1894,7 @@ impl Store for PgStore {
     async fn recount(&self, job: i64) -> Result<(Tally, Tally), StoreError> {
         self.retrying("recount tasks", |_| async {
             let mut conn = client(&self.inner.pool).await?;
-            let tx = conn
-                .build_transaction()
-                .isolation_level(tokio_postgres::IsolationLevel::RepeatableRead)
-                .read_only(true)
-                .start()
-                .await?;
+            let tx = snapshot(&mut conn).await?;
             let kept = tally_query(&tx, job).await?;
             let counted = recount_query(&tx, job).await?;
             tx.commit().await?;
@@ -2251,12 +2257,7 @@ impl Reader for PgReader {
         block(async {
             let mut conn = client(&self.pool).await?;
             // One snapshot: every job's counts from one moment.
-            let tx = conn
-                .build_transaction()
-                .isolation_level(tokio_postgres::IsolationLevel::RepeatableRead)
-                .read_only(true)
-                .start()
-                .await?;
+            let tx = snapshot(&mut conn).await?;
             let rows = query(
                 &tx,
                 &format!("SELECT {JOB_COLUMNS} FROM jobs ORDER BY id"),

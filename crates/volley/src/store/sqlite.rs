@@ -809,7 +809,12 @@ impl CrawlCounts {
 /// `job`'s counts as `job_counts` keeps them: constant time in the job's
 /// size.
 pub(super) fn tally_query(conn: &Connection, job: i64) -> Result<Tally, StoreError> {
-    let mut stmt = conn.prepare_cached(TALLY)?;
+    tally_of(&mut *conn.prepare_cached(TALLY)?, job)
+}
+
+/// The [`Tally`] of the `(kind, name, n, first_ms, last_ms)` rows `stmt`
+/// gives for `job`.
+fn tally_of(stmt: &mut Statement<'_>, job: i64) -> Result<Tally, StoreError> {
     let rows = stmt
         .query_map(params![job], |r| {
             Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
@@ -828,12 +833,7 @@ pub(super) fn recount_query(conn: &Connection, job: i64) -> Result<Tally, StoreE
          UNION ALL SELECT 'outcomes', class, count(*), min(finished_at_ms), max(finished_at_ms) \
          FROM outcomes WHERE job_id = ?1 GROUP BY class",
     )?;
-    let rows = stmt
-        .query_map(params![job], |r| {
-            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
-        })?
-        .collect::<Result<Vec<_>, _>>()?;
-    Ok(tally(rows))
+    tally_of(&mut stmt, job)
 }
 
 /// Adds `changes` to `job`'s counts, in the caller's transaction.
