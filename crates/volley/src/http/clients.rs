@@ -280,13 +280,14 @@ impl ClientCache {
     ];
 
     /// The clients for `spec`: those of an earlier run with equal client
-    /// settings, or new ones (kept for the next run).
+    /// settings, or new ones (kept for the next run). A run with a cookie
+    /// `jar` gets clients of its own, sharing that jar, never kept.
     ///
     /// # Errors
     /// As [`Clients::build`].
-    pub fn clients(&self, spec: &FetchSpec) -> Result<Clients, ClientError> {
-        let Some(key) = Self::key(spec) else {
-            return Clients::build(spec, None);
+    pub fn clients(&self, spec: &FetchSpec, jar: Option<Arc<Jar>>) -> Result<Clients, ClientError> {
+        let (None, Some(key)) = (&jar, Self::key(spec)) else {
+            return Clients::build(spec, jar);
         };
         let now = std::time::Instant::now();
         let mut entries = self
@@ -310,12 +311,9 @@ impl ClientCache {
         Ok(clients)
     }
 
-    /// The client settings of `spec` as text, or `None` when its runs need
-    /// clients of their own (they keep cookies).
+    /// The client settings of `spec` as text (`None` if it does not
+    /// serialize to an object, which a spec always does).
     fn key(spec: &FetchSpec) -> Option<String> {
-        if spec.keeps_cookies() {
-            return None;
-        }
         let serde_json::Value::Object(mut map) = serde_json::to_value(spec).ok()? else {
             return None;
         };
@@ -609,22 +607,29 @@ mod tests {
     fn runs_share_clients_unless_a_client_setting_differs() -> Result<(), ClientError> {
         let cache = ClientCache::default();
         let spec = FetchSpec::default();
-        cache.clients(&spec)?;
-        cache.clients(&FetchSpec {
-            concurrency: spec.concurrency + 1,
-            retries: spec.retries + 1,
-            ..spec.clone()
-        })?;
+        cache.clients(&spec, None)?;
+        cache.clients(
+            &FetchSpec {
+                concurrency: spec.concurrency + 1,
+                retries: spec.retries + 1,
+                ..spec.clone()
+            },
+            None,
+        )?;
         assert_eq!(entries(&cache), 1, "options no client reads are shared");
-        cache.clients(&FetchSpec {
-            user_agent: "another".into(),
-            ..spec.clone()
-        })?;
+        cache.clients(
+            &FetchSpec {
+                user_agent: "another".into(),
+                ..spec.clone()
+            },
+            None,
+        )?;
         assert_eq!(entries(&cache), 2, "another User-Agent is another client");
-        cache.clients(&FetchSpec {
+        let cookies = FetchSpec {
             cookies: true,
             ..spec.clone()
-        })?;
+        };
+        cache.clients(&cookies, Some(Arc::new(Jar::default())))?;
         assert_eq!(entries(&cache), 2, "a run keeping cookies has its own");
         Ok(())
     }

@@ -71,8 +71,8 @@ fn prepare(spec: &FetchSpec, cache: Option<&ClientCache>) -> Result<Prepared, Ru
     spec.validate()?;
     let jar = Jar::open(spec.keeps_cookies(), spec.cookie_jar.as_deref())?.map(Arc::new);
     let clients = match cache {
-        Some(cache) if jar.is_none() => cache.clients(spec)?,
-        _ => Clients::build(spec, jar.clone())?,
+        Some(cache) => cache.clients(spec, jar.clone())?,
+        None => Clients::build(spec, jar.clone())?,
     };
     let authorization = fetch::authorization(spec)?;
     Ok(Prepared {
