@@ -205,9 +205,11 @@ fn max_some(a: Option<i64>, b: Option<i64>) -> Option<i64> {
     }
 }
 
-/// A job's counts summed over its shards, for the job bound to `$1`.
-pub(crate) const TALLY: &str = "SELECT kind, name, sum(n), min(first_ms), max(last_ms) \
-     FROM job_counts WHERE job_id = $1 GROUP BY kind, name";
+/// A job's counts summed over its shards, for the job bound to `$1`; the
+/// same text for both databases (PostgreSQL's `sum` of `bigint` is
+/// `numeric`, hence the cast).
+pub(crate) const TALLY: &str = "SELECT kind, name, CAST(sum(n) AS BIGINT), min(first_ms), \
+     max(last_ms) FROM job_counts WHERE job_id = $1 GROUP BY kind, name";
 
 #[cfg(test)]
 mod tests {

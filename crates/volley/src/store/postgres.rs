@@ -74,7 +74,7 @@ use tokio_postgres::NoTls;
 use tokio_postgres::types::ToSql;
 use tokio_util::sync::CancellationToken;
 
-use super::counts::{CountChanges, SHARDS, TaskCount, tally};
+use super::counts::{CountChanges, SHARDS, TALLY, TaskCount, tally};
 use super::{
     BrokenRow, EXPORT_ITEMS, EXPORT_OUTCOMES, EXPORT_WARC_RECORDS, ExportRow, IngestBatch,
     IngestReport, ItemRow, JOB_COLUMNS, Job, JobCounts, JobSummary, LeasedTask, NOT_BROKEN_CLASSES,
@@ -457,13 +457,14 @@ impl PgStore {
                 }
             }
         }
-        let rows = query(&tx,
-                "INSERT INTO tasks (job_id, line, url, host, state, meta) \
-                 SELECT $1, * FROM unnest($2::int8[], $3::text[], $4::text[], $5::text[], $6::text[]) \
-                 ON CONFLICT (job_id, line) DO NOTHING RETURNING id, line",
-                &[&job, &lines, &texts, &hosts, &states, &metas],
-            )
-            .await?;
+        let rows = query(
+            &tx,
+            "INSERT INTO tasks (job_id, line, url, host, state, meta) \
+             SELECT $1, * FROM unnest($2::int8[], $3::text[], $4::text[], $5::text[], $6::text[]) \
+             ON CONFLICT (job_id, line) DO NOTHING RETURNING id, line",
+            &[&job, &lines, &texts, &hosts, &states, &metas],
+        )
+        .await?;
         let added: HashMap<i64, i64> = rows.iter().map(|r| (r.get(1), r.get(0))).collect();
         let mut report = IngestReport::default();
         let mut changes = CountChanges::default();
@@ -1351,7 +1352,8 @@ async fn insert_outcomes(tx: &Tx<'_>, job: i64, outcomes: &[&Outcome]) -> Result
         &warc_offset,
         &warc_length,
     ];
-    execute(tx,
+    execute(
+        tx,
         "INSERT INTO outcomes (job_id, task_id, class, status, http_version, message, attempts, \
          bytes, wire_bytes, elapsed_ms, ttfb_ms, final_url, content_type, body_sha256, body_path, \
          headers, extracted, duplicate_of, started_at_ms, finished_at_ms, changed, warc_file, \
@@ -1444,7 +1446,8 @@ async fn insert_warc_records(tx: &Tx<'_>, outcomes: &[&Outcome]) -> Result<(), S
             complete.push(r.complete);
         }
     }
-    execute(tx,
+    execute(
+        tx,
         "INSERT INTO warc_records (task_id, file_id, offset_bytes, length_bytes, kind, target_uri, urlkey, \
          date, status, mime, payload_digest, record_id, complete) \
          SELECT * FROM unnest($1::int8[], $2::int8[], $3::int8[], $4::int8[], $5::text[], \
@@ -1496,7 +1499,8 @@ async fn upsert_resources(tx: &Tx<'_>, outcomes: &[&Outcome]) -> Result<(), Stor
     let changed: Vec<i64> = rows.iter().map(|r| r.changed_at_ms).collect();
     let fresh: Vec<Option<i64>> = rows.iter().map(|r| r.fresh_until_ms).collect();
     let links = text(&|r| r.links.as_deref());
-    execute(tx,
+    execute(
+        tx,
         &format!(
             "INSERT INTO resources ({RESOURCE_COLUMNS}) \
              SELECT * FROM unnest($1::text[], $2::int4[], $3::text[], $4::text[], $5::text[], \
@@ -2031,21 +2035,16 @@ pub(super) async fn tally_query(
     conn: &impl deadpool_postgres::GenericClient,
     job: i64,
 ) -> Result<Tally, StoreError> {
-    let rows = conn.query(TALLY_SQL, &[&job]).await?;
-    Ok(tally(rows.iter().map(|r| {
-        (
-            r.get(0),
-            r.get(1),
-            r.get::<_, Option<i64>>(2).unwrap_or(0),
-            r.get(3),
-            r.get(4),
-        )
-    })))
+    Ok(tally_of(&conn.query(TALLY, &[&job]).await?))
 }
 
-/// The shards summed: `sum` of `bigint` is `numeric` in PostgreSQL.
-const TALLY_SQL: &str = "SELECT kind, name, sum(n)::int8, min(first_ms), max(last_ms) \
-     FROM job_counts WHERE job_id = $1 GROUP BY kind, name";
+/// The [`Tally`] of `(kind, name, n, first_ms, last_ms)` rows.
+fn tally_of(rows: &[tokio_postgres::Row]) -> Tally {
+    tally(
+        rows.iter()
+            .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3), r.get(4))),
+    )
+}
 
 /// `job`'s counts from its tasks and outcomes themselves (`GROUP BY`),
 /// which [`tally_query`] must always equal. A pending task with an owner
@@ -2066,9 +2065,7 @@ pub(super) async fn recount_query(
             &[&job],
         )
         .await?;
-    Ok(tally(rows.iter().map(|r| {
-        (r.get(0), r.get(1), r.get::<_, i64>(2), r.get(3), r.get(4))
-    })))
+    Ok(tally_of(&rows))
 }
 
 /// Adds `changes` to `job`'s counts in `shard`, in the caller's
