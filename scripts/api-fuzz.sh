@@ -17,10 +17,7 @@ ensure_packages python3-venv iproute2 util-linux
 cd "$root"
 
 venv=target/venv-schemathesis
-if [ ! -x "$venv/bin/schemathesis" ]; then
-    python3 -m venv "$venv"
-    "$venv/bin/pip" install --quiet 'schemathesis==4.32.5'
-fi
+python_venv "$venv" 'schemathesis==4.32.5'
 cargo build --quiet --locked -p volley-cli
 work=$(mktemp -d)
 trap '[ -n "${KEEP_FUZZ:-}" ] || rm -rf "$work"' EXIT; echo "api-fuzz: work in $work" >&2

@@ -13,13 +13,7 @@ source "$root/scripts/lib/common.sh"
 ensure_packages python3-venv nginx-light curl
 cd "$root"
 venv=target/venv-readers
-readers=('warcio==1.8.1' 'pywb==2.10.0' 'duckdb==2.0.1' 'pyarrow==26.0.1' 'pytest==9.2.0')
-if [ "$(cat "$venv/readers.txt" 2>/dev/null)" != "${readers[*]}" ]; then
-    rm -rf "$venv"
-    python3 -m venv "$venv"
-    "$venv/bin/pip" install --quiet "${readers[@]}"
-    echo "${readers[*]}" > "$venv/readers.txt"
-fi
+python_venv "$venv" 'warcio==1.8.1' 'pywb==2.10.0' 'duckdb==2.0.1' 'pyarrow==26.0.1' 'pytest==9.2.0'
 # The debug binary `cargo test` built (built here if it is missing).
 cargo build --locked --quiet -p volley-cli
 work=$(mktemp -d)

@@ -18,6 +18,19 @@ ensure_packages() {
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
 }
 
+# python_venv DIR PKG...: a venv at DIR holding the pinned PKGs from PyPI,
+# made again when the list changes.
+python_venv() {
+    local venv=$1
+    shift
+    if [ "$(cat "$venv/pinned.txt" 2>/dev/null)" != "$*" ]; then
+        rm -rf "$venv"
+        python3 -m venv "$venv"
+        "$venv/bin/pip" install --quiet --disable-pip-version-check "$@"
+        echo "$*" > "$venv/pinned.txt"
+    fi
+}
+
 # build_volley ROOT: builds the release binary of the checkout at ROOT and
 # sets VOLLEY to its path.
 build_volley() {
