@@ -28,7 +28,40 @@ pub struct Cli {
     pub command: Command,
 }
 
+/// What `volley --version` prints after the name: the version, the git
+/// commit built from (build.rs), what the binary can write to and read
+/// from, and the SQLite compiled in. `-V` prints the version alone.
+static LONG_VERSION: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    format!(
+        "{}\ncommit:   {}\nfeatures: postgresql, warc, parquet\nsqlite:   {} (bundled)",
+        env!("CARGO_PKG_VERSION"),
+        env!("VOLLEY_COMMIT"),
+        volley::store::sqlite::sqlite_version(),
+    )
+});
+
 impl Cli {
+    /// The command line's definition, as clap reads it, with its long
+    /// version; completions and the man page are generated from it.
+    pub fn definition() -> clap::Command {
+        use clap::CommandFactory;
+        Cli::command().long_version(LONG_VERSION.as_str())
+    }
+
+    /// Parses `args` (the program name first).
+    ///
+    /// # Errors
+    /// clap's: a usage error, or `--help` / `--version` (status 0).
+    pub fn parse_args<I, T>(args: I) -> Result<Cli, clap::Error>
+    where
+        I: IntoIterator<Item = T>,
+        T: Into<std::ffi::OsString> + Clone,
+    {
+        use clap::FromArgMatches;
+        let matches = Cli::definition().try_get_matches_from(args)?;
+        Cli::from_arg_matches(&matches)
+    }
+
     /// `--db`, else `VOLLEY_DB`, else `volley.db` (a config file's `db`
     /// comes between the variable and the default: see `main`).
     pub fn db(&self) -> PathBuf {
@@ -66,6 +99,32 @@ pub enum Command {
     /// politeness budget (these options' concurrency, per-host and rate
     /// limits) and are refused private addresses unless --allow-private.
     Serve(Box<ServeArgs>),
+    /// Write a completion script for SHELL to stdout, generated from these
+    /// flags. bash: `volley completions bash > ~/.local/share/bash-completion/completions/volley`;
+    /// zsh: into a directory of $fpath as `_volley`; fish:
+    /// `~/.config/fish/completions/volley.fish`.
+    Completions(CompletionsArgs),
+    /// Write the manual page (roff, section 1) to stdout, generated from
+    /// these flags: `volley man | man -l -`. With --dir, write one page
+    /// per verb there (volley.1, volley-fetch.1, …).
+    Man(ManArgs),
+}
+
+/// `volley completions`' argument.
+#[derive(Debug, Args)]
+pub struct CompletionsArgs {
+    /// The shell to write completions for.
+    #[arg(value_enum)]
+    pub shell: clap_complete::Shell,
+}
+
+/// `volley man`'s flags.
+#[derive(Debug, Args)]
+pub struct ManArgs {
+    /// Write volley.1 and a page per verb into this directory (made if
+    /// missing) instead of volley.1 to stdout.
+    #[arg(long, value_name = "DIR")]
+    pub dir: Option<PathBuf>,
 }
 
 /// `volley serve`'s flags.

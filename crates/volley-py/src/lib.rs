@@ -420,6 +420,16 @@ pub struct NativeEngine {
     lease: Option<Duration>,
 }
 
+/// The `volley` command line (the wheel's `volley` console script, and
+/// `python -m volley`): runs it on `argv` (the program name first) with the
+/// GIL released, as the Rust binary would, and returns its exit status (0
+/// every input got an outcome, 1 the run failed, 2 a usage or input error,
+/// 130 interrupted).
+#[pyfunction]
+fn cli_main(py: Python<'_>, argv: Vec<std::ffi::OsString>) -> u8 {
+    py.detach(|| volley_cli::run(argv).code())
+}
+
 /// Ticket: opens the database `db` (a SQLite path or a `postgres://` URL)
 /// and migrates its schema; `lease_s` is a PostgreSQL worker's lease.
 #[pyfunction]
@@ -647,6 +657,8 @@ fn _volley(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<NativeJob>()?;
     m.add_class::<NativeEngine>()?;
     m.add_function(wrap_pyfunction!(open_engine, m)?)?;
+    m.add_function(wrap_pyfunction!(cli_main, m)?)?;
+    m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     m.add_function(wrap_pyfunction!(input::list_stamp, m)?)?;
     m.add("VolleyError", py.get_type::<VolleyError>())?;
     m.add("StoreError", py.get_type::<StoreError>())?;

@@ -40,6 +40,7 @@ from ._volley import (
     Outcome,
     StoreError,
     VolleyError,
+    __version__,
 )
 
 __all__ = [
@@ -53,6 +54,7 @@ __all__ = [
     "StoreError",
     "Summary",
     "VolleyError",
+    "__version__",
     "fetch_all",
 ]
 

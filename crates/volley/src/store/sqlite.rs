@@ -78,6 +78,12 @@ fn connect(path: &Path) -> Result<Connection, StoreError> {
     Ok(conn)
 }
 
+/// The version of the SQLite library compiled into volley (rusqlite's
+/// bundled copy), as `3.x.y`.
+pub fn sqlite_version() -> &'static str {
+    rusqlite::version()
+}
+
 /// The SQLite [`Store`] used by a run. Holds the database's run lock for as
 /// long as it lives.
 ///
