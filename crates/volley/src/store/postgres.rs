@@ -311,6 +311,10 @@ async fn migrate(pool: &Pool) -> Result<(), StoreError> {
             "V8__job_counts",
             include_str!("migrations/postgres/V8__job_counts.sql"),
         )?,
+        refinery_core::Migration::unapplied(
+            "V9__task_write_cost",
+            include_str!("migrations/postgres/V9__task_write_cost.sql"),
+        )?,
     ];
     let client: &mut tokio_postgres::Client = &mut conn;
     let result = refinery_core::Runner::new(&migrations)
