@@ -991,3 +991,43 @@ async fn an_archive_on_postgres_records_its_files_revisits_and_index() {
     let lines = String::from_utf8_lossy(&out.stdout).lines().count();
     assert_eq!(lines, 5);
 }
+
+/// Two transactions that take two rows in opposite orders: PostgreSQL
+/// rolls one back with a deadlock, which the store classes as a conflict
+/// (tried again whole, not a failure of the run) and not as a lost
+/// connection.
+#[tokio::test]
+async fn a_deadlock_victim_is_a_conflict_to_try_again() {
+    use volley::store::StoreError;
+    use volley::store::postgres::{is_conflict, is_transient};
+
+    let db = pg::database().await;
+    let (mut a, mut b) = (pg::connect(&db).await, pg::connect(&db).await);
+    a.batch_execute(
+        "CREATE TABLE r (id int PRIMARY KEY, n int); INSERT INTO r VALUES (1, 0), (2, 0)",
+    )
+    .await
+    .expect("make the rows");
+    let (ta, tb) = (
+        a.transaction().await.expect("begin a"),
+        b.transaction().await.expect("begin b"),
+    );
+    ta.execute("UPDATE r SET n = n + 1 WHERE id = 1", &[])
+        .await
+        .expect("a takes row 1");
+    tb.execute("UPDATE r SET n = n + 1 WHERE id = 2", &[])
+        .await
+        .expect("b takes row 2");
+    // Each now waits for the other's row; the deadlock detector (after
+    // deadlock_timeout, 1 s by default) rolls one of them back.
+    let (ra, rb) = tokio::join!(
+        ta.execute("UPDATE r SET n = n + 1 WHERE id = 2", &[]),
+        tb.execute("UPDATE r SET n = n + 1 WHERE id = 1", &[]),
+    );
+    let victim = match (ra, rb) {
+        (Err(e), Ok(_)) | (Ok(_), Err(e)) => StoreError::Postgres(e),
+        other => panic!("exactly one transaction is rolled back: {other:?}"),
+    };
+    assert!(is_conflict(&victim), "{victim}");
+    assert!(!is_transient(&victim), "{victim}");
+}

@@ -269,6 +269,20 @@ pub fn is_transient(e: &StoreError) -> bool {
     }
 }
 
+/// Whether `e` rolled its transaction back only because it met another
+/// one: a deadlock (SQLSTATE `40P01`) or a serialization failure (`40001`).
+/// PostgreSQL undid the whole transaction, so running it again is safe.
+/// volley takes the rows several transactions share (`hosts`, by host in
+/// byte order) in one order, so a deadlock should not happen; this is the
+/// second line of defence.
+pub fn is_conflict(e: &StoreError) -> bool {
+    let StoreError::Postgres(e) = e else {
+        return false;
+    };
+    e.code()
+        .is_some_and(|code| matches!(code.code(), "40P01" | "40001"))
+}
+
 /// Brings the schema to the current version, once for workers starting
 /// together.
 async fn migrate(pool: &Pool) -> Result<(), StoreError> {
@@ -788,6 +802,10 @@ impl PgStore {
         let mut delay = RETRY_FIRST;
         loop {
             match op(failed).await {
+                Err(e) if is_conflict(&e) && !self.inner.lost.is_cancelled() => {
+                    failed += 1;
+                    tracing::info!(what, error = %e, "rolled back by a conflict with another transaction; trying again");
+                }
                 Err(e) if is_transient(&e) && !self.inner.lost.is_cancelled() => {
                     let first: Instant = *since.get_or_insert_with(Instant::now);
                     if failed == 0 {
@@ -873,8 +891,11 @@ impl PgStore {
         tx.commit().await?;
         let hosts_back = conn
             .execute(
-                "UPDATE hosts SET owner = NULL WHERE job_id = $1 AND owner = $2 \
-                 AND NOT (host = ANY($3))",
+                "UPDATE hosts SET owner = NULL FROM ( \
+                   SELECT host FROM hosts WHERE job_id = $1 AND owner = $2 \
+                     AND NOT (host = ANY($3)) \
+                   ORDER BY host COLLATE \"C\" FOR UPDATE) l \
+                 WHERE hosts.job_id = $1 AND hosts.host = l.host",
                 &[&job, &self.inner.worker, &hosts],
             )
             .await?;
@@ -1167,8 +1188,11 @@ impl PgStore {
                 .await?
                 .execute(
                     "UPDATE hosts SET owner = NULL, \
-                     free_at = now() + $4::int8 * interval '1 microsecond' \
-                     WHERE job_id = $1 AND host = ANY($2) AND owner = $3",
+                     free_at = now() + $4::int8 * interval '1 microsecond' FROM ( \
+                       SELECT host FROM hosts \
+                       WHERE job_id = $1 AND host = ANY($2) AND owner = $3 \
+                       ORDER BY host COLLATE \"C\" FOR UPDATE) l \
+                     WHERE hosts.job_id = $1 AND hosts.host = l.host",
                     &[&job, &names, &self.inner.worker, &micros(handover)],
                 )
                 .await?;
@@ -1879,8 +1903,10 @@ impl Store for PgStore {
             execute(
                 &tx,
                 "UPDATE hosts SET owner = NULL, \
-                 free_at = now() + $3::int8 * interval '1 microsecond' \
-                 WHERE job_id = $1 AND owner = $2",
+                 free_at = now() + $3::int8 * interval '1 microsecond' FROM ( \
+                   SELECT host FROM hosts WHERE job_id = $1 AND owner = $2 \
+                   ORDER BY host COLLATE \"C\" FOR UPDATE) l \
+                 WHERE hosts.job_id = $1 AND hosts.host = l.host",
                 &[&job, &self.inner.worker, &handover],
             )
             .await?;

@@ -115,7 +115,10 @@ impl PgStore {
         add_counts(&tx, job, self.shard(), &changes).await?;
         let n = u64::try_from(n).unwrap_or(0);
         tx.execute(
-            "UPDATE hosts SET open = 0, owner = NULL WHERE job_id = $1",
+            "UPDATE hosts SET open = 0, owner = NULL FROM ( \
+               SELECT host FROM hosts WHERE job_id = $1 \
+               ORDER BY host COLLATE \"C\" FOR UPDATE) l \
+             WHERE hosts.job_id = $1 AND hosts.host = l.host",
             &[&job],
         )
         .await?;
