@@ -1031,3 +1031,44 @@ async fn a_deadlock_victim_is_a_conflict_to_try_again() {
     assert!(is_conflict(&victim), "{victim}");
     assert!(!is_transient(&victim), "{victim}");
 }
+
+/// A host's room for claims (`Want::per_host`) comes back when its tasks
+/// are fetched (`Store::fetched`), not when their outcomes commit; the
+/// fetched tasks stay held until then, and their outcomes are accepted.
+#[tokio::test]
+async fn fetched_tasks_give_their_host_room_before_they_commit() {
+    let db = pg::database().await;
+    let store = PgStore::connect(&db, PgOptions::default())
+        .await
+        .expect("connect");
+    let job = store.open_job("j", "in.txt", None).await.expect("open");
+    let inputs = (1..=4)
+        .map(|n| url(n, &format!("http://a.test/{n}")))
+        .collect();
+    let batch = IngestBatch {
+        inputs,
+        through_line: 4,
+        complete: true,
+        fingerprint: None,
+    };
+    store.ingest(job.id, batch).await.expect("ingest");
+    let want = Want {
+        per_host: 2,
+        ..WANT
+    };
+    let first = store.lease(job.id, want).await.expect("lease");
+    assert_eq!(first.len(), 2);
+    assert!(
+        store.lease(job.id, want).await.expect("lease").is_empty(),
+        "the host's room is used up"
+    );
+    store.fetched(job.id, &[first[0].id]);
+    let second = store.lease(job.id, want).await.expect("lease");
+    assert_eq!(second.len(), 1, "one fetched task frees one place");
+    let recorded = store
+        .record(job.id, vec![Outcome::new(first[0].id, Class::Ok)])
+        .await
+        .expect("record");
+    assert_eq!(recorded.outcomes, 1, "a fetched task is still held");
+    counts_hold(&store, job.id, "a record after a fetched claim").await;
+}

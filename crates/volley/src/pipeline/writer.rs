@@ -159,6 +159,10 @@ pub(crate) async fn run<S: Store>(
             urgent |= next.outcome.leads_on();
             batch.push(next);
         }
+        // Their hosts have room for new claims from now, not from the
+        // commit.
+        let fetched: Vec<i64> = batch.iter().map(|f| f.outcome.task_id).collect();
+        store.fetched(job, &fetched);
         let (mut failed, mut bytes) = (0, 0);
         if warc.is_some() {
             let slots = batch

@@ -107,9 +107,10 @@ impl LeasedTask {
 pub struct Want {
     /// Most tasks to hand out.
     pub limit: usize,
-    /// Most tasks of one host this run should hold at once (leased and not
-    /// yet recorded), so that one host cannot fill the window. Stores
-    /// without host affinity (SQLite) ignore it.
+    /// Most tasks of one host this run should hold for fetching at once
+    /// (leased and not yet fetched, see [`Store::fetched`]), so that one
+    /// host cannot fill the window. Stores without host affinity (SQLite)
+    /// ignore it.
     pub per_host: usize,
     /// How long after this run gives a host back another worker may start
     /// on it: one interval of the slowest per-host rate limit (zero without
@@ -779,6 +780,15 @@ pub trait Store: Send + Sync + 'static {
         job: i64,
         outcomes: Vec<Outcome>,
     ) -> impl Future<Output = Result<Recorded, StoreError>> + Send;
+
+    /// Says that `tasks` of `job` are fetched and their outcomes on their
+    /// way to [`Store::record`]. A store that limits the tasks it holds per
+    /// host for fetching (PostgreSQL) may claim more there from now, not
+    /// from the commit; the tasks stay held, and fenced, until they are
+    /// recorded. The default does nothing.
+    fn fetched(&self, job: i64, tasks: &[i64]) {
+        let _ = (job, tasks);
+    }
 
     /// Returns every task of `job` this run holds to `pending` (and, with
     /// host affinity, the hosts it holds); returns how many tasks.

@@ -172,10 +172,15 @@ pub fn lease(given: Option<Duration>, timeout: Duration) -> Result<Duration, Lea
 /// What this worker holds of one job.
 #[derive(Debug, Default)]
 struct Held {
-    /// Task id → (host, claim).
-    tasks: HashMap<i64, (Arc<str>, i64)>,
-    /// Host → tasks held there.
+    /// Task id → its lease.
+    tasks: HashMap<i64, Lease>,
+    /// Host → tasks held there (claimed, not yet recorded).
     hosts: HashMap<Arc<str>, usize>,
+    /// Host → tasks held there that are fetched, their outcomes on their
+    /// way to a commit ([`Store::fetched`]). They hold the host (it is not
+    /// handed over before they commit) but not room for new claims there,
+    /// so claims do not wait on commits.
+    waiting: HashMap<Arc<str>, usize>,
     /// Hosts being handed back (this worker held more than its fair
     /// share): no new tasks are claimed there, and the host is released
     /// once its last task is recorded.
@@ -185,6 +190,42 @@ struct Held {
     fair: Option<(Instant, i64)>,
     /// The last [`Want::handover`] asked for.
     handover: Duration,
+}
+
+/// One task this worker holds.
+#[derive(Debug)]
+struct Lease {
+    host: Arc<str>,
+    /// The claim number it was claimed with (the fencing token).
+    claim: i64,
+    /// Fetched: its outcome is on its way to a commit.
+    fetched: bool,
+}
+
+impl Held {
+    /// Forgets `task` once its outcome is committed (or fenced).
+    fn forget(&mut self, task: i64) {
+        let Some(lease) = self.tasks.remove(&task) else {
+            return;
+        };
+        if let Some(n) = self.hosts.get_mut(&lease.host) {
+            *n = n.saturating_sub(1);
+        }
+        if lease.fetched
+            && let Some(n) = self.waiting.get_mut(&lease.host)
+        {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                self.waiting.remove(&lease.host);
+            }
+        }
+    }
+
+    /// Tasks claimed on `host` and not fetched yet.
+    fn unfetched(&self, host: &str) -> usize {
+        let held = self.hosts.get(host).copied().unwrap_or(0);
+        held.saturating_sub(self.waiting.get(host).copied().unwrap_or(0))
+    }
 }
 
 /// Counters the heartbeat publishes in the worker row.
@@ -565,9 +606,9 @@ impl PgStore {
             let held = held.get(&job);
             for o in outcomes {
                 match held.and_then(|h| h.tasks.get(&o.task_id)) {
-                    Some((host, claim)) => {
-                        hosts_of.insert(o.task_id, Arc::clone(host));
-                        mine.push((o, *claim));
+                    Some(lease) => {
+                        hosts_of.insert(o.task_id, Arc::clone(&lease.host));
+                        mine.push((o, lease.claim));
                     }
                     None => recorded.fenced += 1,
                 }
@@ -757,11 +798,7 @@ impl PgStore {
             let mut held = self.held();
             let held = held.entry(job).or_default();
             for o in outcomes {
-                if let Some((host, _)) = held.tasks.remove(&o.task_id)
-                    && let Some(n) = held.hosts.get_mut(&host)
-                {
-                    *n = n.saturating_sub(1);
-                }
+                held.forget(o.task_id);
             }
         }
         tracing::debug!(outcomes = outcomes.len(), elapsed = ?started.elapsed(), "record");
@@ -1016,7 +1053,14 @@ impl PgStore {
                 None => host.into(),
             };
             *held.hosts.entry(Arc::clone(&host)).or_default() += 1;
-            held.tasks.insert(id, (host, row.get(5)));
+            held.tasks.insert(
+                id,
+                Lease {
+                    host,
+                    claim: row.get(5),
+                    fetched: false,
+                },
+            );
             tasks.push(LeasedTask {
                 id,
                 line: row.get::<_, Option<i64>>(1).map(|l| l as u64),
@@ -1844,8 +1888,9 @@ impl Store for PgStore {
                 held.draining.extend(give);
             }
             held.hosts
-                .iter()
-                .filter(|(h, n)| **n < per_host && !held.draining.contains(*h))
+                .keys()
+                .map(|h| (h, held.unfetched(h)))
+                .filter(|(h, n)| *n < per_host && !held.draining.contains(*h))
                 .map(|(h, n)| (Arc::clone(h), (per_host - n) as i64))
                 .collect()
         };
@@ -1874,6 +1919,21 @@ impl Store for PgStore {
         self.release_hosts(job, idle).await?;
         tracing::debug!(asked = want.limit, got = tasks.len(), elapsed = ?started.elapsed(), "lease");
         Ok(tasks)
+    }
+
+    fn fetched(&self, job: i64, tasks: &[i64]) {
+        let mut held = self.held();
+        let Some(held) = held.get_mut(&job) else {
+            return;
+        };
+        for task in tasks {
+            if let Some(lease) = held.tasks.get_mut(task)
+                && !lease.fetched
+            {
+                lease.fetched = true;
+                *held.waiting.entry(Arc::clone(&lease.host)).or_default() += 1;
+            }
+        }
     }
 
     async fn record(&self, job: i64, outcomes: Vec<Outcome>) -> Result<Recorded, StoreError> {
