@@ -11,7 +11,7 @@
 
 use std::io::Write;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, PoisonError};
 
 use crate::export::ExportError;
 use crate::input::InputSource;
@@ -183,6 +183,9 @@ pub enum Backend {
         reader: Arc<Mutex<SqliteReader>>,
         /// The file, for exports' own readers.
         path: PathBuf,
+        /// The last answer of [`Backend::job_records`] for each question,
+        /// with the store's generation it was read at.
+        records: Arc<Mutex<RecordCache>>,
     },
     /// PostgreSQL.
     Postgres {
@@ -192,6 +195,13 @@ pub enum Backend {
         url: String,
     },
 }
+
+/// Answers of [`Backend::job_records`] by question (a job's name, or every
+/// job), each with the [`SqliteStore::generation`] it was read at.
+type RecordCache = std::collections::HashMap<Option<String>, (u64, Vec<JobRecord>)>;
+
+/// Most questions [`RecordCache`] keeps answers to before it starts over.
+const RECORD_CACHE_MAX: usize = 256;
 
 /// What an NDJSON export reads.
 #[derive(Debug, Clone)]
@@ -214,6 +224,7 @@ impl Backend {
                 store: Arc::new(SqliteStore::open(path)?),
                 reader: Arc::new(Mutex::new(SqliteReader::open(path)?)),
                 path: path.clone(),
+                records: Arc::default(),
             },
             Database::Postgres(url, options) => Backend::Postgres {
                 store: Arc::new(PgStore::connect(url, options.clone()).await?),
@@ -284,8 +295,28 @@ impl Backend {
     /// Store errors.
     pub async fn job_records(&self, only: Option<String>) -> Result<Vec<JobRecord>, StoreError> {
         match self {
-            Backend::Sqlite { reader, .. } => {
-                Self::read(reader, move |r| r.job_records(only.as_deref())).await
+            Backend::Sqlite {
+                reader,
+                store,
+                records,
+                ..
+            } => {
+                // This process's store is the file's only writer: until it
+                // runs another transaction, the last answer stands. A
+                // polled status costs no read while nothing changes.
+                let generation = store.generation();
+                let lock = || records.lock().unwrap_or_else(PoisonError::into_inner);
+                if let Some((_, hit)) = lock().get(&only).filter(|(at, _)| *at == generation) {
+                    return Ok(hit.clone());
+                }
+                let question = only.clone();
+                let fresh = Self::read(reader, move |r| r.job_records(question.as_deref())).await?;
+                let mut cache = lock();
+                if cache.len() >= RECORD_CACHE_MAX {
+                    cache.clear();
+                }
+                cache.insert(only, (generation, fresh.clone()));
+                Ok(fresh)
             }
             Backend::Postgres { store, .. } => store.job_records(only.as_deref()).await,
         }
@@ -554,5 +585,58 @@ fn export<R: Reader>(
             out.write_all(b"\n")?;
             Ok::<(), ExportError>(())
         }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::input::{Input, parse_url};
+    use crate::store::IngestBatch;
+
+    fn pending(records: &[JobRecord]) -> Vec<(String, u64)> {
+        records
+            .iter()
+            .map(|r| (r.summary.job.name.clone(), r.summary.counts.pending))
+            .collect()
+    }
+
+    /// The cached answers of `job_records` (SQLite) never outlive a write.
+    #[tokio::test]
+    async fn job_records_see_every_write_of_the_store() {
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let backend = Backend::open(&Database::Sqlite(dir.path().join("v.db")))
+            .await
+            .expect("open");
+        let Backend::Sqlite { store, .. } = &backend else {
+            panic!("a SQLite backend");
+        };
+        assert!(backend.job_records(None).await.expect("read").is_empty());
+        let job = store
+            .open_job("a", "in.txt", None)
+            .await
+            .expect("open a job");
+        assert_eq!(
+            pending(&backend.job_records(None).await.expect("read")),
+            [("a".to_owned(), 0)]
+        );
+        let url = parse_url("http://a.test/").expect("a URL");
+        let batch = IngestBatch {
+            inputs: vec![Input::Url {
+                line: 1,
+                url,
+                meta: None,
+            }],
+            through_line: 1,
+            complete: true,
+            fingerprint: None,
+        };
+        store.ingest(job.id, batch).await.expect("ingest");
+        for only in [None, Some("a".to_owned())] {
+            assert_eq!(
+                pending(&backend.job_records(only).await.expect("read")),
+                [("a".to_owned(), 1)]
+            );
+        }
     }
 }

@@ -97,6 +97,8 @@ pub struct SqliteStore {
     conn: Arc<Mutex<Connection>>,
     lease_cursor: Mutex<std::collections::HashMap<i64, i64>>,
     wal: Arc<WalBound>,
+    /// Moves on after every call on the connection ([`SqliteStore::generation`]).
+    generation: Arc<std::sync::atomic::AtomicU64>,
     _lock: File,
 }
 
@@ -194,6 +196,7 @@ impl SqliteStore {
             conn: Arc::new(Mutex::new(conn)),
             lease_cursor: Mutex::new(std::collections::HashMap::new()),
             wal: Arc::new(WalBound::new(path, WAL_LIMIT)),
+            generation: Arc::default(),
             _lock: lock,
         })
     }
@@ -216,6 +219,14 @@ impl SqliteStore {
             .remove(&job);
     }
 
+    /// A number that moves on after every transaction this store runs,
+    /// committed or not. This store is the file's only writer (its lock
+    /// file), so what was read while the number was `n` is still what the
+    /// file holds while it is `n`: read the number first, then the rows.
+    pub fn generation(&self) -> u64 {
+        self.generation.load(std::sync::atomic::Ordering::Acquire)
+    }
+
     /// Runs `f` with the connection on the blocking pool.
     pub(super) async fn with_conn<T, F>(&self, f: F) -> Result<T, StoreError>
     where
@@ -224,11 +235,15 @@ impl SqliteStore {
     {
         let conn = Arc::clone(&self.conn);
         let wal = Arc::clone(&self.wal);
+        let generation = Arc::clone(&self.generation);
         tokio::task::spawn_blocking(move || {
             let mut guard = conn
                 .lock()
                 .map_err(|_| StoreError::Worker("a database call panicked earlier".into()))?;
-            let value = f(&mut guard)?;
+            let value = f(&mut guard);
+            // After the commit (or the rollback), before the lock goes.
+            generation.fetch_add(1, std::sync::atomic::Ordering::Release);
+            let value = value?;
             wal.after_write(&guard)?;
             Ok(value)
         })
