@@ -68,6 +68,10 @@ impl Exit {
     pub const SUCCESS: Exit = Exit(0);
     /// The run failed (the message says why).
     pub const FAILURE: Exit = Exit(1);
+    /// A usage or input error: the message says what to fix.
+    pub const USAGE: Exit = Exit(2);
+    /// Interrupted (Ctrl-C, SIGTERM) after draining: rerun to resume.
+    pub const INTERRUPTED: Exit = Exit(130);
 
     /// The status as the process exits with it (0 to 255).
     pub fn code(self) -> u8 {
@@ -101,7 +105,7 @@ where
         Err(e) => {
             // --help and --version are "errors" with status 0.
             let _ = e.print();
-            return Exit::from(u8::try_from(e.exit_code()).unwrap_or(2));
+            return u8::try_from(e.exit_code()).map_or(Exit::USAGE, Exit::from);
         }
     };
     // A second run in one process (the Python package) keeps the first
@@ -176,7 +180,7 @@ fn fail(e: &anyhow::Error) -> Exit {
 /// A usage or input error: one line saying what to fix, exit 2.
 fn usage(message: impl std::fmt::Display) -> Exit {
     say(format_args!("volley: error: {message}\n"));
-    Exit::from(2)
+    Exit::USAGE
 }
 
 /// The `--config` file, or an empty one.
@@ -427,7 +431,7 @@ async fn run_job(
 fn finished(job: &Job, report: &volley::RunReport) -> Exit {
     say(format_args!("{}", summary::run_summary(&job.name, report)));
     if report.interrupted {
-        Exit::from(130)
+        Exit::INTERRUPTED
     } else {
         Exit::SUCCESS
     }
@@ -523,7 +527,7 @@ async fn work_on(
                 return Ok(Exit::SUCCESS);
             }
             tokio::select! {
-                () = stop.cancelled() => return Ok(Exit::from(130)),
+                () = stop.cancelled() => return Ok(Exit::INTERRUPTED),
                 () = tokio::time::sleep(std::time::Duration::from_secs(1)) => continue,
             }
         }
@@ -653,7 +657,7 @@ async fn serve(db: Database, args: ServeArgs) -> anyhow::Result<Exit> {
     signals.abort();
     served?;
     Ok(if interrupted.load(std::sync::atomic::Ordering::Relaxed) {
-        Exit::from(130)
+        Exit::INTERRUPTED
     } else {
         Exit::SUCCESS
     })

@@ -169,6 +169,26 @@ pub fn lease(given: Option<Duration>, timeout: Duration) -> Result<Duration, Lea
     Ok(lease)
 }
 
+/// `UPDATE hosts SET $set` for the hosts of job `$1` that match `$filter`
+/// (SQL starting with ` AND`, or empty for all of them), taking their rows
+/// in byte order (`COLLATE "C"`). Every statement that changes several
+/// `hosts` rows takes them in that order ([`add_open`] sorts its rows the
+/// same way), so two transactions never each hold a row the other waits
+/// for.
+macro_rules! update_hosts_in_order {
+    ($set:literal, $filter:literal) => {
+        concat!(
+            "UPDATE hosts SET ",
+            $set,
+            " FROM (SELECT host FROM hosts WHERE job_id = $1",
+            $filter,
+            " ORDER BY host COLLATE \"C\" FOR UPDATE) l \
+             WHERE hosts.job_id = $1 AND hosts.host = l.host"
+        )
+    };
+}
+pub(super) use update_hosts_in_order;
+
 /// What this worker holds of one job.
 #[derive(Debug, Default)]
 struct Held {
@@ -928,11 +948,7 @@ impl PgStore {
         tx.commit().await?;
         let hosts_back = conn
             .execute(
-                "UPDATE hosts SET owner = NULL FROM ( \
-                   SELECT host FROM hosts WHERE job_id = $1 AND owner = $2 \
-                     AND NOT (host = ANY($3)) \
-                   ORDER BY host COLLATE \"C\" FOR UPDATE) l \
-                 WHERE hosts.job_id = $1 AND hosts.host = l.host",
+                update_hosts_in_order!("owner = NULL", " AND owner = $2 AND NOT (host = ANY($3))"),
                 &[&job, &self.inner.worker, &hosts],
             )
             .await?;
@@ -1231,12 +1247,10 @@ impl PgStore {
             client(&self.inner.pool)
                 .await?
                 .execute(
-                    "UPDATE hosts SET owner = NULL, \
-                     free_at = now() + $4::int8 * interval '1 microsecond' FROM ( \
-                       SELECT host FROM hosts \
-                       WHERE job_id = $1 AND host = ANY($2) AND owner = $3 \
-                       ORDER BY host COLLATE \"C\" FOR UPDATE) l \
-                     WHERE hosts.job_id = $1 AND hosts.host = l.host",
+                    update_hosts_in_order!(
+                        "owner = NULL, free_at = now() + $4::int8 * interval '1 microsecond'",
+                        " AND host = ANY($2) AND owner = $3"
+                    ),
                     &[&job, &names, &self.inner.worker, &micros(handover)],
                 )
                 .await?;
@@ -1962,11 +1976,10 @@ impl Store for PgStore {
             add_counts(&tx, job, self.shard(), &changes).await?;
             execute(
                 &tx,
-                "UPDATE hosts SET owner = NULL, \
-                 free_at = now() + $3::int8 * interval '1 microsecond' FROM ( \
-                   SELECT host FROM hosts WHERE job_id = $1 AND owner = $2 \
-                   ORDER BY host COLLATE \"C\" FOR UPDATE) l \
-                 WHERE hosts.job_id = $1 AND hosts.host = l.host",
+                update_hosts_in_order!(
+                    "owner = NULL, free_at = now() + $3::int8 * interval '1 microsecond'",
+                    " AND owner = $2"
+                ),
                 &[&job, &self.inner.worker, &handover],
             )
             .await?;

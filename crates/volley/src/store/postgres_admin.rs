@@ -9,7 +9,7 @@
 //! worker claims a host of it again.
 
 use super::counts::{CountChanges, TaskCount, tally};
-use super::postgres::{PgStore, add_counts, client, export_row, job_row};
+use super::postgres::{PgStore, add_counts, client, export_row, job_row, update_hosts_in_order};
 use super::{
     Deleted, EXPORT_COLUMNS, ItemRow, JOB_COLUMNS, Job, JobRecord, JobState, OutcomeEntry,
     StoreError, outcome_page_sql, outcomes_by_id_sql, unfetched_page_sql,
@@ -115,10 +115,7 @@ impl PgStore {
         add_counts(&tx, job, self.shard(), &changes).await?;
         let n = u64::try_from(n).unwrap_or(0);
         tx.execute(
-            "UPDATE hosts SET open = 0, owner = NULL FROM ( \
-               SELECT host FROM hosts WHERE job_id = $1 \
-               ORDER BY host COLLATE \"C\" FOR UPDATE) l \
-             WHERE hosts.job_id = $1 AND hosts.host = l.host",
+            update_hosts_in_order!("open = 0, owner = NULL", ""),
             &[&job],
         )
         .await?;
