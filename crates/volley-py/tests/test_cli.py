@@ -66,7 +66,7 @@ def test_a_bad_flag_exits_2_naming_it(tmp_path: Path) -> None:
 
 
 def test_ctrl_c_drains_and_exits_130_without_a_traceback(server: Server, tmp_path: Path) -> None:
-    (tmp_path / "urls.txt").write_text("".join(f"{server.url(f'/slow/{n}?ms=300')}\n" for n in range(200)))
+    (tmp_path / "urls.txt").write_text("".join(f"{server.url(f'/slow/{n}?ms=300&from=ctrl_c')}\n" for n in range(200)))
     proc = subprocess.Popen(
         [command(), "--db", "jobs.db", "fetch", "urls.txt", "--concurrency", "2", "--quiet"],
         cwd=tmp_path,
@@ -74,9 +74,12 @@ def test_ctrl_c_drains_and_exits_130_without_a_traceback(server: Server, tmp_pat
         stderr=subprocess.PIPE,
         text=True,
     )
-    # Interrupted once the job is under way (its database exists).
+    # Interrupted once the job is fetching (the server has its first
+    # requests): the engine watches for signals by then. Before, SIGINT
+    # ends the process as it ends the Rust binary, with nothing recorded.
     deadline = time.monotonic() + 30
-    while not (tmp_path / "jobs.db").exists() and time.monotonic() < deadline:
+    while sum(n for path, n in server.hits.items() if path.endswith("from=ctrl_c")) < 2:
+        assert time.monotonic() < deadline, "no request reached the server in 30 s"
         time.sleep(0.02)
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=60)
