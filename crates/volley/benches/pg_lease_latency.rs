@@ -116,8 +116,9 @@ async fn run(url: &str, tasks: u64, hosts: u64) -> Result<(), Failure> {
         let hi = (lo + 1_000_000).min(cut);
         client
             .execute(
-                "WITH d AS (UPDATE tasks SET state = 'done', lease_owner = NULL \
-                   WHERE job_id = $1 AND state = 'pending' AND id >= $2 AND id < $3 RETURNING id) \
+                "WITH f AS (DELETE FROM frontier \
+                   WHERE job_id = $1 AND task_id >= $2 AND task_id < $3 RETURNING task_id), \
+                 d AS (UPDATE tasks SET state = 'done' FROM f WHERE id = f.task_id RETURNING id) \
                  INSERT INTO outcomes (task_id, job_id, class, status, attempts, finished_at_ms) \
                  SELECT id, $1, 'ok', 200, 1, 0 FROM d",
                 &[&job, &lo, &hi],

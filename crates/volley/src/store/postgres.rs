@@ -25,14 +25,19 @@
 //!
 //! # Claims and fencing
 //!
-//! A task claim sets `lease_owner` and adds one to `claim` (a per-claim
-//! counter, the fencing token) with a locking CTE (`WITH c AS (SELECT … FOR
-//! UPDATE SKIP LOCKED LIMIT n) UPDATE … FROM c`), so the subquery runs once
-//! and never claims more than asked. Neither column is indexed, so a claim
-//! is a HOT update. [`Store::record`] finishes a task only if its `claim`
-//! is still the one this worker got: a worker that stalled past its lease
-//! (its task re-claimed by another) has its late outcome dropped and
-//! counted, never recorded a second time.
+//! A task still to finish has a small **frontier** row beside its `tasks`
+//! row (`task_id, job_id, host, lease_owner, claim`), made in the statement
+//! that makes the task. A claim sets the frontier row's `lease_owner` and
+//! adds one to its `claim` (a per-claim counter, the fencing token) with a
+//! locking CTE (`WITH c AS (SELECT … FOR UPDATE SKIP LOCKED LIMIT n) UPDATE
+//! … FROM c`), so the subquery runs once and never claims more than asked.
+//! Neither column is indexed, so a claim is a HOT update of the small row
+//! and never writes `tasks`. [`Store::record`] finishes a task by deleting
+//! its frontier row where `claim` is still the one this worker got: a
+//! worker that stalled past its lease (its task re-claimed by another) has
+//! its late outcome dropped and counted, never recorded a second time. The
+//! task's own change of `state` is then a HOT update too, since no index of
+//! `tasks` reads `state`.
 //!
 //! A worker whose heartbeat has not succeeded for a whole lease stops on
 //! its own ([`Store::lease_lost`]), and a heartbeat never revives an
@@ -344,9 +349,24 @@ pub fn is_conflict(e: &StoreError) -> bool {
         .is_some_and(|code| matches!(code.code(), "40P01" | "40001"))
 }
 
-/// Brings the schema to the current version, once for workers starting
-/// together.
-async fn migrate(pool: &Pool) -> Result<(), StoreError> {
+/// Brings the schema of the database at `url` to `version` and no
+/// further, as an older volley left it: for tests that upgrade a database
+/// with work in flight. Workers always migrate to the newest version
+/// ([`PgStore::connect`]).
+///
+/// # Errors
+/// As [`PgStore::connect`].
+#[doc(hidden)]
+pub async fn migrate_to(
+    url: &str,
+    version: refinery_core::SchemaVersion,
+) -> Result<(), StoreError> {
+    migrate(&pool(url, 1)?, refinery_core::Target::Version(version)).await
+}
+
+/// Brings the schema to `target` (the newest version but in tests), once
+/// for workers starting together.
+async fn migrate(pool: &Pool, target: refinery_core::Target) -> Result<(), StoreError> {
     let mut conn = client(pool).await?;
     conn.execute(
         "SELECT pg_advisory_lock($1, $2)",
@@ -390,9 +410,14 @@ async fn migrate(pool: &Pool) -> Result<(), StoreError> {
             "V9__task_write_cost",
             include_str!("migrations/postgres/V9__task_write_cost.sql"),
         )?,
+        refinery_core::Migration::unapplied(
+            "V10__frontier",
+            include_str!("migrations/postgres/V10__frontier.sql"),
+        )?,
     ];
     let client: &mut tokio_postgres::Client = &mut conn;
-    let result = refinery_core::Runner::new(&migrations)
+    let mut runner = refinery_core::Runner::new(&migrations).set_target(target);
+    let result = runner
         .set_migration_table_name("volley_schema_history")
         .run_async(client)
         .await;
@@ -419,7 +444,7 @@ impl PgStore {
     /// [`StoreError::PgMigration`] when the schema cannot be migrated.
     pub async fn connect(url: &str, options: PgOptions) -> Result<PgStore, StoreError> {
         let pool = pool(url, options.pool_size)?;
-        migrate(&pool).await?;
+        migrate(&pool, refinery_core::Target::Latest).await?;
         let name = format!(
             "{}:{}",
             std::fs::read_to_string("/proc/sys/kernel/hostname")
@@ -536,11 +561,17 @@ impl PgStore {
                 }
             }
         }
+        // A task still to fetch gets its frontier row in the same statement.
         let rows = query(
             &tx,
-            "INSERT INTO tasks (job_id, line, url, host, state, meta) \
-             SELECT $1, * FROM unnest($2::int8[], $3::text[], $4::text[], $5::text[], $6::text[]) \
-             ON CONFLICT (job_id, line) DO NOTHING RETURNING id, line",
+            "WITH t AS ( \
+               INSERT INTO tasks (job_id, line, url, host, state, meta) \
+               SELECT $1, * FROM unnest($2::int8[], $3::text[], $4::text[], $5::text[], $6::text[]) \
+               ON CONFLICT (job_id, line) DO NOTHING RETURNING id, line, host, state), \
+             f AS ( \
+               INSERT INTO frontier (task_id, job_id, host) \
+               SELECT id, $1, host FROM t WHERE state = 'pending') \
+             SELECT id, line FROM t",
             &[&job, &lines, &texts, &hosts, &states, &metas],
         )
         .await?;
@@ -656,12 +687,15 @@ impl PgStore {
                 }
             })
             .collect();
+        // The fence: a task is finished only by the claim that leased it,
+        // whose frontier row this deletes.
         let rows = query(
             &tx,
-            "UPDATE tasks t SET state = u.state, lease_owner = NULL \
-                 FROM unnest($1::int8[], $2::int8[], $3::text[]) AS u(id, claim, state) \
-                 WHERE t.id = u.id AND t.claim = u.claim AND t.state = 'pending' \
-                 RETURNING t.id",
+            "WITH f AS ( \
+               DELETE FROM frontier f \
+               USING unnest($1::int8[], $2::int8[], $3::text[]) AS u(id, claim, state) \
+               WHERE f.task_id = u.id AND f.claim = u.claim RETURNING f.task_id, u.state) \
+             UPDATE tasks t SET state = f.state FROM f WHERE t.id = f.task_id RETURNING t.id",
             &[&ids, &claims, &states],
         )
         .await?;
@@ -752,10 +786,13 @@ impl PgStore {
         if !added.url.is_empty() {
             let rows = query(
                 &tx,
-                "INSERT INTO tasks (job_id, url, host, parent_id, page, seed_id, meta) \
-                     SELECT $1, * FROM unnest($2::text[], $3::text[], $4::int8[], $5::int4[], \
-                                              $6::int8[], $7::text[]) \
-                     RETURNING id, url",
+                "WITH t AS ( \
+                   INSERT INTO tasks (job_id, url, host, parent_id, page, seed_id, meta) \
+                   SELECT $1, * FROM unnest($2::text[], $3::text[], $4::int8[], $5::int4[], \
+                                            $6::int8[], $7::text[]) \
+                   RETURNING id, url, host), \
+                 f AS (INSERT INTO frontier (task_id, job_id, host) SELECT id, $1, host FROM t) \
+                 SELECT id, url FROM t",
                 &[
                     &job,
                     &added.url,
@@ -936,9 +973,8 @@ impl PgStore {
         let tx = conn.transaction().await?;
         let tasks_back = execute(
             &tx,
-            "UPDATE tasks SET lease_owner = NULL, claim = claim + 1 \
-                 WHERE job_id = $1 AND lease_owner = $2 \
-                 AND state = 'pending' AND NOT (id = ANY($3))",
+            "UPDATE frontier SET lease_owner = NULL, claim = claim + 1 \
+                 WHERE job_id = $1 AND lease_owner = $2 AND NOT (task_id = ANY($3))",
             &[&job, &self.inner.worker, &tasks],
         )
         .await?;
@@ -1111,19 +1147,17 @@ impl PgStore {
                 // moves to no one); fresh ones move from pending to leased,
                 // counted in this statement's own transaction.
                 "WITH c AS ( \
-                   SELECT t.id, t.fresh FROM unnest($2::text[], $3::int8[]) AS h(host, room) \
+                   SELECT f.task_id, f.fresh FROM unnest($2::text[], $3::int8[]) AS h(host, room) \
                    CROSS JOIN LATERAL ( \
-                     SELECT id, lease_owner IS NULL AS fresh FROM tasks \
-                     WHERE job_id = $1 AND host = h.host AND state = 'pending' \
-                       AND lease_owner IS DISTINCT FROM $4 \
-                     ORDER BY id LIMIT h.room FOR UPDATE SKIP LOCKED) t \
+                     SELECT task_id, lease_owner IS NULL AS fresh FROM frontier \
+                     WHERE job_id = $1 AND host = h.host AND lease_owner IS DISTINCT FROM $4 \
+                     ORDER BY task_id LIMIT h.room FOR UPDATE SKIP LOCKED) f \
                    WHERE EXISTS (SELECT 1 FROM jobs WHERE id = $1 AND state = 'active') \
                    LIMIT $5), \
                  u AS ( \
-                   UPDATE tasks SET lease_owner = $4, claim = tasks.claim + 1 \
-                   FROM c WHERE tasks.id = c.id \
-                   RETURNING tasks.id, tasks.line, tasks.url, tasks.page, tasks.host, \
-                     tasks.claim, tasks.seed_id, c.fresh), \
+                   UPDATE frontier SET lease_owner = $4, claim = frontier.claim + 1 \
+                   FROM c WHERE frontier.task_id = c.task_id \
+                   RETURNING frontier.task_id AS id, frontier.host, frontier.claim, c.fresh), \
                  k AS ( \
                    INSERT INTO job_counts (job_id, shard, kind, name, n) \
                    SELECT $1, $6, 'tasks', m.name, m.n FROM ( \
@@ -1133,8 +1167,9 @@ impl PgStore {
                    WHERE m.n <> 0 ORDER BY m.name \
                    ON CONFLICT (job_id, shard, kind, name) \
                    DO UPDATE SET n = job_counts.n + excluded.n) \
-                 SELECT u.id, u.line, u.url, u.page, u.host, u.claim, u.seed_id, \
-                   (SELECT s.url FROM tasks s WHERE s.id = u.seed_id) FROM u",
+                 SELECT u.id, t.line, t.url, t.page, u.host, u.claim, t.seed_id, \
+                   (SELECT s.url FROM tasks s WHERE s.id = t.seed_id) \
+                 FROM u JOIN tasks t ON t.id = u.id",
             )
             .await?;
         Ok(conn
@@ -1966,8 +2001,8 @@ impl Store for PgStore {
             // accepted once the task is given back.
             let n = execute(
                 &tx,
-                "UPDATE tasks SET lease_owner = NULL, claim = claim + 1 \
-                     WHERE id = ANY($1) AND lease_owner = $2 AND state = 'pending'",
+                "UPDATE frontier SET lease_owner = NULL, claim = claim + 1 \
+                     WHERE task_id = ANY($1) AND lease_owner = $2",
                 &[&ids, &self.inner.worker],
             )
             .await?;
@@ -2150,17 +2185,17 @@ fn tally_of(rows: &[tokio_postgres::Row]) -> Tally {
 }
 
 /// `job`'s counts from its tasks and outcomes themselves (`GROUP BY`),
-/// which [`tally_query`] must always equal. A pending task with an owner
-/// is leased.
+/// which [`tally_query`] must always equal. A task whose frontier row has
+/// an owner is leased.
 pub(super) async fn recount_query(
     conn: &impl deadpool_postgres::GenericClient,
     job: i64,
 ) -> Result<Tally, StoreError> {
     let rows = conn
         .query(
-            "SELECT 'tasks', CASE WHEN state = 'pending' AND lease_owner IS NOT NULL \
-                               THEN 'leased' ELSE state END, count(*), NULL::int8, NULL::int8 \
-             FROM tasks WHERE job_id = $1 GROUP BY 2 \
+            "SELECT 'tasks', CASE WHEN f.lease_owner IS NOT NULL THEN 'leased' ELSE t.state END, \
+                    count(*), NULL::int8, NULL::int8 \
+             FROM tasks t LEFT JOIN frontier f ON f.task_id = t.id WHERE t.job_id = $1 GROUP BY 2 \
              UNION ALL SELECT 'tasks', 'pages', count(*), NULL, NULL FROM tasks \
              WHERE job_id = $1 AND line IS NULL \
              UNION ALL SELECT 'outcomes', class, count(*), min(finished_at_ms), max(finished_at_ms) \

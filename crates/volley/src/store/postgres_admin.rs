@@ -89,16 +89,15 @@ impl PgStore {
         let mut conn = client(self.pool()).await?;
         let tx = conn.transaction().await?;
         let now = now_ms();
-        // Which of the tasks were leased, read before the update clears
-        // their owners (the rows are locked from here to the commit).
+        // The job's frontier goes, and with it every lease on its tasks.
         let row = tx
             .query_one(
                 "WITH open AS ( \
-                   SELECT id, lease_owner IS NOT NULL AS leased FROM tasks \
-                   WHERE job_id = $1 AND state = 'pending' FOR UPDATE), \
+                   DELETE FROM frontier WHERE job_id = $1 \
+                   RETURNING task_id, lease_owner IS NOT NULL AS leased), \
                  closed AS ( \
-                   UPDATE tasks SET state = 'failed', lease_owner = NULL, claim = claim + 1 \
-                   FROM open WHERE tasks.id = open.id RETURNING tasks.id, open.leased), \
+                   UPDATE tasks SET state = 'failed' \
+                   FROM open WHERE tasks.id = open.task_id RETURNING tasks.id, open.leased), \
                  cancelled AS ( \
                    INSERT INTO outcomes (task_id, job_id, class, message, attempts, finished_at_ms) \
                    SELECT id, $1, 'cancelled', \
@@ -137,7 +136,7 @@ impl PgStore {
     pub async fn delete_job(&self, job: i64) -> Result<Deleted, StoreError> {
         let mut conn = client(self.pool()).await?;
         let tx = conn.transaction().await?;
-        let mut n = [0u64; 10];
+        let mut n = [0u64; 11];
         for (i, sql) in [
             "DELETE FROM links WHERE from_task IN (SELECT id FROM tasks WHERE job_id = $1)",
             "DELETE FROM crawl_counts WHERE job_id = $1",
@@ -146,6 +145,7 @@ impl PgStore {
             "DELETE FROM outcomes WHERE job_id = $1",
             "DELETE FROM tasks WHERE job_id = $1",
             "DELETE FROM hosts WHERE job_id = $1",
+            "DELETE FROM frontier WHERE job_id = $1",
             "DELETE FROM job_counts WHERE job_id = $1",
             "UPDATE workers SET job_id = NULL WHERE job_id = $1",
             "DELETE FROM jobs WHERE id = $1",
