@@ -841,10 +841,9 @@ def pool_workload(docs, ca, quick, runs):
 def postgres_distance(quick, runs):
     """W16: PostgreSQL a network away. One `volley fetch` (W8's tiny URLs on
     50 hosts, per-host limit 8, concurrency 64) records into PostgreSQL
-    through bench/delay-proxy at 0, 0.5 and 2.5 ms each way (nominal round
-    trips 0, 1 and 5 ms; tokio's timer rounds each delay up to the next
-    millisecond, so the round trip measured with `SELECT 1` is reported
-    too). Each database has the schema already (a first run on an empty
+    through bench/delay-proxy at 0, 0.5 and 2.5 ms each way (round trips
+    of about 0, 1 and 5 ms added; the proxy times each delay with a
+    timerfd, and the round trip measured with `SELECT 1` is reported too). Each database has the schema already (a first run on an empty
     list makes it), as a deployed one has. Two rates: inputs over the
     process's wall time (connecting, opening the job and the first ingest
     included, each several round trips), and the recording rate, outcomes
