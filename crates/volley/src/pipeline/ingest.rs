@@ -4,7 +4,11 @@
 //! of up to [`BATCH_LINES`] inputs over a channel of [`BATCH_QUEUE`] batches;
 //! an async loop commits each batch with [`Store::ingest`]. At most
 //! `BATCH_LINES × (BATCH_QUEUE + 2)` inputs are in memory, whatever the
-//! input's size. A batch is also handed over once [`BATCH_LINGER`] has passed
+//! input's size. On a shared store (PostgreSQL), where each transaction
+//! costs round trips, the batches that queued while one committed are
+//! merged into the next transaction (up to [`MERGED_LINES`] inputs), so a
+//! database farther away gets larger batches; then at most
+//! `BATCH_LINES × (2 × BATCH_QUEUE + 2)` inputs are in memory. A batch is also handed over once [`BATCH_LINGER`] has passed
 //! since the last one, so URLs that trickle in on a pipe are fetched
 //! without waiting for a full batch.
 //!
@@ -43,6 +47,11 @@ pub const BATCH_LINES: usize = 2000;
 
 /// Batches read ahead of the database.
 pub const BATCH_QUEUE: usize = 2;
+
+/// Most inputs in one ingest transaction on a shared store, where the
+/// batches that queued while the last one committed are merged (see
+/// [`run`]).
+pub const MERGED_LINES: usize = BATCH_LINES * (BATCH_QUEUE + 1);
 
 /// Longest time a partial batch waits for more lines.
 pub const BATCH_LINGER: Duration = Duration::from_millis(200);
@@ -90,20 +99,40 @@ pub(crate) async fn run<S: Store>(
     };
     let reading = tokio::task::spawn_blocking(move || read_batches(source, &resume, &tx));
     let mut tally = Tally::default();
+    // A batch taken from the channel while merging, to commit next.
+    let mut next: Option<Result<IngestBatch, ReadError>> = None;
     loop {
-        let batch = tokio::select! {
-            biased;
-            () = stop.cancelled() => break,
-            batch = rx.recv() => batch,
+        let batch = match next.take() {
+            Some(batch) => Some(batch),
+            None => tokio::select! {
+                biased;
+                () = stop.cancelled() => break,
+                batch = rx.recv() => batch,
+            },
         };
         let Some(batch) = batch else { break };
-        let batch = batch.map_err(|e| match e {
+        let mut batch = batch.map_err(|e| match e {
             ReadError::Io(e) => RunError::Input(e),
             ReadError::Changed(detail) => RunError::InputChanged {
                 job: job.name.clone(),
                 detail,
             },
         })?;
+        if S::SHARED {
+            // The batches read while the last one committed go in one
+            // transaction: a database a network away costs round trips per
+            // transaction, so the batches grow with the round trip.
+            while !batch.complete && batch.inputs.len() < MERGED_LINES {
+                match rx.try_recv() {
+                    Ok(Ok(more)) => batch.append(more),
+                    Ok(Err(e)) => {
+                        next = Some(Err(e));
+                        break;
+                    }
+                    Err(_) => break,
+                }
+            }
+        }
         let complete = batch.complete;
         let report = store.ingest(job.id, batch).await?;
         for (class, n) in report.by_class() {

@@ -126,18 +126,36 @@ pub(crate) async fn run<S: Store>(
                 None => break,
             },
         };
-        // A batch gathers only once it can commit: what arrives while the
-        // commits in flight finish joins it, so that batches stay large.
+        // A batch commits only once a commit slot is free: what arrives
+        // while the commits in flight finish joins it, so that batches stay
+        // large. On a shared store it is taken from the channel as it comes
+        // (a tick at a time), so that its hosts have room for new claims at
+        // once, not when the batch starts.
+        let mut batch = vec![first];
+        let mut told = 0;
         while commits.len() >= in_flight {
-            if let Some(done) = commits.join_next().await {
-                after(done)?;
+            if !S::SHARED {
+                if let Some(done) = commits.join_next().await {
+                    after(done)?;
+                }
+                continue;
+            }
+            while batch.len() < BATCH_MAX {
+                match rx.try_recv() {
+                    Ok(next) => batch.push(next),
+                    Err(_) => break,
+                }
+            }
+            told = tell_fetched(&*store, job, &frontier, &batch, told);
+            tokio::select! {
+                Some(done) = commits.join_next() => after(done)?,
+                () = tokio::time::sleep(TICK) => {}
             }
         }
         // A pagination chain or a crawl waits on this commit: do not
         // linger, but take what has already arrived (a crawl's pages come
         // many at a time: one commit for all of them).
-        let mut urgent = first.outcome.leads_on();
-        let mut batch = vec![first];
+        let mut urgent = batch.iter().any(|f| f.outcome.leads_on());
         let deadline = tokio::time::Instant::now() + LINGER;
         while batch.len() < BATCH_MAX {
             let next = match rx.try_recv() {
@@ -159,10 +177,7 @@ pub(crate) async fn run<S: Store>(
             urgent |= next.outcome.leads_on();
             batch.push(next);
         }
-        // Their hosts have room for new claims from now, not from the
-        // commit.
-        let fetched: Vec<i64> = batch.iter().map(|f| f.outcome.task_id).collect();
-        store.fetched(job, &fetched);
+        tell_fetched(&*store, job, &frontier, &batch, told);
         let (mut failed, mut bytes) = (0, 0);
         if warc.is_some() {
             let slots = batch
@@ -228,6 +243,27 @@ pub(crate) async fn run<S: Store>(
             .map_err(|e| RunError::Internal(format!("WARC writer failed: {e}")))??;
     }
     Ok(tally)
+}
+
+/// Tells the store that the tasks of `batch[from..]` are fetched, so that
+/// their hosts have room for new claims from now rather than from their
+/// commit ([`Store::fetched`]), and on a shared store wakes the scheduler
+/// to claim there. Returns the batch's length: where to start next time.
+fn tell_fetched<S: Store>(
+    store: &S,
+    job: i64,
+    frontier: &Frontier,
+    batch: &[Finished],
+    from: usize,
+) -> usize {
+    if let Some(new) = batch.get(from..).filter(|new| !new.is_empty()) {
+        let ids: Vec<i64> = new.iter().map(|f| f.outcome.task_id).collect();
+        store.fetched(job, &ids);
+        if S::SHARED {
+            frontier.grew();
+        }
+    }
+    batch.len()
 }
 
 /// Writes the records of a batch's `captures` (see the module docs),

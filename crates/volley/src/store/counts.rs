@@ -10,11 +10,13 @@
 //! the latter, and the tests hold one to the other.
 //!
 //! A job's counts are spread over *shards* (`job_counts.shard`): each
-//! PostgreSQL worker adds its changes to its own rows, so that workers
-//! recording side by side do not wait on each other's counters; a count is
-//! the sum over the shards (at most [`SHARDS`] rows per counter). SQLite's
-//! single writer uses shard 0. A shard's count can be negative: a task one
-//! worker ingested can be finished by another.
+//! PostgreSQL worker adds its changes to rows of its own, one lane each for
+//! its claims, its ingest and its two record batches in flight, so that
+//! neither workers side by side nor one worker's transactions wait on each
+//! other's counters (`PgStore::shard`); a count is the sum over the shards
+//! (at most [`SHARDS`] rows per counter). SQLite's single writer uses shard
+//! 0. A shard's count can be negative: a task one worker ingested can be
+//! finished by another.
 
 use std::collections::BTreeMap;
 

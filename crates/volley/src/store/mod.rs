@@ -152,6 +152,17 @@ pub struct IngestBatch {
     pub fingerprint: Option<String>,
 }
 
+impl IngestBatch {
+    /// Appends `later`, the batch read after this one: its inputs, and its
+    /// end (line, completeness and fingerprint), which now cover both.
+    pub fn append(&mut self, mut later: IngestBatch) {
+        self.inputs.append(&mut later.inputs);
+        self.through_line = later.through_line;
+        self.complete = later.complete;
+        self.fingerprint = later.fingerprint;
+    }
+}
+
 /// What one ingest batch added.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct IngestReport {

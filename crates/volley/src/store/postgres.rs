@@ -69,7 +69,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::str::FromStr;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -268,6 +268,24 @@ struct Inner {
     job: AtomicU64,
     counters: Counters,
     lost: CancellationToken,
+    /// Record transactions begun: they take the two record lanes in turn
+    /// ([`PgStore::shard`]).
+    records: AtomicI64,
+}
+
+/// Count shards ([`PgStore::shard`]) each worker has.
+const LANES: i64 = 4;
+
+/// What a transaction that changes a job's counts does, which picks its
+/// shard ([`PgStore::shard`]).
+#[derive(Debug, Clone, Copy)]
+pub(super) enum Lane {
+    /// Claims, and giving claims back.
+    Claim,
+    /// Ingest, and an administrator's change of a job (cancel).
+    Ingest,
+    /// Recording outcomes.
+    Record,
 }
 
 /// The PostgreSQL [`Store`]: one worker of a possibly shared job.
@@ -469,6 +487,7 @@ impl PgStore {
             job: AtomicU64::new(0),
             counters: Counters::default(),
             lost: CancellationToken::new(),
+            records: AtomicI64::new(0),
         });
         let heartbeat = tokio::spawn(heartbeat(Arc::clone(&inner)));
         Ok(PgStore { inner, heartbeat })
@@ -633,7 +652,7 @@ impl PgStore {
         tokio::try_join!(
             insert_outcomes(&tx, job, &refs),
             add_open(&tx, job, open),
-            add_counts(&tx, job, self.shard(), &changes),
+            add_counts(&tx, job, self.shard(Lane::Ingest), &changes),
             execute(
                 &tx,
                 "UPDATE jobs SET ingested_lines = greatest(ingested_lines, $2), \
@@ -846,7 +865,7 @@ impl PgStore {
             insert_outcomes(&tx, job, &plain),
             upsert_resources(&tx, &plain),
             add_open(&tx, job, open),
-            add_counts(&tx, job, self.shard(), &changes),
+            add_counts(&tx, job, self.shard(Lane::Record), &changes),
         )?;
         tx.commit().await?;
         recorded.outcomes = accepted.len() as u64;
@@ -980,7 +999,7 @@ impl PgStore {
         .await?;
         let mut changes = CountChanges::default();
         changes.moved(TaskCount::Leased, TaskCount::Pending, tasks_back as i64);
-        add_counts(&tx, job, self.shard(), &changes).await?;
+        add_counts(&tx, job, self.shard(Lane::Claim), &changes).await?;
         tx.commit().await?;
         let hosts_back = conn
             .execute(
@@ -1061,10 +1080,22 @@ impl PgStore {
             .get(0))
     }
 
-    /// This worker's shard of the jobs' counts (`job_counts.shard`).
-    pub(super) fn shard(&self) -> i32 {
+    /// The shard of the jobs' counts (`job_counts.shard`) that a
+    /// transaction of this worker adds to: one of [`LANES`] of the
+    /// worker's own, by what the transaction does, so that its
+    /// transactions in flight together (a claim, an ingest batch, two
+    /// record batches) never wait on each other's counter rows, which each
+    /// would hold until its commit came back, a round trip later. Workers
+    /// side by side take other lanes (up to `SHARDS / LANES` workers
+    /// without sharing one).
+    pub(super) fn shard(&self, lane: Lane) -> i32 {
+        let lane = match lane {
+            Lane::Claim => 0,
+            Lane::Ingest => 1,
+            Lane::Record => 2 + self.inner.records.fetch_add(1, Ordering::Relaxed) % 2,
+        };
         // In 0..SHARDS, so the cast cannot truncate.
-        self.inner.worker.rem_euclid(i64::from(SHARDS)) as i32
+        (self.inner.worker * LANES + lane).rem_euclid(i64::from(SHARDS)) as i32
     }
 
     fn held(&self) -> std::sync::MutexGuard<'_, HashMap<i64, Held>> {
@@ -1181,7 +1212,7 @@ impl PgStore {
                     &rooms,
                     &self.inner.worker,
                     &limit,
-                    &self.shard(),
+                    &self.shard(Lane::Claim),
                 ],
             )
             .await?)
@@ -1901,8 +1932,12 @@ impl Store for PgStore {
     async fn ingest(&self, job: i64, batch: IngestBatch) -> Result<IngestReport, StoreError> {
         // Idempotent: a batch committed before its answer was lost adds
         // nothing the second time (`ON CONFLICT DO NOTHING`).
-        self.retrying("ingest", |_| self.ingest_once(job, &batch))
-            .await
+        let started = Instant::now();
+        let report = self
+            .retrying("ingest", |_| self.ingest_once(job, &batch))
+            .await?;
+        tracing::debug!(inputs = batch.inputs.len(), elapsed = ?started.elapsed(), "ingest");
+        Ok(report)
     }
 
     async fn lease(&self, job: i64, want: Want) -> Result<Vec<LeasedTask>, StoreError> {
@@ -2008,7 +2043,7 @@ impl Store for PgStore {
             .await?;
             let mut changes = CountChanges::default();
             changes.moved(TaskCount::Leased, TaskCount::Pending, n as i64);
-            add_counts(&tx, job, self.shard(), &changes).await?;
+            add_counts(&tx, job, self.shard(Lane::Claim), &changes).await?;
             execute(
                 &tx,
                 update_hosts_in_order!(

@@ -9,7 +9,9 @@
 //! worker claims a host of it again.
 
 use super::counts::{CountChanges, TaskCount, tally};
-use super::postgres::{PgStore, add_counts, client, export_row, job_row, update_hosts_in_order};
+use super::postgres::{
+    Lane, PgStore, add_counts, client, export_row, job_row, update_hosts_in_order,
+};
 use super::{
     Deleted, EXPORT_COLUMNS, ItemRow, JOB_COLUMNS, Job, JobRecord, JobState, OutcomeEntry,
     StoreError, outcome_page_sql, outcomes_by_id_sql, unfetched_page_sql,
@@ -111,7 +113,7 @@ impl PgStore {
         changes.moved(TaskCount::Pending, TaskCount::Failed, n - leased);
         changes.moved(TaskCount::Leased, TaskCount::Failed, leased);
         changes.recorded(Class::Cancelled.as_str(), n, now);
-        add_counts(&tx, job, self.shard(), &changes).await?;
+        add_counts(&tx, job, self.shard(Lane::Ingest), &changes).await?;
         let n = u64::try_from(n).unwrap_or(0);
         tx.execute(
             update_hosts_in_order!("open = 0, owner = NULL", ""),
