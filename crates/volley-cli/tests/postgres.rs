@@ -1170,3 +1170,58 @@ async fn fetched_tasks_give_their_host_room_before_they_commit() {
     assert_eq!(recorded.outcomes, 1, "a fetched task is still held");
     counts_hold(&store, job.id, "a record after a fetched claim").await;
 }
+
+/// Ingest on PostgreSQL merges the batches read while one commits (the
+/// input is read far faster than it commits here): a merged transaction
+/// keeps the cursor and fingerprint of its last batch, so a rerun over the
+/// same input with lines appended accepts what was read and fetches only
+/// the new lines.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn merged_ingest_batches_keep_the_cursor_for_a_rerun() {
+    let server = Server::start().await;
+    let n: i64 = 30_000;
+    let mut urls: Vec<String> = (0..n).map(|i| server.url(&format!("/ok/{i}"))).collect();
+    let v = Volley::new();
+    let list = v.write_lines("urls.txt", &urls);
+    let list = list.to_str().expect("utf-8");
+    let db = pg::database().await;
+    let fetch = ["--db", db.as_str(), "fetch", list, "--job", "merged"];
+    let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_volley"));
+    cmd.args(fetch)
+        .args(["--quiet", "--concurrency", "64"])
+        .env("RUST_LOG", "volley::store::postgres=debug")
+        .current_dir(v.dir.path())
+        .stdin(std::process::Stdio::null())
+        .kill_on_drop(true);
+    let out = tokio::time::timeout(Duration::from_secs(120), cmd.output())
+        .await
+        .expect("volley finished within 120 s")
+        .expect("volley ran");
+    assert!(out.status.success(), "{}", stderr(&out));
+    let largest = stderr(&out)
+        .lines()
+        .filter(|l| l.contains(" ingest "))
+        .filter_map(|l| {
+            l.split("inputs=")
+                .nth(1)?
+                .split(' ')
+                .next()?
+                .parse::<usize>()
+                .ok()
+        })
+        .max()
+        .unwrap_or(0);
+    assert!(
+        largest > volley::pipeline::ingest::BATCH_LINES,
+        "no ingest batch was merged (largest {largest}): {}",
+        stderr(&out)
+    );
+    assert_eq!(pg::outcome_counts(&db).await, (n, n, n, 0));
+    urls.extend((n..n + 10).map(|i| server.url(&format!("/ok/{i}"))));
+    v.write_lines("urls.txt", &urls);
+    let again = finish(spawn(&v, &[&fetch[..], &["--quiet"]].concat())).await;
+    assert!(again.status.success(), "{}", stderr(&again));
+    assert_eq!(pg::outcome_counts(&db).await, (n + 10, n + 10, n + 10, 0));
+    let hits: u64 = (0..n + 10).map(|i| server.hits(&format!("/ok/{i}"))).sum();
+    assert_eq!(hits, (n + 10) as u64, "each URL fetched once");
+}

@@ -8,9 +8,10 @@
 //! costs round trips, the batches that queued while one committed are
 //! merged into the next transaction (up to [`MERGED_LINES`] inputs), so a
 //! database farther away gets larger batches; then at most
-//! `BATCH_LINES × (2 × BATCH_QUEUE + 2)` inputs are in memory. A batch is also handed over once [`BATCH_LINGER`] has passed
-//! since the last one, so URLs that trickle in on a pipe are fetched
-//! without waiting for a full batch.
+//! `BATCH_LINES × (2 × BATCH_QUEUE + 2)` inputs are in memory. A batch is
+//! also handed over once [`BATCH_LINGER`] has passed since the last one, so
+//! URLs that trickle in on a pipe are fetched without waiting for a full
+//! batch.
 //!
 //! Resuming: lines up to the job's ingest cursor (`Job::ingested_lines`)
 //! were committed by an earlier run and are skipped.

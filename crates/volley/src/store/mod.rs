@@ -873,6 +873,33 @@ mod tests {
     use super::*;
 
     #[test]
+    fn an_appended_batch_ends_where_the_later_one_does() {
+        let input = |line: u64| Input::Invalid {
+            line,
+            raw: format!("line {line}"),
+            reason: String::new(),
+            malformed: false,
+        };
+        let mut batch = IngestBatch {
+            inputs: vec![input(1), input(2)],
+            through_line: 3,
+            complete: false,
+            fingerprint: Some("through 3".into()),
+        };
+        batch.append(IngestBatch {
+            inputs: vec![input(5)],
+            through_line: 6,
+            complete: true,
+            fingerprint: Some("through 6".into()),
+        });
+        let lines: Vec<u64> = batch.inputs.iter().map(Input::line).collect();
+        assert_eq!(lines, [1, 2, 5]);
+        assert_eq!(batch.through_line, 6);
+        assert!(batch.complete);
+        assert_eq!(batch.fingerprint.as_deref(), Some("through 6"));
+    }
+
+    #[test]
     fn the_unfetched_term_is_the_partial_index_condition() {
         let classes: Vec<String> = UNFETCHED
             .iter()
