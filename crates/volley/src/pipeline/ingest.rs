@@ -50,8 +50,8 @@ pub const BATCH_LINES: usize = 2000;
 pub const BATCH_QUEUE: usize = 2;
 
 /// Most inputs in one ingest transaction on a shared store, where the
-/// batches that queued while the last one committed are merged (see
-/// [`run`]).
+/// batches that queued while the last one committed are merged (see the
+/// module docs).
 pub const MERGED_LINES: usize = BATCH_LINES * (BATCH_QUEUE + 1);
 
 /// Longest time a partial batch waits for more lines.
