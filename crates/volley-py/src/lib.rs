@@ -2,13 +2,13 @@
 //!
 //! The Python half (`python/volley/__init__.py`) gives the API its shape
 //! (`fetch_all`, `Engine`, `Job`); this module opens the store, runs jobs on
-//! a tokio runtime of its own and hands results back through a [`Bridge`]:
+//! a tokio runtime of its own and hands results back through a `Bridge`:
 //! awaiting never blocks the caller's event loop, and the engine's threads
 //! never take the GIL (see `bridge`).
 //!
 //! A job streams its outcomes in the order they commit: the writer tells
 //! the job's observer the task ids of each committed batch, and
-//! [`NativeJob::next_batch`] reads those rows back from the store. Outcomes
+//! `NativeJob::next_batch` reads those rows back from the store. Outcomes
 //! recorded while the input is read (invalid lines, duplicates) never pass
 //! the writer; they are read by class when the run has ended.
 
