@@ -290,8 +290,8 @@ fn unfetched_lines(entries: &[volley::store::OutcomeEntry]) -> Vec<Option<u64>> 
     entries.iter().map(|e| e.row.line).collect()
 }
 
-/// Starts `volley` with `args` in `v`'s directory, output piped.
-fn spawn(v: &Volley, args: &[&str]) -> tokio::process::Child {
+/// `volley` with `args` in `v`'s directory, output piped, not started.
+fn command(v: &Volley, args: &[&str]) -> tokio::process::Command {
     let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_volley"));
     cmd.args(args)
         .current_dir(v.dir.path())
@@ -299,7 +299,12 @@ fn spawn(v: &Volley, args: &[&str]) -> tokio::process::Child {
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .kill_on_drop(true);
-    cmd.spawn().expect("start volley")
+    cmd
+}
+
+/// Starts `volley` with `args` in `v`'s directory, output piped.
+fn spawn(v: &Volley, args: &[&str]) -> tokio::process::Child {
+    command(v, args).spawn().expect("start volley")
 }
 
 /// Asserts that `job`'s counts, as the store keeps them for status, equal
@@ -1186,17 +1191,16 @@ async fn merged_ingest_batches_keep_the_cursor_for_a_rerun() {
     let list = list.to_str().expect("utf-8");
     let db = pg::database().await;
     let fetch = ["--db", db.as_str(), "fetch", list, "--job", "merged"];
-    let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_volley"));
-    cmd.args(fetch)
-        .args(["--quiet", "--concurrency", "64"])
+    let out = finish(
+        command(
+            &v,
+            &[&fetch[..], &["--quiet", "--concurrency", "64"]].concat(),
+        )
         .env("RUST_LOG", "volley::store::postgres=debug")
-        .current_dir(v.dir.path())
-        .stdin(std::process::Stdio::null())
-        .kill_on_drop(true);
-    let out = tokio::time::timeout(Duration::from_secs(120), cmd.output())
-        .await
-        .expect("volley finished within 120 s")
-        .expect("volley ran");
+        .spawn()
+        .expect("start volley"),
+    )
+    .await;
     assert!(out.status.success(), "{}", stderr(&out));
     let largest = stderr(&out)
         .lines()
