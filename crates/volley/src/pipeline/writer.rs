@@ -101,10 +101,11 @@ pub(crate) async fn run<S: Store>(
             observer.committed(&c.observed, took);
         }
         Progress::add(&progress.total, recorded.pages);
-        // New pages are new tasks. On a shared store a commit also gives
-        // back room: a worker holds a few tasks per host (host affinity)
-        // until their outcomes commit, so a lease that came back short may
-        // find more now.
+        // New pages are new tasks. On a shared store a commit also ends
+        // this worker's hold on its tasks (their hosts got room for claims
+        // when they were fetched, see `tell_fetched`): a host where it now
+        // holds nothing is given back at the next lease, which may then
+        // claim another host within the worker's fair share.
         if recorded.pages > 0 || (S::SHARED && recorded.outcomes > 0) {
             frontier.grew();
         }
