@@ -187,7 +187,7 @@ impl Timer {
             },
             it_value: libc::timespec {
                 tv_sec: libc::time_t::try_from(left.as_secs()).unwrap_or(libc::time_t::MAX),
-                tv_nsec: libc::c_long::from(left.subsec_nanos().min(999_999_999) as i32),
+                tv_nsec: libc::c_long::from(left.subsec_nanos()),
             },
         };
         // SAFETY: the descriptor is open, `spec` outlives the call, and a
