@@ -843,8 +843,9 @@ def postgres_distance(quick, runs):
     50 hosts, per-host limit 8, concurrency 64) records into PostgreSQL
     through bench/delay-proxy at 0, 0.5 and 2.5 ms each way (round trips
     of about 0, 1 and 5 ms added; the proxy times each delay with a
-    timerfd, and the round trip measured with `SELECT 1` is reported too). Each database has the schema already (a first run on an empty
-    list makes it), as a deployed one has. Two rates: inputs over the
+    timerfd, and the round trip measured with `SELECT 1` is reported too).
+    Each database has the schema already (a first run on an empty list
+    makes it), as a deployed one has. Two rates: inputs over the
     process's wall time (connecting, opening the job and the first ingest
     included, each several round trips), and the recording rate, outcomes
     over the span of their commit times."""
