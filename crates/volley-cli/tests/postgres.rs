@@ -279,6 +279,51 @@ async fn both_stores_keep_the_same_contract() {
     postgres.close().await.expect("close");
 }
 
+/// A batch whose first lines are already tasks (another process ingesting
+/// the same input, with other batch bounds) adds only the lines past the
+/// job's ingest cursor, once each.
+async fn overlap<S: Store>(store: &S) {
+    let job = store.open_job("o", "in.txt", None).await.expect("open");
+    let batch = |lines: &[(u64, &str)], through_line| IngestBatch {
+        inputs: lines.iter().map(|(l, u)| url(*l, u)).collect(),
+        through_line,
+        complete: false,
+        fingerprint: None,
+    };
+    let first = batch(&[(1, "http://a.test/1"), (2, "http://a.test/2")], 2);
+    assert_eq!(
+        store.ingest(job.id, first).await.expect("ingest").pending,
+        2
+    );
+    let second = batch(&[(2, "http://a.test/2"), (3, "http://a.test/3")], 3);
+    assert_eq!(
+        store.ingest(job.id, second).await.expect("ingest"),
+        IngestReport {
+            pending: 1,
+            ..IngestReport::default()
+        },
+        "line 2 is a task already: neither added again nor a duplicate"
+    );
+    counts_hold(store, job.id, "an overlapping batch").await;
+    let leased = store.lease(job.id, WANT).await.expect("lease");
+    assert_eq!(
+        leased.iter().map(|t| t.line).collect::<Vec<_>>(),
+        [Some(1), Some(2), Some(3)]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_overlapping_batch_adds_only_the_lines_past_the_cursor() {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let sqlite = SqliteStore::open(&dir.path().join("o.db")).expect("open SQLite");
+    overlap(&sqlite).await;
+    let postgres = PgStore::connect(&pg::database().await, PgOptions::default())
+        .await
+        .expect("connect to PostgreSQL");
+    overlap(&postgres).await;
+    postgres.close().await.expect("close");
+}
+
 /// The input lines of outcome entries, all recorded at ingest.
 fn unfetched_lines(entries: &[volley::store::OutcomeEntry]) -> Vec<Option<u64>> {
     assert!(

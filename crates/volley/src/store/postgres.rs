@@ -581,12 +581,23 @@ impl PgStore {
             }
         }
         // A task still to fetch gets its frontier row in the same statement.
+        // Lines through the job's ingest cursor are tasks already (another
+        // process ingesting the same input, or this batch's own commit whose
+        // answer was lost): the cursor moves in the transaction that adds
+        // its lines, and this statement reads it after taking the job's
+        // lock, so it sees every earlier batch. Skipping them here costs
+        // less than `ON CONFLICT`, whose speculative insertion probes the
+        // unique index and writes a second WAL record for every row; the
+        // unique index still refuses a line added twice.
         let rows = query(
             &tx,
             "WITH t AS ( \
                INSERT INTO tasks (job_id, line, url, host, state, meta) \
-               SELECT $1, * FROM unnest($2::int8[], $3::text[], $4::text[], $5::text[], $6::text[]) \
-               ON CONFLICT (job_id, line) DO NOTHING RETURNING id, line, host, state), \
+               SELECT $1, u.* \
+               FROM unnest($2::int8[], $3::text[], $4::text[], $5::text[], $6::text[]) \
+                 AS u(line, url, host, state, meta) \
+               WHERE u.line > (SELECT ingested_lines FROM jobs WHERE id = $1) \
+               RETURNING id, line, host, state), \
              f AS ( \
                INSERT INTO frontier (task_id, job_id, host) \
                SELECT id, $1, host FROM t WHERE state = 'pending') \
