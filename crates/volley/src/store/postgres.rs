@@ -28,11 +28,15 @@
 //! A task still to finish has a small **frontier** row beside its `tasks`
 //! row (`task_id, job_id, host, lease_owner, claim`), made in the statement
 //! that makes the task. A claim sets the frontier row's `lease_owner` and
-//! adds one to its `claim` (a per-claim counter, the fencing token) with a
-//! locking CTE (`WITH c AS (SELECT … FOR UPDATE SKIP LOCKED LIMIT n) UPDATE
-//! … FROM c`), so the subquery runs once and never claims more than asked.
-//! Neither column is indexed, so a claim is a HOT update of the small row
-//! and never writes `tasks`. [`Store::record`] finishes a task by deleting
+//! adds one to its `claim` (a per-claim counter, the fencing token): a CTE
+//! reads the rows and their claim numbers (`WITH c AS (SELECT … LIMIT n)`),
+//! so the subquery runs once and never claims more than asked, and the
+//! update is a compare-and-set on the claim number read (`UPDATE … FROM c
+//! WHERE claim = c.claim`), so two claims racing for a row (a takeover)
+//! cannot both get it. The read takes no row lock: only a host's holder
+//! claims its tasks, so races are rare, and a lock is a WAL record and a
+//! heap write per task. Neither column is indexed, so a claim is a HOT
+//! update of the small row and never writes `tasks`. [`Store::record`] finishes a task by deleting
 //! its frontier row where `claim` is still the one this worker got: a
 //! worker that stalled past its lease (its task re-claimed by another) has
 //! its late outcome dropped and counted, never recorded a second time. The
@@ -1187,18 +1191,25 @@ impl PgStore {
             .prepare_cached(
                 // Tasks of a dead worker are taken over (its leased count
                 // moves to no one); fresh ones move from pending to leased,
-                // counted in this statement's own transaction.
+                // counted in this statement's own transaction. The update
+                // is a compare-and-set on the claim number read: a row
+                // another claim changed in between (a takeover racing this
+                // worker) fails it and is left out, so each claim number
+                // goes to one claimer and each move is counted once. Only
+                // the host's holder claims there, so such races are rare,
+                // and the read takes no row lock: a lock costs a WAL record
+                // and a heap write per task.
                 "WITH c AS ( \
-                   SELECT f.task_id, f.fresh FROM unnest($2::text[], $3::int8[]) AS h(host, room) \
+                   SELECT f.task_id, f.claim, f.fresh FROM unnest($2::text[], $3::int8[]) AS h(host, room) \
                    CROSS JOIN LATERAL ( \
-                     SELECT task_id, lease_owner IS NULL AS fresh FROM frontier \
+                     SELECT task_id, claim, lease_owner IS NULL AS fresh FROM frontier \
                      WHERE job_id = $1 AND host = h.host AND lease_owner IS DISTINCT FROM $4 \
-                     ORDER BY task_id LIMIT h.room FOR UPDATE SKIP LOCKED) f \
+                     ORDER BY task_id LIMIT h.room) f \
                    WHERE EXISTS (SELECT 1 FROM jobs WHERE id = $1 AND state = 'active') \
                    LIMIT $5), \
                  u AS ( \
                    UPDATE frontier SET lease_owner = $4, claim = frontier.claim + 1 \
-                   FROM c WHERE frontier.task_id = c.task_id \
+                   FROM c WHERE frontier.task_id = c.task_id AND frontier.claim = c.claim \
                    RETURNING frontier.task_id AS id, frontier.host, frontier.claim, c.fresh), \
                  k AS ( \
                    INSERT INTO job_counts (job_id, shard, kind, name, n) \
