@@ -205,6 +205,15 @@ struct Held {
     tasks: HashMap<i64, Lease>,
     /// Host → tasks held there (claimed, not yet recorded).
     hosts: HashMap<Arc<str>, usize>,
+    /// Host → the highest task id claimed there since this worker took the
+    /// host. The next claim there starts after it, so it does not read
+    /// again the rows this worker holds, nor the finished ones below them
+    /// whose index entries are dead until vacuum. Nothing below it becomes
+    /// claimable while the host is held: task ids grow in commit order
+    /// (every insert of tasks holds the job's advisory lock), and claims
+    /// whose answers were lost are given back before the next claim, with
+    /// ids above it since this worker never saw them.
+    after: HashMap<Arc<str>, i64>,
     /// Host → tasks held there that are fetched, their outcomes on their
     /// way to a commit ([`Store::fetched`]). They hold the host (it is not
     /// handed over before they commit) but not room for new claims there,
@@ -1134,10 +1143,22 @@ impl PgStore {
         }
         let names: Vec<&str> = hosts.iter().map(|(h, _)| &**h).collect();
         let rooms: Vec<i64> = hosts.iter().map(|(_, r)| *r).collect();
+        let after: Vec<i64> = {
+            let held = self.held();
+            let held = held.get(&job);
+            hosts
+                .iter()
+                .map(|(h, _)| {
+                    held.and_then(|held| held.after.get(h))
+                        .copied()
+                        .unwrap_or(0)
+                })
+                .collect()
+        };
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
         let rows = self
             .retrying("claim tasks", |failed| {
-                self.claim_tasks_once(job, &names, &rooms, limit, failed)
+                self.claim_tasks_once(job, (&names, &rooms, &after), limit, failed)
             })
             .await?;
         let mut tasks = Vec::with_capacity(rows.len());
@@ -1151,6 +1172,8 @@ impl PgStore {
                 None => host.into(),
             };
             *held.hosts.entry(Arc::clone(&host)).or_default() += 1;
+            let after = held.after.entry(Arc::clone(&host)).or_default();
+            *after = (*after).max(id);
             held.tasks.insert(
                 id,
                 Lease {
@@ -1173,13 +1196,14 @@ impl PgStore {
         Ok(tasks)
     }
 
-    /// One try of the claim statement of [`PgStore::claim_tasks`]; after
-    /// a failed try, first gives back claims whose answers were lost.
+    /// One try of the claim statement of [`PgStore::claim_tasks`] on
+    /// `(hosts, rooms, after)`: each host's room, and the task id its claim
+    /// starts after ([`Held::after`]). After a failed try, first gives back
+    /// claims whose answers were lost.
     async fn claim_tasks_once(
         &self,
         job: i64,
-        names: &[&str],
-        rooms: &[i64],
+        (names, rooms, after): (&[&str], &[i64], &[i64]),
         limit: i64,
         failed: u32,
     ) -> Result<Vec<tokio_postgres::Row>, StoreError> {
@@ -1200,10 +1224,12 @@ impl PgStore {
                 // and the read takes no row lock: a lock costs a WAL record
                 // and a heap write per task.
                 "WITH c AS ( \
-                   SELECT f.task_id, f.claim, f.fresh FROM unnest($2::text[], $3::int8[]) AS h(host, room) \
+                   SELECT f.task_id, f.claim, f.fresh \
+                   FROM unnest($2::text[], $3::int8[], $7::int8[]) AS h(host, room, after) \
                    CROSS JOIN LATERAL ( \
                      SELECT task_id, claim, lease_owner IS NULL AS fresh FROM frontier \
-                     WHERE job_id = $1 AND host = h.host AND lease_owner IS DISTINCT FROM $4 \
+                     WHERE job_id = $1 AND host = h.host AND task_id > h.after \
+                       AND lease_owner IS DISTINCT FROM $4 \
                      ORDER BY task_id LIMIT h.room) f \
                    WHERE EXISTS (SELECT 1 FROM jobs WHERE id = $1 AND state = 'active') \
                    LIMIT $5), \
@@ -1235,6 +1261,7 @@ impl PgStore {
                     &self.inner.worker,
                     &limit,
                     &self.shard(Lane::Claim),
+                    &after,
                 ],
             )
             .await?)
@@ -1311,6 +1338,7 @@ impl PgStore {
         let held = held.entry(job).or_default();
         for host in &hosts {
             held.hosts.entry(Arc::clone(host)).or_insert(0);
+            held.after.remove(host);
         }
         Ok(hosts)
     }
@@ -1326,6 +1354,7 @@ impl PgStore {
             let held = held.entry(job).or_default();
             for host in &hosts {
                 held.hosts.remove(host);
+                held.after.remove(host);
                 held.draining.remove(host);
             }
             held.handover
