@@ -1491,14 +1491,14 @@ async fn insert_outcomes(tx: &Tx<'_>, job: i64, outcomes: &[&Outcome]) -> Result
     if outcomes.is_empty() {
         return Ok(());
     }
-    let col = |f: &dyn Fn(&Outcome) -> Option<String>| -> Vec<Option<String>> {
+    let col = |f: &dyn for<'o> Fn(&'o Outcome) -> Option<&'o str>| -> Vec<Option<&str>> {
         outcomes.iter().map(|o| f(o)).collect()
     };
     let task_id: Vec<i64> = outcomes.iter().map(|o| o.task_id).collect();
     let class: Vec<&str> = outcomes.iter().map(|o| o.class.as_str()).collect();
     let status: Vec<Option<i32>> = outcomes.iter().map(|o| o.status.map(i32::from)).collect();
-    let http_version = col(&|o| o.http_version.clone());
-    let message = col(&|o| o.message.clone());
+    let http_version = col(&|o| o.http_version.as_deref());
+    let message = col(&|o| o.message.as_deref());
     let attempts: Vec<i32> = outcomes
         .iter()
         .map(|o| i32::try_from(o.attempts).unwrap_or(i32::MAX))
@@ -1507,12 +1507,12 @@ async fn insert_outcomes(tx: &Tx<'_>, job: i64, outcomes: &[&Outcome]) -> Result
     let wire: Vec<Option<i64>> = outcomes.iter().map(|o| opt_i64(o.wire_bytes)).collect();
     let elapsed: Vec<Option<i64>> = outcomes.iter().map(|o| opt_i64(o.elapsed_ms)).collect();
     let ttfb: Vec<Option<i64>> = outcomes.iter().map(|o| opt_i64(o.ttfb_ms)).collect();
-    let final_url = col(&|o| o.final_url.clone());
-    let content_type = col(&|o| o.content_type.clone());
-    let sha = col(&|o| o.body_sha256.clone());
-    let path = col(&|o| o.body_path.clone());
-    let headers = col(&|o| o.headers.clone());
-    let extracted = col(&|o| o.extracted.clone());
+    let final_url = col(&|o| o.final_url.as_deref());
+    let content_type = col(&|o| o.content_type.as_deref());
+    let sha = col(&|o| o.body_sha256.as_deref());
+    let path = col(&|o| o.body_path.as_deref());
+    let headers = col(&|o| o.headers.as_deref());
+    let extracted = col(&|o| o.extracted.as_deref());
     let duplicate_of: Vec<Option<i64>> = outcomes.iter().map(|o| o.duplicate_of).collect();
     let started: Vec<Option<i64>> = outcomes.iter().map(|o| o.started_at_ms).collect();
     let finished: Vec<i64> = outcomes.iter().map(|o| o.finished_at_ms).collect();
