@@ -447,7 +447,9 @@ async fn migrate(pool: &Pool, target: refinery_core::Target) -> Result<(), Store
         )?,
     ];
     let client: &mut tokio_postgres::Client = &mut conn;
-    let mut runner = refinery_core::Runner::new(&migrations).set_target(target);
+    let mut runner = refinery_core::Runner::new(&migrations)
+        .set_target(target)
+        .set_grouped(true);
     let result = runner
         .set_migration_table_name("volley_schema_history")
         .run_async(client)
