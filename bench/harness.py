@@ -725,7 +725,12 @@ def postgres_scaling(nginx, quick, runs):
     and on PostgreSQL with four (`fetch` ingesting and working, three `work`
     joining as soon as the job exists). Tasks recorded per second are inputs
     divided by the wall time from the first process's start to the last
-    one's exit. PostgreSQL runs with its durable defaults (fsync on)."""
+    one's exit. PostgreSQL runs with its durable defaults (fsync on).
+    Each PostgreSQL run starts on an idle server: the last run's database
+    is dropped and a checkpoint taken first, so that neither autovacuum of
+    its tables nor a checkpoint its WAL is due for lands in the next run.
+    Its CPU is read once its server processes have exited (a connection's
+    process outlives the client by a moment)."""
     n = 10000 if quick else 50000
     urls = write_urls("w8-urls.txt", [f"http://{FLEET[i % len(FLEET)]}:{PORT}/w8/{i}" for i in range(n)])
     pg_dir = Path("/tmp/volley-bench-pg")
@@ -733,11 +738,18 @@ def postgres_scaling(nginx, quick, runs):
     postmaster = int((pg_dir / "data" / "postmaster.pid").read_text().split()[0])
     common = ["--quiet", "--concurrency", "64"]
     fresh = iter(range(1, 1000))
+    last = []
 
     def database():
         name = f"w8_{next(fresh)}"
         sh(["psql", url, "-qAtc", f"CREATE DATABASE {name}"])
+        last.append(name)
         return url.rsplit("/", 1)[0] + "/" + name
+
+    def settle():
+        while last:
+            sh(["psql", url, "-qAtc", f"DROP DATABASE {last.pop()}"])
+        sh(["psql", url, "-qAtc", "CHECKPOINT"])
 
     def sqlite():
         started = time.monotonic()
@@ -766,6 +778,11 @@ def postgres_scaling(nginx, quick, runs):
         got = sh(["psql", db, "-qAtc", "SELECT count(*) FROM outcomes"])
         if int(got) != n:
             raise RuntimeError(f"W8: {got} outcomes for {n} inputs")
+        name = db.rsplit("/", 1)[1]
+        for _ in range(500):
+            if sh(["psql", url, "-qAtc", f"SELECT count(*) FROM pg_stat_activity WHERE datname = '{name}'"]) == "0":
+                break
+            time.sleep(0.01)
         return wall
 
     configs = {"SQLite, 1 process": sqlite, "PostgreSQL, 1 worker": lambda: postgres(1),
@@ -775,6 +792,7 @@ def postgres_scaling(nginx, quick, runs):
         for name, run in configs.items():
             walls, split = [], []
             for _ in range(runs):
+                settle()
                 before = (children_cpu(), cpu_seconds(postmaster), cpu_seconds(nginx.proc.pid))
                 wall = run()
                 after = (children_cpu(), cpu_seconds(postmaster), cpu_seconds(nginx.proc.pid))
