@@ -733,13 +733,18 @@ impl PgStore {
             })
             .collect();
         // The fence: a task is finished only by the claim that leased it,
-        // whose frontier row this deletes.
+        // whose frontier row this deletes. `task_id = ANY($1)` repeats the
+        // join's condition as one the primary key answers: without it the
+        // planner, seeing a few hundred ids beside thousands of frontier
+        // rows, read the whole frontier into a hash join for every batch
+        // (12 ms of 15 at 50,000 rows, and growing with the job).
         let rows = query(
             &tx,
             "WITH f AS ( \
                DELETE FROM frontier f \
                USING unnest($1::int8[], $2::int8[], $3::text[]) AS u(id, claim, state) \
-               WHERE f.task_id = u.id AND f.claim = u.claim RETURNING f.task_id, u.state) \
+               WHERE f.task_id = ANY($1) AND f.task_id = u.id AND f.claim = u.claim \
+               RETURNING f.task_id, u.state) \
              UPDATE tasks t SET state = f.state FROM f WHERE t.id = f.task_id RETURNING t.id",
             &[&ids, &claims, &states],
         )
