@@ -866,7 +866,9 @@ def postgres_distance(quick, runs):
     makes it), as a deployed one has. Two rates: inputs over the
     process's wall time (connecting, opening the job and the first ingest
     included, each several round trips), and the recording rate, outcomes
-    over the span of their commit times."""
+    over the span of their commit times. As in W8, each run starts on an
+    idle server (the last run's database dropped, a checkpoint taken), so
+    that the later delays do not inherit the earlier runs' autovacuum."""
     n = 5000 if quick else 50000
     urls = write_urls("w16-urls.txt", [f"http://{FLEET[i % len(FLEET)]}:{PORT}/w16/{i}" for i in range(n)])
     pg_dir = Path("/tmp/volley-bench-pg16")
@@ -891,12 +893,14 @@ def postgres_distance(quick, runs):
                     sh(["psql", url, "-qAtc", f"CREATE DATABASE {name}"])
                     db = via.rsplit("/", 1)[0] + "/" + name
                     measure([VOLLEY, "--db", db, "fetch", "/dev/null", "--job", "schema", "--quiet"])
+                    sh(["psql", url, "-qAtc", "CHECKPOINT"])
                     wall = measure([VOLLEY, "--db", db, "fetch", urls, "--job", "w16", "--quiet",
                                     "--concurrency", 64, "--per-host", 8])[0]
                     got, span_ms = sh(["psql", url.rsplit("/", 1)[0] + "/" + name, "-qAtF", " ", "-c",
                                        "SELECT count(*), max(finished_at_ms) - min(finished_at_ms) FROM outcomes"]).split()
                     if int(got) != n:
                         raise RuntimeError(f"W16: {got} outcomes for {n} inputs")
+                    sh(["psql", url, "-qAtc", f"DROP DATABASE {name} WITH (FORCE)"])
                     rates.append(n / wall)
                     recording.append((n - 1) / (int(span_ms) / 1000))
                     print(f"W16 {delay} ms each way: {rates[-1]:,.0f} tasks/s, recording {recording[-1]:,.0f}/s",
