@@ -36,12 +36,17 @@
 //! cannot both get it. The read takes no row lock: only a host's holder
 //! claims its tasks, so races are rare, and a lock is a WAL record and a
 //! heap write per task. Neither column is indexed, so a claim is a HOT
-//! update of the small row and never writes `tasks`. [`Store::record`] finishes a task by deleting
-//! its frontier row where `claim` is still the one this worker got: a
-//! worker that stalled past its lease (its task re-claimed by another) has
-//! its late outcome dropped and counted, never recorded a second time. The
-//! task's own change of `state` is then a HOT update too, since no index of
-//! `tasks` reads `state`.
+//! update of the small row and never writes `tasks`. [`Store::record`]
+//! finishes a task by deleting its frontier row where `claim` is still the
+//! one this worker got: a worker that stalled past its lease (its task
+//! re-claimed by another) has its late outcome dropped and counted, never
+//! recorded a second time. The task's own change of `state` is then a HOT
+//! update too, since no index of `tasks` reads `state`.
+//!
+//! A task a claim left out while the host stays held (it lost a race to a
+//! stalled worker, which then stopped) is below the host's claim cursor
+//! (`Held::after`): it is claimed again once this worker holds nothing
+//! there, gives the host back, and the next holder reads it from its first.
 //!
 //! A worker whose heartbeat has not succeeded for a whole lease stops on
 //! its own ([`Store::lease_lost`]), and a heartbeat never revives an
