@@ -45,7 +45,7 @@
 //!
 //! A task a claim left out while the host stays held (it lost a race to a
 //! stalled worker, which then stopped) is below the host's claim cursor
-//! (`Held::after`): it is claimed again once this worker holds nothing
+//! (`HostHold::after`): it is claimed again once this worker holds nothing
 //! there, gives the host back, and the next holder reads it from its first.
 //!
 //! A worker whose heartbeat has not succeeded for a whole lease stops on
@@ -208,17 +208,8 @@ pub(super) use update_hosts_in_order;
 struct Held {
     /// Task id → its lease.
     tasks: HashMap<i64, Lease>,
-    /// Host → tasks held there (claimed, not yet recorded).
-    hosts: HashMap<Arc<str>, usize>,
-    /// Host → the highest task id claimed there since this worker took the
-    /// host. The next claim there starts after it, so it does not read
-    /// again the rows this worker holds, nor the finished ones below them
-    /// whose index entries are dead until vacuum. Nothing below it becomes
-    /// claimable while the host is held: task ids grow in commit order
-    /// (every insert of tasks holds the job's advisory lock), and claims
-    /// whose answers were lost are given back before the next claim, with
-    /// ids above it since this worker never saw them.
-    after: HashMap<Arc<str>, i64>,
+    /// The hosts this worker holds.
+    hosts: HashMap<Arc<str>, HostHold>,
     /// Host → tasks held there that are fetched, their outcomes on their
     /// way to a commit ([`Store::fetched`]). They hold the host (it is not
     /// handed over before they commit) but not room for new claims there,
@@ -233,6 +224,22 @@ struct Held {
     fair: Option<(Instant, i64)>,
     /// The last [`Want::handover`] asked for.
     handover: Duration,
+}
+
+/// What this worker holds of one host.
+#[derive(Debug, Default)]
+struct HostHold {
+    /// Tasks held there (claimed, not yet recorded).
+    tasks: usize,
+    /// The highest task id claimed there since this worker took the host.
+    /// The next claim there starts after it, so it does not read again the
+    /// rows this worker holds, nor the finished ones below them whose index
+    /// entries are dead until vacuum. Nothing below it becomes claimable
+    /// while the host is held: task ids grow in commit order (every insert
+    /// of tasks holds the job's advisory lock), and claims whose answers
+    /// were lost are given back before the next claim, with ids above it
+    /// since this worker never saw them.
+    after: i64,
 }
 
 /// One task this worker holds.
@@ -251,8 +258,8 @@ impl Held {
         let Some(lease) = self.tasks.remove(&task) else {
             return;
         };
-        if let Some(n) = self.hosts.get_mut(&lease.host) {
-            *n = n.saturating_sub(1);
+        if let Some(hold) = self.hosts.get_mut(&lease.host) {
+            hold.tasks = hold.tasks.saturating_sub(1);
         }
         if lease.fetched
             && let Some(n) = self.waiting.get_mut(&lease.host)
@@ -266,7 +273,7 @@ impl Held {
 
     /// Tasks claimed on `host` and not fetched yet.
     fn unfetched(&self, host: &str) -> usize {
-        let held = self.hosts.get(host).copied().unwrap_or(0);
+        let held = self.hosts.get(host).map_or(0, |h| h.tasks);
         held.saturating_sub(self.waiting.get(host).copied().unwrap_or(0))
     }
 }
@@ -1161,9 +1168,8 @@ impl PgStore {
             hosts
                 .iter()
                 .map(|(h, _)| {
-                    held.and_then(|held| held.after.get(h))
-                        .copied()
-                        .unwrap_or(0)
+                    held.and_then(|held| held.hosts.get(h))
+                        .map_or(0, |h| h.after)
                 })
                 .collect()
         };
@@ -1183,9 +1189,9 @@ impl PgStore {
                 Some((k, _)) => Arc::clone(k),
                 None => host.into(),
             };
-            *held.hosts.entry(Arc::clone(&host)).or_default() += 1;
-            let after = held.after.entry(Arc::clone(&host)).or_default();
-            *after = (*after).max(id);
+            let hold = held.hosts.entry(Arc::clone(&host)).or_default();
+            hold.tasks += 1;
+            hold.after = hold.after.max(id);
             held.tasks.insert(
                 id,
                 Lease {
@@ -1210,7 +1216,7 @@ impl PgStore {
 
     /// One try of the claim statement of [`PgStore::claim_tasks`] on
     /// `(hosts, rooms, after)`: each host's room, and the task id its claim
-    /// starts after ([`Held::after`]). After a failed try, first gives back
+    /// starts after ([`HostHold::after`]). After a failed try, first gives back
     /// claims whose answers were lost.
     async fn claim_tasks_once(
         &self,
@@ -1349,8 +1355,7 @@ impl PgStore {
         let mut held = self.held();
         let held = held.entry(job).or_default();
         for host in &hosts {
-            held.hosts.entry(Arc::clone(host)).or_insert(0);
-            held.after.remove(host);
+            held.hosts.entry(Arc::clone(host)).or_default().after = 0;
         }
         Ok(hosts)
     }
@@ -1366,7 +1371,6 @@ impl PgStore {
             let held = held.entry(job).or_default();
             for host in &hosts {
                 held.hosts.remove(host);
-                held.after.remove(host);
                 held.draining.remove(host);
             }
             held.handover
@@ -2021,12 +2025,13 @@ impl Store for PgStore {
             let keeping = held.hosts.len() - held.draining.len();
             let excess = keeping.saturating_sub(usize::try_from(fair).unwrap_or(usize::MAX));
             if want.busy && excess > 0 {
-                let mut by_load: Vec<(&Arc<str>, &usize)> = held
+                let mut by_load: Vec<(&Arc<str>, usize)> = held
                     .hosts
                     .iter()
                     .filter(|(h, _)| !held.draining.contains(*h))
+                    .map(|(h, hold)| (h, hold.tasks))
                     .collect();
-                by_load.sort_by_key(|(_, n)| **n);
+                by_load.sort_by_key(|(_, n)| *n);
                 let give: Vec<Arc<str>> = by_load
                     .into_iter()
                     .take(excess)
@@ -2059,7 +2064,9 @@ impl Store for PgStore {
             let held = held.entry(job).or_default();
             held.hosts
                 .iter()
-                .filter(|(h, n)| **n == 0 && (tried.contains(*h) || held.draining.contains(*h)))
+                .filter(|(h, hold)| {
+                    hold.tasks == 0 && (tried.contains(*h) || held.draining.contains(*h))
+                })
                 .map(|(h, _)| Arc::clone(h))
                 .collect()
         };
