@@ -719,6 +719,16 @@ def start_postgres(pg_dir):
     return sh([ROOT / "scripts" / "pg.sh", "start", pg_dir])
 
 
+def idle_postgres(url, databases):
+    """Drops `databases` (names; the list is emptied) and takes a
+    checkpoint, so that the next run starts on an idle server: neither the
+    autovacuum of the last run's tables nor a checkpoint its WAL is due for
+    lands in it."""
+    while databases:
+        sh(["psql", url, "-qAtc", f"DROP DATABASE {databases.pop()} WITH (FORCE)"])
+    sh(["psql", url, "-qAtc", "CHECKPOINT"])
+
+
 def postgres_scaling(nginx, quick, runs):
     """W8: the same job (tiny responses on 50 hosts, per-host limit 8,
     concurrency 64 per process) on SQLite, on PostgreSQL with one process,
@@ -726,11 +736,9 @@ def postgres_scaling(nginx, quick, runs):
     joining as soon as the job exists). Tasks recorded per second are inputs
     divided by the wall time from the first process's start to the last
     one's exit. PostgreSQL runs with its durable defaults (fsync on).
-    Each PostgreSQL run starts on an idle server: the last run's database
-    is dropped and a checkpoint taken first, so that neither autovacuum of
-    its tables nor a checkpoint its WAL is due for lands in the next run.
-    Its CPU is read once its server processes have exited (a connection's
-    process outlives the client by a moment)."""
+    Each PostgreSQL run starts on an idle server (`idle_postgres`). Its CPU
+    is read once its server processes have exited (a connection's process
+    outlives the client by a moment)."""
     n = 10000 if quick else 50000
     urls = write_urls("w8-urls.txt", [f"http://{FLEET[i % len(FLEET)]}:{PORT}/w8/{i}" for i in range(n)])
     pg_dir = Path("/tmp/volley-bench-pg")
@@ -745,11 +753,6 @@ def postgres_scaling(nginx, quick, runs):
         sh(["psql", url, "-qAtc", f"CREATE DATABASE {name}"])
         last.append(name)
         return url.rsplit("/", 1)[0] + "/" + name
-
-    def settle():
-        while last:
-            sh(["psql", url, "-qAtc", f"DROP DATABASE {last.pop()}"])
-        sh(["psql", url, "-qAtc", "CHECKPOINT"])
 
     def sqlite():
         started = time.monotonic()
@@ -792,7 +795,7 @@ def postgres_scaling(nginx, quick, runs):
         for name, run in configs.items():
             walls, split = [], []
             for _ in range(runs):
-                settle()
+                idle_postgres(url, last)
                 before = (children_cpu(), cpu_seconds(postmaster), cpu_seconds(nginx.proc.pid))
                 wall = run()
                 after = (children_cpu(), cpu_seconds(postmaster), cpu_seconds(nginx.proc.pid))
@@ -867,8 +870,8 @@ def postgres_distance(quick, runs):
     process's wall time (connecting, opening the job and the first ingest
     included, each several round trips), and the recording rate, outcomes
     over the span of their commit times. As in W8, each run starts on an
-    idle server (the last run's database dropped, a checkpoint taken), so
-    that the later delays do not inherit the earlier runs' autovacuum."""
+    idle server (`idle_postgres`), so that the later delays do not inherit
+    the earlier runs' autovacuum."""
     n = 5000 if quick else 50000
     urls = write_urls("w16-urls.txt", [f"http://{FLEET[i % len(FLEET)]}:{PORT}/w16/{i}" for i in range(n)])
     pg_dir = Path("/tmp/volley-bench-pg16")
@@ -876,6 +879,7 @@ def postgres_distance(quick, runs):
     upstream = url.split("@", 1)[1].split("/", 1)[0]
     proxy_port = PORT + 16
     fresh = iter(range(1, 1000))
+    last = []
     rows = {}
     try:
         for delay in (0, 0.5, 2.5):
@@ -893,14 +897,14 @@ def postgres_distance(quick, runs):
                     sh(["psql", url, "-qAtc", f"CREATE DATABASE {name}"])
                     db = via.rsplit("/", 1)[0] + "/" + name
                     measure([VOLLEY, "--db", db, "fetch", "/dev/null", "--job", "schema", "--quiet"])
-                    sh(["psql", url, "-qAtc", "CHECKPOINT"])
+                    idle_postgres(url, last)
                     wall = measure([VOLLEY, "--db", db, "fetch", urls, "--job", "w16", "--quiet",
                                     "--concurrency", 64, "--per-host", 8])[0]
                     got, span_ms = sh(["psql", url.rsplit("/", 1)[0] + "/" + name, "-qAtF", " ", "-c",
                                        "SELECT count(*), max(finished_at_ms) - min(finished_at_ms) FROM outcomes"]).split()
                     if int(got) != n:
                         raise RuntimeError(f"W16: {got} outcomes for {n} inputs")
-                    sh(["psql", url, "-qAtc", f"DROP DATABASE {name} WITH (FORCE)"])
+                    last.append(name)
                     rates.append(n / wall)
                     recording.append((n - 1) / (int(span_ms) / 1000))
                     print(f"W16 {delay} ms each way: {rates[-1]:,.0f} tasks/s, recording {recording[-1]:,.0f}/s",
